@@ -1,0 +1,233 @@
+//! Routes beside the objects: destinations and organizations (CSS), health, resend and
+//! shutdown (spec: rest-api.md §5, §6, §8-§10).
+
+use super::error::{ApiError, ApiResult};
+use super::request::{identify, invalid_name, segments, Query};
+use super::{json_response, no_content, AppState};
+use crate::auth::IdentityKind;
+use crate::engine::EngineError;
+use crate::model::names::{is_valid_destination_part, is_valid_name};
+use crate::model::Role;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::response::Response;
+use serde::Serialize;
+
+/// `/api/v1/destinations[/...]`.
+pub async fn destinations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, _) = request.into_parts();
+    let node = &state.node;
+    let identity = identify(node, &parts.headers);
+    if node.role() == Role::Ess {
+        if parts.uri.path().trim_end_matches('/') != "/api/v1/destinations" {
+            return Ok(super::not_found());
+        }
+        if identity.is_shut_out() {
+            return Err(EngineError::Forbidden.into());
+        }
+        if parts.method != Method::GET {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return Err(ApiError::BadRequest(String::new()));
+    }
+    let segments = segments(parts.uri.path(), "/api/v1/destinations", parts.uri.query())?;
+    if let Some(org) = segments.first().filter(|o| !is_valid_name(o)) {
+        return Err(invalid_name("organization ID", org));
+    }
+    if parts.method != Method::GET {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match segments.as_slice() {
+        [org] => Ok(json_response(&node.list_destinations(&identity, org).await?)),
+        [org, dest_type, dest_id, objects] if objects == "objects" => {
+            for part in [dest_type, dest_id] {
+                if !is_valid_destination_part(part) {
+                    return Err(invalid_name("destination", part));
+                }
+            }
+            Ok(json_response(
+                &node.destination_objects(&identity, org, dest_type, dest_id).await?,
+            ))
+        }
+        _ => Err(ApiError::BadRequest(String::new())),
+    }
+}
+
+/// `/api/v1/organizations[/{org}]`.
+pub async fn organizations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let node = &state.node;
+    let identity = identify(node, &parts.headers);
+    let path = parts.uri.path().trim_end_matches('/');
+    let rest = path.strip_prefix("/api/v1/organizations").unwrap_or("");
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (segments.as_slice(), &parts.method) {
+        ([], &Method::GET) => Ok(json_response(&node.list_organizations(&identity).await?)),
+        ([], _) => Err(ApiError::MethodNotAllowed),
+        ([org], method) => {
+            let org = percent_encoding::percent_decode_str(org)
+                .decode_utf8_lossy()
+                .into_owned();
+            if !is_valid_name(&org) {
+                return Err(invalid_name("organization ID", &org));
+            }
+            match *method {
+                Method::PUT => {
+                    let limit = node.settings().max_metadata_body;
+                    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+                        ApiError::PayloadTooLarge(format!("The request body is larger than {limit} bytes"))
+                    })?;
+                    node.put_organization(&identity, &org, &body).await?;
+                    Ok(no_content())
+                }
+                Method::DELETE => {
+                    node.delete_organization(&identity, &org).await?;
+                    Ok(no_content())
+                }
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
+        _ => Err(ApiError::BadRequest(String::new())),
+    }
+}
+
+/// Health report (spec: rest-api.md §8).
+#[derive(Serialize)]
+struct HealthReport {
+    general: GeneralHealth,
+    #[serde(rename = "dbHealth")]
+    db_health: DbHealth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct GeneralHealth {
+    #[serde(rename = "nodeType")]
+    node_type: &'static str,
+    #[serde(rename = "healthStatus")]
+    health_status: &'static str,
+    #[serde(rename = "upTime")]
+    up_time: u64,
+}
+
+#[derive(Serialize)]
+struct DbHealth {
+    #[serde(rename = "dbStatus")]
+    db_status: &'static str,
+    #[serde(rename = "disconnectedFromDB")]
+    disconnected_from_db: bool,
+    #[serde(rename = "dbReadFailures")]
+    db_read_failures: u64,
+    #[serde(rename = "dbWriteFailures")]
+    db_write_failures: u64,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    #[serde(rename = "clientRequests")]
+    client_requests: u64,
+    #[serde(rename = "registeredESS")]
+    registered_ess: u64,
+    #[serde(rename = "storedObjects")]
+    stored_objects: u64,
+}
+
+/// `GET /api/v1/health[?details=true]`.
+pub async fn health(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, _) = request.into_parts();
+    let details = Query::parse(parts.uri.query()).flag("details")?;
+    let node = &state.node;
+    if identify(node, &parts.headers).is_shut_out() {
+        return Err(EngineError::Forbidden.into());
+    }
+    if parts.method != Method::GET {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let store = node.store();
+    // A failing store read turns the report red instead of failing the health call itself.
+    let (db_status, usage) = if details {
+        match (store.count_destinations().await, store.count_sender_objects().await) {
+            (Ok(registered_ess), Ok(stored_objects)) => (
+                "green",
+                Some(Usage {
+                    client_requests: node.client_requests(),
+                    registered_ess,
+                    stored_objects,
+                }),
+            ),
+            _ => ("red", None),
+        }
+    } else {
+        (
+            if store.max_instance_id().await.is_ok() {
+                "green"
+            } else {
+                "red"
+            },
+            None,
+        )
+    };
+    let report = HealthReport {
+        general: GeneralHealth {
+            node_type: if node.role() == Role::Css { "CSS" } else { "ESS" },
+            health_status: db_status,
+            up_time: node.uptime_secs(),
+        },
+        db_health: DbHealth {
+            db_status,
+            disconnected_from_db: db_status == "red",
+            db_read_failures: 0,
+            db_write_failures: 0,
+        },
+        usage,
+    };
+    Ok(json_response(&report))
+}
+
+/// `POST /api/v1/resend` (PUT accepted too, as the Go SDK sends it).
+pub async fn resend(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, _) = request.into_parts();
+    let node = &state.node;
+    let identity = identify(node, &parts.headers);
+    if !matches!(
+        identity.kind,
+        IdentityKind::OrgAdmin | IdentityKind::User | IdentityKind::SyncAdmin
+    ) {
+        return Err(EngineError::Forbidden.into());
+    }
+    if parts.method != Method::POST && parts.method != Method::PUT {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    match node.role() {
+        Role::Css => Err(ApiError::BadRequest(
+            "Failed to send resend objects request. Error: CSS can't request to resend objects".into(),
+        )),
+        // Nothing is owed by the CSS before this node synchronizes with it.
+        Role::Ess => Ok(no_content()),
+    }
+}
+
+/// `POST /api/v1/shutdown[?restart=..&quiesce=..&essunregister=..]` (sync admin only).
+pub async fn shutdown(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, _) = request.into_parts();
+    if identify(&state.node, &parts.headers).kind != IdentityKind::SyncAdmin {
+        return Err(EngineError::Forbidden.into());
+    }
+    if parts.method != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let query = Query::parse(parts.uri.query());
+    let restart = match query.get("restart") {
+        None => false,
+        Some(v) if v.eq_ignore_ascii_case("yes") => true,
+        Some(v) => {
+            super::request::parse_bool(v).ok_or_else(|| ApiError::BadRequest(format!("Invalid restart value ({v})")))?
+        }
+    };
+    query
+        .bool("essunregister")
+        .map_err(|_| ApiError::BadRequest("Invalid essunregister value".into()))?;
+    state.control.request_stop(restart);
+    Ok(no_content())
+}

@@ -1,0 +1,337 @@
+//! `/api/v1/objects/...`: the original dispatches on the number of path segments after the
+//! prefix (spec: rest-api.md §4.1); this module does the same, then hands each shape to
+//! the engine. Names are validated before authentication, as the original does.
+
+use super::error::{ApiError, ApiResult};
+use super::request::{identify, invalid_name, segments, Query};
+use super::{json_response, no_content, AppState};
+use crate::engine::{ContentRange, DataStream, Filters, OrgQuery, OrgQueryResult, RangeRequest, Report};
+use crate::model::names::is_valid_name;
+use crate::model::{ObjectKey, Role};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+
+const PREFIX: &str = "/api/v1/objects";
+
+/// Operation segments after `{objectID}`, matched case-insensitively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    Data,
+    Status,
+    Destinations,
+    Consumed,
+    Received,
+    Deleted,
+    Activate,
+    PolicyReceived,
+}
+
+impl Operation {
+    fn parse(segment: &str) -> Option<Self> {
+        Some(match segment.to_ascii_lowercase().as_str() {
+            "data" => Self::Data,
+            "status" => Self::Status,
+            "destinations" => Self::Destinations,
+            "consumed" => Self::Consumed,
+            "received" => Self::Received,
+            "deleted" => Self::Deleted,
+            "activate" => Self::Activate,
+            "policyreceived" => Self::PolicyReceived,
+            _ => return None,
+        })
+    }
+}
+
+/// What the path addresses.
+enum Target {
+    Org(String),
+    Type(String, String),
+    Object(ObjectKey),
+    Operation(ObjectKey, String),
+}
+
+fn parse_target(state: &AppState, parts: Vec<String>) -> ApiResult<Target> {
+    let role = state.node.role();
+    let mut parts = parts.into_iter();
+    let org = match role {
+        Role::Css => parts.next().ok_or_else(|| ApiError::BadRequest(String::new()))?,
+        Role::Ess => {
+            let org = state.node.org_for(None).to_string();
+            if parts.len() == 0 {
+                return Err(ApiError::BadRequest(String::new()));
+            }
+            org
+        }
+    };
+    if role == Role::Css && !org.is_empty() && !is_valid_name(&org) {
+        return Err(invalid_name("organization ID", &org));
+    }
+    let rest: Vec<String> = parts.collect();
+    if let Some(object_type) = rest.first().filter(|t| !t.is_empty() && !is_valid_name(t)) {
+        return Err(invalid_name("object type", object_type));
+    }
+    if let Some(object_id) = rest.get(1).filter(|i| !is_valid_name(i)) {
+        return Err(invalid_name("object ID", object_id));
+    }
+    let mut rest = rest.into_iter();
+    Ok(match (rest.next(), rest.next(), rest.next(), rest.next()) {
+        (None, ..) => Target::Org(org),
+        (Some(t), None, ..) => Target::Type(org, t),
+        (Some(t), Some(i), None, _) => Target::Object(ObjectKey::new(org, t, i)),
+        (Some(t), Some(i), Some(op), None) => Target::Operation(ObjectKey::new(org, t, i), op),
+        _ => return Err(ApiError::BadRequest(String::new())),
+    })
+}
+
+/// Entry point for every method and path under `/api/v1/objects`.
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, body) = request.into_parts();
+    let query = Query::parse(parts.uri.query());
+    let target = parse_target(&state, segments(parts.uri.path(), PREFIX, parts.uri.query())?)?;
+    let node = &state.node;
+    node.count_request();
+    let identity = identify(node, &parts.headers);
+    if identity.is_shut_out() {
+        return Err(crate::engine::EngineError::Forbidden.into());
+    }
+    let method = parts.method;
+    match target {
+        Target::Org(org) => {
+            if method != Method::GET {
+                return Err(ApiError::MethodNotAllowed);
+            }
+            let org_query = org_query(&query)?;
+            Ok(match node.org_query(&identity, &org, &org_query).await? {
+                OrgQueryResult::Policies(p) => json_response(&p),
+                OrgQueryResult::Objects(o) => json_response(&o),
+                OrgQueryResult::Types(t) => json_response(&t),
+            })
+        }
+        Target::Type(org, object_type) => match method {
+            Method::GET => {
+                if query.flag("all_objects")? {
+                    Ok(json_response(&node.list_all(&identity, &org, &object_type).await?))
+                } else {
+                    let received = query.flag("received")?;
+                    Ok(json_response(
+                        &node.list_updated(&identity, &org, &object_type, received).await?,
+                    ))
+                }
+            }
+            Method::PUT => {
+                let body = read_small_body(&state, body).await?;
+                node.update_webhook(&identity, &org, &object_type, &body).await?;
+                Ok(no_content())
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        },
+        Target::Object(key) => match method {
+            Method::GET => Ok(json_response(&node.get_object(&identity, &key).await?)),
+            Method::PUT => {
+                let body = read_small_body(&state, body).await?;
+                node.put_object(&identity, &key, &body).await?;
+                Ok(no_content())
+            }
+            Method::DELETE => {
+                node.delete_object(&identity, &key).await?;
+                Ok(no_content())
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        },
+        Target::Operation(key, op) => {
+            let operation = Operation::parse(&op).ok_or_else(|| ApiError::BadRequest(String::new()))?;
+            operation_route(&state, operation, method, &parts.headers, key, identity, body).await
+        }
+    }
+}
+
+async fn operation_route(
+    state: &AppState,
+    operation: Operation,
+    method: Method,
+    headers: &HeaderMap,
+    key: ObjectKey,
+    identity: crate::auth::Identity,
+    body: Body,
+) -> ApiResult<Response> {
+    let node = &state.node;
+    let is_post = method == Method::POST;
+    let report = |r: Report| {
+        let (identity, key) = (&identity, &key);
+        async move {
+            node.report(identity, key, r)
+                .await
+                .map(|_| no_content())
+                .map_err(ApiError::from)
+        }
+    };
+    match (operation, method) {
+        (Operation::Data, Method::GET) => {
+            let range = header_text(headers, header::RANGE)?
+                .map(|h| RangeRequest::parse(&h).map_err(ApiError::BadRequest))
+                .transpose()?;
+            Ok(data_response(node.get_data(&identity, &key, range).await?))
+        }
+        (Operation::Data, Method::PUT) => {
+            let content_range = header_text(headers, header::CONTENT_RANGE)?
+                .map(|h| {
+                    ContentRange::parse(&h)
+                        .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
+                })
+                .transpose()?;
+            let stream = body.into_data_stream().map_err(std::io::Error::other);
+            node.put_data(&identity, &key, content_range, Box::pin(stream)).await?;
+            Ok(no_content())
+        }
+        (Operation::Status, Method::GET) => {
+            let status = node.object_status(&identity, &key).await?;
+            Ok((
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                )],
+                status.as_str(),
+            )
+                .into_response())
+        }
+        (Operation::Destinations, Method::GET) => Ok(json_response(&node.object_destinations(&identity, &key).await?)),
+        (Operation::Destinations, Method::PUT | Method::POST) => {
+            let body = read_small_body(state, body).await?;
+            node.update_destinations(&identity, &key, &body, is_post).await?;
+            Ok(no_content())
+        }
+        (Operation::Consumed, Method::PUT) => report(Report::Consumed).await,
+        (Operation::Received, Method::PUT) => report(Report::Received).await,
+        (Operation::Deleted, Method::PUT) => report(Report::Deleted).await,
+        (Operation::Activate, Method::PUT) => {
+            node.activate(&identity, &key).await?;
+            Ok(no_content())
+        }
+        (Operation::PolicyReceived, Method::PUT) => {
+            node.policy_received(&identity, &key).await?;
+            Ok(no_content())
+        }
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option<String>> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str()
+                .map(str::to_string)
+                .map_err(|_| ApiError::BadRequest(format!("The {name} header is not valid text")))
+        })
+        .transpose()
+}
+
+/// Reads a JSON body up to the metadata limit; larger bodies get 413.
+async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes> {
+    let limit = state.node.settings().max_metadata_body;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::PayloadTooLarge(format!(
+            "The request body is larger than {limit} bytes; send large data with PUT .../data instead of inline"
+        ))
+    })
+}
+
+fn data_response(data: DataStream) -> Response {
+    use tokio::io::AsyncReadExt;
+    let DataStream { file, range, permit } = data;
+    let reader = file.take(range.len);
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).map_ok(move |chunk| {
+        // Keeps the ranged-download slot for as long as the body streams.
+        let _slot = &permit;
+        chunk
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    if range.partial {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+    }
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(range.len));
+    if range.partial {
+        let end = range.start + range.len - 1;
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes {}-{end}/{}", range.start, range.size)) {
+            headers.insert(header::CONTENT_RANGE, value);
+        }
+    }
+    response
+}
+
+/// The org-level query selected by the first non-empty of its three switches.
+fn org_query(query: &Query) -> ApiResult<OrgQuery> {
+    let switch = ["destination_policy", "filters", "list_object_type"]
+        .into_iter()
+        .find(|name| query.get(name).is_some());
+    let Some(switch) = switch else {
+        return Err(ApiError::BadRequest(String::new()));
+    };
+    if query.bool(switch)? != Some(true) {
+        return Err(ApiError::BadRequest(String::new()));
+    }
+    match switch {
+        "destination_policy" => destination_policy_query(query),
+        "filters" => Ok(OrgQuery::Filters(filters(query)?)),
+        _ => Ok(OrgQuery::ObjectTypes),
+    }
+}
+
+fn destination_policy_query(query: &Query) -> ApiResult<OrgQuery> {
+    let since = match query.get("since") {
+        Some(text) => {
+            let since: i64 = text
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("Invalid since value ({text})")))?;
+            if since < 1 {
+                return Err(ApiError::BadRequest(format!("Invalid since value ({text})")));
+            }
+            Some(since)
+        }
+        None => None,
+    };
+    let service = query.get("service").map(service_pair).transpose()?;
+    let received = query.flag("received")?;
+    Ok(OrgQuery::DestinationPolicy {
+        since,
+        service,
+        received,
+    })
+}
+
+fn service_pair(value: &str) -> ApiResult<(String, String)> {
+    match value.split_once('/') {
+        Some((org, name)) if is_valid_name(org) && is_valid_name(name) => Ok((org.to_string(), name.to_string())),
+        _ => Err(invalid_name("service", value)),
+    }
+}
+
+fn filters(query: &Query) -> ApiResult<Filters> {
+    let destination_part = |name: &str| -> ApiResult<Option<String>> {
+        match query.get(name) {
+            Some(v) if v.contains(['<', '>']) => Err(invalid_name(name, v)),
+            other => Ok(other.map(str::to_string)),
+        }
+    };
+    Ok(Filters {
+        destination_policy: query.bool("destinationPolicy")?,
+        dp_service: query.get("dpService").map(service_pair).transpose()?,
+        dp_property_name: query.name("dpPropertyName", "property name")?,
+        since: query.get("since").map(str::to_string),
+        object_type: query.name("objectType", "object type")?,
+        object_id: query.name("objectID", "object ID")?,
+        destination_type: destination_part("destinationType")?,
+        destination_id: destination_part("destinationID")?,
+        no_data: query.bool("noData")?,
+        expiration_time_before: query.get("expirationTimeBefore").map(str::to_string),
+        deleted: query.bool("deleted")?,
+    })
+}

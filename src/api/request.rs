@@ -1,0 +1,248 @@
+//! Reading requests the way the original's clients expect: Basic credentials, query values
+//! with "first value wins" and Go's boolean spellings, percent-decoded path segments with
+//! the original's redirect and name rules.
+
+use super::error::{ApiError, ApiResult};
+use crate::auth::Identity;
+use crate::engine::Node;
+use crate::model::names::is_valid_name;
+use axum::http::{header, HeaderMap};
+use base64::Engine as _;
+
+/// Longest Authorization header considered; longer ones fail authentication.
+const MAX_AUTHORIZATION_LEN: usize = 8 * 1024;
+
+/// The caller of a request, from its Basic credentials; no credentials means `Failed`.
+pub fn identify(node: &Node, headers: &HeaderMap) -> Identity {
+    let Some((key, secret)) = basic_credentials(headers) else {
+        return Identity::failed();
+    };
+    let identity = node.authenticate(&key, &secret);
+    if identity.is_shut_out() && identity.kind == crate::auth::IdentityKind::Failed {
+        tracing::info!(app_key = %key, "authentication failed");
+    }
+    identity
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    if value.len() > MAX_AUTHORIZATION_LEN {
+        return None;
+    }
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (key, secret) = text.split_once(':')?;
+    Some((key.to_string(), secret.to_string()))
+}
+
+/// Query parameters with the original's "first value wins" rule.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Self {
+        Self(
+            form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
+    }
+
+    /// The first value of `name`, if given and non-empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A boolean parameter: absent or empty is `None`; an unknown spelling is a 400.
+    pub fn bool(&self, name: &str) -> ApiResult<Option<bool>> {
+        self.get(name)
+            .map(|v| parse_bool(v).ok_or_else(|| ApiError::BadRequest(String::new())))
+            .transpose()
+    }
+
+    /// A boolean parameter defaulting to false.
+    pub fn flag(&self, name: &str) -> ApiResult<bool> {
+        Ok(self.bool(name)?.unwrap_or(false))
+    }
+
+    /// A name-valued parameter, checked with the valid-name rule.
+    pub fn name(&self, name: &str, what: &str) -> ApiResult<Option<String>> {
+        match self.get(name) {
+            Some(value) if !is_valid_name(value) => Err(invalid_name(what, value)),
+            other => Ok(other.map(str::to_string)),
+        }
+    }
+}
+
+/// Go's `strconv.ParseBool` spellings.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// 400 naming the offending value, HTML-escaped as the original does.
+pub fn invalid_name(what: &str, value: &str) -> ApiError {
+    ApiError::BadRequest(format!("{what} ({}) contains invalid characters", html_escape(value)))
+}
+
+fn html_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '\0' => out.push_str("\\0"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Splits the part of a path after a route prefix into percent-decoded segments.
+/// `Err(Redirect)` for paths the original's router cleans first (empty, `.` or `..`
+/// segments, bare prefix); `Err(BadRequest)` for undecodable ones.
+pub fn segments(full_path: &str, prefix: &str, query: Option<&str>) -> ApiResult<Vec<String>> {
+    let decoded = percent_encoding::percent_decode_str(full_path)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the path is not valid UTF-8".into()))?;
+    let rest = decoded.strip_prefix(prefix).unwrap_or("");
+    let with_query = |path: String| match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let Some(rest) = rest.strip_prefix('/') else {
+        return Err(ApiError::Redirect(with_query(format!("{prefix}/"))));
+    };
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() > 1 && parts.last() == Some(&"") {
+        parts.pop();
+    }
+    let needs_cleaning = parts
+        .iter()
+        .enumerate()
+        .any(|(i, p)| *p == "." || *p == ".." || (p.is_empty() && i + 1 < parts.len()));
+    if needs_cleaning {
+        return Err(ApiError::Redirect(with_query(clean_path(&decoded))));
+    }
+    if parts == [""] {
+        return Ok(Vec::new());
+    }
+    Ok(parts.into_iter().map(str::to_string).collect())
+}
+
+/// Resolves `.`, `..` and empty segments like Go's `path.Clean`, keeping a trailing slash.
+fn clean_path(path: &str) -> String {
+    let mut stack: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            other => stack.push(other),
+        }
+    }
+    let mut cleaned = format!("/{}", stack.join("/"));
+    if path.ends_with('/') && cleaned != "/" {
+        cleaned.push('/');
+    }
+    let encoded: String = cleaned
+        .split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
+        .collect::<Vec<_>>()
+        .join("/");
+    encoded
+}
+
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'%');
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        map
+    }
+
+    #[test]
+    fn basic_credentials_need_scheme_base64_and_colon() {
+        let good = base64::engine::general_purpose::STANDARD.encode("org/admin:secret");
+        assert_eq!(
+            basic_credentials(&headers(&format!("Basic {good}"))),
+            Some(("org/admin".into(), "secret".into()))
+        );
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("org/admin");
+        for bad in [
+            "Bearer abc".to_string(),
+            "Basic !!!".into(),
+            format!("Basic {no_colon}"),
+            "Basic".into(),
+        ] {
+            assert_eq!(basic_credentials(&headers(&bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_decoded_and_cleaned() {
+        let p = "/api/v1/objects";
+        assert_eq!(
+            segments("/api/v1/objects/org/t/i", p, None).unwrap(),
+            vec!["org", "t", "i"]
+        );
+        assert_eq!(
+            segments("/api/v1/objects/org/t/i/", p, None).unwrap(),
+            vec!["org", "t", "i"]
+        );
+        assert_eq!(segments("/api/v1/objects/a%2Fb", p, None).unwrap(), vec!["a", "b"]);
+        assert_eq!(segments("/api/v1/objects/", p, None).unwrap(), Vec::<String>::new());
+        assert!(
+            matches!(segments("/api/v1/objects", p, Some("x=1")), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/?x=1")
+        );
+        assert!(
+            matches!(segments("/api/v1/objects/o//t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/o/t")
+        );
+        assert!(
+            matches!(segments("/api/v1/objects/o/%2E%2E/t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/t")
+        );
+        assert!(matches!(
+            segments("/api/v1/objects/%FF", p, None),
+            Err(ApiError::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn booleans_follow_go_spellings() {
+        let q = Query::parse(Some("a=True&b=0&c=yes&a=false"));
+        assert_eq!(q.bool("a").unwrap(), Some(true), "first value wins");
+        assert_eq!(q.bool("b").unwrap(), Some(false));
+        assert!(q.bool("c").is_err());
+        assert_eq!(q.bool("missing").unwrap(), None);
+    }
+}

@@ -1,0 +1,179 @@
+//! The communication protocol and the MQTT broker (spec config.md §5 steps 8–13, §6):
+//! normalising `CommunicationProtocol`, the broker checks, and the derived broker
+//! address, port, client ID and user name. Called by `validate` only.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+use super::types::{NodeType, Protocol};
+use super::validate::invalid;
+use super::{Config, ConfigError};
+
+/// Which protocol names `CommunicationProtocol` lists (§5 step 8).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ProtocolKinds {
+    pub(super) mqtt: bool,
+    pub(super) http: bool,
+    pub(super) wiotp: bool,
+}
+
+impl ProtocolKinds {
+    /// Items are compared case-insensitively but not trimmed (` http` is not recognised,
+    /// as in the original); unknown items are ignored.
+    pub(super) fn parse(value: &str) -> ProtocolKinds {
+        let mut kinds = ProtocolKinds::default();
+        for item in value.split(',') {
+            if item.eq_ignore_ascii_case("mqtt") {
+                kinds.mqtt = true;
+            } else if item.eq_ignore_ascii_case("http") {
+                kinds.http = true;
+            } else if item.eq_ignore_ascii_case("wiotp") {
+                kinds.wiotp = true;
+            }
+        }
+        kinds
+    }
+
+    /// The normalised protocol for a node of `node_type`.
+    pub(super) fn normalise(self, node_type: NodeType) -> Result<Protocol, ConfigError> {
+        let ProtocolKinds { mqtt, http, wiotp } = self;
+        if !mqtt && !http && !wiotp {
+            return Err(invalid(
+                "Invalid communication protocol, please choose either HTTP or MQTT or WIoTP",
+            ));
+        }
+        match node_type {
+            NodeType::Ess => {
+                if usize::from(mqtt) + usize::from(http) + usize::from(wiotp) > 1 {
+                    return Err(invalid(
+                        "Invalid communication protocol, please choose one of HTTP, MQTT or WIoTP",
+                    ));
+                }
+                Ok(if mqtt {
+                    Protocol::Mqtt
+                } else if wiotp {
+                    Protocol::Wiotp
+                } else {
+                    Protocol::Http
+                })
+            }
+            NodeType::Css => {
+                if mqtt && wiotp {
+                    return Err(invalid(
+                        "Invalid communication protocol, please choose either MQTT or WIoTP",
+                    ));
+                }
+                Ok(match (http, mqtt, wiotp) {
+                    (true, true, _) => Protocol::HybridMqtt,
+                    (true, _, true) => Protocol::HybridWiotp,
+                    (true, false, false) => Protocol::Http,
+                    (false, true, _) => Protocol::Mqtt,
+                    (false, false, _) => Protocol::Wiotp,
+                })
+            }
+        }
+    }
+}
+
+/// §5 steps 9–13: broker checks and broker defaults (§6).
+pub(super) fn validate_broker(config: &mut Config, kinds: ProtocolKinds) -> Result<(), ConfigError> {
+    let css = config.is_css();
+    if css && config.css_on_wiotp && kinds.mqtt {
+        return Err(invalid("CSS on Watson IoTP should use wiotp protocol"));
+    }
+    let user_name_needed = kinds.mqtt || (kinds.wiotp && (css || config.using_edge_connector));
+    if user_name_needed && config.mqtt_user_name.is_empty() && !config.mqtt_password.is_empty() {
+        return Err(invalid(
+            "Please specify the user name for MQTT communication in the configuration file",
+        ));
+    }
+    if config.communication_protocol == Protocol::Http {
+        return Ok(());
+    }
+    let broker_list = config.broker_address.starts_with('[');
+    if css {
+        if config.css_on_wiotp && !broker_list {
+            return Err(invalid("Please specify the broker addresses for messaging groups"));
+        }
+        if !config.css_on_wiotp && broker_list {
+            return Err(invalid("Please provide one broker address for CSS outside WIoTP"));
+        }
+        css_broker_defaults(config, kinds);
+        return Ok(());
+    }
+    if broker_list {
+        return Err(invalid("Please provide one broker address"));
+    }
+    if kinds.wiotp {
+        if config.using_edge_connector {
+            default_to(&mut config.mqtt_client_id, || "a:sync-service".to_string());
+            default_to(&mut config.broker_address, || "edge-connector".to_string());
+        } else {
+            if config.mqtt_password.is_empty() {
+                return Err(invalid("Please provide password for MQTT connection"));
+            }
+            config.mqtt_user_name = "use-token-auth".to_string();
+            let client_id = format!(
+                "g:{}:{}:{}",
+                config.org_id, config.destination_type, config.destination_id
+            );
+            default_to(&mut config.mqtt_client_id, || client_id);
+            let broker = wiotp_broker(Some(&config.org_id));
+            default_to(&mut config.broker_address, || broker);
+        }
+        default_port(&mut config.broker_port, 8883);
+    } else {
+        default_to(&mut config.mqtt_client_id, || format!("ESS-{}", random_id()));
+        default_to(&mut config.broker_address, || "localhost".to_string());
+        default_port(&mut config.broker_port, 1883);
+    }
+    Ok(())
+}
+
+/// §5 step 13 / §6 for a CSS that uses a broker.
+fn css_broker_defaults(config: &mut Config, kinds: ProtocolKinds) {
+    let single_org = config.single_org().map(str::to_string);
+    if kinds.wiotp && !config.css_on_wiotp {
+        let broker = wiotp_broker(single_org.as_deref());
+        default_to(&mut config.broker_address, || broker);
+        default_port(&mut config.broker_port, 8883);
+        if let Some(org) = single_org {
+            default_to(&mut config.mqtt_client_id, || format!("A:{org}:CSS"));
+        }
+    } else if kinds.mqtt {
+        default_to(&mut config.broker_address, || "localhost".to_string());
+        default_port(&mut config.broker_port, 1883);
+        default_to(&mut config.mqtt_client_id, || format!("CSS-{}", random_id()));
+    }
+}
+
+fn wiotp_broker(org: Option<&str>) -> String {
+    match org {
+        Some(org) => format!("{org}.messaging.internetofthings.ibmcloud.com"),
+        None => "messaging.internetofthings.ibmcloud.com".to_string(),
+    }
+}
+
+fn default_to(field: &mut String, value: impl FnOnce() -> String) {
+    if field.is_empty() {
+        *field = value();
+    }
+}
+
+fn default_port(field: &mut u16, port: u16) {
+    if *field == 0 {
+        *field = port;
+    }
+}
+
+/// A random non-negative 63-bit number for generated MQTT client IDs. std's randomly
+/// keyed hasher is enough here: the IDs only need to differ between starts and nodes.
+fn random_id() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
+    hasher.finish() >> 1
+}

@@ -1,0 +1,185 @@
+//! The closed value sets of the configuration (node type, listening mode, protocol,
+//! store, MQTT parallel mode) and the `Secret` wrapper that keeps passwords and private
+//! keys out of `Debug` output. Parsing of the raw strings into these types is done by
+//! `validate`; this file only defines them.
+
+use std::fmt;
+
+/// Which role the node plays (`NodeType`, spec config.md §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeType {
+    /// Cloud Sync Service.
+    Css,
+    /// Edge Sync Service.
+    Ess,
+}
+
+impl NodeType {
+    /// The spelling used in logs and on the wire: `CSS` or `ESS`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeType::Css => "CSS",
+            NodeType::Ess => "ESS",
+        }
+    }
+}
+
+impl fmt::Display for NodeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the API is served (`ListeningType`, spec config.md §4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListeningType {
+    /// HTTPS on `SecureListeningPort`.
+    Secure,
+    /// Plain HTTP on `UnsecureListeningPort`.
+    Unsecure,
+    /// Both of the above.
+    Both,
+    /// Plain HTTP on the Unix socket `ListeningAddress` (ESS only).
+    Unix,
+    /// HTTPS on the Unix socket `ListeningAddress` (ESS only).
+    SecureUnix,
+}
+
+impl ListeningType {
+    /// The configuration spelling (`secure`, `unsecure`, `both`, `unix`, `secure-unix`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListeningType::Secure => "secure",
+            ListeningType::Unsecure => "unsecure",
+            ListeningType::Both => "both",
+            ListeningType::Unix => "unix",
+            ListeningType::SecureUnix => "secure-unix",
+        }
+    }
+
+    /// True for the modes that serve HTTPS on a TCP port (`secure`, `both`).
+    pub fn serves_tcp_tls(self) -> bool {
+        matches!(self, ListeningType::Secure | ListeningType::Both)
+    }
+
+    /// True for the modes that serve plain HTTP on a TCP port (`unsecure`, `both`).
+    pub fn serves_tcp_plain(self) -> bool {
+        matches!(self, ListeningType::Unsecure | ListeningType::Both)
+    }
+
+    /// True for the Unix-socket modes (`unix`, `secure-unix`).
+    pub fn is_unix(self) -> bool {
+        matches!(self, ListeningType::Unix | ListeningType::SecureUnix)
+    }
+}
+
+impl fmt::Display for ListeningType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CSS–ESS transport after normalisation (spec config.md §5 step 8, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// All traffic through an MQTT broker.
+    Mqtt,
+    /// ESS polls the CSS over HTTP.
+    Http,
+    /// MQTT through the Watson IoT Platform.
+    Wiotp,
+    /// CSS only: each ESS uses MQTT or HTTP, whichever it registered with.
+    HybridMqtt,
+    /// CSS only: each ESS uses WIoTP or HTTP, whichever it registered with.
+    HybridWiotp,
+}
+
+impl Protocol {
+    /// The normalised spelling (`mqtt`, `http`, `wiotp`, `hybrid-mqtt`, `hybrid-wiotp`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Mqtt => "mqtt",
+            Protocol::Http => "http",
+            Protocol::Wiotp => "wiotp",
+            Protocol::HybridMqtt => "hybrid-mqtt",
+            Protocol::HybridWiotp => "hybrid-wiotp",
+        }
+    }
+
+    /// True when an MQTT broker is used directly (`mqtt`, `hybrid-mqtt`).
+    pub fn uses_mqtt(self) -> bool {
+        matches!(self, Protocol::Mqtt | Protocol::HybridMqtt)
+    }
+
+    /// True when the Watson IoT Platform is used (`wiotp`, `hybrid-wiotp`).
+    pub fn uses_wiotp(self) -> bool {
+        matches!(self, Protocol::Wiotp | Protocol::HybridWiotp)
+    }
+
+    /// True when HTTP between CSS and ESS is used (`http` or a hybrid).
+    pub fn uses_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::HybridMqtt | Protocol::HybridWiotp)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which store holds metadata and data (`StorageProvider`). The original's `mongo` is not
+/// supported; its `bolt` maps to our embedded SQLite store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageKind {
+    /// Embedded single-file SQLite store under the persistence root (`bolt` or empty).
+    Sqlite,
+    /// Everything in memory, lost on restart (`inmemory`).
+    InMemory,
+}
+
+/// Parallel processing of incoming MQTT messages (`MQTTParallelMode`, spec config.md §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParallelMode {
+    /// Messages are handled one at a time (`none` or empty).
+    None,
+    /// 4 command queues of 4, 16 data workers, data queue 32.
+    Small,
+    /// 8 command queues of 8, 32 data workers, data queue 64.
+    Medium,
+    /// 16 command queues of 16, 64 data workers, data queue 128.
+    Large,
+}
+
+/// A value that must never appear in logs: passwords and private keys (paths or inline PEM).
+/// `Debug` prints `<redacted>` when set and `""` when empty, so a dump still shows whether
+/// the value was configured.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when no value is configured.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            f.write_str("\"\"")
+        } else {
+            f.write_str("<redacted>")
+        }
+    }
+}

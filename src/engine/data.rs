@@ -1,0 +1,378 @@
+//! Object data: whole and chunked uploads, full and ranged downloads (spec: rest-api.md §4.8).
+//! Data is streamed both ways; an upload becomes visible only once it is complete and durable.
+
+use super::objects::{blob_name, Change};
+use super::{EngineError, EngineResult, Node, UploadGuard};
+use crate::auth::{access, Identity, IdentityKind};
+use crate::model::{ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::store::StoreError;
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::io::AsyncSeekExt;
+
+/// A `Content-Range: bytes {start}-{end}/{total}` header of a chunked upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    pub start: u64,
+    pub end: u64,
+    pub total: u64,
+}
+
+impl ContentRange {
+    /// Parses the header; `total` must be a number (no `*`) and `start <= end`.
+    pub fn parse(header: &str) -> Result<Self, String> {
+        let spec = header
+            .trim()
+            .strip_prefix("bytes ")
+            .ok_or("it must start with 'bytes '")?;
+        let (range, total) = spec.split_once('/').ok_or("the total size is missing")?;
+        let (start, end) = range.split_once('-').ok_or("the range must be start-end")?;
+        let number = |text: &str, what: &str| {
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("invalid {what} ({text})"))
+        };
+        let parsed = Self {
+            start: number(start, "start")?,
+            end: number(end, "end")?,
+            total: number(total, "total size")?,
+        };
+        if parsed.start > parsed.end {
+            return Err(format!("start {} is after end {}", parsed.start, parsed.end));
+        }
+        if parsed.start >= parsed.total.max(1) && parsed.total > 0 {
+            return Err(format!(
+                "start {} is not below the total size {}",
+                parsed.start, parsed.total
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+/// A download `Range` header: `bytes=start-end`, `bytes=start-` or `bytes=-suffix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeRequest {
+    FromTo(u64, u64),
+    From(u64),
+    Suffix(u64),
+}
+
+impl RangeRequest {
+    /// Parses a single-range header.
+    pub fn parse(header: &str) -> Result<Self, String> {
+        let spec = header
+            .trim()
+            .strip_prefix("bytes=")
+            .ok_or("only 'bytes=' ranges are supported")?;
+        if spec.contains(',') {
+            return Err("only a single range is supported".into());
+        }
+        let (start, end) = spec.split_once('-').ok_or("the range must be start-end")?;
+        let number = |text: &str| {
+            text.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("invalid range bound ({text})"))
+        };
+        match (start.trim().is_empty(), end.trim().is_empty()) {
+            (false, false) => {
+                let (start, end) = (number(start)?, number(end)?);
+                if start > end {
+                    return Err(format!("range start {start} is after its end {end}"));
+                }
+                Ok(Self::FromTo(start, end))
+            }
+            (false, true) => Ok(Self::From(number(start)?)),
+            (true, false) => Ok(Self::Suffix(number(end)?)),
+            (true, true) => Err("the range has no bounds".into()),
+        }
+    }
+
+    /// The inclusive byte span within `size` bytes, or `None` when nothing of it exists.
+    fn resolve(self, size: u64) -> Option<(u64, u64)> {
+        let (start, end) = match self {
+            Self::FromTo(start, end) => (start, end.min(size.checked_sub(1)?)),
+            Self::From(start) => (start, size.checked_sub(1)?),
+            Self::Suffix(0) => return None,
+            Self::Suffix(len) => (size.saturating_sub(len), size.checked_sub(1)?),
+        };
+        (start < size).then_some((start, end))
+    }
+}
+
+/// The part of the data a download returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRange {
+    pub start: u64,
+    pub len: u64,
+    pub size: u64,
+    /// True for a 206 answer with `Content-Range`.
+    pub partial: bool,
+}
+
+/// An open data file positioned at the start of the requested range.
+pub struct DataStream {
+    pub file: tokio::fs::File,
+    pub range: DataRange,
+    /// Held for as long as a ranged download streams.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Node {
+    /// `PUT {obj}/data`: stores the body as the object's data, whole or as one chunk.
+    pub async fn put_data<S, E>(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+        content_range: Option<ContentRange>,
+        body: S,
+    ) -> EngineResult<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        if identity.is_shut_out() {
+            return Err(EngineError::Forbidden);
+        }
+        let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
+        self.check_data_writable(identity, key, &record)?;
+        match content_range {
+            None => self.put_whole_data(key, body).await,
+            Some(range) => self.put_data_chunk(key, range, body).await,
+        }
+    }
+
+    fn check_data_writable(&self, identity: &Identity, key: &ObjectKey, record: &ObjectRecord) -> EngineResult<()> {
+        let role = self.role();
+        let allowed = match (role, identity.kind) {
+            (Role::Ess, IdentityKind::Service) => access::may_read(role, identity, &key.org, &record.meta),
+            _ => access::may_write(role, identity, &key.org, &record.meta),
+        };
+        if !allowed {
+            return Err(EngineError::Forbidden);
+        }
+        if !record.is_sender_copy() {
+            return Err(EngineError::Invalid("Can't update data of the receiving side".into()));
+        }
+        if record.meta.no_data {
+            return Err(EngineError::Invalid(
+                "Can't update data, the NoData flag is set to true".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn put_whole_data<S, E>(&self, key: &ObjectKey, body: S) -> EngineResult<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let _guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
+        let instance_id = self.0.clock.next();
+        let name = blob_name(instance_id);
+        let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
+        self.attach_data(key, instance_id, name, len, None, false).await
+    }
+
+    async fn put_data_chunk<S, E>(&self, key: &ObjectKey, range: ContentRange, body: S) -> EngineResult<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let session = self.0.store.upload_session(key, range.total).await?;
+        let room = range.total.saturating_sub(range.start);
+        let written = self
+            .0
+            .blobs
+            .write_chunk(session.id, range.start, body, room)
+            .await
+            .map_err(|e| match e {
+                crate::store::blobs::BlobError::TooLong(_) => EngineError::Invalid(format!(
+                    "Failed to parse Content-Range header, Error: the chunk at {} runs past the total size {}",
+                    range.start, range.total
+                )),
+                other => other.into(),
+            })?;
+        let session = match self.0.store.record_chunk(session.id, range.start, written).await {
+            Ok(session) => session,
+            // A concurrent chunk completed the upload and ended the session.
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if !session.is_complete() {
+            return Ok(());
+        }
+        // Only one of several concurrent final chunks assembles the data.
+        let Ok(_guard) = UploadGuard::acquire(&self.0.uploads_in_flight, key) else {
+            return Ok(());
+        };
+        let instance_id = self.0.clock.next();
+        let name = blob_name(instance_id);
+        self.0.blobs.promote_partial(session.id, &name, session.total).await?;
+        self.attach_data(key, instance_id, name, session.total, session.first_chunk_size, true)
+            .await
+    }
+
+    /// Makes a durable data file the object's data, replacing any previous one.
+    async fn attach_data(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        name: String,
+        len: u64,
+        upload_chunk_size: Option<u64>,
+        ends_upload: bool,
+    ) -> EngineResult<()> {
+        let attached = name.clone();
+        let result = self
+            .change_object(key, move |mut record| {
+                if !record.is_sender_copy() || record.meta.no_data {
+                    return Err(EngineError::Invalid(
+                        "The object changed while its data was uploaded".into(),
+                    ));
+                }
+                record.blob = Some(attached.clone());
+                record.meta.object_size = len as i64;
+                record.meta.instance_id = instance_id;
+                record.meta.data_id = instance_id;
+                record.meta.source_data_uri.clear();
+                record.meta.upload_chunk_size = upload_chunk_size.map_or(0, |s| s as i64);
+                record.meta.deleted = false;
+                record.status = ObjectStatus::Ready;
+                record.remaining_consumers = record.meta.consumers;
+                record.remaining_receivers = record.meta.consumers;
+                Ok(if ends_upload {
+                    Change::WriteEndingUpload(Box::new(record))
+                } else {
+                    Change::Write(Box::new(record))
+                })
+            })
+            .await;
+        match result {
+            Ok(previous) => {
+                if let Some(old) = previous.and_then(|p| p.blob).filter(|old| *old != name) {
+                    self.0.blobs.remove(&old).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.0.blobs.remove(&name).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// `GET {obj}/data`: opens the data for streaming, whole or the requested range.
+    pub async fn get_data(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+        range: Option<RangeRequest>,
+    ) -> EngineResult<DataStream> {
+        let record = match self.readable_object(identity, key).await {
+            Err(EngineError::Forbidden) => return Err(EngineError::DataForbidden),
+            other => other?.ok_or(EngineError::NotFound)?,
+        };
+        if !record.has_readable_data() {
+            return Err(EngineError::NotFound);
+        }
+        let path = match &record.blob {
+            Some(name) => self.0.blobs.path(name),
+            None => source_path(&record.meta.source_data_uri),
+        };
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EngineError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        let Some(range) = range else {
+            return Ok(DataStream {
+                file,
+                range: DataRange {
+                    start: 0,
+                    len: size,
+                    size,
+                    partial: false,
+                },
+                permit: None,
+            });
+        };
+        let (start, end) = range.resolve(size).ok_or(EngineError::RangeNotSatisfiable(size))?;
+        let permit = self
+            .0
+            .ranged_downloads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| EngineError::Busy)?;
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+        let len = end - start + 1;
+        let partial = !(start == 0 && len == size);
+        Ok(DataStream {
+            file,
+            range: DataRange {
+                start,
+                len,
+                size,
+                partial,
+            },
+            permit: Some(permit),
+        })
+    }
+}
+
+fn source_path(uri: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(uri.split_once("://").map_or(uri, |(_, rest)| rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses_and_rejects() {
+        assert_eq!(
+            ContentRange::parse("bytes 0-9/20"),
+            Ok(ContentRange {
+                start: 0,
+                end: 9,
+                total: 20
+            })
+        );
+        for bad in [
+            "0-9/20",
+            "bytes 9-0/20",
+            "bytes 0-9/*",
+            "bytes x-9/20",
+            "bytes 0-9",
+            "bytes 20-25/20",
+        ] {
+            assert!(ContentRange::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_resolve_within_the_data() {
+        assert_eq!(RangeRequest::parse("bytes=0-9").unwrap().resolve(100), Some((0, 9)));
+        assert_eq!(
+            RangeRequest::parse("bytes=90-200").unwrap().resolve(100),
+            Some((90, 99))
+        );
+        assert_eq!(RangeRequest::parse("bytes=90-").unwrap().resolve(100), Some((90, 99)));
+        assert_eq!(RangeRequest::parse("bytes=-10").unwrap().resolve(100), Some((90, 99)));
+        assert_eq!(RangeRequest::parse("bytes=100-200").unwrap().resolve(100), None);
+        assert_eq!(RangeRequest::parse("bytes=0-0").unwrap().resolve(0), None);
+        for bad in [
+            "",
+            "bytes",
+            "bytes=5",
+            "bytes=a-b",
+            "bytes=9-1",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=-",
+        ] {
+            assert!(RangeRequest::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Object operations shared by both roles. The engine reads from the store, decides with the
+//! pure functions of `model` and `auth::access`, and writes back with a revision check so
+//! that concurrent requests never lose each other's changes. It knows nothing of HTTP.
+
+mod consumer;
+mod data;
+mod destinations;
+mod listings;
+mod objects;
+mod organizations;
+
+pub use consumer::Report;
+pub use data::{ContentRange, DataRange, DataStream, RangeRequest};
+pub use listings::{Filters, OrgQuery, OrgQueryResult};
+
+use crate::auth::{Authenticator, Identity};
+use crate::model::{ObjectKey, Role};
+use crate::store::blobs::{BlobError, BlobStore};
+use crate::store::{InstanceClock, Store, StoreError};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why an operation was refused or failed; the API maps each variant to a status once.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The caller may not do this (403 `Unauthorized`).
+    #[error("Unauthorized")]
+    Forbidden,
+    /// Data read refused (403 with the original's longer text).
+    #[error("Unauthorized. The object may not exist or be public.")]
+    DataForbidden,
+    /// Nothing found (404, empty body).
+    #[error("not found")]
+    NotFound,
+    /// The request is wrong; the text says why (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The request collides with another one in progress (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body exceeds a limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// A Range outside the data (416); carries the object size.
+    #[error("the requested range is outside the object's {0} bytes")]
+    RangeNotSatisfiable(u64),
+    /// Too many ranged downloads at once (429).
+    #[error("Error in handleObjects: Unable to acquire object semaphore.")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("data file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<BlobError> for EngineError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::Body(message) => EngineError::Invalid(format!("Failed to read the data: {message}")),
+            BlobError::TooLong(limit) => {
+                EngineError::TooLarge(format!("The data is longer than the {limit} bytes announced"))
+            }
+            BlobError::Io(e) => EngineError::Io(e),
+        }
+    }
+}
+
+/// Result of engine operations.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// How a node is set up, independent of the configuration file format.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    pub role: Role,
+    /// The ESS's organization, or the CSS's single organization when set.
+    pub org: Option<String>,
+    /// This node's destination type and ID (`Cloud`/`Cloud` on the CSS); used as origin.
+    pub dest_type: String,
+    pub dest_id: String,
+    /// Chunk size recorded in new objects (`MaxDataChunkSize`).
+    pub chunk_size: i32,
+    /// Concurrent ranged downloads allowed.
+    pub ranged_download_slots: usize,
+    /// Largest JSON body of a metadata PUT (inline data included).
+    pub max_metadata_body: usize,
+    /// Broker address reported for the single org in the organization listing.
+    pub broker_address: String,
+}
+
+/// Cheap handle to the node's state; clone it freely.
+#[derive(Clone)]
+pub struct Node(Arc<Inner>);
+
+struct Inner {
+    settings: NodeSettings,
+    store: Arc<dyn Store>,
+    blobs: BlobStore,
+    authenticator: Box<dyn Authenticator>,
+    clock: InstanceClock,
+    /// Keys with a whole-data upload in progress, to refuse a racing second upload.
+    uploads_in_flight: Mutex<HashSet<ObjectKey>>,
+    ranged_downloads: Arc<tokio::sync::Semaphore>,
+    started: Instant,
+    client_requests: AtomicU64,
+}
+
+impl Node {
+    /// Builds the node over an opened store; removes what a crash may have left behind.
+    pub async fn start(
+        settings: NodeSettings,
+        store: Arc<dyn Store>,
+        blobs: BlobStore,
+        authenticator: Box<dyn Authenticator>,
+    ) -> EngineResult<Self> {
+        let referenced: HashSet<String> = store.referenced_blobs().await?.into_iter().collect();
+        let sessions: HashSet<i64> = store.upload_session_ids().await?.into_iter().collect();
+        let removed = blobs.collect_garbage(referenced, sessions).await?;
+        if removed > 0 {
+            tracing::info!(files = removed, "removed data files left over by an interrupted write");
+        }
+        let clock = InstanceClock::starting_after(store.max_instance_id().await?);
+        let slots = settings.ranged_download_slots.max(1);
+        Ok(Self(Arc::new(Inner {
+            settings,
+            store,
+            blobs,
+            authenticator,
+            clock,
+            uploads_in_flight: Mutex::new(HashSet::new()),
+            ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
+            started: Instant::now(),
+            client_requests: AtomicU64::new(0),
+        })))
+    }
+
+    /// The node's role.
+    pub fn role(&self) -> Role {
+        self.0.settings.role
+    }
+
+    /// The node's settings.
+    pub fn settings(&self) -> &NodeSettings {
+        &self.0.settings
+    }
+
+    /// The store, for the API's health report.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    /// Classifies a caller.
+    pub fn authenticate(&self, app_key: &str, app_secret: &str) -> Identity {
+        self.0.authenticator.authenticate(app_key, app_secret)
+    }
+
+    /// Seconds since the node started.
+    pub fn uptime_secs(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+
+    /// Counts an API call that reached the object layer (health `clientRequests`).
+    pub fn count_request(&self) {
+        self.0.client_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// API calls counted so far.
+    pub fn client_requests(&self) -> u64 {
+        self.0.client_requests.load(Ordering::Relaxed)
+    }
+
+    /// The organization an ESS serves (its configured org); on the CSS the path's org.
+    pub fn org_for<'a>(&'a self, path_org: Option<&'a str>) -> &'a str {
+        match (self.role(), path_org) {
+            (Role::Css, Some(org)) => org,
+            _ => self.0.settings.org.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// Releases a key from the in-flight upload set when the upload ends, however it ends.
+struct UploadGuard<'a> {
+    set: &'a Mutex<HashSet<ObjectKey>>,
+    key: ObjectKey,
+}
+
+impl<'a> UploadGuard<'a> {
+    fn acquire(set: &'a Mutex<HashSet<ObjectKey>>, key: &ObjectKey) -> EngineResult<Self> {
+        let mut keys = set.lock().unwrap_or_else(|p| p.into_inner());
+        if !keys.insert(key.clone()) {
+            return Err(EngineError::Conflict(format!(
+                "Another upload of the data of {key} is in progress; retry when it has finished"
+            )));
+        }
+        Ok(Self { set, key: key.clone() })
+    }
+}
+
+impl Drop for UploadGuard<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+/// Attempts at a read-decide-write cycle before giving up on a hot key.
+const WRITE_ATTEMPTS: usize = 16;

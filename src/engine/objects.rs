@@ -1,0 +1,380 @@
+//! Creating, reading, updating and deleting objects (spec: rest-api.md §4.5-4.7, §4.9-4.10,
+//! metadata.md §3-4, §8.1).
+
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::auth::{access, Identity, IdentityKind};
+use crate::model::json::{from_lenient, Nested, Shape};
+use crate::model::metadata::{METADATA_FIELDS, POLICY_FIELDS, PROPERTY_FIELDS, SERVICE_FIELDS};
+use crate::model::validate::{parse_destination_entry, validate_put, PutContext};
+use crate::model::{DestinationStatus, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::store::{now_nanos, Expect, StoreError};
+use base64::Engine as _;
+use serde::Deserialize;
+
+static PROPERTY_SHAPE: Shape = Shape {
+    fields: PROPERTY_FIELDS,
+    nested: &[],
+};
+static SERVICE_SHAPE: Shape = Shape {
+    fields: SERVICE_FIELDS,
+    nested: &[],
+};
+static POLICY_SHAPE: Shape = Shape {
+    fields: POLICY_FIELDS,
+    nested: &[
+        ("properties", Nested::ArrayOf(&PROPERTY_SHAPE)),
+        ("services", Nested::ArrayOf(&SERVICE_SHAPE)),
+    ],
+};
+/// Shape of MetaData for lenient decoding.
+pub(crate) static METADATA_SHAPE: Shape = Shape {
+    fields: METADATA_FIELDS,
+    nested: &[("destinationPolicy", Nested::Object(&POLICY_SHAPE))],
+};
+static PUT_BODY_SHAPE: Shape = Shape {
+    fields: &["meta", "data"],
+    nested: &[("meta", Nested::Object(&METADATA_SHAPE))],
+};
+
+/// Body of `PUT {obj}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PutObjectBody {
+    meta: MetaData,
+    data: Option<String>,
+}
+
+/// What a read-decide-write step wants done with the record it was given.
+pub(super) enum Change {
+    Write(Box<ObjectRecord>),
+    /// Write, and end the chunked upload of the object in the same transaction.
+    WriteEndingUpload(Box<ObjectRecord>),
+    Delete,
+}
+
+/// Maximum consumers value, standing for "unlimited" (`consumers: -1`).
+const UNLIMITED_CONSUMERS: i32 = i32::MAX;
+
+impl Node {
+    /// `PUT {obj}`: creates or replaces an object, with optional inline data.
+    pub async fn put_object(&self, identity: &Identity, key: &ObjectKey, body: &[u8]) -> EngineResult<()> {
+        let request: PutObjectBody = from_lenient(body, &PUT_BODY_SHAPE)
+            .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+        let meta = request.meta;
+        if !access::may_write(self.role(), identity, &key.org, &meta) {
+            return Err(EngineError::Forbidden);
+        }
+        let inline = match request.data.as_deref() {
+            Some(encoded) if !encoded.is_empty() => {
+                Some(base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| {
+                    EngineError::Invalid(format!("Invalid JSON for update. Error: data is not valid base64: {e}"))
+                })?)
+            }
+            _ => None,
+        };
+        if self.role() == Role::Css {
+            for entry in meta.destinations_list.iter().flatten() {
+                parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?;
+            }
+        }
+        let mut stored_blob: Option<(String, u64)> = None;
+        for _ in 0..WRITE_ATTEMPTS {
+            let existing = self.0.store.object(key).await?;
+            if let Err(e) = self.validate(&meta, key, inline.is_some(), existing.as_ref()) {
+                self.discard_blob(stored_blob.take()).await;
+                return Err(EngineError::Invalid(e.0));
+            }
+            let instance_id = self.0.clock.next();
+            if let (Some(bytes), None) = (&inline, &stored_blob) {
+                let name = blob_name(instance_id);
+                let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(bytes))]);
+                let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
+                stored_blob = Some((name, len));
+            }
+            let record = self.normalize(
+                identity,
+                key,
+                meta.clone(),
+                existing.as_ref(),
+                instance_id,
+                stored_blob.clone(),
+            );
+            let expect = existing
+                .as_ref()
+                .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
+            let drop_upload = !record.meta.meta_only;
+            match self.0.store.write_object(record.clone(), expect, drop_upload).await {
+                Ok(_) => {
+                    if let Some(old) = existing
+                        .and_then(|e| e.blob)
+                        .filter(|old| Some(old) != record.blob.as_ref())
+                    {
+                        self.0.blobs.remove(&old).await;
+                    }
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => {
+                    self.discard_blob(stored_blob).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.discard_blob(stored_blob).await;
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+
+    fn validate(
+        &self,
+        meta: &MetaData,
+        key: &ObjectKey,
+        has_inline_data: bool,
+        existing: Option<&ObjectRecord>,
+    ) -> Result<(), crate::model::validate::ValidationError> {
+        let file_exists = |path: &std::path::Path| path.is_file();
+        let context = PutContext {
+            role: self.role(),
+            path_org: &key.org,
+            path_type: &key.object_type,
+            path_id: &key.object_id,
+            has_inline_data,
+            existing,
+            now: time::OffsetDateTime::now_utc(),
+            file_exists: &file_exists,
+        };
+        validate_put(meta, &context)
+    }
+
+    async fn discard_blob(&self, blob: Option<(String, u64)>) {
+        if let Some((name, _)) = blob {
+            self.0.blobs.remove(&name).await;
+        }
+    }
+
+    /// Applies metadata.md §4 to a validated request.
+    fn normalize(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+        mut meta: MetaData,
+        existing: Option<&ObjectRecord>,
+        instance_id: i64,
+        inline_blob: Option<(String, u64)>,
+    ) -> ObjectRecord {
+        let settings = &self.0.settings;
+        meta.destination_org_id = key.org.clone();
+        // The origin and owner are the node and the caller, never what the client claims.
+        meta.origin_type = settings.dest_type.clone();
+        meta.origin_id = settings.dest_id.clone();
+        meta.owner_id = identity.owner_id();
+        meta.consumers = match meta.consumers {
+            0 => 1,
+            -1 => UNLIMITED_CONSUMERS,
+            n => n,
+        };
+        meta.chunk_size = settings.chunk_size;
+        meta.instance_id = instance_id;
+        meta.deleted = false;
+        meta.data_id = 0;
+        meta.object_size = 0;
+        meta.upload_chunk_size = 0;
+        if let Some(policy) = meta.destination_policy.as_mut() {
+            policy.timestamp = now_nanos();
+        }
+        if meta.no_data {
+            meta.link.clear();
+            meta.source_data_uri.clear();
+            meta.public_key.clear();
+            meta.signature.clear();
+        }
+        let mut blob = None;
+        let status;
+        if let Some((name, len)) = inline_blob.filter(|_| !meta.no_data) {
+            meta.object_size = len as i64;
+            meta.data_id = instance_id;
+            blob = Some(name);
+            status = ObjectStatus::Ready;
+        } else if let Some(stored) = existing.filter(|_| meta.meta_only) {
+            let (old, old_blob, old_status) = (&stored.meta, stored.blob.clone(), stored.status);
+            meta.data_id = old.data_id;
+            meta.object_size = old.object_size;
+            meta.chunk_size = old.chunk_size;
+            meta.upload_chunk_size = old.upload_chunk_size;
+            meta.hash_algorithm = old.hash_algorithm.clone();
+            meta.public_key = old.public_key.clone();
+            meta.signature = old.signature.clone();
+            let had_data = old_blob.is_some() && old_status == ObjectStatus::Ready;
+            blob = old_blob;
+            status = if had_data || meta.no_data || !meta.link.is_empty() {
+                ObjectStatus::Ready
+            } else {
+                ObjectStatus::NotReady
+            };
+        } else if meta.no_data || !meta.link.is_empty() {
+            status = ObjectStatus::Ready;
+        } else if !meta.source_data_uri.is_empty() {
+            meta.object_size = source_file_len(&meta.source_data_uri);
+            meta.data_id = instance_id;
+            status = ObjectStatus::Ready;
+        } else {
+            status = ObjectStatus::NotReady;
+        }
+        ObjectRecord {
+            remaining_consumers: meta.consumers,
+            remaining_receivers: meta.consumers,
+            meta,
+            status,
+            sender: true,
+            policy_received: false,
+            blob,
+            revision: existing.map_or(0, |e| e.revision),
+        }
+    }
+
+    /// Reads an object the caller may see; `None` when it does not exist and the caller could
+    /// have seen it. Callers without read-all access get `Forbidden` for absent objects, so
+    /// they cannot probe for names.
+    pub(super) async fn readable_object(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+    ) -> EngineResult<Option<ObjectRecord>> {
+        if identity.is_shut_out() {
+            return Err(EngineError::Forbidden);
+        }
+        let record = self.0.store.object(key).await?;
+        let full = access::may_read_all(self.role(), identity, &key.org, &key.object_type)
+            && !(self.role() == Role::Ess && identity.kind == IdentityKind::Service);
+        match record {
+            Some(record) if full || access::may_read(self.role(), identity, &key.org, &record.meta) => Ok(Some(record)),
+            None if full => Ok(None),
+            _ => Err(EngineError::Forbidden),
+        }
+    }
+
+    /// `GET {obj}`: the stored metadata.
+    pub async fn get_object(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<MetaData> {
+        self.readable_object(identity, key)
+            .await?
+            .map(|r| r.meta)
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// `GET {obj}/status`.
+    pub async fn object_status(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<ObjectStatus> {
+        self.readable_object(identity, key)
+            .await?
+            .map(|r| r.status)
+            .ok_or(EngineError::NotFound)
+    }
+
+    /// `GET {obj}/destinations`: delivery state per destination (the ESS tracks none).
+    pub async fn object_destinations(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+    ) -> EngineResult<Vec<DestinationStatus>> {
+        self.readable_object(identity, key)
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if self.role() == Role::Ess {
+            return Err(EngineError::NotFound);
+        }
+        let statuses = self.0.store.destination_statuses(key).await?;
+        if statuses.is_empty() {
+            return Err(EngineError::NotFound);
+        }
+        Ok(statuses)
+    }
+
+    /// `DELETE {obj}`.
+    pub async fn delete_object(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<()> {
+        if identity.is_shut_out() {
+            return Err(EngineError::Forbidden);
+        }
+        let role = self.role();
+        let node = self.clone();
+        let pending_destinations = !self.0.store.destination_statuses(key).await?.is_empty();
+        let removed = self
+            .change_object(key, move |record| {
+                let allowed = match (role, identity.kind) {
+                    (Role::Ess, IdentityKind::Service) => access::may_read(role, identity, &key.org, &record.meta),
+                    _ => access::may_write(role, identity, &key.org, &record.meta),
+                };
+                if !allowed {
+                    return Err(EngineError::Forbidden);
+                }
+                if !record.is_sender_copy() {
+                    return match role {
+                        Role::Ess => Err(EngineError::Invalid(
+                            "Can't delete object on the receiving side for ESS".into(),
+                        )),
+                        Role::Css => Ok(Change::Delete),
+                    };
+                }
+                if !pending_destinations {
+                    return Ok(Change::Delete);
+                }
+                let mut record = record;
+                record.status = ObjectStatus::ObjDeleted;
+                record.meta.deleted = true;
+                record.meta.instance_id = node.0.clock.next();
+                record.blob = None;
+                Ok(Change::Write(Box::new(record)))
+            })
+            .await?;
+        if let Some(blob) = removed.and_then(|r| r.blob) {
+            self.0.blobs.remove(&blob).await;
+        }
+        Ok(())
+    }
+
+    /// Read-decide-write on one object with the store's revision check, retried when another
+    /// request changed the object in between. Returns the record as it was before the change.
+    pub(super) async fn change_object<F>(&self, key: &ObjectKey, mut decide: F) -> EngineResult<Option<ObjectRecord>>
+    where
+        F: FnMut(ObjectRecord) -> EngineResult<Change>,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.0.store.object(key).await? else {
+                return Err(EngineError::NotFound);
+            };
+            let revision = current.revision;
+            let result = match decide(current.clone())? {
+                Change::Write(record) => self
+                    .0
+                    .store
+                    .write_object(*record, Expect::Revision(revision), false)
+                    .await
+                    .map(|_| ()),
+                Change::WriteEndingUpload(record) => self
+                    .0
+                    .store
+                    .write_object(*record, Expect::Revision(revision), true)
+                    .await
+                    .map(|_| ()),
+                Change::Delete => self.0.store.delete_object(key, revision).await,
+            };
+            match result {
+                Ok(()) => return Ok(Some(current)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+}
+
+/// Data file name for data stored by the change with this instance ID (unique per node).
+pub(super) fn blob_name(instance_id: i64) -> String {
+    format!("{instance_id}.bin")
+}
+
+fn source_file_len(uri: &str) -> i64 {
+    let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
+}

@@ -1,0 +1,223 @@
+//! Organizations, registered destinations and webhooks (spec: rest-api.md §4.4, §5, §6).
+
+use super::{EngineError, EngineResult, Node};
+use crate::auth::{access, Identity, IdentityKind};
+use crate::model::json::{from_lenient, Shape};
+use crate::model::names::is_valid_name;
+use crate::model::{
+    Destination, MetaData, ObjectDeliveryView, Organization, OrganizationEntry, Role, ORGANIZATION_FIELDS,
+};
+use serde::Deserialize;
+
+static ORGANIZATION_SHAPE: Shape = Shape {
+    fields: ORGANIZATION_FIELDS,
+    nested: &[],
+};
+static WEBHOOK_SHAPE: Shape = Shape {
+    fields: &["action", "url"],
+    nested: &[],
+};
+
+/// Body of the webhook route.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct WebhookRequest {
+    action: String,
+    url: String,
+}
+
+impl Node {
+    fn require_org_admin(&self, identity: &Identity, org: Option<&str>) -> EngineResult<()> {
+        let allowed = match identity.kind {
+            IdentityKind::SyncAdmin => true,
+            IdentityKind::OrgAdmin => org.is_none_or(|org| identity.org == org),
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+
+    fn refuse_on_ess(&self, what: &str) -> EngineResult<()> {
+        if self.role() == Role::Ess {
+            return Err(EngineError::Invalid(format!(
+                "{what}. Error: ESS doesn't have organizations"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `GET /api/v1/organizations`.
+    pub async fn list_organizations(&self, identity: &Identity) -> EngineResult<Vec<OrganizationEntry>> {
+        self.require_org_admin(identity, None)?;
+        self.refuse_on_ess("Failed to fetch the list of organizations")?;
+        let orgs: Vec<OrganizationEntry> = match &self.0.settings.org {
+            Some(single) => vec![OrganizationEntry {
+                org_id: single.clone(),
+                address: self.0.settings.broker_address.clone(),
+            }],
+            None => self
+                .0
+                .store
+                .organizations()
+                .await?
+                .into_iter()
+                .map(|o| OrganizationEntry {
+                    org_id: o.org_id,
+                    address: o.address,
+                })
+                .collect(),
+        };
+        if orgs.is_empty() {
+            return Err(EngineError::NotFound);
+        }
+        Ok(orgs
+            .into_iter()
+            .filter(|o| identity.kind == IdentityKind::SyncAdmin || o.org_id == identity.org)
+            .collect())
+    }
+
+    fn refuse_in_single_org_mode(&self, what: &str) -> EngineResult<()> {
+        self.refuse_on_ess(what)?;
+        if self.0.settings.org.is_some() {
+            return Err(EngineError::Invalid(format!(
+                "{what}. Error: the CSS serves a single organization (OrgID is set)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `PUT /api/v1/organizations/{org}`.
+    pub async fn put_organization(&self, identity: &Identity, org: &str, body: &[u8]) -> EngineResult<()> {
+        self.require_org_admin(identity, Some(org))?;
+        self.refuse_in_single_org_mode("Failed to update the organization")?;
+        let organization: Organization = from_lenient(body, &ORGANIZATION_SHAPE)
+            .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+        if organization.org_id != org {
+            return Err(EngineError::Invalid(format!(
+                "Organization ID ({}) in the payload doesn't match the organization in the URL ({org})",
+                organization.org_id
+            )));
+        }
+        if !is_valid_name(org) {
+            return Err(EngineError::Invalid(format!(
+                "Organization ID ({org}) contains invalid characters"
+            )));
+        }
+        self.0.store.put_organization(organization).await?;
+        Ok(())
+    }
+
+    /// `DELETE /api/v1/organizations/{org}`: removes the org and everything it owns.
+    pub async fn delete_organization(&self, identity: &Identity, org: &str) -> EngineResult<()> {
+        self.require_org_admin(identity, Some(org))?;
+        self.refuse_in_single_org_mode("Failed to delete the organization")?;
+        for blob in self.0.store.delete_organization(org).await? {
+            self.0.blobs.remove(&blob).await;
+        }
+        Ok(())
+    }
+
+    fn require_destination_reader(&self, identity: &Identity, org: &str) -> EngineResult<()> {
+        match identity.kind {
+            IdentityKind::SyncAdmin => Ok(()),
+            IdentityKind::Failed | IdentityKind::EdgeNode => Err(EngineError::Forbidden),
+            _ if identity.org == org => Ok(()),
+            _ => Err(EngineError::Forbidden),
+        }
+    }
+
+    /// `GET /api/v1/destinations/{org}`: registered edge nodes.
+    pub async fn list_destinations(&self, identity: &Identity, org: &str) -> EngineResult<Vec<Destination>> {
+        self.require_destination_reader(identity, org)?;
+        if self.role() == Role::Ess {
+            return Err(EngineError::Invalid(String::new()));
+        }
+        let destinations = self.0.store.destinations(org).await?;
+        if destinations.is_empty() {
+            return Err(EngineError::NotFound);
+        }
+        Ok(destinations)
+    }
+
+    /// `GET /api/v1/destinations/{org}/{type}/{id}/objects`.
+    pub async fn destination_objects(
+        &self,
+        identity: &Identity,
+        org: &str,
+        dest_type: &str,
+        dest_id: &str,
+    ) -> EngineResult<Vec<ObjectDeliveryView>> {
+        self.require_destination_reader(identity, org)?;
+        let views = self.0.store.objects_for_destination(org, dest_type, dest_id).await?;
+        if views.is_empty() {
+            return Err(EngineError::NotFound);
+        }
+        Ok(views)
+    }
+
+    /// `PUT /api/v1/objects/{org}/{type}`: registers or deletes a webhook.
+    pub async fn update_webhook(
+        &self,
+        identity: &Identity,
+        org: &str,
+        object_type: &str,
+        body: &[u8],
+    ) -> EngineResult<()> {
+        let probe = MetaData {
+            object_type: object_type.to_string(),
+            ..MetaData::default()
+        };
+        let allowed = match identity.kind {
+            IdentityKind::Failed | IdentityKind::EdgeNode | IdentityKind::Service => false,
+            _ => access::may_write(self.role(), identity, org, &probe),
+        };
+        if !allowed {
+            return Err(EngineError::Forbidden);
+        }
+        let request: WebhookRequest = from_lenient(body, &WEBHOOK_SHAPE)
+            .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+        match request.action.to_ascii_lowercase().as_str() {
+            "register" => {
+                check_webhook_url(&request.url)?;
+                self.0.store.add_webhook(org, object_type, &request.url).await?;
+            }
+            "delete" => self.0.store.remove_webhook(org, object_type, &request.url).await?,
+            other => return Err(EngineError::Invalid(format!("Invalid action ({other}) in payload."))),
+        }
+        Ok(())
+    }
+}
+
+/// A webhook URL must be absolute http(s) with a host.
+fn check_webhook_url(url: &str) -> EngineResult<()> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| EngineError::Invalid("Invalid webhook".into()))?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(EngineError::Invalid("Invalid destination data URI".into()));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(EngineError::Invalid("Invalid webhook".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_need_http_scheme_and_host() {
+        assert!(check_webhook_url("http://127.0.0.1:9000/hook").is_ok());
+        assert!(check_webhook_url("HTTPS://example.com").is_ok());
+        assert!(
+            matches!(check_webhook_url("ftp://x"), Err(EngineError::Invalid(m)) if m == "Invalid destination data URI")
+        );
+        assert!(matches!(check_webhook_url("http:///path"), Err(EngineError::Invalid(m)) if m == "Invalid webhook"));
+        assert!(check_webhook_url("not a url").is_err());
+    }
+}

@@ -1,0 +1,152 @@
+//! edge-sync-service: the cloud (CSS) and edge (ESS) roles of a cloud-edge object
+//! synchronization service, compatible with Open Horizon's sync service (MMS).
+//!
+//! Layers, in the order data flows through them:
+//! - [`config`]: `sync.conf` and environment, with the original's key names and defaults.
+//! - [`model`]: metadata, statuses, names and their validation; the wire types.
+//! - [`store`]: persistent state (SQLite) and object data files.
+//! - [`auth`]: identities from credentials, and access decisions.
+//! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
+//! - [`engine`]: object operations shared by both roles.
+//! - [`server`]: listeners and graceful shutdown.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod model;
+pub mod server;
+pub mod store;
+
+use config::{Config, StorageKind};
+use engine::{Node, NodeSettings};
+use model::Role;
+use std::sync::Arc;
+use store::blobs::BlobStore;
+use store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How a run of the node ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Stopped,
+    /// The shutdown route asked for a restart.
+    RestartRequested,
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot prepare the persistence folder {path}: {source}")]
+    Persistence { path: String, source: std::io::Error },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot start the node: {0}")]
+    Engine(#[from] engine::EngineError),
+    #[error(transparent)]
+    Listen(#[from] server::ListenError),
+    #[error("Unknown Authentication handler identifier {0}. Valid values are dummy.")]
+    UnknownAuthenticator(String),
+}
+
+/// Opens the store, binds the listeners and serves until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutcome, StartError> {
+    let authenticator = authenticator(&config)?;
+    let sync_root = config.persistence_root_path.join("sync");
+    let (store, blobs) = open_storage(&config, &sync_root)?;
+    let node = Node::start(settings(&config), store.clone(), blobs, authenticator).await?;
+    let listeners = server::bind(&config).await?;
+    for listener in &listeners {
+        tracing::info!(role = ?node.role(), address = %listener.describe(), "edge-sync-service listening");
+    }
+    let control = api::NodeControl::new(shutdown.clone());
+    let router = api::router(api::AppState {
+        node,
+        control: control.clone(),
+    });
+    let tracker = TaskTracker::new();
+    server::serve(listeners, router, &shutdown, &tracker);
+    tracker.close();
+    tracker.wait().await;
+    store.close();
+    tracing::info!("edge-sync-service stopped");
+    Ok(if control.restart_requested() {
+        RunOutcome::RestartRequested
+    } else {
+        RunOutcome::Stopped
+    })
+}
+
+fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartError> {
+    match config.authentication_handler.to_ascii_lowercase().as_str() {
+        "" | "dummy" => {
+            tracing::warn!(
+                "AuthenticationHandler is 'dummy': credentials are NOT checked and anyone who can reach this port can act as any user; use it for development only"
+            );
+            let users = config.persistence_root_path.join("sync").join("dummy-auth.json");
+            Ok(Box::new(auth::dummy::DummyAuthenticator::from_file(&users)))
+        }
+        other => Err(StartError::UnknownAuthenticator(other.to_string())),
+    }
+}
+
+fn open_storage(config: &Config, sync_root: &std::path::Path) -> Result<(Arc<SqliteStore>, BlobStore), StartError> {
+    let prepare = |path: &std::path::Path| {
+        std::fs::create_dir_all(path).map_err(|source| StartError::Persistence {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let role_name = if config.is_css() { "css" } else { "ess" };
+    let (db_dir, durable) = match config.storage_provider {
+        StorageKind::Sqlite => (sync_root.join("db"), true),
+        StorageKind::InMemory => {
+            // Nothing of an unpersisted store may survive a restart.
+            let volatile = sync_root.join("volatile");
+            if volatile.exists() {
+                std::fs::remove_dir_all(&volatile).map_err(|source| StartError::Persistence {
+                    path: volatile.display().to_string(),
+                    source,
+                })?;
+            }
+            (volatile, false)
+        }
+    };
+    prepare(&db_dir)?;
+    let store = SqliteStore::open(&db_dir.join(format!("{role_name}-sync.sqlite3")), durable)?;
+    let blob_root = db_dir
+        .parent()
+        .unwrap_or(sync_root)
+        .join(if durable { "objects" } else { "volatile/objects" });
+    prepare(&blob_root)?;
+    let blobs = BlobStore::open(&blob_root).map_err(|source| StartError::Persistence {
+        path: blob_root.display().to_string(),
+        source,
+    })?;
+    Ok((Arc::new(store), blobs))
+}
+
+fn settings(config: &Config) -> NodeSettings {
+    let role = if config.is_css() { Role::Css } else { Role::Ess };
+    let org = match role {
+        Role::Ess => Some(config.org_id.clone()),
+        Role::Css => config.single_org().map(str::to_string),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let multiplier = usize::try_from(config.http_css_obj_download_concurrency_multiplier)
+        .unwrap_or(1)
+        .max(1);
+    let scheme = if config.mqtt_use_ssl { "ssl" } else { "tcp" };
+    NodeSettings {
+        role,
+        org,
+        dest_type: config.destination_type.clone(),
+        dest_id: config.destination_id.clone(),
+        chunk_size: i32::try_from(config.max_data_chunk_size).unwrap_or(i32::MAX),
+        ranged_download_slots: cpus * multiplier,
+        max_metadata_body: 64 * 1024 * 1024,
+        broker_address: format!("{scheme}://{}:{}", config.broker_address, config.broker_port),
+    }
+}

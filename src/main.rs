@@ -1,0 +1,98 @@
+//! `edge-sync-service -c sync.conf`: loads the configuration and runs the node until
+//! SIGINT or SIGTERM.
+
+use clap::Parser;
+use edge_sync_service::config::Config;
+use edge_sync_service::{run, RunOutcome};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+/// Cloud-edge object synchronization service (CSS or ESS, chosen by NodeType).
+#[derive(Parser, Debug)]
+#[command(name = "edge-sync-service", version, about)]
+struct Args {
+    /// Configuration file to read (keys as in the original's sync.conf; environment wins).
+    #[arg(short = 'c', value_name = "FILE", default_value = "/etc/edge-sync-service/sync.conf")]
+    config: PathBuf,
+}
+
+fn main() {
+    let args = Args::parse();
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match Config::load(&args.config, &env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    init_logging(&config.log_level);
+    if config.config_file_missing {
+        tracing::warn!(file = %args.config.display(), "configuration file not found; using environment and defaults");
+    }
+    for key in &config.unknown_keys {
+        tracing::warn!(key = %key, "unknown configuration key ignored");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Failed to start the async runtime. Error: {e}");
+            std::process::exit(98);
+        }
+    };
+    let code = runtime.block_on(async move {
+        loop {
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            match run(config.clone(), shutdown).await {
+                Ok(RunOutcome::RestartRequested) => tracing::info!("restarting"),
+                Ok(RunOutcome::Stopped) => return 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "start-up failed");
+                    eprintln!("{e}");
+                    return 1;
+                }
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("stop signal received");
+    shutdown.cancel();
+}
+
+/// Maps the original's LogLevel names onto tracing levels.
+fn init_logging(level: &str) {
+    let filter = match level.to_ascii_uppercase().as_str() {
+        "NONE" => "off",
+        "STATUS" | "FATAL" | "ERROR" => "error",
+        "WARNING" => "warn",
+        "DEBUG" => "debug",
+        "TRACE" | "XTRACE" => "trace",
+        _ => "info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,226 @@
+//! Object data as files. A whole upload is streamed into a temporary file, fsynced and renamed
+//! into place, so a data file is either complete or absent; a chunked upload writes into a
+//! partial file at the chunk's offset. Names come from the engine (unique per upload), never
+//! from user input. File writes happen on a blocking thread fed through a small channel, so
+//! memory stays bounded by a few buffers whatever the object size.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use std::collections::HashSet;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Size of the buffers handed to the writer thread.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Buffers in flight between the request and the writer thread.
+const WRITE_QUEUE: usize = 4;
+
+/// What writing data can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// The client's body stream failed (disconnect, timeout).
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// The body is longer than the caller allowed.
+    #[error("the body is longer than {0} bytes")]
+    TooLong(u64),
+    #[error("data file error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The directory of data files of one node.
+pub struct BlobStore {
+    data_dir: PathBuf,
+    tmp_dir: PathBuf,
+    partial_dir: PathBuf,
+    temp_counter: AtomicU64,
+}
+
+impl BlobStore {
+    /// Uses (creating) `root/data`, `root/tmp` and `root/partial`.
+    pub fn open(root: &Path) -> std::io::Result<Self> {
+        let store = Self {
+            data_dir: root.join("data"),
+            tmp_dir: root.join("tmp"),
+            partial_dir: root.join("partial"),
+            temp_counter: AtomicU64::new(0),
+        };
+        for dir in [&store.data_dir, &store.tmp_dir, &store.partial_dir] {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(store)
+    }
+
+    /// Path of a stored data file.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.data_dir.join(name)
+    }
+
+    fn partial_path(&self, session: i64) -> PathBuf {
+        self.partial_dir.join(format!("{session}.part"))
+    }
+
+    /// Streams `body` into the data file `name`; returns its length once it is durable.
+    /// Nothing is visible under `name` unless the whole body arrived.
+    pub async fn write_whole<S, E>(&self, name: &str, body: S, max_len: u64) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let temp = self
+            .tmp_dir
+            .join(format!("{}-{name}", self.temp_counter.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::File::create(&temp)?;
+        let written = match stream_into(file, 0, body, max_len).await {
+            Ok(written) => written,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&temp).await;
+                return Err(e);
+            }
+        };
+        let (target, data_dir) = (self.path(name), self.data_dir.clone());
+        blocking(move || {
+            std::fs::rename(&temp, &target)?;
+            sync_dir(&data_dir)
+        })
+        .await?;
+        Ok(written)
+    }
+
+    /// Writes `body` at `offset` of the partial file of an upload session; returns the number
+    /// of bytes written once they are durable.
+    pub async fn write_chunk<S, E>(&self, session: i64, offset: u64, body: S, max_len: u64) -> Result<u64, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self.partial_path(session);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)?;
+        stream_into(file, offset, body, max_len).await
+    }
+
+    /// Moves a completed partial file into place as the data file `name`.
+    pub async fn promote_partial(&self, session: i64, name: &str, len: u64) -> Result<(), BlobError> {
+        let (partial, target, data_dir) = (self.partial_path(session), self.path(name), self.data_dir.clone());
+        blocking(move || {
+            let file = std::fs::OpenOptions::new().write(true).open(&partial)?;
+            // A tail chunk sent twice with a larger body must not leave bytes past the end.
+            file.set_len(len)?;
+            file.sync_all()?;
+            std::fs::rename(&partial, &target)?;
+            sync_dir(&data_dir)
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Removes a data file; a missing file is not an error.
+    pub async fn remove(&self, name: &str) {
+        remove_quietly(self.path(name)).await;
+    }
+
+    /// Removes the partial file of an upload session, if any.
+    pub async fn remove_partial(&self, session: i64) {
+        remove_quietly(self.partial_path(session)).await;
+    }
+
+    /// Deletes temporary files, data files no object references and partial files of
+    /// sessions that no longer exist: the leftovers of a crash.
+    pub async fn collect_garbage(&self, referenced: HashSet<String>, sessions: HashSet<i64>) -> std::io::Result<usize> {
+        let (data_dir, tmp_dir, partial_dir) = (self.data_dir.clone(), self.tmp_dir.clone(), self.partial_dir.clone());
+        blocking(move || {
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp_dir)? {
+                std::fs::remove_file(entry?.path())?;
+                removed += 1;
+            }
+            for entry in std::fs::read_dir(&data_dir)? {
+                let entry = entry?;
+                if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            for entry in std::fs::read_dir(&partial_dir)? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let session = name.strip_suffix(".part").and_then(|n| n.parse::<i64>().ok());
+                if !session.is_some_and(|s| sessions.contains(&s)) {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+async fn remove_quietly(path: PathBuf) {
+    if let Err(e) = tokio::fs::remove_file(&path).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, "could not remove a data file");
+        }
+    }
+}
+
+async fn blocking<R: Send + 'static>(work: impl FnOnce() -> std::io::Result<R> + Send + 'static) -> std::io::Result<R> {
+    tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Copies `body` into `file` from `offset`, on a blocking writer thread, then fsyncs.
+async fn stream_into<S, E>(file: std::fs::File, offset: u64, mut body: S, max_len: u64) -> Result<u64, BlobError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        let mut file = file;
+        file.seek(SeekFrom::Start(offset))?;
+        while let Some(buffer) = receiver.blocking_recv() {
+            file.write_all(&buffer)?;
+        }
+        file.sync_all()
+    });
+    let mut pending = BytesMut::with_capacity(WRITE_BUFFER);
+    let mut total: u64 = 0;
+    let mut failure = None;
+    while let Some(frame) = body.next().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                failure = Some(BlobError::Body(e.to_string()));
+                break;
+            }
+        };
+        total += frame.len() as u64;
+        if total > max_len {
+            failure = Some(BlobError::TooLong(max_len));
+            break;
+        }
+        pending.extend_from_slice(&frame);
+        if pending.len() >= WRITE_BUFFER && sender.send(pending.split().freeze()).await.is_err() {
+            break;
+        }
+    }
+    if failure.is_none() && !pending.is_empty() {
+        let _ = sender.send(pending.split().freeze()).await;
+    }
+    drop(sender);
+    let written = writer.await.map_err(std::io::Error::other);
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    written??;
+    Ok(total)
+}

@@ -1,0 +1,189 @@
+//! Persistent state of a node. [`Store`] is the contract the engine relies on; the embedded
+//! SQLite implementation lives in [`sqlite`], object data files in [`blobs`]. The store knows
+//! nothing of HTTP and makes no domain decisions: the engine reads, decides, and writes back
+//! with an optimistic revision check.
+
+pub mod blobs;
+pub mod sqlite;
+mod sqlite_pool;
+
+use crate::model::{Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// What a store operation can fail with; callers branch on the first two.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record changed (or appeared, or vanished) since it was read.
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// A referenced record does not exist.
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Backend(#[from] rusqlite::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// How a write relates to what the caller read before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key must not exist yet.
+    Absent,
+    /// The stored record must still carry this revision.
+    Revision(i64),
+}
+
+/// State of a chunked upload of an object's data (spec: rest-api.md §4.8, Content-Range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadSession {
+    /// Names the partial data file.
+    pub id: i64,
+    pub total: u64,
+    /// Length of the chunk that started at offset 0, once it arrived.
+    pub first_chunk_size: Option<u64>,
+    /// Received byte ranges, merged, sorted, end-exclusive.
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl UploadSession {
+    /// True when every byte of `[0, total)` has arrived.
+    pub fn is_complete(&self) -> bool {
+        match self.ranges.as_slice() {
+            [] => self.total == 0,
+            [(0, end)] => *end >= self.total,
+            _ => false,
+        }
+    }
+}
+
+/// The persistent state every role needs. Implementations must make each call atomic.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// One object by key.
+    async fn object(&self, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>>;
+    /// Every object of a type in an org.
+    async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>>;
+    /// Every object of an org.
+    async fn objects_of_org(&self, org: &str) -> StoreResult<Vec<ObjectRecord>>;
+    /// Number of objects created on this node (sender copies).
+    async fn count_sender_objects(&self) -> StoreResult<u64>;
+    /// Inserts or replaces an object; returns the new revision. `drop_upload` also discards
+    /// a chunked upload in progress for the key, in the same transaction.
+    async fn write_object(&self, record: ObjectRecord, expect: Expect, drop_upload: bool) -> StoreResult<i64>;
+    /// Removes an object (and its upload session and delivery rows) if it still has `revision`.
+    async fn delete_object(&self, key: &ObjectKey, revision: i64) -> StoreResult<()>;
+
+    /// The chunked upload in progress for a key, creating it for `total` bytes if absent.
+    /// A session for a different total is replaced.
+    async fn upload_session(&self, key: &ObjectKey, total: u64) -> StoreResult<UploadSession>;
+    /// Records that `[start, start+len)` of session `id` is durably written; returns the session.
+    async fn record_chunk(&self, id: i64, start: u64, len: u64) -> StoreResult<UploadSession>;
+    /// Every upload session id, for start-up cleanup of partial files.
+    async fn upload_session_ids(&self) -> StoreResult<Vec<i64>>;
+
+    /// Registered edge nodes of an org.
+    async fn destinations(&self, org: &str) -> StoreResult<Vec<Destination>>;
+    /// Number of registered edge nodes of every org.
+    async fn count_destinations(&self) -> StoreResult<u64>;
+    /// Delivery state of an object per destination.
+    async fn destination_statuses(&self, key: &ObjectKey) -> StoreResult<Vec<DestinationStatus>>;
+    /// Objects with delivery rows for one edge node.
+    async fn objects_for_destination(
+        &self,
+        org: &str,
+        dest_type: &str,
+        dest_id: &str,
+    ) -> StoreResult<Vec<ObjectDeliveryView>>;
+
+    /// Every stored organization.
+    async fn organizations(&self) -> StoreResult<Vec<Organization>>;
+    /// Creates or replaces an organization.
+    async fn put_organization(&self, org: Organization) -> StoreResult<()>;
+    /// Removes an organization with all its objects, destinations and webhooks; returns the
+    /// data files the caller must remove.
+    async fn delete_organization(&self, org: &str) -> StoreResult<Vec<String>>;
+
+    /// Webhook URLs registered for an object type.
+    async fn webhooks(&self, org: &str, object_type: &str) -> StoreResult<Vec<String>>;
+    /// Registers a webhook URL (idempotent).
+    async fn add_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()>;
+    /// Removes a webhook URL, compared case-insensitively (idempotent).
+    async fn remove_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()>;
+
+    /// Every data file name referenced by an object, for start-up cleanup of orphans.
+    async fn referenced_blobs(&self) -> StoreResult<Vec<String>>;
+    /// The largest instance ID stored, to seed [`InstanceClock`].
+    async fn max_instance_id(&self) -> StoreResult<i64>;
+}
+
+/// Hands out strictly increasing instance IDs: nanoseconds since the epoch, or one more than
+/// the last one handed out when the clock has not moved on (the original's millisecond IDs
+/// could repeat; see metadata.md §7).
+#[derive(Debug)]
+pub struct InstanceClock {
+    last: AtomicI64,
+}
+
+impl InstanceClock {
+    /// Starts above every ID already stored.
+    pub fn starting_after(stored_max: i64) -> Self {
+        Self {
+            last: AtomicI64::new(stored_max),
+        }
+    }
+
+    /// The next ID.
+    pub fn next(&self) -> i64 {
+        let now = now_nanos();
+        let previous = self
+            .last
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(now.max(last + 1)))
+            .unwrap_or_else(|last| last);
+        now.max(previous + 1)
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_nanos() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_ids_strictly_increase_even_after_a_future_seed() {
+        let far_future = now_nanos() + 1_000_000_000_000;
+        let clock = InstanceClock::starting_after(far_future);
+        let first = clock.next();
+        let second = clock.next();
+        assert_eq!(first, far_future + 1);
+        assert_eq!(second, far_future + 2);
+    }
+
+    #[test]
+    fn upload_completion_needs_every_byte() {
+        let mut session = UploadSession {
+            id: 1,
+            total: 10,
+            first_chunk_size: None,
+            ranges: vec![(0, 4), (6, 10)],
+        };
+        assert!(!session.is_complete());
+        session.ranges = vec![(0, 10)];
+        assert!(session.is_complete());
+        session.ranges = vec![(2, 10)];
+        assert!(!session.is_complete());
+    }
+}

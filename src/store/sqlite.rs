@@ -1,0 +1,571 @@
+//! The embedded store: one SQLite database file in WAL mode, metadata as JSON beside the
+//! columns that queries filter on. Writes are group-committed by [`SqlitePool`].
+
+use super::sqlite_pool::SqlitePool;
+use super::{Expect, Store, StoreError, StoreResult, UploadSession};
+use crate::model::{
+    DeliveryStatus, Destination, DestinationStatus, MetaData, ObjectDeliveryView, ObjectKey, ObjectRecord,
+    ObjectStatus, Organization,
+};
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS objects (
+    org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    meta TEXT NOT NULL, status TEXT NOT NULL, sender INTEGER NOT NULL,
+    remaining_consumers INTEGER NOT NULL, remaining_receivers INTEGER NOT NULL,
+    policy_received INTEGER NOT NULL, blob TEXT, instance_id INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (org, object_type, object_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS destinations (
+    org TEXT NOT NULL, dest_type TEXT NOT NULL, dest_id TEXT NOT NULL,
+    communication TEXT NOT NULL, code_version TEXT NOT NULL, last_seen INTEGER NOT NULL,
+    PRIMARY KEY (org, dest_type, dest_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS object_destinations (
+    org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    dest_type TEXT NOT NULL, dest_id TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL,
+    PRIMARY KEY (org, object_type, object_id, dest_type, dest_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS object_destinations_by_node ON object_destinations (org, dest_type, dest_id);
+CREATE TABLE IF NOT EXISTS organizations (
+    org TEXT PRIMARY KEY, user TEXT NOT NULL, password TEXT NOT NULL, address TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhooks (
+    org TEXT NOT NULL, object_type TEXT NOT NULL, url TEXT NOT NULL,
+    PRIMARY KEY (org, object_type, url)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS uploads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    total INTEGER NOT NULL, first_chunk_size INTEGER, ranges TEXT NOT NULL,
+    UNIQUE (org, object_type, object_id)
+);
+"#;
+
+/// SQLite-backed [`Store`].
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens or creates the database at `path`. `durable` makes every acknowledged write
+    /// survive a crash or power loss.
+    pub fn open(path: &Path, durable: bool) -> StoreResult<Self> {
+        Ok(Self {
+            pool: SqlitePool::open(path, SCHEMA, durable)?,
+        })
+    }
+
+    /// Waits for queued writes and stops the writer thread.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+}
+
+const OBJECT_COLUMNS: &str =
+    "meta, status, sender, remaining_consumers, remaining_receivers, policy_received, blob, revision";
+
+fn object_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ObjectRecord, StoreError>> {
+    let meta_json: String = row.get(0)?;
+    let status_text: String = row.get(1)?;
+    let meta: MetaData = match serde_json::from_str(&meta_json) {
+        Ok(meta) => meta,
+        Err(e) => return Ok(Err(StoreError::Corrupt(format!("object metadata: {e}")))),
+    };
+    let Some(status) = ObjectStatus::parse(&status_text) else {
+        return Ok(Err(StoreError::Corrupt(format!("object status {status_text:?}"))));
+    };
+    Ok(Ok(ObjectRecord {
+        meta,
+        status,
+        sender: row.get(2)?,
+        remaining_consumers: row.get(3)?,
+        remaining_receivers: row.get(4)?,
+        policy_received: row.get(5)?,
+        blob: row.get(6)?,
+        revision: row.get(7)?,
+    }))
+}
+
+fn query_objects(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<Vec<ObjectRecord>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(args, object_from_row)?;
+    let mut records = Vec::new();
+    for row in rows {
+        records.push(row??);
+    }
+    Ok(records)
+}
+
+fn write_object_row(conn: &Connection, record: &ObjectRecord, expect: Expect) -> StoreResult<i64> {
+    let meta = serde_json::to_string(&record.meta).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let key = record.key();
+    let new_revision = match expect {
+        Expect::Absent => 1,
+        Expect::Revision(revision) => revision + 1,
+    };
+    let values = params![
+        key.org,
+        key.object_type,
+        key.object_id,
+        meta,
+        record.status.as_str(),
+        record.sender,
+        record.remaining_consumers,
+        record.remaining_receivers,
+        record.policy_received,
+        record.blob,
+        record.meta.instance_id,
+        new_revision,
+    ];
+    let changed = match expect {
+        Expect::Absent => conn.execute(
+            "INSERT INTO objects (org, object_type, object_id, meta, status, sender, remaining_consumers,
+                remaining_receivers, policy_received, blob, instance_id, revision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+            values,
+        )?,
+        Expect::Revision(revision) => {
+            let mut statement = conn.prepare_cached(
+                "UPDATE objects SET meta = ?4, status = ?5, sender = ?6, remaining_consumers = ?7,
+                    remaining_receivers = ?8, policy_received = ?9, blob = ?10, instance_id = ?11, revision = ?12
+                 WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 AND revision = ?13",
+            )?;
+            statement.execute(params![
+                key.org,
+                key.object_type,
+                key.object_id,
+                meta,
+                record.status.as_str(),
+                record.sender,
+                record.remaining_consumers,
+                record.remaining_receivers,
+                record.policy_received,
+                record.blob,
+                record.meta.instance_id,
+                new_revision,
+                revision,
+            ])?
+        }
+    };
+    if changed == 0 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(new_revision)
+}
+
+fn delete_upload_row(conn: &Connection, key: &ObjectKey) -> StoreResult<()> {
+    conn.prepare_cached("DELETE FROM uploads WHERE org = ?1 AND object_type = ?2 AND object_id = ?3")?
+        .execute(params![key.org, key.object_type, key.object_id])?;
+    Ok(())
+}
+
+fn session_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, i64, Option<i64>, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn to_session(raw: (i64, i64, Option<i64>, String)) -> StoreResult<UploadSession> {
+    let (id, total, first_chunk_size, ranges) = raw;
+    let ranges: Vec<(u64, u64)> =
+        serde_json::from_str(&ranges).map_err(|e| StoreError::Corrupt(format!("upload ranges: {e}")))?;
+    Ok(UploadSession {
+        id,
+        total: u64::try_from(total).unwrap_or(0),
+        first_chunk_size: first_chunk_size.and_then(|v| u64::try_from(v).ok()),
+        ranges,
+    })
+}
+
+/// Adds `[start, end)` to sorted, merged, end-exclusive ranges.
+fn merge_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    ranges.push((start, end));
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *ranges = merged;
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn object(&self, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>> {
+        let key = key.clone();
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
+                );
+                Ok(query_objects(conn, &sql, &[&key.org, &key.object_type, &key.object_id])?.pop())
+            })
+            .await
+    }
+
+    async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>> {
+        let (org, object_type) = (org.to_string(), object_type.to_string());
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 AND object_type = ?2 ORDER BY object_id"
+                );
+                query_objects(conn, &sql, &[&org, &object_type])
+            })
+            .await
+    }
+
+    async fn objects_of_org(&self, org: &str) -> StoreResult<Vec<ObjectRecord>> {
+        let org = org.to_string();
+        self.pool
+            .read(move |conn| {
+                let sql =
+                    format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 ORDER BY object_type, object_id");
+                query_objects(conn, &sql, &[&org])
+            })
+            .await
+    }
+
+    async fn count_sender_objects(&self) -> StoreResult<u64> {
+        self.pool
+            .read(|conn| {
+                let count: i64 = conn.query_row("SELECT COUNT(*) FROM objects WHERE sender = 1", [], |r| r.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn write_object(&self, record: ObjectRecord, expect: Expect, drop_upload: bool) -> StoreResult<i64> {
+        self.pool
+            .write(move |conn| {
+                let revision = write_object_row(conn, &record, expect)?;
+                if drop_upload {
+                    delete_upload_row(conn, &record.key())?;
+                }
+                Ok(revision)
+            })
+            .await
+    }
+
+    async fn delete_object(&self, key: &ObjectKey, revision: i64) -> StoreResult<()> {
+        let key = key.clone();
+        self.pool
+            .write(move |conn| {
+                let removed = conn
+                    .prepare_cached(
+                        "DELETE FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 AND revision = ?4",
+                    )?
+                    .execute(params![key.org, key.object_type, key.object_id, revision])?;
+                if removed == 0 {
+                    return Err(StoreError::Conflict);
+                }
+                delete_upload_row(conn, &key)?;
+                conn.prepare_cached(
+                    "DELETE FROM object_destinations WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
+                )?
+                .execute(params![key.org, key.object_type, key.object_id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn upload_session(&self, key: &ObjectKey, total: u64) -> StoreResult<UploadSession> {
+        let key = key.clone();
+        self.pool
+            .write(move |conn| {
+                let existing = conn
+                    .prepare_cached(
+                        "SELECT id, total, first_chunk_size, ranges FROM uploads
+                         WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
+                    )?
+                    .query_row(params![key.org, key.object_type, key.object_id], session_from_row)
+                    .optional()?;
+                if let Some(raw) = existing {
+                    let session = to_session(raw)?;
+                    if session.total == total {
+                        return Ok(session);
+                    }
+                    delete_upload_row(conn, &key)?;
+                }
+                conn.prepare_cached(
+                    "INSERT INTO uploads (org, object_type, object_id, total, first_chunk_size, ranges)
+                     VALUES (?1, ?2, ?3, ?4, NULL, '[]')",
+                )?
+                .execute(params![key.org, key.object_type, key.object_id, to_i64(total)])?;
+                Ok(UploadSession {
+                    id: conn.last_insert_rowid(),
+                    total,
+                    first_chunk_size: None,
+                    ranges: Vec::new(),
+                })
+            })
+            .await
+    }
+
+    async fn record_chunk(&self, id: i64, start: u64, len: u64) -> StoreResult<UploadSession> {
+        self.pool
+            .write(move |conn| {
+                let raw = conn
+                    .prepare_cached("SELECT id, total, first_chunk_size, ranges FROM uploads WHERE id = ?1")?
+                    .query_row(params![id], session_from_row)
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                let mut session = to_session(raw)?;
+                if len > 0 {
+                    merge_range(&mut session.ranges, start, start + len);
+                }
+                if start == 0 {
+                    session.first_chunk_size = Some(len);
+                }
+                let ranges = serde_json::to_string(&session.ranges).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                conn.prepare_cached("UPDATE uploads SET ranges = ?2, first_chunk_size = ?3 WHERE id = ?1")?
+                    .execute(params![id, ranges, session.first_chunk_size.map(to_i64)])?;
+                Ok(session)
+            })
+            .await
+    }
+
+    async fn upload_session_ids(&self) -> StoreResult<Vec<i64>> {
+        self.pool
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT id FROM uploads")?;
+                let ids = statement
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<i64>>>()?;
+                Ok(ids)
+            })
+            .await
+    }
+
+    async fn destinations(&self, org: &str) -> StoreResult<Vec<Destination>> {
+        let org = org.to_string();
+        self.pool
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT org, dest_type, dest_id, communication, code_version FROM destinations
+                     WHERE org = ?1 ORDER BY dest_type, dest_id",
+                )?;
+                let rows = statement.query_map(params![org], |r| {
+                    Ok(Destination {
+                        org: r.get(0)?,
+                        dest_type: r.get(1)?,
+                        dest_id: r.get(2)?,
+                        communication: r.get(3)?,
+                        code_version: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn count_destinations(&self) -> StoreResult<u64> {
+        self.pool
+            .read(|conn| {
+                let count: i64 = conn.query_row("SELECT COUNT(*) FROM destinations", [], |r| r.get(0))?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn destination_statuses(&self, key: &ObjectKey) -> StoreResult<Vec<DestinationStatus>> {
+        let key = key.clone();
+        self.pool
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT dest_type, dest_id, status, message FROM object_destinations
+                     WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 ORDER BY dest_type, dest_id",
+                )?;
+                let rows = statement.query_map(params![key.org, key.object_type, key.object_id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })?;
+                let mut statuses = Vec::new();
+                for row in rows {
+                    let (dest_type, dest_id, status, message) = row?;
+                    let status = DeliveryStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
+                    statuses.push(DestinationStatus {
+                        dest_type,
+                        dest_id,
+                        status,
+                        message,
+                    });
+                }
+                Ok(statuses)
+            })
+            .await
+    }
+
+    async fn objects_for_destination(
+        &self,
+        org: &str,
+        dest_type: &str,
+        dest_id: &str,
+    ) -> StoreResult<Vec<ObjectDeliveryView>> {
+        let (org, dest_type, dest_id) = (org.to_string(), dest_type.to_string(), dest_id.to_string());
+        self.pool
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT object_type, object_id, status FROM object_destinations
+                     WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3
+                       AND status IN ('delivering', 'delivered', 'consumed', 'error')
+                     ORDER BY object_type, object_id",
+                )?;
+                let rows = statement.query_map(params![org, dest_type, dest_id], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                })?;
+                let mut views = Vec::new();
+                for row in rows {
+                    let (object_type, object_id, status) = row?;
+                    let status = DeliveryStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("delivery status {status:?}")))?;
+                    views.push(ObjectDeliveryView {
+                        org: org.clone(),
+                        object_type,
+                        object_id,
+                        status,
+                    });
+                }
+                Ok(views)
+            })
+            .await
+    }
+
+    async fn organizations(&self) -> StoreResult<Vec<Organization>> {
+        self.pool
+            .read(|conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT org, user, password, address FROM organizations ORDER BY org")?;
+                let rows = statement.query_map([], |r| {
+                    Ok(Organization {
+                        org_id: r.get(0)?,
+                        user: r.get(1)?,
+                        password: r.get(2)?,
+                        address: r.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn put_organization(&self, org: Organization) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO organizations (org, user, password, address) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (org) DO UPDATE SET user = excluded.user, password = excluded.password, address = excluded.address",
+                )?
+                .execute(params![org.org_id, org.user, org.password, org.address])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn delete_organization(&self, org: &str) -> StoreResult<Vec<String>> {
+        let org = org.to_string();
+        self.pool
+            .write(move |conn| {
+                let mut statement = conn.prepare("SELECT blob FROM objects WHERE org = ?1 AND blob IS NOT NULL")?;
+                let blobs = statement
+                    .query_map(params![org], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                for table in [
+                    "objects",
+                    "object_destinations",
+                    "destinations",
+                    "webhooks",
+                    "uploads",
+                    "organizations",
+                ] {
+                    conn.execute(&format!("DELETE FROM {table} WHERE org = ?1"), params![org])?;
+                }
+                Ok(blobs)
+            })
+            .await
+    }
+
+    async fn webhooks(&self, org: &str, object_type: &str) -> StoreResult<Vec<String>> {
+        let (org, object_type) = (org.to_string(), object_type.to_string());
+        self.pool
+            .read(move |conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT url FROM webhooks WHERE org = ?1 AND object_type = ?2 ORDER BY url")?;
+                let urls = statement.query_map(params![org, object_type], |r| r.get(0))?;
+                Ok(urls.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+
+    async fn add_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()> {
+        let (org, object_type, url) = (org.to_string(), object_type.to_string(), url.to_string());
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO webhooks (org, object_type, url) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![org, object_type, url])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()> {
+        let (org, object_type, url) = (org.to_string(), object_type.to_string(), url.to_string());
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "DELETE FROM webhooks WHERE org = ?1 AND object_type = ?2 AND lower(url) = lower(?3)",
+                )?
+                .execute(params![org, object_type, url])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn referenced_blobs(&self) -> StoreResult<Vec<String>> {
+        self.pool
+            .read(|conn| {
+                let mut statement = conn.prepare("SELECT blob FROM objects WHERE blob IS NOT NULL")?;
+                let blobs = statement.query_map([], |r| r.get(0))?;
+                Ok(blobs.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+
+    async fn max_instance_id(&self) -> StoreResult<i64> {
+        self.pool
+            .read(|conn| Ok(conn.query_row("SELECT COALESCE(MAX(instance_id), 0) FROM objects", [], |r| r.get(0))?))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_when_touching_or_overlapping() {
+        let mut ranges = Vec::new();
+        merge_range(&mut ranges, 10, 20);
+        merge_range(&mut ranges, 0, 10);
+        assert_eq!(ranges, vec![(0, 20)]);
+        merge_range(&mut ranges, 30, 40);
+        merge_range(&mut ranges, 15, 31);
+        assert_eq!(ranges, vec![(0, 40)]);
+    }
+}

@@ -1,0 +1,163 @@
+//! Threads that own the SQLite connections. One writer thread applies writes in batches: every
+//! write waiting when a batch starts shares one transaction and one fsync (group commit), each
+//! inside its own savepoint so that one failing write does not undo the others. Reads run on
+//! blocking threads against a small pool of read connections (WAL lets them proceed while
+//! the writer commits). Nothing here blocks the async runtime.
+
+use super::{StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// Most writes folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(bool) + Send> + Send>;
+
+/// Handle to the writer thread and the read connections of one database file.
+pub struct SqlitePool {
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    durable: bool,
+}
+
+impl SqlitePool {
+    /// Opens (creating if needed) the database, applies `schema` and starts the writer.
+    /// `durable` selects `synchronous=FULL`; otherwise the database may lose recent writes
+    /// on power loss (used by the unpersisted store).
+    pub fn open(path: &Path, schema: &str, durable: bool) -> StoreResult<Self> {
+        let writer_conn = open_connection(path, durable, false)?;
+        writer_conn.execute_batch(schema)?;
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, receiver))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the database writer: {e}")))?;
+        Ok(Self {
+            writer: Mutex::new(Some(sender)),
+            writer_thread: Mutex::new(Some(thread)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path: path.to_path_buf(),
+            durable,
+        })
+    }
+
+    /// Runs `work` inside the next write batch and returns its result once the batch is
+    /// committed (durable, when the pool is).
+    pub async fn write<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<StoreResult<R>>();
+        let job: Job = Box::new(move |conn| {
+            let outcome = run_in_savepoint(conn, work);
+            Box::new(move |committed| {
+                let result = match outcome {
+                    Ok(value) if committed => Ok(value),
+                    Ok(_) => Err(StoreError::Corrupt("the transaction could not be committed".into())),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            })
+        });
+        {
+            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `work` on a read connection on a blocking thread.
+    pub async fn read<R, F>(&self, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        let durable = self.durable;
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => open_connection(&path, durable, true)?,
+            };
+            let result = work(&conn);
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stops the writer after the writes already queued.
+    pub fn close(&self) {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SqlitePool {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn open_connection(path: &Path, durable: bool, read_only: bool) -> StoreResult<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    let synchronous = if durable { "FULL" } else { "OFF" };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;"
+    ))?;
+    Ok(conn)
+}
+
+fn run_in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match work(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let replies: Vec<_> = batch.into_iter().map(|job| job(&conn)).collect();
+        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        if !committed {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(
+                writes = replies.len(),
+                "database commit failed; the batch was rolled back"
+            );
+        }
+        replies.into_iter().for_each(|reply| reply(committed));
+    }
+}
