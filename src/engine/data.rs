@@ -2,6 +2,7 @@
 //! Data is streamed both ways; an upload becomes visible only once it is complete and durable.
 
 use super::objects::{blob_name, Change};
+use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, UploadGuard};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::{ObjectKey, ObjectRecord, ObjectStatus, Role};
@@ -137,8 +138,8 @@ impl Node {
         let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
         self.check_data_writable(identity, key, &record)?;
         match content_range {
-            None => self.put_whole_data(key, body).await,
-            Some(range) => self.put_data_chunk(key, range, body).await,
+            None => self.put_whole_data(key, &record, body).await,
+            Some(range) => self.put_data_chunk(key, &record, range, body).await,
         }
     }
 
@@ -162,7 +163,7 @@ impl Node {
         Ok(())
     }
 
-    async fn put_whole_data<S, E>(&self, key: &ObjectKey, body: S) -> EngineResult<()>
+    async fn put_whole_data<S, E>(&self, key: &ObjectKey, record: &ObjectRecord, body: S) -> EngineResult<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -171,10 +172,17 @@ impl Node {
         let instance_id = self.0.clock.next();
         let name = blob_name(instance_id);
         let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
+        self.verify_or_reject(key, record, &name).await?;
         self.attach_data(key, instance_id, name, len, None, false).await
     }
 
-    async fn put_data_chunk<S, E>(&self, key: &ObjectKey, range: ContentRange, body: S) -> EngineResult<()>
+    async fn put_data_chunk<S, E>(
+        &self,
+        key: &ObjectKey,
+        record: &ObjectRecord,
+        range: ContentRange,
+        body: S,
+    ) -> EngineResult<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -209,8 +217,36 @@ impl Node {
         let instance_id = self.0.clock.next();
         let name = blob_name(instance_id);
         self.0.blobs.promote_partial(session.id, &name, session.total).await?;
+        self.verify_or_reject(key, record, &name).await?;
         self.attach_data(key, instance_id, name, session.total, session.first_chunk_size, true)
             .await
+    }
+
+    /// Checks the data file against the object's signature fields, when it has them. On a
+    /// mismatch the data is discarded and the object kept as `verificationFailed`; the client
+    /// gets a 400 with the reason (the original answers 500).
+    async fn verify_or_reject(&self, key: &ObjectKey, record: &ObjectRecord, name: &str) -> EngineResult<()> {
+        if !record.meta.needs_verification() {
+            return Ok(());
+        }
+        let Err(failure) = verify_file(&record.meta, &self.0.blobs.path(name)).await else {
+            return Ok(());
+        };
+        self.0.blobs.remove(name).await;
+        let previous = self
+            .change_object(key, |mut current| {
+                current.status = ObjectStatus::VerificationFailed;
+                current.blob = None;
+                current.meta.object_size = 0;
+                Ok(Change::Write(Box::new(current)))
+            })
+            .await?;
+        if let Some(old) = previous.and_then(|p| p.blob) {
+            self.0.blobs.remove(&old).await;
+        }
+        Err(EngineError::Invalid(format!(
+            "Failed to verify and store data, Error: {failure}"
+        )))
     }
 
     /// Makes a durable data file the object's data, replacing any previous one.

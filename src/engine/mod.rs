@@ -8,6 +8,7 @@ mod destinations;
 mod listings;
 mod objects;
 mod organizations;
+pub mod verify;
 
 pub use consumer::Report;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest};

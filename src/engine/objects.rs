@@ -91,7 +91,7 @@ impl Node {
                 let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
                 stored_blob = Some((name, len));
             }
-            let record = self.normalize(
+            let mut record = self.normalize(
                 identity,
                 key,
                 meta.clone(),
@@ -99,6 +99,12 @@ impl Node {
                 instance_id,
                 stored_blob.clone(),
             );
+            let verification = self.verify_inline(&record).await;
+            if verification.is_err() {
+                record.status = ObjectStatus::VerificationFailed;
+                record.blob = None;
+                record.meta.object_size = 0;
+            }
             let expect = existing
                 .as_ref()
                 .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
@@ -110,6 +116,12 @@ impl Node {
                         .filter(|old| Some(old) != record.blob.as_ref())
                     {
                         self.0.blobs.remove(&old).await;
+                    }
+                    if let Err(failure) = verification {
+                        self.discard_blob(stored_blob).await;
+                        return Err(EngineError::Invalid(format!(
+                            "Failed to verify and store data, Error: {failure}"
+                        )));
                     }
                     return Ok(());
                 }
@@ -145,6 +157,16 @@ impl Node {
             file_exists: &file_exists,
         };
         validate_put(meta, &context)
+    }
+
+    /// Verifies inline data against the signature fields, when both are present.
+    async fn verify_inline(&self, record: &ObjectRecord) -> Result<(), super::verify::VerifyError> {
+        match &record.blob {
+            Some(name) if record.meta.needs_verification() && record.meta.data_id == record.meta.instance_id => {
+                super::verify::verify_file(&record.meta, &self.0.blobs.path(name)).await
+            }
+            _ => Ok(()),
+        }
     }
 
     async fn discard_blob(&self, blob: Option<(String, u64)>) {

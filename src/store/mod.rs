@@ -20,12 +20,19 @@ pub enum StoreError {
     /// A referenced record does not exist.
     #[error("not found")]
     NotFound,
+    /// The database failed; the source is backend-specific.
     #[error("database error: {0}")]
-    Backend(#[from] rusqlite::Error),
+    Backend(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored record is corrupt: {0}")]
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(Box::new(e))
+    }
 }
 
 /// Result of store operations.

@@ -1,0 +1,137 @@
+//! Data signature verification (spec: metadata.md §12): the data is hashed with SHA-1 or
+//! SHA-256 and the RSA-PSS signature over that hash is checked with the object's public key
+//! (base64 DER SubjectPublicKeyInfo). Files are hashed in bounded buffers on a blocking thread.
+
+use crate::model::MetaData;
+use base64::Engine as _;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::signature::hazmat::PrehashVerifier;
+use rsa::RsaPublicKey;
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// Why data did not verify; the text is shown to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct VerifyError(pub String);
+
+/// Hashes the file at `path` with the object's algorithm and checks its signature.
+pub async fn verify_file(meta: &MetaData, path: &Path) -> Result<(), VerifyError> {
+    let (algorithm, key, signature) = (
+        meta.hash_algorithm.clone(),
+        meta.public_key.clone(),
+        meta.signature.clone(),
+    );
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let digest = hash_file(&algorithm, &path).map_err(|e| VerifyError(format!("Failed to read the data: {e}")))?;
+        verify_digest(&algorithm, &key, &signature, &digest)
+    })
+    .await
+    .map_err(|e| VerifyError(format!("Verification was interrupted: {e}")))?
+}
+
+fn hash_file(algorithm: &str, path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let mut sha1 = Sha1::new();
+    let mut sha256 = Sha256::new();
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        match algorithm {
+            "SHA1" => sha1.update(&buffer[..read]),
+            _ => sha256.update(&buffer[..read]),
+        }
+    }
+    Ok(match algorithm {
+        "SHA1" => sha1.finalize().to_vec(),
+        _ => sha256.finalize().to_vec(),
+    })
+}
+
+/// Checks an RSA-PSS signature over a precomputed digest. The salt length is not part of
+/// the wire format: Go signers use the largest possible salt, others the digest size, so
+/// both are tried, as an automatic salt-length verifier would accept either.
+pub fn verify_digest(algorithm: &str, public_key: &str, signature: &str, digest: &[u8]) -> Result<(), VerifyError> {
+    let standard = base64::engine::general_purpose::STANDARD;
+    let key_der = standard
+        .decode(public_key)
+        .map_err(|e| VerifyError(format!("PublicKey is not base64 encoded: {e}")))?;
+    let signature = standard
+        .decode(signature)
+        .map_err(|e| VerifyError(format!("Signature is not base64 encoded: {e}")))?;
+    let key = RsaPublicKey::from_public_key_der(&key_der).map_err(|e| {
+        VerifyError(format!(
+            "The public key is not an RSA public key in DER (PKIX) form: {e}"
+        ))
+    })?;
+    let signature = rsa::pss::Signature::try_from(signature.as_slice())
+        .map_err(|e| VerifyError(format!("The signature is malformed: {e}")))?;
+    let em_len = (rsa::traits::PublicKeyParts::n(&key).bits() + 6) / 8;
+    let max_salt = em_len.saturating_sub(digest.len() + 2);
+    let verified = [max_salt, digest.len()].into_iter().any(|salt| match algorithm {
+        "SHA1" => rsa::pss::VerifyingKey::<Sha1>::new_with_salt_len(key.clone(), salt)
+            .verify_prehash(digest, &signature)
+            .is_ok(),
+        _ => rsa::pss::VerifyingKey::<Sha256>::new_with_salt_len(key.clone(), salt)
+            .verify_prehash(digest, &signature)
+            .is_ok(),
+    });
+    if verified {
+        Ok(())
+    } else {
+        Err(VerifyError("The data does not match its signature".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rsa::pkcs8::EncodePublicKey;
+    use rsa::signature::hazmat::RandomizedPrehashSigner;
+    use rsa::signature::SignatureEncoding;
+
+    fn signed(data: &[u8], salt: Option<usize>) -> (String, String) {
+        let mut rng = rand_core_for_tests();
+        let private = rsa::RsaPrivateKey::new(&mut rng, 1024).unwrap();
+        let public = private.to_public_key().to_public_key_der().unwrap();
+        let digest = Sha256::digest(data);
+        let signer = match salt {
+            Some(len) => rsa::pss::SigningKey::<Sha256>::new_with_salt_len(private, len),
+            None => rsa::pss::SigningKey::<Sha256>::new(private),
+        };
+        let signature = signer.sign_prehash_with_rng(&mut rng, &digest).unwrap();
+        let standard = base64::engine::general_purpose::STANDARD;
+        (
+            standard.encode(public.as_bytes()),
+            standard.encode(signature.to_bytes()),
+        )
+    }
+
+    fn rand_core_for_tests() -> rsa::rand_core::OsRng {
+        rsa::rand_core::OsRng
+    }
+
+    #[test]
+    fn accepts_digest_size_and_maximum_salts_and_rejects_other_data() {
+        let data = b"model weights";
+        let digest = Sha256::digest(data);
+        let (key, signature) = signed(data, None);
+        assert_eq!(verify_digest("SHA256", &key, &signature, &digest), Ok(()));
+        let (key, signature) = signed(data, Some(128 - 32 - 2));
+        assert_eq!(verify_digest("SHA256", &key, &signature, &digest), Ok(()));
+        let other = Sha256::digest(b"tampered");
+        assert!(verify_digest("SHA256", &key, &signature, &other).is_err());
+    }
+
+    #[test]
+    fn rejects_keys_that_are_not_rsa() {
+        let err = verify_digest("SHA256", "AAAA", "AAAA", &[0; 32]).unwrap_err();
+        assert!(err.0.contains("RSA public key"), "{err}");
+    }
+}
