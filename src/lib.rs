@@ -9,6 +9,7 @@
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
 //! - [`server`]: listeners and graceful shutdown.
+//! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod tls;
 
 use config::{Config, StorageKind};
 use engine::{Node, NodeSettings};

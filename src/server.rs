@@ -1,27 +1,83 @@
-//! Listeners and serving: TCP (plain HTTP) and Unix domain sockets, one loop for all of
-//! them, graceful shutdown on the node's cancellation token.
+//! Listeners and serving (spec security.md §8.1, §8.4): plain HTTP or HTTPS on TCP ports
+//! and on a Unix domain socket. One list of listeners, one accept loop for all of them,
+//! one task per connection, graceful shutdown on the node's cancellation token (stop
+//! accepting, let in-flight requests finish).
 
 use crate::config::{Config, ListeningType};
+use crate::tls;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
 use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// How long a client may take for the TLS handshake when `HTTPServerReadHeaderTimeout` is 0.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A bound listener, ready to serve.
-pub enum Listener {
+pub struct Listener {
+    socket: Socket,
+    /// `Some` when connections are TLS.
+    tls: Option<TlsAcceptor>,
+    /// `HTTPServerReadHeaderTimeout`; also bounds the TLS handshake.
+    header_read_timeout: Option<Duration>,
+}
+
+enum Socket {
     Tcp(tokio::net::TcpListener),
     Unix(tokio::net::UnixListener, PathBuf),
 }
 
+/// Where a listener is to be bound.
+enum Endpoint {
+    Tcp(u16),
+    Unix(PathBuf),
+}
+
+/// Any accepted stream, plain or TLS, over TCP or a Unix socket: one type, so the HTTP
+/// connection code exists once.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
 impl Listener {
-    /// Where it listens, for the start-up log line.
+    /// Where it listens, for the start-up log line (`https://127.0.0.1:8443`,
+    /// `unix:/path (http)`).
     pub fn describe(&self) -> String {
-        match self {
-            Listener::Tcp(l) => l
+        let scheme = self.scheme();
+        match &self.socket {
+            Socket::Tcp(l) => l
                 .local_addr()
-                .map_or_else(|e| format!("tcp (unknown: {e})"), |a| format!("http://{a}")),
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+                .map_or_else(|e| format!("tcp (unknown: {e})"), |a| format!("{scheme}://{a}")),
+            Socket::Unix(_, path) => format!("unix:{} ({scheme})", path.display()),
+        }
+    }
+
+    /// `https` or `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The bound TCP address (useful with port 0); `None` for a Unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match &self.socket {
+            Socket::Tcp(l) => l.local_addr().ok(),
+            Socket::Unix(..) => None,
         }
     }
 }
@@ -29,87 +85,227 @@ impl Listener {
 /// Why listeners could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("ListeningType {0} needs TLS, which this build does not serve yet; use ListeningType unsecure or unix")]
-    TlsUnavailable(&'static str),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
 }
 
-/// Binds the listeners the configuration asks for.
+/// Binds the listeners the configuration asks for (spec security.md §8.1): `unsecure` →
+/// HTTP on `UnsecureListeningPort`, `secure` → HTTPS on `SecureListeningPort`, `both` →
+/// both, `unix`/`secure-unix` → HTTP/HTTPS on the socket file `ListeningAddress`. The TLS
+/// identity is prepared (loaded or generated, see [`tls`]) only when a listener needs it.
 pub async fn bind(config: &Config) -> Result<Vec<Listener>, ListenError> {
     let listening = config.listening_type;
-    if matches!(
-        listening,
-        ListeningType::Secure | ListeningType::Both | ListeningType::SecureUnix
-    ) {
-        return Err(ListenError::TlsUnavailable(listening.as_str()));
-    }
+    let mut plan = Vec::new();
     if listening.is_unix() {
         let path = config.resolve_path(&config.listening_address);
-        return Ok(vec![bind_unix(path, config.unix_socket_file_permissions)?]);
+        plan.push((Endpoint::Unix(path), listening == ListeningType::SecureUnix));
     }
-    let host = if config.listening_address.is_empty() {
-        "0.0.0.0"
+    if listening.serves_tcp_plain() {
+        plan.push((Endpoint::Tcp(config.unsecure_listening_port), false));
+    }
+    if listening.serves_tcp_tls() {
+        plan.push((Endpoint::Tcp(config.secure_listening_port), true));
+    }
+    let acceptor = if plan.iter().any(|(_, secure)| *secure) {
+        Some(TlsAcceptor::from(tls::server_config(config)?))
     } else {
-        config.listening_address.as_str()
+        None
     };
-    let address = format!("{host}:{}", config.unsecure_listening_port);
+    let header_read_timeout = u64::try_from(config.http_server_read_header_timeout)
+        .ok()
+        .filter(|&seconds| seconds > 0)
+        .map(Duration::from_secs);
+    let mut listeners = Vec::with_capacity(plan.len());
+    for (endpoint, secure) in plan {
+        let socket = match endpoint {
+            Endpoint::Tcp(port) => bind_tcp(&config.listening_address, port).await?,
+            Endpoint::Unix(path) => bind_unix(path, config.unix_socket_file_permissions)?,
+        };
+        listeners.push(Listener {
+            socket,
+            tls: if secure { acceptor.clone() } else { None },
+            header_read_timeout,
+        });
+    }
+    Ok(listeners)
+}
+
+async fn bind_tcp(host: &str, port: u16) -> Result<Socket, ListenError> {
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
     let address = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{}", config.unsecure_listening_port)
+        format!("[{host}]:{port}")
     } else {
-        address
+        format!("{host}:{port}")
     };
     let listener = tokio::net::TcpListener::bind(&address)
         .await
-        .map_err(|source| ListenError::Bind {
-            address: address.clone(),
-            source,
-        })?;
-    Ok(vec![Listener::Tcp(listener)])
+        .map_err(|source| ListenError::Bind { address, source })?;
+    Ok(Socket::Tcp(listener))
 }
 
-fn bind_unix(path: PathBuf, mode: u32) -> Result<Listener, ListenError> {
-    use std::os::unix::fs::PermissionsExt;
+/// Binds the socket file with its final mode already set: the socket is created in a
+/// private (0700) directory next to `path`, given `mode`, then renamed into place, so it is
+/// never reachable with umask-derived permissions. An existing socket at `path` is
+/// replaced; anything else there is left alone and is an error (spec §8.4 flaw).
+fn bind_unix(path: PathBuf, mode: u32) -> Result<Socket, ListenError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
     let error = |source| ListenError::Bind {
         address: path.display().to_string(),
         source,
     };
-    // The original deletes and recreates the socket file at start.
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(&path).map_err(error)?,
+        Ok(_) => {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way; not removing it",
+            )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(error(e)),
     }
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(error)?;
-    }
-    let listener = tokio::net::UnixListener::bind(&path).map_err(error)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(error)?;
-    Ok(Listener::Unix(listener, path))
+    let parent = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(error)?;
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "socket".into(), |n| n.to_string_lossy());
+    let private = parent.join(format!(".{file_name}.{}.binding", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private).map_err(error)?;
+    let staged = private.join("socket");
+    let bound = (|| {
+        let listener = tokio::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&staged, &path)?;
+        Ok(listener)
+    })();
+    let _ = std::fs::remove_dir_all(&private);
+    Ok(Socket::Unix(bound.map_err(error)?, path))
 }
 
-/// Serves `router` on every listener until `shutdown` is cancelled and in-flight requests end.
+/// Serves `router` on every listener until `shutdown` is cancelled and in-flight requests
+/// end. Listener and connection tasks run on `tracker`.
 pub fn serve(listeners: Vec<Listener>, router: Router, shutdown: &CancellationToken, tracker: &TaskTracker) {
     for listener in listeners {
-        let router = router.clone();
-        let stop = shutdown.clone();
-        tracker.spawn(async move {
-            let result = match listener {
-                Listener::Tcp(l) => {
-                    let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                    axum::serve(l, service)
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                }
-                Listener::Unix(l, _) => {
-                    axum::serve(l, router.into_make_service())
-                        .with_graceful_shutdown(stop.cancelled_owned())
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "listener stopped");
+        tracker.spawn(accept_loop(listener, router.clone(), shutdown.clone(), tracker.clone()));
+    }
+}
+
+/// What every connection of one listener shares.
+struct Connections {
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    http: auto::Builder<TokioExecutor>,
+    handshake_timeout: Duration,
+}
+
+async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken, tracker: TaskTracker) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(listener.header_read_timeout);
+    let connections = Arc::new(Connections {
+        router,
+        tls: listener.tls.clone(),
+        http,
+        handshake_timeout: listener.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+    });
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = accept(&listener.socket) => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let watcher = graceful.watcher();
+                tracker.spawn(connections.clone().serve(stream, peer, watcher, stop.clone()));
             }
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "accept failed");
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::error!(listener = %listener.describe(), error = %e, "accept failed");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn accept(socket: &Socket) -> std::io::Result<(Box<dyn Stream>, Option<SocketAddr>)> {
+    match socket {
+        Socket::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Box::new(stream), Some(peer)))
+        }
+        Socket::Unix(l, _) => {
+            let (stream, _) = l.accept().await?;
+            Ok((Box::new(stream), None))
+        }
+    }
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+impl Connections {
+    /// One connection: the TLS handshake if any (a failure is only logged at debug level),
+    /// then HTTP/1.1 or HTTP/2 until the client or a graceful shutdown closes it. TCP
+    /// requests carry `ConnectInfo<SocketAddr>`.
+    async fn serve(
+        self: Arc<Self>,
+        stream: Box<dyn Stream>,
+        peer: Option<SocketAddr>,
+        watcher: Watcher,
+        stop: CancellationToken,
+    ) {
+        let stream: Box<dyn Stream> = match &self.tls {
+            None => stream,
+            Some(acceptor) => {
+                let handshake = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
+                let result = tokio::select! {
+                    () = stop.cancelled() => return,
+                    result = handshake => result,
+                };
+                match result {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = ?peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = ?peer, "TLS handshake timed out");
+                        return;
+                    }
+                }
+            }
+        };
+        let service = self.router.clone().map_request(move |mut request: Request<Incoming>| {
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(ConnectInfo(peer));
+            }
+            request
         });
+        let connection = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+        if let Err(e) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
+        }
     }
 }

@@ -66,6 +66,15 @@ pub fn may_write(role: Role, identity: &Identity, org: &str, meta: &MetaData) ->
     }
 }
 
+/// May change or delete an object that is already stored: Write on its stored metadata; on
+/// the ESS a service needs only the read access its policy gives (spec: security.md §4.2).
+pub fn may_change_stored(role: Role, identity: &Identity, org: &str, stored: &MetaData) -> bool {
+    match (role, identity.kind) {
+        (Role::Ess, IdentityKind::Service) => may_read(role, identity, org, stored),
+        _ => may_write(role, identity, org, stored),
+    }
+}
+
 /// True when the object's destination policy admits the calling service (spec: rest-api.md
 /// §2.4): no policy or no services listed admits everyone; otherwise org, name and version
 /// range must match one entry.

@@ -4,8 +4,8 @@
 use super::objects::{blob_name, Change};
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, UploadGuard};
-use crate::auth::{access, Identity, IdentityKind};
-use crate::model::{ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::auth::{access, Identity};
+use crate::model::{ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::StoreError;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -145,10 +145,7 @@ impl Node {
 
     fn check_data_writable(&self, identity: &Identity, key: &ObjectKey, record: &ObjectRecord) -> EngineResult<()> {
         let role = self.role();
-        let allowed = match (role, identity.kind) {
-            (Role::Ess, IdentityKind::Service) => access::may_read(role, identity, &key.org, &record.meta),
-            _ => access::may_write(role, identity, &key.org, &record.meta),
-        };
+        let allowed = access::may_change_stored(role, identity, &key.org, &record.meta);
         if !allowed {
             return Err(EngineError::Forbidden);
         }

@@ -80,6 +80,14 @@ impl Node {
         let mut stored_blob: Option<(String, u64)> = None;
         for _ in 0..WRITE_ATTEMPTS {
             let existing = self.0.store.object(key).await?;
+            // A service may only replace an object whose stored policy admits it.
+            if existing
+                .as_ref()
+                .is_some_and(|stored| !access::may_change_stored(self.role(), identity, &key.org, &stored.meta))
+            {
+                self.discard_blob(stored_blob.take()).await;
+                return Err(EngineError::Forbidden);
+            }
             if let Err(e) = self.validate(&meta, key, inline.is_some(), existing.as_ref()) {
                 self.discard_blob(stored_blob.take()).await;
                 return Err(EngineError::Invalid(e.0));
@@ -321,10 +329,7 @@ impl Node {
         let pending_destinations = !self.0.store.destination_statuses(key).await?.is_empty();
         let removed = self
             .change_object(key, move |record| {
-                let allowed = match (role, identity.kind) {
-                    (Role::Ess, IdentityKind::Service) => access::may_read(role, identity, &key.org, &record.meta),
-                    _ => access::may_write(role, identity, &key.org, &record.meta),
-                };
+                let allowed = access::may_change_stored(role, identity, &key.org, &record.meta);
                 if !allowed {
                     return Err(EngineError::Forbidden);
                 }

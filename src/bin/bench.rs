@@ -1,3 +1,0 @@
-fn main() {
-    eprintln!("bench: not built yet");
-}

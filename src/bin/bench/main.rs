@@ -1,0 +1,449 @@
+//! `edge-sync-bench`: measures a release build of `edge-sync-service` on 127.0.0.1.
+//!
+//! Usage: `edge-sync-bench [--server PATH] [--quick] [--json]`
+//!
+//! The bench starts the server itself (CSS, unsecure HTTP on a free loopback port, a fresh
+//! persistence folder under `./target/bench-tmp/`, on the same disk as the current
+//! directory) and stops it at the end. It reports, as a table on stdout:
+//! 1. the server's idle RSS after start-up;
+//! 2. metadata PUT (durable upsert of `noData` objects) ops/s and p50/p99 latency at
+//!    concurrency 1 and 32;
+//! 3. metadata GET ops/s and latency at concurrency 1 and 32, with the server's CPU time
+//!    per request (utime + stime from `/proc/PID/stat`);
+//! 4. streamed data upload and download throughput of a 10 MB and a 1 GiB object
+//!    (256 MiB with `--quick`), each with the server's peak RSS during the transfer;
+//! 5. a `cp` baseline of a file of the large size on the same disk, alone and followed by
+//!    `sync` of the copy, so transfers can be compared with a plain copy.
+//!
+//! `--quick` divides request counts by 10 and shrinks the large object (about 30 s instead
+//! of about 3 minutes). `--json` prints the results as JSON on stdout and the table on
+//! stderr. MB means 10^6 bytes everywhere. `--server` defaults to the `edge-sync-service`
+//! next to this executable (build both with `cargo build --release`).
+
+mod load;
+mod server;
+mod transfer;
+
+use base64::Engine;
+use clap::Parser;
+use serde_json::json;
+use server::{Server, TempDir};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use transfer::Content;
+
+/// Benchmark of edge-sync-service: request rates, latencies, transfer throughput, memory.
+#[derive(Parser, Debug)]
+#[command(name = "edge-sync-bench", version, about)]
+struct Args {
+    /// The edge-sync-service binary to start (default: next to this executable).
+    #[arg(long, value_name = "PATH")]
+    server: Option<PathBuf>,
+    /// Ten times fewer requests and a 256 MiB large object instead of 1 GiB.
+    #[arg(long)]
+    quick: bool,
+    /// Print the results as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+/// How much work each phase does.
+struct Plan {
+    put_requests: [u64; 2],
+    get_requests: [u64; 2],
+    /// Object sizes and their labels, small then large.
+    sizes: [(u64, &'static str); 2],
+}
+
+const CONCURRENCY: [usize; 2] = [1, 32];
+const ORG: &str = "bench";
+const USER: &str = "bench/admin";
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Plan {
+                put_requests: [200, 2_000],
+                get_requests: [2_000, 20_000],
+                sizes: [(10_000_000, "10 MB"), (256 << 20, "256 MiB")],
+            }
+        } else {
+            Plan {
+                put_requests: [2_000, 20_000],
+                get_requests: [20_000, 200_000],
+                sizes: [(10_000_000, "10 MB"), (1 << 30, "1 GiB")],
+            }
+        }
+    }
+}
+
+struct OpRow {
+    op: &'static str,
+    concurrency: usize,
+    stats: load::LoadStats,
+    server_cpu_us_per_op: f64,
+}
+
+struct TransferRow {
+    direction: &'static str,
+    label: &'static str,
+    large: bool,
+    stats: transfer::TransferStats,
+}
+
+struct Report {
+    quick: bool,
+    server: PathBuf,
+    cpus: usize,
+    idle_rss_kb: u64,
+    ops: Vec<OpRow>,
+    transfers: Vec<TransferRow>,
+    cp_label: &'static str,
+    cp: transfer::CpStats,
+    total: Duration,
+}
+
+/// Parses the options, runs the bench on a multi-thread runtime and prints the report.
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("edge-sync-bench: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = args.json;
+    match runtime.block_on(run(args)) {
+        Ok(report) => {
+            let table = report.table();
+            if json {
+                eprint!("{table}");
+                println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default());
+            } else {
+                print!("{table}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge-sync-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_server() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot locate this executable: {e}"))?;
+    Ok(exe.with_file_name("edge-sync-service"))
+}
+
+fn progress(message: &str) {
+    eprintln!("[bench] {message}");
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    let started = Instant::now();
+    let plan = Plan::new(args.quick);
+    let binary = match args.server {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    if !binary.is_file() {
+        return Err(format!(
+            "server binary {} not found (build it with `cargo build --release` or pass --server)",
+            binary.display()
+        ));
+    }
+    // Declared before the server so that the server stops before the folder is removed.
+    let dir = TempDir::create()?;
+    let mut server = Server::start(&binary, dir.path())?;
+    let pid = server.pid();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let client = http_client()?;
+    progress(&format!("server pid {pid} on {base}, data in {}", dir.path().display()));
+    server.wait_healthy(&client, &base, Duration::from_secs(30)).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle_rss_kb = server::rss_kb(pid).ok_or("cannot read the server's VmRSS")?;
+
+    let ticks_per_second = server::clock_ticks_per_second();
+    let base: Arc<str> = Arc::from(base);
+    let mut ops = Vec::new();
+
+    for (index, &concurrency) in CONCURRENCY.iter().enumerate() {
+        let total = plan.put_requests[index];
+        progress(&format!("metadata PUT x{total}, concurrency {concurrency}"));
+        let prefix: Arc<str> = Arc::from(format!("c{concurrency}-"));
+        let (client, base) = (client.clone(), base.clone());
+        let cpu_before = server::cpu_ticks(pid);
+        let stats = load::run(concurrency, total, move |i| {
+            let (client, base, prefix) = (client.clone(), base.clone(), prefix.clone());
+            async move { load::put_meta(&client, &base, "meta", &format!("{prefix}{i}")).await }
+        })
+        .await
+        .map_err(|e| with_log(e, &server))?;
+        let cpu = cpu_per_op(cpu_before, server::cpu_ticks(pid), ticks_per_second, stats.requests);
+        ops.push(OpRow {
+            op: "PUT",
+            concurrency,
+            stats,
+            server_cpu_us_per_op: cpu,
+        });
+    }
+
+    // GETs read the objects written by the concurrent PUT phase.
+    let existing = plan.put_requests[1];
+    let existing_prefix = format!("c{}-", CONCURRENCY[1]);
+    for (index, &concurrency) in CONCURRENCY.iter().enumerate() {
+        let total = plan.get_requests[index];
+        progress(&format!("metadata GET x{total}, concurrency {concurrency}"));
+        let prefix: Arc<str> = Arc::from(existing_prefix.as_str());
+        let (client, base) = (client.clone(), base.clone());
+        let cpu_before = server::cpu_ticks(pid);
+        let stats = load::run(concurrency, total, move |i| {
+            let (client, base, prefix) = (client.clone(), base.clone(), prefix.clone());
+            async move { load::get_meta(&client, &base, "meta", &format!("{prefix}{}", i % existing)).await }
+        })
+        .await
+        .map_err(|e| with_log(e, &server))?;
+        let cpu = cpu_per_op(cpu_before, server::cpu_ticks(pid), ticks_per_second, stats.requests);
+        ops.push(OpRow {
+            op: "GET",
+            concurrency,
+            stats,
+            server_cpu_us_per_op: cpu,
+        });
+    }
+
+    let content = Content::new();
+    let mut transfers = Vec::new();
+    for (index, &(size, label)) in plan.sizes.iter().enumerate() {
+        let id = format!("blob-{index}");
+        progress(&format!("upload {label}"));
+        let stats = transfer::upload(&client, &base, &id, size, &content, pid)
+            .await
+            .map_err(|e| with_log(e, &server))?;
+        transfers.push(TransferRow {
+            direction: "upload",
+            label,
+            large: index == 1,
+            stats,
+        });
+        progress(&format!("download {label}"));
+        let stats = transfer::download(&client, &base, &id, size, &content, pid)
+            .await
+            .map_err(|e| with_log(e, &server))?;
+        transfers.push(TransferRow {
+            direction: "download",
+            label,
+            large: index == 1,
+            stats,
+        });
+    }
+    server.stop();
+    drop(server);
+
+    let (cp_size, cp_label) = plan.sizes[1];
+    progress(&format!("cp baseline {cp_label}"));
+    let cp_dir = dir.path().to_path_buf();
+    let cp_content = content.clone();
+    let cp = tokio::task::spawn_blocking(move || transfer::cp_baseline(&cp_dir, cp_size, &cp_content))
+        .await
+        .map_err(|e| format!("cp baseline task failed: {e}"))??;
+
+    Ok(Report {
+        quick: args.quick,
+        server: binary,
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        idle_rss_kb,
+        ops,
+        transfers,
+        cp_label,
+        cp,
+        total: started.elapsed(),
+    })
+}
+
+fn http_client() -> Result<reqwest::Client, String> {
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:bench"));
+    let mut headers = reqwest::header::HeaderMap::new();
+    let value = reqwest::header::HeaderValue::from_str(&format!("Basic {credentials}"))
+        .map_err(|e| format!("bad authorization header: {e}"))?;
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+        .pool_max_idle_per_host(64)
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+fn with_log(error: String, server: &Server) -> String {
+    format!("{error}{}", server.log_tail())
+}
+
+fn cpu_per_op(before: Option<u64>, after: Option<u64>, ticks_per_second: u64, requests: u64) -> f64 {
+    match (before, after) {
+        (Some(before), Some(after)) if requests > 0 => {
+            after.saturating_sub(before) as f64 * 1e6 / ticks_per_second as f64 / requests as f64
+        }
+        _ => f64::NAN,
+    }
+}
+
+fn mb(kb: u64) -> f64 {
+    kb as f64 * 1024.0 / 1e6
+}
+
+fn percent(part: f64, whole: f64) -> String {
+    format!("{:.0} %", 100.0 * part / whole)
+}
+
+impl Report {
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "edge-sync-service benchmark{}  (org {ORG}, {} CPUs, server {})",
+            if self.quick { " --quick" } else { "" },
+            self.cpus,
+            self.server.display()
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "idle RSS after start: {:.1} MB", mb(self.idle_rss_kb));
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:<10} {:>5} {:>9} {:>8} {:>10} {:>8} {:>8} {:>14}",
+            "metadata", "conc", "requests", "seconds", "ops/s", "p50 ms", "p99 ms", "server CPU µs"
+        );
+        for row in &self.ops {
+            let _ = writeln!(
+                out,
+                "{:<10} {:>5} {:>9} {:>8.2} {:>10.0} {:>8.3} {:>8.3} {:>14.1}",
+                row.op,
+                row.concurrency,
+                row.stats.requests,
+                row.stats.elapsed.as_secs_f64(),
+                row.stats.ops_per_second(),
+                row.stats.quantile_ms(0.50),
+                row.stats.quantile_ms(0.99),
+                row.server_cpu_us_per_op
+            );
+        }
+        let _ = writeln!(out);
+        let cp_rate = self.cp.cp_mb_per_second();
+        let cp_sync_rate = self.cp.cp_sync_mb_per_second();
+        let _ = writeln!(
+            out,
+            "{:<10} {:>8} {:>8} {:>9} {:>13} {:>12} {:>9} {:>11}",
+            "data", "size", "seconds", "MB/s", "start RSS MB", "peak RSS MB", "% of cp", "% cp+fsync"
+        );
+        for row in &self.transfers {
+            let rate = row.stats.mb_per_second();
+            let (vs_cp, vs_cp_sync) = if row.large {
+                (percent(rate, cp_rate), percent(rate, cp_sync_rate))
+            } else {
+                ("-".to_string(), "-".to_string())
+            };
+            let _ = writeln!(
+                out,
+                "{:<10} {:>8} {:>8.2} {:>9.1} {:>13.1} {:>12.1} {:>9} {:>11}",
+                row.direction,
+                row.label,
+                row.stats.elapsed.as_secs_f64(),
+                rate,
+                mb(row.stats.start_rss_kb),
+                mb(row.stats.peak_rss_kb),
+                vs_cp,
+                vs_cp_sync
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{:<10} {:>8} {:>8.2} {:>9.1} {:>13} {:>12} {:>9} {:>11}",
+            "cp",
+            self.cp_label,
+            self.cp.cp.as_secs_f64(),
+            cp_rate,
+            "-",
+            "-",
+            "",
+            ""
+        );
+        let _ = writeln!(
+            out,
+            "{:<10} {:>8} {:>8.2} {:>9.1} {:>13} {:>12} {:>9} {:>11}",
+            "cp+fsync",
+            self.cp_label,
+            (self.cp.cp + self.cp.sync).as_secs_f64(),
+            cp_sync_rate,
+            "-",
+            "-",
+            "",
+            ""
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(out, "total bench time: {:.1} s", self.total.as_secs_f64());
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let round = |x: f64, digits: i32| {
+            let factor = 10f64.powi(digits);
+            (x * factor).round() / factor
+        };
+        let ops: Vec<_> = self
+            .ops
+            .iter()
+            .map(|row| {
+                json!({
+                    "op": row.op,
+                    "concurrency": row.concurrency,
+                    "requests": row.stats.requests,
+                    "seconds": round(row.stats.elapsed.as_secs_f64(), 3),
+                    "ops_per_s": round(row.stats.ops_per_second(), 1),
+                    "p50_ms": round(row.stats.quantile_ms(0.50), 3),
+                    "p99_ms": round(row.stats.quantile_ms(0.99), 3),
+                    "server_cpu_us_per_op": round(row.server_cpu_us_per_op, 1),
+                })
+            })
+            .collect();
+        let transfers: Vec<_> = self
+            .transfers
+            .iter()
+            .map(|row| {
+                json!({
+                    "direction": row.direction,
+                    "size": row.label,
+                    "bytes": row.stats.bytes,
+                    "seconds": round(row.stats.elapsed.as_secs_f64(), 3),
+                    "mb_per_s": round(row.stats.mb_per_second(), 1),
+                    "start_rss_mb": round(mb(row.stats.start_rss_kb), 1),
+                    "peak_rss_mb": round(mb(row.stats.peak_rss_kb), 1),
+                })
+            })
+            .collect();
+        json!({
+            "quick": self.quick,
+            "server": self.server.display().to_string(),
+            "cpus": self.cpus,
+            "idle_rss_mb": round(mb(self.idle_rss_kb), 1),
+            "metadata": ops,
+            "transfers": transfers,
+            "cp_baseline": {
+                "size": self.cp_label,
+                "bytes": self.cp.bytes,
+                "cp_seconds": round(self.cp.cp.as_secs_f64(), 3),
+                "cp_mb_per_s": round(self.cp.cp_mb_per_second(), 1),
+                "cp_fsync_seconds": round((self.cp.cp + self.cp.sync).as_secs_f64(), 3),
+                "cp_fsync_mb_per_s": round(self.cp.cp_sync_mb_per_second(), 1),
+            },
+            "total_seconds": round(self.total.as_secs_f64(), 1),
+        })
+    }
+}

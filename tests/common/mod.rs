@@ -1,0 +1,430 @@
+//! Test harness: runs the built binary as a CSS or an ESS on a free loopback port with its own
+//! temporary persistence root, waits for its health route, and kills it on drop. Requests go
+//! through reqwest (what an application would use) or, for bytes reqwest would normalise
+//! away (`..`, raw `%00`, odd headers), through a raw HTTP/1.1 exchange on a TCP socket.
+#![allow(dead_code)]
+
+mod client;
+mod raw;
+
+// Each test crate uses a different subset of the harness.
+#[allow(unused_imports)]
+pub use client::{channel_body, object_body, Api, Resp};
+pub use raw::RawResponse;
+
+use base64::Engine as _;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Object admin of `org` (dummy authenticator: `org/user` not listed as exchange admin).
+pub const ADMIN: &str = "org/admin";
+/// Org admin of `org` (`user@org` not listed anywhere).
+pub const ORG_ADMIN: &str = "alice@org";
+/// Object admin of another organization.
+pub const OTHER_ADMIN: &str = "other/admin";
+/// An edge node of `org`: never allowed on the application API.
+pub const EDGE_NODE: &str = "org/edge/node1";
+/// A sync admin (listed in `dummy-auth.json`).
+pub const SYNC_ADMIN: &str = "ops@ops";
+/// The organization every test node serves.
+pub const ORG: &str = "org";
+
+/// Longest a node may take to start answering its health route.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// Longest any single HTTP exchange of a test may take.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which role a test node plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Css,
+    Ess,
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub role: Role,
+    /// `bolt` (persistent, the default) or `inmemory`.
+    pub storage: &'static str,
+    /// Extra environment, applied last.
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeOptions {
+    /// A persistent node of `role`.
+    pub fn new(role: Role) -> Self {
+        Self {
+            role,
+            storage: "bolt",
+            env: Vec::new(),
+        }
+    }
+}
+
+/// A running service process with its persistence root; killed on drop.
+pub struct TestNode {
+    pub role: Role,
+    dir: tempfile::TempDir,
+    options: NodeOptions,
+    port: u16,
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl TestNode {
+    /// A persistent CSS.
+    pub fn css() -> Self {
+        Self::start(NodeOptions::new(Role::Css))
+    }
+
+    /// A persistent ESS of `org`, type `edge`, id `node1`.
+    pub fn ess() -> Self {
+        Self::start(NodeOptions::new(Role::Ess))
+    }
+
+    /// A persistent node of `role`.
+    pub fn of(role: Role) -> Self {
+        Self::start(NodeOptions::new(role))
+    }
+
+    /// Starts a node on a free port; retries with another port if that one was taken.
+    pub fn start(options: NodeOptions) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sync = dir.path().join("sync");
+        std::fs::create_dir_all(&sync).expect("sync dir");
+        std::fs::write(
+            sync.join("dummy-auth.json"),
+            r#"{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}"#,
+        )
+        .expect("dummy-auth.json");
+        let mut node = Self {
+            role: options.role,
+            dir,
+            options,
+            port: 0,
+            child: None,
+            log: Arc::new(Mutex::new(String::new())),
+        };
+        for _ in 0..8 {
+            node.port = free_port();
+            match node.spawn_and_wait() {
+                Ok(()) => return node,
+                Err(log) if log.contains("cannot listen") => continue,
+                Err(log) => panic!("the node did not start:\n{log}"),
+            }
+        }
+        panic!("no free port found after 8 attempts");
+    }
+
+    /// Environment of the child: everything explicit, nothing inherited. The CSS gets no
+    /// `ORG_ID`, which would put it in single-organization mode.
+    fn environment(&self) -> Vec<(String, String)> {
+        let root = self.dir.path().display().to_string();
+        let mut env: Vec<(String, String)> = vec![
+            ("LISTENING_TYPE", "unsecure".to_string()),
+            ("LISTENING_ADDRESS", "127.0.0.1".to_string()),
+            ("UNSECURE_LISTENING_PORT", self.port.to_string()),
+            ("PERSISTENCE_ROOT_PATH", root),
+            ("STORAGE_PROVIDER", self.options.storage.to_string()),
+            ("COMMUNICATION_PROTOCOL", "http".to_string()),
+            ("LOG_LEVEL", "INFO".to_string()),
+            ("NO_COLOR", "1".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let role_env: &[(&str, &str)] = match self.role {
+            Role::Css => &[("NODE_TYPE", "CSS")],
+            Role::Ess => &[
+                ("NODE_TYPE", "ESS"),
+                ("ORG_ID", ORG),
+                ("DESTINATION_TYPE", "edge"),
+                ("DESTINATION_ID", "node1"),
+                ("HTTP_CSS_HOST", "127.0.0.1"),
+                ("HTTP_CSS_PORT", "9"),
+            ],
+        };
+        env.extend(role_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env.extend(self.options.env.iter().cloned());
+        env
+    }
+
+    /// Spawns the child and waits for health 200; `Err` carries its log if it exited.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let config = self.dir.path().join("absent-sync.conf");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-sync-service"))
+            .arg("-c")
+            .arg(&config)
+            .env_clear()
+            .envs(self.environment())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the service");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        self.log = log;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
+                self.child = None;
+                // The reader thread may still be copying the last lines.
+                let log = wait_for_text(&self.log, "", Duration::from_millis(500));
+                return Err(format!("exited with {status}:\n{log}"));
+            }
+            if let Ok(response) = self.raw(&format!(
+                "GET /api/v1/health HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+                basic(ADMIN)
+            )) {
+                if response.status == 200 {
+                    return Ok(());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node did not become healthy:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process with SIGKILL and reaps it; the persistence root stays.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same port and persistence root.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            match self.spawn_and_wait() {
+                Ok(()) => return,
+                // The old socket may linger for a moment after the kill.
+                Err(log) if log.contains("cannot listen") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(log) => panic!("the node did not restart:\n{log}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit by itself within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The port the node listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The persistence root.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Files currently in `sync/objects/{sub}` (`tmp`, `data`, `partial`).
+    pub fn files_in(&self, sub: &str) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.root().join("sync/objects").join(sub)) {
+            Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// What the process wrote on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Path of an object route: `/api/v1/objects/{org}/{type}/{id}` on the CSS, without the
+    /// org on the ESS.
+    pub fn obj(&self, object_type: &str, object_id: &str) -> String {
+        format!("{}/{object_id}", self.type_path(object_type))
+    }
+
+    /// Path of a type route (list, webhooks).
+    pub fn type_path(&self, object_type: &str) -> String {
+        match self.role {
+            Role::Css => format!("/api/v1/objects/{ORG}/{object_type}"),
+            Role::Ess => format!("/api/v1/objects/{object_type}"),
+        }
+    }
+
+    /// A client for this node, acting as [`ADMIN`] unless told otherwise.
+    pub fn api(&self) -> Api {
+        Api {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("client"),
+            base: self.base(),
+        }
+    }
+
+    /// Sends raw bytes as one HTTP/1.1 request (a `Connection: close` is added) and reads
+    /// the whole answer.
+    pub fn raw(&self, request: &str) -> std::io::Result<RawResponse> {
+        raw::raw_exchange(self.port, request.as_bytes())
+    }
+
+    /// A raw GET of `target` (sent verbatim) as `user`.
+    pub fn raw_get(&self, target: &str, user: &str) -> RawResponse {
+        self.raw(&format!(
+            "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\n\r\n",
+            basic(user)
+        ))
+        .expect("raw request")
+    }
+
+    /// Asserts the node still answers its health route.
+    pub async fn assert_healthy(&self) {
+        let response = self.api().get("/api/v1/health").await;
+        assert_eq!(response.status, 200, "health after the previous request");
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Waits until `log` contains `needle` (or the timeout passes); returns the log.
+fn wait_for_text(log: &Arc<Mutex<String>>, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = log.lock().unwrap().clone();
+        if (!needle.is_empty() && text.contains(needle)) || Instant::now() >= deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// `Basic base64(user:secret)`.
+pub fn basic(user: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:secret"))
+    )
+}
+
+/// Runs the binary to completion with exactly `env` and `args`; returns its exit status
+/// and stderr. Killed if it runs longer than `timeout`.
+pub fn run_to_exit(env: &[(&str, &str)], args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-sync-service"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the binary did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut output = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut output).unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut output).unwrap();
+    (status, output)
+}
+
+/// Deterministic non-repeating-ish bytes, so misplaced chunks are detected.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_right(13) as u8 ^ seed)
+        .collect()
+}
+
+/// Declares each `async fn name(role)` as two tests, `css::name` and `ess::name`.
+#[macro_export]
+macro_rules! on_both_roles {
+    ($($name:ident),* $(,)?) => {
+        mod css {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Role::Css).await
+                }
+            )*
+        }
+        mod ess {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Role::Ess).await
+                }
+            )*
+        }
+    };
+}
+
+/// Polls `condition` every 10 ms until it holds; panics with `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Total size of the files in `sync/objects/{sub}`.
+pub fn bytes_in(node: &TestNode, sub: &str) -> u64 {
+    node.files_in(sub)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
