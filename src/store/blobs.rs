@@ -177,6 +177,40 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// Data written between two background flushes of a large upload.
+const EARLY_FLUSH: usize = 64 << 20;
+
+/// Flushes a file being written from a second thread, so that the disk writes the data of a
+/// large upload while more of it arrives; the final fsync then only waits for the tail.
+/// Without it the kernel would hold the whole upload in dirty pages until that fsync.
+struct EarlyFlusher {
+    requests: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EarlyFlusher {
+    fn start(file: std::fs::File) -> std::io::Result<Self> {
+        let (requests, pending) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new().name("blob-flush".into()).spawn(move || {
+            while pending.recv().is_ok() {
+                // A failure shows again in the final fsync, which the upload waits for.
+                let _ = file.sync_data();
+            }
+        })?;
+        Ok(Self { requests, thread })
+    }
+
+    /// Asks for a flush; a request made while one is pending is merged with it.
+    fn request(&self) {
+        let _ = self.requests.try_send(());
+    }
+
+    fn finish(self) {
+        drop(self.requests);
+        let _ = self.thread.join();
+    }
+}
+
 /// Copies `body` into `file` from `offset`, on a blocking writer thread, then fsyncs.
 async fn stream_into<S, E>(file: std::fs::File, offset: u64, mut body: S, max_len: u64) -> Result<u64, BlobError>
 where
@@ -187,8 +221,21 @@ where
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
+        let mut flusher: Option<EarlyFlusher> = None;
+        let mut unflushed = 0usize;
         while let Some(buffer) = receiver.blocking_recv() {
             file.write_all(&buffer)?;
+            unflushed += buffer.len();
+            if unflushed >= EARLY_FLUSH {
+                unflushed = 0;
+                match flusher.as_ref() {
+                    Some(flusher) => flusher.request(),
+                    None => flusher = Some(EarlyFlusher::start(file.try_clone()?)?),
+                }
+            }
+        }
+        if let Some(flusher) = flusher {
+            flusher.finish();
         }
         file.sync_all()
     });

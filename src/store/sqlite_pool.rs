@@ -1,27 +1,31 @@
 //! Threads that own the SQLite connections. One writer thread applies writes in batches: every
 //! write waiting when a batch starts shares one transaction and one fsync (group commit), each
-//! inside its own savepoint so that one failing write does not undo the others. Reads run on
-//! blocking threads against a small pool of read connections (WAL lets them proceed while
-//! the writer commits). Nothing here blocks the async runtime.
+//! inside its own savepoint so that one failing write does not undo the others. A fixed set of
+//! reader threads, each with its own read-only connection, serves reads (WAL lets them proceed
+//! while the writer commits). A fixed set keeps memory flat however many requests wait: each
+//! connection has its own page cache. Nothing here blocks the async runtime.
 
 use super::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// Most writes folded into one transaction.
 const MAX_BATCH: usize = 512;
+/// Reader threads (and read connections).
+const READERS: usize = 4;
+/// Page cache of each connection, in KiB.
+const CACHE_KIB: u32 = 2048;
 
 type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(bool) + Send> + Send>;
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Handle to the writer thread and the read connections of one database file.
 pub struct SqlitePool {
     writer: Mutex<Option<mpsc::Sender<Job>>>,
-    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    path: PathBuf,
-    durable: bool,
+    readers: Mutex<Option<mpsc::Sender<ReadJob>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl SqlitePool {
@@ -31,17 +35,27 @@ impl SqlitePool {
     pub fn open(path: &Path, schema: &str, durable: bool) -> StoreResult<Self> {
         let writer_conn = open_connection(path, durable, false)?;
         writer_conn.execute_batch(schema)?;
+        let spawn_error = |e: std::io::Error| StoreError::Corrupt(format!("cannot start a database thread: {e}"));
         let (sender, receiver) = mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
+        let mut threads = vec![std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer_conn, receiver))
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the database writer: {e}")))?;
+            .map_err(spawn_error)?];
+        let (read_sender, read_receiver) = mpsc::channel::<ReadJob>();
+        let read_receiver = Arc::new(Mutex::new(read_receiver));
+        for index in 0..READERS {
+            let conn = open_connection(path, durable, true)?;
+            let jobs = Arc::clone(&read_receiver);
+            let thread = std::thread::Builder::new()
+                .name(format!("sqlite-reader-{index}"))
+                .spawn(move || reader_loop(conn, jobs))
+                .map_err(spawn_error)?;
+            threads.push(thread);
+        }
         Ok(Self {
             writer: Mutex::new(Some(sender)),
-            writer_thread: Mutex::new(Some(thread)),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            path: path.to_path_buf(),
-            durable,
+            readers: Mutex::new(Some(read_sender)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -72,33 +86,30 @@ impl SqlitePool {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Runs `work` on a read connection on a blocking thread.
+    /// Runs `work` on one of the reader threads.
     pub async fn read<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
-        let readers = Arc::clone(&self.readers);
-        let path = self.path.clone();
-        let durable = self.durable;
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&path, durable, true)?,
-            };
-            let result = work(&conn);
-            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
+        let (reply, answer) = oneshot::channel::<StoreResult<R>>();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = reply.send(work(conn));
+        });
+        {
+            let guard = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(job).map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Stops the writer after the writes already queued.
+    /// Stops the threads after the work already queued.
     pub fn close(&self) {
         self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(thread) = self.writer_thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads {
             let _ = thread.join();
         }
     }
@@ -119,8 +130,9 @@ fn open_connection(path: &Path, durable: bool, read_only: bool) -> StoreResult<C
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))?;
     let synchronous = if durable { "FULL" } else { "OFF" };
+    let journal = if read_only { "" } else { "PRAGMA journal_mode=WAL;" };
     conn.execute_batch(&format!(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8000;"
+        "{journal} PRAGMA synchronous={synchronous}; PRAGMA cache_size=-{CACHE_KIB};"
     ))?;
     Ok(conn)
 }
@@ -135,6 +147,17 @@ fn run_in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Stor
         Err(e) => {
             conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
+        }
+    }
+}
+
+fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
+    loop {
+        // The lock is held only while waiting for the next job, never while running one.
+        let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        match next {
+            Ok(job) => job(&conn),
+            Err(_) => return,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `edge-sync-bench`: measures a release build of `edge-sync-service` on 127.0.0.1.
 //!
-//! Usage: `edge-sync-bench [--server PATH] [--quick] [--json]`
+//! Usage: `edge-sync-bench [--server PATH] [--quick] [--json] [--repeat N]`
 //!
 //! The bench starts the server itself (CSS, unsecure HTTP on a free loopback port, a fresh
 //! persistence folder under `./target/bench-tmp/`, on the same disk as the current
@@ -15,10 +15,12 @@
 //! 5. a `cp` baseline of a file of the large size on the same disk, alone and followed by
 //!    `sync` of the copy, so transfers can be compared with a plain copy.
 //!
-//! `--quick` divides request counts by 10 and shrinks the large object (about 30 s instead
-//! of about 3 minutes). `--json` prints the results as JSON on stdout and the table on
-//! stderr. MB means 10^6 bytes everywhere. `--server` defaults to the `edge-sync-service`
-//! next to this executable (build both with `cargo build --release`).
+//! Transfers and the `cp` baseline run `--repeat` times (default 3, each upload into a new
+//! object) and report the median time. `--quick` divides request counts by 10 and uses a
+//! 256 MiB large object (well under 30 s; the full run stays under about 3 minutes on two
+//! cores). `--json` prints the results as JSON on stdout and the table on stderr. MB means
+//! 10^6 bytes everywhere. `--server` defaults to the `edge-sync-service` next to this
+//! executable (build both with `cargo build --release`). Progress goes to stderr.
 
 mod load;
 mod server;
@@ -48,6 +50,9 @@ struct Args {
     /// Print the results as JSON on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Runs of every data transfer and of the cp baseline; the median time is reported.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
+    repeat: u64,
 }
 
 /// How much work each phase does.
@@ -85,17 +90,42 @@ struct OpRow {
     concurrency: usize,
     stats: load::LoadStats,
     server_cpu_us_per_op: f64,
+    /// Server VmRSS right after the phase.
+    rss_after_kb: u64,
 }
 
+/// One direction and size: median time over the runs, RSS at the first start and peak
+/// over all runs.
 struct TransferRow {
     direction: &'static str,
     label: &'static str,
     large: bool,
     stats: transfer::TransferStats,
+    runs: Vec<Duration>,
+}
+
+impl TransferRow {
+    fn new(direction: &'static str, label: &'static str, large: bool, runs: Vec<transfer::TransferStats>) -> Self {
+        let times: Vec<Duration> = runs.iter().map(|r| r.elapsed).collect();
+        let stats = transfer::TransferStats {
+            bytes: runs.first().map(|r| r.bytes).unwrap_or(0),
+            elapsed: transfer::median(times.clone()),
+            start_rss_kb: runs.first().map(|r| r.start_rss_kb).unwrap_or(0),
+            peak_rss_kb: runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0),
+        };
+        TransferRow {
+            direction,
+            label,
+            large,
+            stats,
+            runs: times,
+        }
+    }
 }
 
 struct Report {
     quick: bool,
+    repeat: u64,
     server: PathBuf,
     cpus: usize,
     idle_rss_kb: u64,
@@ -190,6 +220,7 @@ async fn run(args: Args) -> Result<Report, String> {
             concurrency,
             stats,
             server_cpu_us_per_op: cpu,
+            rss_after_kb: server::rss_kb(pid).unwrap_or(0),
         });
     }
 
@@ -214,47 +245,44 @@ async fn run(args: Args) -> Result<Report, String> {
             concurrency,
             stats,
             server_cpu_us_per_op: cpu,
+            rss_after_kb: server::rss_kb(pid).unwrap_or(0),
         });
     }
 
     let content = Content::new();
     let mut transfers = Vec::new();
     for (index, &(size, label)) in plan.sizes.iter().enumerate() {
-        let id = format!("blob-{index}");
-        progress(&format!("upload {label}"));
-        let stats = transfer::upload(&client, &base, &id, size, &content, pid)
-            .await
-            .map_err(|e| with_log(e, &server))?;
-        transfers.push(TransferRow {
-            direction: "upload",
-            label,
-            large: index == 1,
-            stats,
-        });
-        progress(&format!("download {label}"));
-        let stats = transfer::download(&client, &base, &id, size, &content, pid)
-            .await
-            .map_err(|e| with_log(e, &server))?;
-        transfers.push(TransferRow {
-            direction: "download",
-            label,
-            large: index == 1,
-            stats,
-        });
+        let (mut uploads, mut downloads) = (Vec::new(), Vec::new());
+        for run in 0..args.repeat {
+            let id = format!("blob-{index}-{run}");
+            progress(&format!("upload and download {label}, run {}/{}", run + 1, args.repeat));
+            let stats = transfer::upload(&client, &base, &id, size, &content, pid)
+                .await
+                .map_err(|e| with_log(e, &server))?;
+            uploads.push(stats);
+            let stats = transfer::download(&client, &base, &id, size, &content, pid)
+                .await
+                .map_err(|e| with_log(e, &server))?;
+            downloads.push(stats);
+        }
+        transfers.push(TransferRow::new("upload", label, index == 1, uploads));
+        transfers.push(TransferRow::new("download", label, index == 1, downloads));
     }
     server.stop();
     drop(server);
 
     let (cp_size, cp_label) = plan.sizes[1];
-    progress(&format!("cp baseline {cp_label}"));
+    progress(&format!("cp baseline {cp_label}, {} runs", args.repeat));
+    let cp_runs = args.repeat as usize;
     let cp_dir = dir.path().to_path_buf();
     let cp_content = content.clone();
-    let cp = tokio::task::spawn_blocking(move || transfer::cp_baseline(&cp_dir, cp_size, &cp_content))
+    let cp = tokio::task::spawn_blocking(move || transfer::cp_baseline(&cp_dir, cp_size, &cp_content, cp_runs))
         .await
         .map_err(|e| format!("cp baseline task failed: {e}"))??;
 
     Ok(Report {
         quick: args.quick,
+        repeat: args.repeat,
         server: binary,
         cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         idle_rss_kb,
@@ -318,13 +346,13 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<10} {:>5} {:>9} {:>8} {:>10} {:>8} {:>8} {:>14}",
-            "metadata", "conc", "requests", "seconds", "ops/s", "p50 ms", "p99 ms", "server CPU µs"
+            "{:<10} {:>5} {:>9} {:>8} {:>10} {:>8} {:>8} {:>14} {:>13}",
+            "metadata", "conc", "requests", "seconds", "ops/s", "p50 ms", "p99 ms", "server CPU µs", "RSS after MB"
         );
         for row in &self.ops {
             let _ = writeln!(
                 out,
-                "{:<10} {:>5} {:>9} {:>8.2} {:>10.0} {:>8.3} {:>8.3} {:>14.1}",
+                "{:<10} {:>5} {:>9} {:>8.2} {:>10.0} {:>8.3} {:>8.3} {:>14.1} {:>13.1}",
                 row.op,
                 row.concurrency,
                 row.stats.requests,
@@ -332,7 +360,8 @@ impl Report {
                 row.stats.ops_per_second(),
                 row.stats.quantile_ms(0.50),
                 row.stats.quantile_ms(0.99),
-                row.server_cpu_us_per_op
+                row.server_cpu_us_per_op,
+                mb(row.rss_after_kb)
             );
         }
         let _ = writeln!(out);
@@ -380,7 +409,7 @@ impl Report {
             "{:<10} {:>8} {:>8.2} {:>9.1} {:>13} {:>12} {:>9} {:>11}",
             "cp+fsync",
             self.cp_label,
-            (self.cp.cp + self.cp.sync).as_secs_f64(),
+            self.cp.cp_sync.as_secs_f64(),
             cp_sync_rate,
             "-",
             "-",
@@ -388,6 +417,11 @@ impl Report {
             ""
         );
         let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "data rows: median of {} runs (peak RSS: maximum over the runs); MB = 10^6 bytes",
+            self.repeat
+        );
         let _ = writeln!(out, "total bench time: {:.1} s", self.total.as_secs_f64());
         out
     }
@@ -410,6 +444,7 @@ impl Report {
                     "p50_ms": round(row.stats.quantile_ms(0.50), 3),
                     "p99_ms": round(row.stats.quantile_ms(0.99), 3),
                     "server_cpu_us_per_op": round(row.server_cpu_us_per_op, 1),
+                    "rss_after_mb": round(mb(row.rss_after_kb), 1),
                 })
             })
             .collect();
@@ -425,11 +460,13 @@ impl Report {
                     "mb_per_s": round(row.stats.mb_per_second(), 1),
                     "start_rss_mb": round(mb(row.stats.start_rss_kb), 1),
                     "peak_rss_mb": round(mb(row.stats.peak_rss_kb), 1),
+                    "runs_seconds": row.runs.iter().map(|t| round(t.as_secs_f64(), 3)).collect::<Vec<_>>(),
                 })
             })
             .collect();
         json!({
             "quick": self.quick,
+            "repeat": self.repeat,
             "server": self.server.display().to_string(),
             "cpus": self.cpus,
             "idle_rss_mb": round(mb(self.idle_rss_kb), 1),
@@ -440,8 +477,12 @@ impl Report {
                 "bytes": self.cp.bytes,
                 "cp_seconds": round(self.cp.cp.as_secs_f64(), 3),
                 "cp_mb_per_s": round(self.cp.cp_mb_per_second(), 1),
-                "cp_fsync_seconds": round((self.cp.cp + self.cp.sync).as_secs_f64(), 3),
+                "cp_fsync_seconds": round(self.cp.cp_sync.as_secs_f64(), 3),
                 "cp_fsync_mb_per_s": round(self.cp.cp_sync_mb_per_second(), 1),
+                "runs": self.cp.runs.iter().map(|(cp, cp_sync)| json!({
+                    "cp_seconds": round(cp.as_secs_f64(), 3),
+                    "cp_fsync_seconds": round(cp_sync.as_secs_f64(), 3),
+                })).collect::<Vec<_>>(),
             },
             "total_seconds": round(self.total.as_secs_f64(), 1),
         })

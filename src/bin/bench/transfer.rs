@@ -266,12 +266,14 @@ async fn expect_status(response: reqwest::Response, expected: reqwest::StatusCod
     Ok(())
 }
 
-/// Seconds taken by `cp` of a `size`-byte file within `dir`, and by the following `sync`
-/// of the copy.
+/// Times of `cp` of a `size`-byte file within one folder, alone and followed by `sync` of
+/// the copy: medians over the runs.
 pub struct CpStats {
     pub bytes: u64,
     pub cp: Duration,
-    pub sync: Duration,
+    pub cp_sync: Duration,
+    /// (cp, cp + sync) of every run.
+    pub runs: Vec<(Duration, Duration)>,
 }
 
 impl CpStats {
@@ -280,13 +282,23 @@ impl CpStats {
     }
 
     pub fn cp_sync_mb_per_second(&self) -> f64 {
-        self.bytes as f64 / 1e6 / (self.cp + self.sync).as_secs_f64()
+        self.bytes as f64 / 1e6 / self.cp_sync.as_secs_f64()
     }
 }
 
-/// Writes (and fsyncs) a source file of generated content, then times `cp` of it to a
-/// second file and `sync` of that file. Both files are removed afterwards.
-pub fn cp_baseline(dir: &Path, size: u64, content: &Content) -> Result<CpStats, String> {
+/// The median of some durations (the lower one of the middle two for an even count).
+pub fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    times
+        .get(times.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Writes (and fsyncs) a source file of generated content, then `runs` times: times `cp` of
+/// it to a second file and `sync` of that file, and removes the copy. The source is removed
+/// afterwards.
+pub fn cp_baseline(dir: &Path, size: u64, content: &Content, runs: usize) -> Result<CpStats, String> {
     use std::io::Write;
     let source = dir.join("cp-source");
     let target = dir.join("cp-target");
@@ -300,15 +312,23 @@ pub fn cp_baseline(dir: &Path, size: u64, content: &Content) -> Result<CpStats, 
         file.sync_all()
             .map_err(|e| format!("cannot sync {}: {e}", source.display()))?;
         drop(file);
-        flush_file_systems();
 
-        let start = Instant::now();
-        run_command(Command::new("cp").arg(&source).arg(&target))?;
-        let cp = start.elapsed();
-        let start = Instant::now();
-        run_command(Command::new("sync").arg(&target))?;
-        let sync = start.elapsed();
-        Ok(CpStats { bytes: size, cp, sync })
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs.max(1) {
+            flush_file_systems();
+            let start = Instant::now();
+            run_command(Command::new("cp").arg(&source).arg(&target))?;
+            let cp = start.elapsed();
+            run_command(Command::new("sync").arg(&target))?;
+            times.push((cp, start.elapsed()));
+            std::fs::remove_file(&target).map_err(|e| format!("cannot remove {}: {e}", target.display()))?;
+        }
+        Ok(CpStats {
+            bytes: size,
+            cp: median(times.iter().map(|t| t.0).collect()),
+            cp_sync: median(times.iter().map(|t| t.1).collect()),
+            runs: times,
+        })
     })();
     let _ = std::fs::remove_file(&source);
     let _ = std::fs::remove_file(&target);
@@ -349,6 +369,14 @@ mod tests {
             assert_eq!(checksum.position, size);
             assert_eq!(checksum.sum, content.expected_checksum(size), "size {size}");
         }
+    }
+
+    #[test]
+    fn median_takes_the_middle() {
+        let ms = Duration::from_millis;
+        assert_eq!(median(vec![ms(3), ms(1), ms(2)]), ms(2));
+        assert_eq!(median(vec![ms(4), ms(1)]), ms(1));
+        assert_eq!(median(vec![ms(7)]), ms(7));
     }
 
     #[test]
