@@ -60,6 +60,10 @@ fn identity(kind: IdentityKind, org: &str, user: &str) -> Identity {
 }
 
 impl Authenticator for DummyAuthenticator {
+    fn credentials_for(&self, _url: &str) -> Option<(String, String)> {
+        None
+    }
+
     fn authenticate(&self, app_key: &str, _app_secret: &str) -> Identity {
         let slash: Vec<&str> = app_key.split('/').collect();
         match slash.as_slice() {

@@ -69,4 +69,8 @@ impl Identity {
 pub trait Authenticator: Send + Sync + 'static {
     /// Classifies a caller from its Basic app key and secret.
     fn authenticate(&self, app_key: &str, app_secret: &str) -> Identity;
+
+    /// The app key and secret this node presents on an outgoing request to `url` (an ESS
+    /// calling its CSS); `None` for URLs that get no credentials.
+    fn credentials_for(&self, url: &str) -> Option<(String, String)>;
 }

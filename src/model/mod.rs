@@ -1,6 +1,7 @@
 //! The object model shared by both roles: metadata, statuses, keys, identifiers and the
 //! wire types of the REST API. Nothing here performs I/O.
 
+pub mod acl;
 pub mod json;
 pub mod metadata;
 pub mod names;

@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod sqlite;
 mod sqlite_pool;
 
+use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::{Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -123,6 +124,22 @@ pub trait Store: Send + Sync + 'static {
     async fn add_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()>;
     /// Removes a webhook URL, compared case-insensitively (idempotent).
     async fn remove_webhook(&self, org: &str, object_type: &str, url: &str) -> StoreResult<()>;
+
+    /// The entries of one ACL, in order (empty when the ACL does not exist).
+    async fn acl(&self, org: &str, kind: AclKind, key: &str) -> StoreResult<Vec<AclEntry>>;
+    /// Keys that have an ACL of this kind in the org (`*` for the org-wide one).
+    async fn acl_keys(&self, org: &str, kind: AclKind) -> StoreResult<Vec<String>>;
+    /// Atomically adds entries (replacing those with the same user type and name, placed
+    /// before the surviving old ones) and removes entries matched by user type and name. An
+    /// ACL without entries ceases to exist.
+    async fn change_acl(
+        &self,
+        org: &str,
+        kind: AclKind,
+        key: &str,
+        add: Vec<AclEntry>,
+        remove: Vec<(AclUserType, String)>,
+    ) -> StoreResult<()>;
 
     /// Every data file name referenced by an object, for start-up cleanup of orphans.
     async fn referenced_blobs(&self) -> StoreResult<Vec<String>>;

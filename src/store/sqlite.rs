@@ -3,6 +3,7 @@
 
 use super::sqlite_pool::SqlitePool;
 use super::{Expect, Store, StoreError, StoreResult, UploadSession};
+use crate::model::acl::{AclEntry, AclKind, AclRole, AclUserType};
 use crate::model::{
     DeliveryStatus, Destination, DestinationStatus, MetaData, ObjectDeliveryView, ObjectKey, ObjectRecord,
     ObjectStatus, Organization,
@@ -37,6 +38,11 @@ CREATE TABLE IF NOT EXISTS organizations (
 CREATE TABLE IF NOT EXISTS webhooks (
     org TEXT NOT NULL, object_type TEXT NOT NULL, url TEXT NOT NULL,
     PRIMARY KEY (org, object_type, url)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS acls (
+    org TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL,
+    username TEXT NOT NULL, user_type TEXT NOT NULL, role TEXT NOT NULL,
+    PRIMARY KEY (org, kind, key, user_type, username)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -178,6 +184,28 @@ fn to_session(raw: (i64, i64, Option<i64>, String)) -> StoreResult<UploadSession
         first_chunk_size: first_chunk_size.and_then(|v| u64::try_from(v).ok()),
         ranges,
     })
+}
+
+fn read_acl(conn: &Connection, org: &str, kind: AclKind, key: &str) -> StoreResult<Vec<AclEntry>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT username, user_type, role FROM acls WHERE org = ?1 AND kind = ?2 AND key = ?3 ORDER BY position",
+    )?;
+    let rows = statement.query_map(params![org, kind.as_str(), key], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (username, user_type, role) = row?;
+        let user_type = AclUserType::parse(&user_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("ACL user type {user_type:?}")))?;
+        let role = AclRole::parse(&role).ok_or_else(|| StoreError::Corrupt(format!("ACL role {role:?}")))?;
+        entries.push(AclEntry {
+            username,
+            user_type,
+            role,
+        });
+    }
+    Ok(entries)
 }
 
 /// Adds `[start, end)` to sorted, merged, end-exclusive ranges.
@@ -532,6 +560,63 @@ impl Store for SqliteStore {
                     "DELETE FROM webhooks WHERE org = ?1 AND object_type = ?2 AND lower(url) = lower(?3)",
                 )?
                 .execute(params![org, object_type, url])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn acl(&self, org: &str, kind: AclKind, key: &str) -> StoreResult<Vec<AclEntry>> {
+        let (org, key) = (org.to_string(), key.to_string());
+        self.pool.read(move |conn| read_acl(conn, &org, kind, &key)).await
+    }
+
+    async fn acl_keys(&self, org: &str, kind: AclKind) -> StoreResult<Vec<String>> {
+        let org = org.to_string();
+        self.pool
+            .read(move |conn| {
+                let mut statement =
+                    conn.prepare_cached("SELECT DISTINCT key FROM acls WHERE org = ?1 AND kind = ?2 ORDER BY key")?;
+                let keys = statement.query_map(params![org, kind.as_str()], |r| r.get(0))?;
+                Ok(keys.collect::<rusqlite::Result<Vec<String>>>()?)
+            })
+            .await
+    }
+
+    async fn change_acl(
+        &self,
+        org: &str,
+        kind: AclKind,
+        key: &str,
+        add: Vec<AclEntry>,
+        remove: Vec<(AclUserType, String)>,
+    ) -> StoreResult<()> {
+        let (org, key) = (org.to_string(), key.to_string());
+        self.pool
+            .write(move |conn| {
+                let current = read_acl(conn, &org, kind, &key)?;
+                let replaced = |e: &AclEntry| {
+                    add.iter()
+                        .any(|a| a.user_type == e.user_type && a.username == e.username)
+                        || remove.iter().any(|(t, n)| *t == e.user_type && *n == e.username)
+                };
+                let survivors: Vec<AclEntry> = current.into_iter().filter(|e| !replaced(e)).collect();
+                conn.prepare_cached("DELETE FROM acls WHERE org = ?1 AND kind = ?2 AND key = ?3")?
+                    .execute(params![org, kind.as_str(), key])?;
+                let mut insert = conn.prepare_cached(
+                    "INSERT OR REPLACE INTO acls (org, kind, key, position, username, user_type, role)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for (position, entry) in add.iter().chain(survivors.iter()).enumerate() {
+                    insert.execute(params![
+                        org,
+                        kind.as_str(),
+                        key,
+                        position as i64,
+                        entry.username,
+                        entry.user_type.as_str(),
+                        entry.role.as_str()
+                    ])?;
+                }
                 Ok(())
             })
             .await
