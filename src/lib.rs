@@ -49,8 +49,19 @@ pub enum StartError {
     Engine(#[from] engine::EngineError),
     #[error(transparent)]
     Listen(#[from] server::ListenError),
-    #[error("Unknown Authentication handler identifier {0}. Valid values are dummy.")]
+    #[error("Unknown Authentication handler identifier {0}. Valid values are dummy, preset.")]
     UnknownAuthenticator(String),
+}
+
+impl StartError {
+    /// The process exit status for this failure: 99 for an unknown authenticator, as the
+    /// original; 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::UnknownAuthenticator(_) => 99,
+            _ => 1,
+        }
+    }
 }
 
 /// Opens the store, binds the listeners and serves until `shutdown` is cancelled.
@@ -82,15 +93,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
 }
 
 fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartError> {
+    let sync_root = config.persistence_root_path.join("sync");
     match config.authentication_handler.to_ascii_lowercase().as_str() {
         "" | "dummy" => {
             tracing::warn!(
                 "AuthenticationHandler is 'dummy': credentials are NOT checked and anyone who can reach this port can act as any user; use it for development only"
             );
-            let users = config.persistence_root_path.join("sync").join("dummy-auth.json");
-            Ok(Box::new(auth::dummy::DummyAuthenticator::from_file(&users)))
+            let outgoing = auth::OutgoingIdentity {
+                css_base_url: config.css_base_url(),
+                org: config.org_id.clone(),
+                dest_type: config.destination_type.clone(),
+                dest_id: config.destination_id.clone(),
+            };
+            let users = sync_root.join("dummy-auth.json");
+            Ok(Box::new(
+                auth::dummy::DummyAuthenticator::from_file(&users).with_outgoing(outgoing),
+            ))
         }
-        other => Err(StartError::UnknownAuthenticator(other.to_string())),
+        "preset" => {
+            let file = sync_root.join("preset-auth.json");
+            let preset = auth::preset::PresetAuthenticator::from_file(&file, config.css_base_url());
+            Ok(Box::new(auth::cache::CachedAuthenticator::new(Box::new(preset))))
+        }
+        _ => Err(StartError::UnknownAuthenticator(config.authentication_handler.clone())),
     }
 }
 

@@ -49,8 +49,12 @@ fn main() {
                 Ok(RunOutcome::Stopped) => return 0,
                 Err(e) => {
                     tracing::error!(error = %e, "start-up failed");
-                    eprintln!("{e}");
-                    return 1;
+                    if matches!(e, edge_sync_service::StartError::UnknownAuthenticator(_)) {
+                        println!("{e}");
+                    } else {
+                        eprintln!("{e}");
+                    }
+                    return e.exit_code();
                 }
             }
         }
@@ -90,9 +94,11 @@ fn init_logging(level: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colours)
         .with_target(false)
         .init();
 }

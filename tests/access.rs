@@ -30,17 +30,28 @@ async fn other_org_admin_is_refused_a_private_object(role: Role) {
     assert_eq!(api.meta(&path).await["description"], "", "unchanged");
 }
 
-async fn other_org_admin_reads_a_public_object(role: Role) {
+/// Public objects are readable across orgs on the CSS; an ESS serves only its own org, so
+/// there identities of another org are refused even public objects (security.md §4.2).
+async fn other_org_admin_reads_a_public_object_only_on_the_css(role: Role) {
     let node = TestNode::of(role);
     let api = node.api();
     let path = node.obj("model", "shared");
     api.create(&path, json!({"public": true}), Some(b"for everyone")).await;
     let meta = api.get_as(OTHER_ADMIN, &path).await;
-    assert_eq!(meta.status, 200);
-    assert_eq!(meta.json()["public"], true);
-    assert_eq!(api.get_as(OTHER_ADMIN, &format!("{path}/status")).await.text(), "ready");
     let data = api.get_as(OTHER_ADMIN, &format!("{path}/data")).await;
-    assert_eq!((data.status, data.body), (200, b"for everyone".to_vec()));
+    match role {
+        Role::Css => {
+            assert_eq!(meta.status, 200);
+            assert_eq!(meta.json()["public"], true);
+            assert_eq!(api.get_as(OTHER_ADMIN, &format!("{path}/status")).await.text(), "ready");
+            assert_eq!((data.status, data.body), (200, b"for everyone".to_vec()));
+        }
+        Role::Ess => {
+            assert_eq!(meta.status, 403);
+            assert_eq!(api.get_as(OTHER_ADMIN, &format!("{path}/status")).await.status, 403);
+            assert_eq!(data.status, 403);
+        }
+    }
     let upload = api
         .send(
             api.request(reqwest::Method::PUT, &format!("{path}/data"), Some(OTHER_ADMIN))
@@ -163,7 +174,7 @@ async fn ess_service_sees_objects_per_destination_policy() {
 
 on_both_roles!(
     other_org_admin_is_refused_a_private_object,
-    other_org_admin_reads_a_public_object,
+    other_org_admin_reads_a_public_object_only_on_the_css,
     edge_node_key_is_refused_everywhere,
     missing_credentials_are_403_unauthorized,
 );

@@ -17,18 +17,21 @@ use serde::Serialize;
 pub async fn destinations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let (parts, _) = request.into_parts();
     let node = &state.node;
-    let identity = identify(node, &parts.headers);
+    let identity = identify(node, &parts);
     if node.role() == Role::Ess {
         if parts.uri.path().trim_end_matches('/') != "/api/v1/destinations" {
             return Ok(super::not_found());
         }
-        if identity.is_shut_out() {
-            return Err(EngineError::Forbidden.into());
-        }
         if parts.method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
-        return Err(ApiError::BadRequest(String::new()));
+        // Checks the caller like the CSS route, then answers 400: the ESS has no destinations.
+        return Err(node
+            .list_destinations(&identity, node.org_for(None))
+            .await
+            .err()
+            .unwrap_or(EngineError::NotFound)
+            .into());
     }
     let segments = segments(parts.uri.path(), "/api/v1/destinations", parts.uri.query())?;
     if let Some(org) = segments.first().filter(|o| !is_valid_name(o)) {
@@ -57,7 +60,7 @@ pub async fn destinations(State(state): State<AppState>, request: Request) -> Ap
 pub async fn organizations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let node = &state.node;
-    let identity = identify(node, &parts.headers);
+    let identity = identify(node, &parts);
     let path = parts.uri.path().trim_end_matches('/');
     let rest = path.strip_prefix("/api/v1/organizations").unwrap_or("");
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -138,7 +141,7 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
     let (parts, _) = request.into_parts();
     let details = Query::parse(parts.uri.query()).flag("details")?;
     let node = &state.node;
-    if identify(node, &parts.headers).is_shut_out() {
+    if identify(node, &parts).is_shut_out() {
         return Err(EngineError::Forbidden.into());
     }
     if parts.method != Method::GET {
@@ -189,7 +192,7 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
 pub async fn resend(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let (parts, _) = request.into_parts();
     let node = &state.node;
-    let identity = identify(node, &parts.headers);
+    let identity = identify(node, &parts);
     if !matches!(
         identity.kind,
         IdentityKind::OrgAdmin | IdentityKind::User | IdentityKind::SyncAdmin
@@ -211,7 +214,7 @@ pub async fn resend(State(state): State<AppState>, request: Request) -> ApiResul
 /// `POST /api/v1/shutdown[?restart=..&quiesce=..&essunregister=..]` (sync admin only).
 pub async fn shutdown(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let (parts, _) = request.into_parts();
-    if identify(&state.node, &parts.headers).kind != IdentityKind::SyncAdmin {
+    if identify(&state.node, &parts).kind != IdentityKind::SyncAdmin {
         return Err(EngineError::Forbidden.into());
     }
     if parts.method != Method::POST {

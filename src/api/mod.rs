@@ -6,6 +6,7 @@ mod admin;
 pub mod error;
 mod objects;
 pub mod request;
+mod security;
 
 use crate::engine::Node;
 use crate::model::json::to_go_json;
@@ -70,6 +71,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/organizations", any(admin::organizations))
         .route("/api/v1/organizations/", any(admin::organizations))
         .route("/api/v1/organizations/{*rest}", any(admin::organizations))
+        .route("/api/v1/security", any(security::dispatch))
+        .route("/api/v1/security/", any(security::dispatch))
+        .route("/api/v1/security/{*rest}", any(security::dispatch))
         .route("/api/v1/health", any(admin::health))
         .route("/api/v1/resend", any(admin::resend))
         .route("/api/v1/shutdown", any(admin::shutdown))

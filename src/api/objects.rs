@@ -93,7 +93,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
     let target = parse_target(&state, segments(parts.uri.path(), PREFIX, parts.uri.query())?)?;
     let node = &state.node;
     node.count_request();
-    let identity = identify(node, &parts.headers);
+    let identity = identify(node, &parts);
     if identity.is_shut_out() {
         return Err(crate::engine::EngineError::Forbidden.into());
     }

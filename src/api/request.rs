@@ -6,22 +6,35 @@ use super::error::{ApiError, ApiResult};
 use crate::auth::Identity;
 use crate::engine::Node;
 use crate::model::names::is_valid_name;
+use axum::extract::ConnectInfo;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
+use std::net::SocketAddr;
 
 /// Longest Authorization header considered; longer ones fail authentication.
 const MAX_AUTHORIZATION_LEN: usize = 8 * 1024;
 
 /// The caller of a request, from its Basic credentials; no credentials means `Failed`.
-pub fn identify(node: &Node, headers: &HeaderMap) -> Identity {
-    let Some((key, secret)) = basic_credentials(headers) else {
+/// A refused app key is logged with the client's address, never with the secret.
+pub fn identify(node: &Node, parts: &Parts) -> Identity {
+    let Some((key, secret)) = basic_credentials(&parts.headers) else {
         return Identity::failed();
     };
     let identity = node.authenticate(&key, &secret);
-    if identity.is_shut_out() && identity.kind == crate::auth::IdentityKind::Failed {
-        tracing::info!(app_key = %key, "authentication failed");
+    if identity.kind == crate::auth::IdentityKind::Failed {
+        // Debug formatting escapes control characters a caller could use to forge log lines.
+        tracing::info!(app_key = ?key, source = %source_address(parts), "authentication failed");
     }
     identity
+}
+
+/// The client's address for logs: `ip:port` on TCP listeners, `unix` on a Unix socket.
+fn source_address(parts: &Parts) -> String {
+    match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(address)) => address.to_string(),
+        None => "unix".to_string(),
+    }
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {

@@ -2,7 +2,7 @@
 //! the app key and never checks the secret. It is the original's default, kept for
 //! compatibility; the service warns loudly at start when it is in use.
 
-use super::{Authenticator, Identity, IdentityKind};
+use super::{is_under_base_url, Authenticator, Identity, IdentityKind, OutgoingIdentity};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -27,12 +27,22 @@ static USERS_SHAPE: crate::model::json::Shape = crate::model::json::Shape {
 #[derive(Debug, Default)]
 pub struct DummyAuthenticator {
     users: DummyUsers,
+    outgoing: OutgoingIdentity,
 }
 
 impl DummyAuthenticator {
-    /// Uses the given lists.
+    /// Uses the given lists; no outgoing credentials until [`Self::with_outgoing`].
     pub fn new(users: DummyUsers) -> Self {
-        Self { users }
+        Self {
+            users,
+            outgoing: OutgoingIdentity::default(),
+        }
+    }
+
+    /// Presents `{org}/{destType}/{destID}` with an empty secret to URLs under the CSS base URL.
+    pub fn with_outgoing(mut self, outgoing: OutgoingIdentity) -> Self {
+        self.outgoing = outgoing;
+        self
     }
 
     /// Loads the users file; a missing or unparsable file leaves the lists empty, with a warning.
@@ -47,7 +57,7 @@ impl DummyAuthenticator {
                 DummyUsers::default()
             }
         };
-        Self { users }
+        Self::new(users)
     }
 }
 
@@ -60,8 +70,17 @@ fn identity(kind: IdentityKind, org: &str, user: &str) -> Identity {
 }
 
 impl Authenticator for DummyAuthenticator {
-    fn credentials_for(&self, _url: &str) -> Option<(String, String)> {
-        None
+    fn credentials_for(&self, url: &str) -> Option<(String, String)> {
+        if !is_under_base_url(url, &self.outgoing.css_base_url) {
+            return None;
+        }
+        let OutgoingIdentity {
+            org,
+            dest_type,
+            dest_id,
+            ..
+        } = &self.outgoing;
+        Some((format!("{org}/{dest_type}/{dest_id}"), String::new()))
     }
 
     fn authenticate(&self, app_key: &str, _app_secret: &str) -> Identity {
@@ -141,6 +160,23 @@ mod tests {
                 "key {key}"
             );
         }
+    }
+
+    #[test]
+    fn outgoing_credentials_only_for_the_css() {
+        let auth = authenticator().with_outgoing(OutgoingIdentity {
+            css_base_url: "https://css.example:9443".into(),
+            org: "org1".into(),
+            dest_type: "edge".into(),
+            dest_id: "node1".into(),
+        });
+        assert_eq!(
+            auth.credentials_for("https://css.example:9443/spi/v1/objects/org1"),
+            Some(("org1/edge/node1".to_string(), String::new()))
+        );
+        assert_eq!(auth.credentials_for("https://elsewhere:9443/spi/v1"), None);
+        assert_eq!(auth.credentials_for("http://css.example:9443/spi/v1"), None);
+        assert_eq!(authenticator().credentials_for("https://css.example:9443/spi/v1"), None);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! credentials to them. [`access`] decides what an identity may do; it knows no HTTP.
 
 pub mod access;
+pub mod cache;
 pub mod dummy;
+pub mod edge;
+pub mod preset;
 
 /// Kinds of caller with distinct powers (spec: rest-api.md §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +67,37 @@ impl Identity {
     }
 }
 
+/// Who this node is when it calls its CSS: what an authenticator needs to choose outgoing
+/// credentials (spec: security.md §3.2, config.md §6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutgoingIdentity {
+    /// `http[s]://{HTTPCSSHost}:{HTTPCSSPort}`; URLs under it get the CSS credentials.
+    pub css_base_url: String,
+    /// `OrgID`.
+    pub org: String,
+    /// `DestinationType`.
+    pub dest_type: String,
+    /// `DestinationID`.
+    pub dest_id: String,
+}
+
+/// True when `url` is the CSS base URL or a URL under it. Stricter than the original's plain
+/// prefix test: the base must end at a path, query or fragment boundary, so that a base of
+/// `http://css:80` does not match `http://css:8080/...`.
+pub fn is_under_base_url(url: &str, base: &str) -> bool {
+    let base = base.trim_end_matches('/');
+    if base.is_empty() {
+        return false;
+    }
+    match url.strip_prefix(base) {
+        Some(rest) => rest.is_empty() || rest.starts_with(['/', '?', '#']),
+        None => false,
+    }
+}
+
 /// Maps credentials to identities; one implementation per `AuthenticationHandler` value.
-/// Embedding products can add their own.
+/// Embedding products can add their own and hand it to [`crate::engine::Node::start`];
+/// wrap slow ones in [`cache::CachedAuthenticator`].
 pub trait Authenticator: Send + Sync + 'static {
     /// Classifies a caller from its Basic app key and secret.
     fn authenticate(&self, app_key: &str, app_secret: &str) -> Identity;
@@ -73,4 +105,22 @@ pub trait Authenticator: Send + Sync + 'static {
     /// The app key and secret this node presents on an outgoing request to `url` (an ESS
     /// calling its CSS); `None` for URLs that get no credentials.
     fn credentials_for(&self, url: &str) -> Option<(String, String)>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_url_matching_stops_at_a_boundary() {
+        let base = "http://css:80";
+        assert!(is_under_base_url("http://css:80", base));
+        assert!(is_under_base_url("http://css:80/spi/v1/objects", base));
+        assert!(is_under_base_url("http://css:80?x", base));
+        assert!(is_under_base_url("http://css:80/x", "http://css:80/"));
+        assert!(!is_under_base_url("http://css:8080/spi/v1", base));
+        assert!(!is_under_base_url("https://css:80/spi/v1", base));
+        assert!(!is_under_base_url("http://other:80/", base));
+        assert!(!is_under_base_url("http://css:80/", ""));
+    }
 }

@@ -101,9 +101,12 @@ impl Node {
             return Err(EngineError::Forbidden);
         }
         let record = self.0.store.object(key).await?;
+        let grants = self.grants_for_type(identity, &key.org, &key.object_type).await?;
         match record {
-            Some(record) if access::may_act_as_consumer(self.role(), identity, &key.org, &record.meta) => Ok(record),
-            None if access::may_read_all(self.role(), identity, &key.org, &key.object_type) => {
+            Some(record) if access::may_act_as_consumer(self.role(), identity, &key.org, &record.meta, &grants) => {
+                Ok(record)
+            }
+            None if access::may_read_all(self.role(), identity, &key.org, &key.object_type, &grants) => {
                 Err(EngineError::NotFound)
             }
             _ => Err(EngineError::Forbidden),
@@ -113,10 +116,15 @@ impl Node {
     /// `PUT {obj}/activate`: clears `inactive` on a sender copy.
     pub async fn activate(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<()> {
         let role = self.role();
+        let stored = self.0.store.object(key).await?;
+        let grants = match &stored {
+            Some(stored) => self.grants_for(identity, &key.org, &stored.meta).await?,
+            None => Default::default(),
+        };
         let result = self
             .change_object(key, |mut record| {
                 // Activation starts delivery, so it needs write access, not just read access.
-                if !access::may_write(role, identity, &key.org, &record.meta) {
+                if !access::may_write(role, identity, &key.org, &record.meta, &grants) {
                     return Err(EngineError::Forbidden);
                 }
                 if !record.is_sender_copy() {

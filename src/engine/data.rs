@@ -136,16 +136,23 @@ impl Node {
             return Err(EngineError::Forbidden);
         }
         let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
-        self.check_data_writable(identity, key, &record)?;
+        let grants = self.grants_for(identity, &key.org, &record.meta).await?;
+        self.check_data_writable(identity, key, &record, &grants)?;
         match content_range {
             None => self.put_whole_data(key, &record, body).await,
             Some(range) => self.put_data_chunk(key, &record, range, body).await,
         }
     }
 
-    fn check_data_writable(&self, identity: &Identity, key: &ObjectKey, record: &ObjectRecord) -> EngineResult<()> {
+    fn check_data_writable(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+        record: &ObjectRecord,
+        grants: &access::Grants,
+    ) -> EngineResult<()> {
         let role = self.role();
-        let allowed = access::may_change_stored(role, identity, &key.org, &record.meta);
+        let allowed = access::may_change_stored(role, identity, &key.org, &record.meta, grants);
         if !allowed {
             return Err(EngineError::Forbidden);
         }

@@ -1,7 +1,7 @@
 //! Changing an object's destinations on the CSS (spec: rest-api.md §4.10 PUT/POST).
 
 use super::{EngineError, EngineResult, Node};
-use crate::auth::{access, Identity};
+use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Shape};
 use crate::model::validate::parse_destination_entry;
 use crate::model::{ObjectKey, Role};
@@ -31,10 +31,15 @@ impl Node {
         bulk: bool,
     ) -> EngineResult<()> {
         if self.role() == Role::Ess {
+            // Identities of another org learn nothing, not even that the route is refused.
+            if identity.is_shut_out() || (identity.kind != IdentityKind::SyncAdmin && identity.org != key.org) {
+                return Err(EngineError::Forbidden);
+            }
             return Err(EngineError::Invalid("ESS doesn't support destinations update".into()));
         }
         let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
-        if !access::may_write(self.role(), identity, &key.org, &record.meta) {
+        let grants = self.grants_for(identity, &key.org, &record.meta).await?;
+        if !access::may_write(self.role(), identity, &key.org, &record.meta, &grants) {
             return Err(EngineError::Forbidden);
         }
         let entries = if bulk {
@@ -57,9 +62,23 @@ impl Node {
                 "Unsupported char in destinationsList. Error: {bad}"
             )));
         }
-        let registered = self.0.store.destinations(&key.org).await?;
+        let mut parsed = Vec::with_capacity(entries.len());
         for entry in &entries {
-            let (dest_type, dest_id) = parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?;
+            parsed.push(parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?);
+        }
+        // The caller must be granted the destinations it sets, not only those stored before.
+        if access::governed_by_acls(self.role(), identity) {
+            let mut types: Vec<String> = parsed.iter().map(|(t, _)| t.to_string()).collect();
+            types.dedup();
+            let mut grants = grants;
+            self.add_destination_grants(&key.org, types.clone(), &mut grants)
+                .await?;
+            if !types.iter().all(|t| access::may_address_type(identity, t, &grants)) {
+                return Err(EngineError::Forbidden);
+            }
+        }
+        let registered = self.0.store.destinations(&key.org).await?;
+        for (dest_type, dest_id) in parsed {
             if !registered
                 .iter()
                 .any(|d| d.dest_type == dest_type && d.dest_id == dest_id)

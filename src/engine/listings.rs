@@ -48,22 +48,36 @@ pub enum OrgQueryResult {
 impl Node {
     /// Filters records to those the caller may read, in the listing's sense: read-all gets
     /// everything; an ESS service what its policy admits; anyone else the public ones.
-    fn visible_to(
+    async fn visible_to(
         &self,
         identity: &Identity,
         org: &str,
         object_type: &str,
         records: Vec<ObjectRecord>,
-    ) -> Vec<ObjectRecord> {
+    ) -> EngineResult<Vec<ObjectRecord>> {
         let role = self.role();
+        let grants = self.grants_for_type(identity, org, object_type).await?;
         let service_on_ess = role == Role::Ess && identity.kind == IdentityKind::Service;
-        if !service_on_ess && access::may_read_all(role, identity, org, object_type) {
-            return records;
+        if !service_on_ess && access::may_read_all(role, identity, org, object_type, &grants) {
+            return Ok(records);
         }
-        records
+        Ok(records
             .into_iter()
-            .filter(|r| access::may_read(role, identity, org, &r.meta))
-            .collect()
+            .filter(|r| access::may_read(role, identity, org, &r.meta, &grants))
+            .collect())
+    }
+
+    /// Listings refuse edge nodes and failed callers, services on the CSS (they have no read
+    /// path there), and on the ESS identities of another org.
+    fn require_listing_caller(&self, identity: &Identity, org: &str) -> EngineResult<()> {
+        let refused = match self.role() {
+            Role::Css => identity.kind == IdentityKind::Service,
+            Role::Ess => identity.kind != IdentityKind::SyncAdmin && identity.org != org,
+        };
+        if identity.is_shut_out() || refused {
+            return Err(EngineError::Forbidden);
+        }
+        Ok(())
     }
 
     /// `GET /api/v1/objects/{org}/{type}`: objects received from the other side that
@@ -75,9 +89,7 @@ impl Node {
         object_type: &str,
         include_received: bool,
     ) -> EngineResult<Vec<MetaData>> {
-        if identity.is_shut_out() {
-            return Err(EngineError::Forbidden);
-        }
+        self.require_listing_caller(identity, org)?;
         let records = self.0.store.objects_of_type(org, object_type).await?;
         let pending: Vec<ObjectRecord> = records
             .into_iter()
@@ -90,6 +102,7 @@ impl Node {
             .collect();
         let visible: Vec<MetaData> = self
             .visible_to(identity, org, object_type, pending)
+            .await?
             .into_iter()
             .map(|r| r.meta)
             .collect();
@@ -106,11 +119,9 @@ impl Node {
         org: &str,
         object_type: &str,
     ) -> EngineResult<Vec<ObjectDestinationPolicy>> {
-        if identity.is_shut_out() {
-            return Err(EngineError::Forbidden);
-        }
+        self.require_listing_caller(identity, org)?;
         let records = self.0.store.objects_of_type(org, object_type).await?;
-        let visible = self.visible_to(identity, org, object_type, records);
+        let visible = self.visible_to(identity, org, object_type, records).await?;
         if visible.is_empty() {
             return Err(EngineError::NotFound);
         }
@@ -162,9 +173,18 @@ impl Node {
         if matched.is_empty() {
             return Err(EngineError::NotFound);
         }
+        let readable_types = self.readable_types(identity, org).await?;
+        // Node users read manifests by role, but the policy listing shows them only by ACL.
+        let manifests_by_role = !matches!(query, OrgQuery::DestinationPolicy { .. });
+        let no_grants = access::Grants::default();
         let visible: Vec<ObjectRecord> = matched
             .into_iter()
-            .filter(|r| access::may_read(self.role(), identity, org, &r.meta))
+            .filter(|r| {
+                let object_type = r.meta.object_type.as_str();
+                let by_role = access::may_read(self.role(), identity, org, &r.meta, &no_grants)
+                    && (manifests_by_role || identity.kind != IdentityKind::NodeUser || r.meta.public);
+                by_role || readable_types.contains(object_type)
+            })
             .collect();
         Ok(match query {
             OrgQuery::DestinationPolicy { .. } => OrgQueryResult::Policies(self.policy_views(visible).await?),

@@ -5,9 +5,11 @@
 mod consumer;
 mod data;
 mod destinations;
+mod grants;
 mod listings;
 mod objects;
 mod organizations;
+pub mod security;
 pub mod verify;
 
 pub use consumer::Report;

@@ -61,7 +61,8 @@ impl Node {
         let request: PutObjectBody = from_lenient(body, &PUT_BODY_SHAPE)
             .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
         let meta = request.meta;
-        if !access::may_write(self.role(), identity, &key.org, &meta) {
+        let grants = self.grants_for(identity, &key.org, &meta).await?;
+        if !access::may_write(self.role(), identity, &key.org, &meta, &grants) {
             return Err(EngineError::Forbidden);
         }
         let inline = match request.data.as_deref() {
@@ -80,13 +81,14 @@ impl Node {
         let mut stored_blob: Option<(String, u64)> = None;
         for _ in 0..WRITE_ATTEMPTS {
             let existing = self.0.store.object(key).await?;
-            // A service may only replace an object whose stored policy admits it.
-            if existing
-                .as_ref()
-                .is_some_and(|stored| !access::may_change_stored(self.role(), identity, &key.org, &stored.meta))
-            {
-                self.discard_blob(stored_blob.take()).await;
-                return Err(EngineError::Forbidden);
+            // The caller must also be allowed to change what is stored now (a service only an
+            // object whose stored policy admits it; a user what the old version addressed).
+            if let Some(stored) = existing.as_ref() {
+                let stored_grants = self.grants_for(identity, &key.org, &stored.meta).await?;
+                if !access::may_change_stored(self.role(), identity, &key.org, &stored.meta, &stored_grants) {
+                    self.discard_blob(stored_blob.take()).await;
+                    return Err(EngineError::Forbidden);
+                }
             }
             if let Err(e) = self.validate(&meta, key, inline.is_some(), existing.as_ref()) {
                 self.discard_blob(stored_blob.take()).await;
@@ -275,10 +277,13 @@ impl Node {
             return Err(EngineError::Forbidden);
         }
         let record = self.0.store.object(key).await?;
-        let full = access::may_read_all(self.role(), identity, &key.org, &key.object_type)
+        let grants = self.grants_for_type(identity, &key.org, &key.object_type).await?;
+        let full = access::may_read_all(self.role(), identity, &key.org, &key.object_type, &grants)
             && !(self.role() == Role::Ess && identity.kind == IdentityKind::Service);
         match record {
-            Some(record) if full || access::may_read(self.role(), identity, &key.org, &record.meta) => Ok(Some(record)),
+            Some(record) if full || access::may_read(self.role(), identity, &key.org, &record.meta, &grants) => {
+                Ok(Some(record))
+            }
             None if full => Ok(None),
             _ => Err(EngineError::Forbidden),
         }
@@ -326,10 +331,12 @@ impl Node {
         }
         let role = self.role();
         let node = self.clone();
+        let stored = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
+        let grants = self.grants_for(identity, &key.org, &stored.meta).await?;
         let pending_destinations = !self.0.store.destination_statuses(key).await?.is_empty();
         let removed = self
             .change_object(key, move |record| {
-                let allowed = access::may_change_stored(role, identity, &key.org, &record.meta);
+                let allowed = access::may_change_stored(role, identity, &key.org, &record.meta, &grants);
                 if !allowed {
                     return Err(EngineError::Forbidden);
                 }

@@ -4,9 +4,7 @@ use super::{EngineError, EngineResult, Node};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Shape};
 use crate::model::names::is_valid_name;
-use crate::model::{
-    Destination, MetaData, ObjectDeliveryView, Organization, OrganizationEntry, Role, ORGANIZATION_FIELDS,
-};
+use crate::model::{Destination, ObjectDeliveryView, Organization, OrganizationEntry, Role, ORGANIZATION_FIELDS};
 use serde::Deserialize;
 
 static ORGANIZATION_SHAPE: Shape = Shape {
@@ -51,7 +49,8 @@ impl Node {
 
     /// `GET /api/v1/organizations`.
     pub async fn list_organizations(&self, identity: &Identity) -> EngineResult<Vec<OrganizationEntry>> {
-        self.require_org_admin(identity, None)?;
+        let own_org = (self.role() == Role::Ess).then(|| self.org_for(None));
+        self.require_org_admin(identity, own_org)?;
         self.refuse_on_ess("Failed to fetch the list of organizations")?;
         let orgs: Vec<OrganizationEntry> = match &self.0.settings.org {
             Some(single) => vec![OrganizationEntry {
@@ -166,13 +165,12 @@ impl Node {
         object_type: &str,
         body: &[u8],
     ) -> EngineResult<()> {
-        let probe = MetaData {
-            object_type: object_type.to_string(),
-            ..MetaData::default()
-        };
         let allowed = match identity.kind {
             IdentityKind::Failed | IdentityKind::EdgeNode | IdentityKind::Service => false,
-            _ => access::may_write(self.role(), identity, org, &probe),
+            _ => {
+                let grants = self.grants_for_type(identity, org, object_type).await?;
+                access::may_write_type(self.role(), identity, org, object_type, &grants)
+            }
         };
         if !allowed {
             return Err(EngineError::Forbidden);

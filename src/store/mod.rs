@@ -114,7 +114,7 @@ pub trait Store: Send + Sync + 'static {
     async fn organizations(&self) -> StoreResult<Vec<Organization>>;
     /// Creates or replaces an organization.
     async fn put_organization(&self, org: Organization) -> StoreResult<()>;
-    /// Removes an organization with all its objects, destinations and webhooks; returns the
+    /// Removes an organization with all its objects, destinations, webhooks and ACLs; returns the
     /// data files the caller must remove.
     async fn delete_organization(&self, org: &str) -> StoreResult<Vec<String>>;
 

@@ -519,6 +519,7 @@ impl Store for SqliteStore {
                     "webhooks",
                     "uploads",
                     "organizations",
+                    "acls",
                 ] {
                     conn.execute(&format!("DELETE FROM {table} WHERE org = ?1"), params![org])?;
                 }

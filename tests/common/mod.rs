@@ -52,6 +52,8 @@ pub struct NodeOptions {
     pub storage: &'static str,
     /// Extra environment, applied last.
     pub env: Vec<(String, String)>,
+    /// Files written before the first start: path relative to the persistence root, contents.
+    pub files: Vec<(String, String)>,
 }
 
 impl NodeOptions {
@@ -61,6 +63,7 @@ impl NodeOptions {
             role,
             storage: "bolt",
             env: Vec::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -101,6 +104,13 @@ impl TestNode {
             r#"{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}"#,
         )
         .expect("dummy-auth.json");
+        for (path, contents) in &options.files {
+            let path = dir.path().join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("parent of an extra file");
+            }
+            std::fs::write(&path, contents).expect("extra file");
+        }
         let mut node = Self {
             role: options.role,
             dir,
