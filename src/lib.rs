@@ -9,7 +9,8 @@
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
 //! - [`server`]: listeners and graceful shutdown.
-//! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings.
+//! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings;
+//!   client-side trust for the ESS → CSS and MQTT broker connections.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -51,6 +52,8 @@ pub enum StartError {
     Listen(#[from] server::ListenError),
     #[error("Unknown Authentication handler identifier {0}. Valid values are dummy, preset.")]
     UnknownAuthenticator(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 impl StartError {
@@ -66,6 +69,14 @@ impl StartError {
 
 /// Opens the store, binds the listeners and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutcome, StartError> {
+    let client_tls = ClientTls::prepare(&config)?;
+    tracing::debug!(
+        css = client_tls.css.is_some(),
+        mqtt = client_tls.mqtt.is_some(),
+        "client TLS configurations prepared"
+    );
+    // Not used yet: the transports will connect with them.
+    drop(client_tls);
     let authenticator = authenticator(&config)?;
     let sync_root = config.persistence_root_path.join("sync");
     let (store, blobs) = open_storage(&config, &sync_root)?;
@@ -90,6 +101,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     } else {
         RunOutcome::Stopped
     })
+}
+
+/// The client-side TLS configurations (spec security.md §8.3), built at start-up so that a
+/// misconfigured CA, certificate or key stops the node with an error naming the key.
+struct ClientTls {
+    /// ESS → CSS over HTTPS.
+    css: Option<Arc<rustls::ClientConfig>>,
+    /// Node → MQTT broker over TLS.
+    mqtt: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ClientTls {
+    fn prepare(config: &Config) -> Result<ClientTls, tls::TlsError> {
+        Ok(ClientTls {
+            css: tls::css_client_config(config)?,
+            mqtt: tls::mqtt_client_config(config)?,
+        })
+    }
 }
 
 fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartError> {
@@ -175,5 +204,7 @@ fn settings(config: &Config) -> NodeSettings {
         ranged_download_slots: cpus * multiplier,
         max_metadata_body: 64 * 1024 * 1024,
         broker_address: format!("{scheme}://{}:{}", config.broker_address, config.broker_port),
+        resend_interval_secs: i64::from(config.resend_interval),
+        serves_spi: role == Role::Css && config.communication_protocol.uses_http(),
     }
 }

@@ -34,6 +34,7 @@ impl ApiError {
                 EngineError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 EngineError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
                 EngineError::Busy => StatusCode::TOO_MANY_REQUESTS,
+                EngineError::NotRegistered => StatusCode::FAILED_DEPENDENCY,
                 EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Store(_) | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },

@@ -7,6 +7,7 @@ pub mod error;
 mod objects;
 pub mod request;
 mod security;
+mod spi;
 
 use crate::engine::Node;
 use crate::model::json::to_go_json;
@@ -74,6 +75,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/security", any(security::dispatch))
         .route("/api/v1/security/", any(security::dispatch))
         .route("/api/v1/security/{*rest}", any(security::dispatch))
+        .route("/spi/v1", any(spi::dispatch))
+        .route("/spi/v1/", any(spi::dispatch))
+        .route("/spi/v1/{*rest}", any(spi::dispatch))
         .route("/api/v1/health", any(admin::health))
         .route("/api/v1/resend", any(admin::resend))
         .route("/api/v1/shutdown", any(admin::shutdown))

@@ -239,7 +239,7 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
     })
 }
 
-fn data_response(data: DataStream) -> Response {
+pub(super) fn data_response(data: DataStream) -> Response {
     use tokio::io::AsyncReadExt;
     let DataStream { file, range, permit } = data;
     let reader = file.take(range.len);

@@ -313,6 +313,15 @@ impl Node {
             Err(EngineError::Forbidden) => return Err(EngineError::DataForbidden),
             other => other?.ok_or(EngineError::NotFound)?,
         };
+        self.open_data(&record, range).await
+    }
+
+    /// Opens the data of a record the caller was allowed to read, whole or a range of it.
+    pub(super) async fn open_data(
+        &self,
+        record: &ObjectRecord,
+        range: Option<RangeRequest>,
+    ) -> EngineResult<DataStream> {
         if !record.has_readable_data() {
             return Err(EngineError::NotFound);
         }

@@ -4,12 +4,15 @@
 
 mod consumer;
 mod data;
+mod delivery;
 mod destinations;
 mod grants;
 mod listings;
 mod objects;
 mod organizations;
+mod pollers;
 pub mod security;
+pub mod spi;
 pub mod verify;
 
 pub use consumer::Report;
@@ -49,6 +52,9 @@ pub enum EngineError {
     /// A Range outside the data (416); carries the object size.
     #[error("the requested range is outside the object's {0} bytes")]
     RangeNotSatisfiable(u64),
+    /// The edge node is not registered (424).
+    #[error("the node is not registered")]
+    NotRegistered,
     /// Too many ranged downloads at once (429).
     #[error("Error in handleObjects: Unable to acquire object semaphore.")]
     Busy,
@@ -90,6 +96,10 @@ pub struct NodeSettings {
     pub max_metadata_body: usize,
     /// Broker address reported for the single org in the organization listing.
     pub broker_address: String,
+    /// `ResendInterval`: unacknowledged messages are repeated after six of these.
+    pub resend_interval_secs: i64,
+    /// True on a CSS whose protocol includes http: it serves `/spi/v1` to edge nodes.
+    pub serves_spi: bool,
 }
 
 /// Cheap handle to the node's state; clone it freely.
@@ -107,6 +117,7 @@ struct Inner {
     ranged_downloads: Arc<tokio::sync::Semaphore>,
     started: Instant,
     client_requests: AtomicU64,
+    pollers: pollers::PollRegistry,
 }
 
 impl Node {
@@ -135,6 +146,7 @@ impl Node {
             ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
+            pollers: pollers::PollRegistry::default(),
         })))
     }
 

@@ -6,8 +6,8 @@ use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Nested, Shape};
 use crate::model::metadata::{METADATA_FIELDS, POLICY_FIELDS, PROPERTY_FIELDS, SERVICE_FIELDS};
 use crate::model::validate::{parse_destination_entry, validate_put, PutContext};
-use crate::model::{DestinationStatus, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
-use crate::store::{now_nanos, Expect, StoreError};
+use crate::model::{DeliveryStatus, DestinationStatus, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::store::{now_nanos, Expect, StoreError, StoreOp};
 use base64::Engine as _;
 use serde::Deserialize;
 
@@ -119,7 +119,13 @@ impl Node {
                 .as_ref()
                 .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
             let drop_upload = !record.meta.meta_only;
-            match self.0.store.write_object(record.clone(), expect, drop_upload).await {
+            let mut ops = vec![StoreOp::WriteObject {
+                record: Box::new(record.clone()),
+                expect,
+                drop_upload,
+            }];
+            ops.extend(self.follow_up_ops(existing.as_ref(), &record).await?);
+            match self.commit(&key.clone(), ops).await {
                 Ok(_) => {
                     if let Some(old) = existing
                         .and_then(|e| e.blob)
@@ -330,10 +336,17 @@ impl Node {
             return Err(EngineError::Forbidden);
         }
         let role = self.role();
-        let node = self.clone();
         let stored = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
         let grants = self.grants_for(identity, &key.org, &stored.meta).await?;
-        let pending_destinations = !self.0.store.destination_statuses(key).await?.is_empty();
+        // Nodes that were sent something must learn of the deletion; if none was, the object
+        // goes at once.
+        let pending_destinations = self
+            .0
+            .store
+            .destination_statuses(key)
+            .await?
+            .iter()
+            .any(|d| !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Deleted));
         let removed = self
             .change_object(key, move |record| {
                 let allowed = access::may_change_stored(role, identity, &key.org, &record.meta, &grants);
@@ -354,7 +367,6 @@ impl Node {
                 let mut record = record;
                 record.status = ObjectStatus::ObjDeleted;
                 record.meta.deleted = true;
-                record.meta.instance_id = node.0.clock.next();
                 record.blob = None;
                 Ok(Change::Write(Box::new(record)))
             })
@@ -376,21 +388,23 @@ impl Node {
                 return Err(EngineError::NotFound);
             };
             let revision = current.revision;
-            let result = match decide(current.clone())? {
-                Change::Write(record) => self
-                    .0
-                    .store
-                    .write_object(*record, Expect::Revision(revision), false)
-                    .await
-                    .map(|_| ()),
-                Change::WriteEndingUpload(record) => self
-                    .0
-                    .store
-                    .write_object(*record, Expect::Revision(revision), true)
-                    .await
-                    .map(|_| ()),
-                Change::Delete => self.0.store.delete_object(key, revision).await,
+            let ops = match decide(current.clone())? {
+                Change::Write(record) => {
+                    let mut ops = self.follow_up_ops(Some(&current), &record).await?;
+                    ops.insert(0, record_op(*record, revision, false));
+                    ops
+                }
+                Change::WriteEndingUpload(record) => {
+                    let mut ops = self.follow_up_ops(Some(&current), &record).await?;
+                    ops.insert(0, record_op(*record, revision, true));
+                    ops
+                }
+                Change::Delete => vec![StoreOp::DeleteObject {
+                    key: key.clone(),
+                    revision,
+                }],
             };
+            let result = self.commit(key, ops).await;
             match result {
                 Ok(()) => return Ok(Some(current)),
                 Err(StoreError::Conflict) => continue,
@@ -400,6 +414,29 @@ impl Node {
         Err(EngineError::Conflict(format!(
             "{key} is being changed by other requests; retry"
         )))
+    }
+}
+
+fn record_op(record: ObjectRecord, revision: i64, drop_upload: bool) -> StoreOp {
+    StoreOp::WriteObject {
+        record: Box::new(record),
+        expect: Expect::Revision(revision),
+        drop_upload,
+    }
+}
+
+impl Node {
+    /// Applies an object change with what it owes other nodes, then wakes the long polls of
+    /// the nodes that got new messages.
+    pub(super) async fn commit(&self, key: &ObjectKey, ops: Vec<StoreOp>) -> Result<(), StoreError> {
+        let wakes: Vec<StoreOp> = ops
+            .iter()
+            .filter(|op| matches!(op, StoreOp::PutNotification(_)))
+            .cloned()
+            .collect();
+        self.0.store.apply(ops).await?;
+        self.wake_pollers_of(key, &wakes);
+        Ok(())
     }
 }
 

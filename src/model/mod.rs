@@ -6,6 +6,7 @@ pub mod json;
 pub mod metadata;
 pub mod names;
 pub mod status;
+pub mod sync;
 pub mod validate;
 pub mod version;
 

@@ -8,7 +8,10 @@ pub mod sqlite;
 mod sqlite_pool;
 
 use crate::model::acl::{AclEntry, AclKind, AclUserType};
-use crate::model::{Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization};
+use crate::model::sync::{Notification, Remote};
+use crate::model::{
+    DeliveryStatus, Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization,
+};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -69,6 +72,39 @@ impl UploadSession {
             _ => false,
         }
     }
+}
+
+/// One change of an atomic batch ([`Store::apply`]): an object change together with the
+/// messages it owes other nodes (the outbox) and the delivery states it implies.
+#[derive(Debug, Clone)]
+pub enum StoreOp {
+    WriteObject {
+        record: Box<ObjectRecord>,
+        expect: Expect,
+        drop_upload: bool,
+    },
+    DeleteObject {
+        key: ObjectKey,
+        revision: i64,
+    },
+    PutNotification(Notification),
+    DeleteNotification {
+        key: ObjectKey,
+        remote: Remote,
+    },
+    /// Every notification record of an object.
+    DeleteNotificationsOf(ObjectKey),
+    /// Creates or replaces the delivery state of an object at one destination.
+    SetDelivery {
+        key: ObjectKey,
+        remote: Remote,
+        status: DeliveryStatus,
+        message: String,
+    },
+    DeleteDelivery {
+        key: ObjectKey,
+        remote: Remote,
+    },
 }
 
 /// The persistent state every role needs. Implementations must make each call atomic.
@@ -140,6 +176,30 @@ pub trait Store: Send + Sync + 'static {
         add: Vec<AclEntry>,
         remove: Vec<(AclUserType, String)>,
     ) -> StoreResult<()>;
+
+    /// Applies every operation or none (a failed revision check fails the batch with
+    /// [`StoreError::Conflict`]).
+    async fn apply(&self, ops: Vec<StoreOp>) -> StoreResult<()>;
+
+    /// The notification record of an object for one remote node.
+    async fn notification(&self, key: &ObjectKey, remote: &Remote) -> StoreResult<Option<Notification>>;
+    /// Every notification record of an object.
+    async fn notifications_of_object(&self, key: &ObjectKey) -> StoreResult<Vec<Notification>>;
+    /// Every notification record for one remote node of an org.
+    async fn notifications_for_remote(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>>;
+    /// Records whose resend time has passed.
+    async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>>;
+
+    /// Registers (or re-registers) an edge node and records `now` as its last contact.
+    async fn upsert_destination(&self, destination: Destination, now: i64) -> StoreResult<()>;
+    /// One registered edge node.
+    async fn destination(&self, org: &str, remote: &Remote) -> StoreResult<Option<Destination>>;
+    /// Records a contact with a registered node; false when the node is unknown.
+    async fn touch_destination(&self, org: &str, remote: &Remote, now: i64) -> StoreResult<bool>;
+    /// Removes a node with its notification records and delivery rows.
+    async fn remove_destination(&self, org: &str, remote: &Remote) -> StoreResult<()>;
+    /// Nodes (of every org) whose last contact is not after `before`.
+    async fn inactive_destinations(&self, before: i64) -> StoreResult<Vec<Destination>>;
 
     /// Every data file name referenced by an object, for start-up cleanup of orphans.
     async fn referenced_blobs(&self) -> StoreResult<Vec<String>>;

@@ -2,8 +2,9 @@
 //! columns that queries filter on. Writes are group-committed by [`SqlitePool`].
 
 use super::sqlite_pool::SqlitePool;
-use super::{Expect, Store, StoreError, StoreResult, UploadSession};
+use super::{Expect, Store, StoreError, StoreOp, StoreResult, UploadSession};
 use crate::model::acl::{AclEntry, AclKind, AclRole, AclUserType};
+use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{
     DeliveryStatus, Destination, DestinationStatus, MetaData, ObjectDeliveryView, ObjectKey, ObjectRecord,
     ObjectStatus, Organization,
@@ -39,6 +40,14 @@ CREATE TABLE IF NOT EXISTS webhooks (
     org TEXT NOT NULL, object_type TEXT NOT NULL, url TEXT NOT NULL,
     PRIMARY KEY (org, object_type, url)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notifications (
+    org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    remote_type TEXT NOT NULL, remote_id TEXT NOT NULL, status TEXT NOT NULL,
+    instance_id INTEGER NOT NULL, data_id INTEGER NOT NULL, resend_time INTEGER NOT NULL,
+    PRIMARY KEY (org, object_type, object_id, remote_type, remote_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_by_remote ON notifications (org, remote_type, remote_id);
+CREATE INDEX IF NOT EXISTS notifications_by_time ON notifications (resend_time);
 CREATE TABLE IF NOT EXISTS acls (
     org TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, position INTEGER NOT NULL,
     username TEXT NOT NULL, user_type TEXT NOT NULL, role TEXT NOT NULL,
@@ -164,6 +173,25 @@ fn write_object_row(conn: &Connection, record: &ObjectRecord, expect: Expect) ->
     Ok(new_revision)
 }
 
+/// Removes an object that still has `revision`, with its upload session, notification
+/// records and delivery rows.
+fn delete_object_rows(conn: &Connection, key: &ObjectKey, revision: i64) -> StoreResult<()> {
+    let removed = conn
+        .prepare_cached("DELETE FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 AND revision = ?4")?
+        .execute(params![key.org, key.object_type, key.object_id, revision])?;
+    if removed == 0 {
+        return Err(StoreError::Conflict);
+    }
+    delete_upload_row(conn, key)?;
+    for table in ["object_destinations", "notifications"] {
+        conn.prepare_cached(&format!(
+            "DELETE FROM {table} WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
+        ))?
+        .execute(params![key.org, key.object_type, key.object_id])?;
+    }
+    Ok(())
+}
+
 fn delete_upload_row(conn: &Connection, key: &ObjectKey) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM uploads WHERE org = ?1 AND object_type = ?2 AND object_id = ?3")?
         .execute(params![key.org, key.object_type, key.object_id])?;
@@ -184,6 +212,135 @@ fn to_session(raw: (i64, i64, Option<i64>, String)) -> StoreResult<UploadSession
         first_chunk_size: first_chunk_size.and_then(|v| u64::try_from(v).ok()),
         ranges,
     })
+}
+
+const NOTIFICATION_COLUMNS: &str =
+    "org, object_type, object_id, remote_type, remote_id, status, instance_id, data_id, resend_time";
+
+fn query_notifications(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) -> StoreResult<Vec<Notification>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(args, |r| {
+        Ok((
+            ObjectKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+            Remote {
+                dest_type: r.get(3)?,
+                dest_id: r.get(4)?,
+            },
+            r.get::<_, String>(5)?,
+            r.get::<_, i64>(6)?,
+            r.get::<_, i64>(7)?,
+            r.get::<_, i64>(8)?,
+        ))
+    })?;
+    let mut notifications = Vec::new();
+    for row in rows {
+        let (key, remote, status, instance_id, data_id, resend_time) = row?;
+        let status = NotificationStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("notification status {status:?}")))?;
+        notifications.push(Notification {
+            key,
+            remote,
+            status,
+            instance_id,
+            data_id,
+            resend_time,
+        });
+    }
+    Ok(notifications)
+}
+
+fn destination_from_row(r: &Row<'_>) -> rusqlite::Result<Destination> {
+    Ok(Destination {
+        org: r.get(0)?,
+        dest_type: r.get(1)?,
+        dest_id: r.get(2)?,
+        communication: r.get(3)?,
+        code_version: r.get(4)?,
+    })
+}
+
+fn apply_op(conn: &Connection, op: &StoreOp) -> StoreResult<()> {
+    match op {
+        StoreOp::WriteObject {
+            record,
+            expect,
+            drop_upload,
+        } => {
+            write_object_row(conn, record, *expect)?;
+            if *drop_upload {
+                delete_upload_row(conn, &record.key())?;
+            }
+        }
+        StoreOp::DeleteObject { key, revision } => delete_object_rows(conn, key, *revision)?,
+        StoreOp::PutNotification(n) => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO notifications (org, object_type, object_id, remote_type, remote_id, status,
+                    instance_id, data_id, resend_time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                n.key.org,
+                n.key.object_type,
+                n.key.object_id,
+                n.remote.dest_type,
+                n.remote.dest_id,
+                n.status.as_str(),
+                n.instance_id,
+                n.data_id,
+                n.resend_time
+            ])?;
+        }
+        StoreOp::DeleteNotification { key, remote } => {
+            conn.prepare_cached(
+                "DELETE FROM notifications WHERE org = ?1 AND object_type = ?2 AND object_id = ?3
+                 AND remote_type = ?4 AND remote_id = ?5",
+            )?
+            .execute(params![
+                key.org,
+                key.object_type,
+                key.object_id,
+                remote.dest_type,
+                remote.dest_id
+            ])?;
+        }
+        StoreOp::DeleteNotificationsOf(key) => {
+            conn.prepare_cached("DELETE FROM notifications WHERE org = ?1 AND object_type = ?2 AND object_id = ?3")?
+                .execute(params![key.org, key.object_type, key.object_id])?;
+        }
+        StoreOp::SetDelivery {
+            key,
+            remote,
+            status,
+            message,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                key.org,
+                key.object_type,
+                key.object_id,
+                remote.dest_type,
+                remote.dest_id,
+                status.as_str(),
+                message
+            ])?;
+        }
+        StoreOp::DeleteDelivery { key, remote } => {
+            conn.prepare_cached(
+                "DELETE FROM object_destinations WHERE org = ?1 AND object_type = ?2 AND object_id = ?3
+                 AND dest_type = ?4 AND dest_id = ?5",
+            )?
+            .execute(params![
+                key.org,
+                key.object_type,
+                key.object_id,
+                remote.dest_type,
+                remote.dest_id
+            ])?;
+        }
+    }
+    Ok(())
 }
 
 fn read_acl(conn: &Connection, org: &str, kind: AclKind, key: &str) -> StoreResult<Vec<AclEntry>> {
@@ -287,22 +444,7 @@ impl Store for SqliteStore {
     async fn delete_object(&self, key: &ObjectKey, revision: i64) -> StoreResult<()> {
         let key = key.clone();
         self.pool
-            .write(move |conn| {
-                let removed = conn
-                    .prepare_cached(
-                        "DELETE FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 AND revision = ?4",
-                    )?
-                    .execute(params![key.org, key.object_type, key.object_id, revision])?;
-                if removed == 0 {
-                    return Err(StoreError::Conflict);
-                }
-                delete_upload_row(conn, &key)?;
-                conn.prepare_cached(
-                    "DELETE FROM object_destinations WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
-                )?
-                .execute(params![key.org, key.object_type, key.object_id])?;
-                Ok(())
-            })
+            .write(move |conn| delete_object_rows(conn, &key, revision))
             .await
     }
 
@@ -515,6 +657,7 @@ impl Store for SqliteStore {
                 for table in [
                     "objects",
                     "object_destinations",
+                    "notifications",
                     "destinations",
                     "webhooks",
                     "uploads",
@@ -619,6 +762,155 @@ impl Store for SqliteStore {
                     ])?;
                 }
                 Ok(())
+            })
+            .await
+    }
+
+    async fn apply(&self, ops: Vec<StoreOp>) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                for op in &ops {
+                    apply_op(conn, op)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn notification(&self, key: &ObjectKey, remote: &Remote) -> StoreResult<Option<Notification>> {
+        let (key, remote) = (key.clone(), remote.clone());
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE org = ?1 AND object_type = ?2
+                     AND object_id = ?3 AND remote_type = ?4 AND remote_id = ?5"
+                );
+                let args: [&dyn rusqlite::ToSql; 5] = [
+                    &key.org,
+                    &key.object_type,
+                    &key.object_id,
+                    &remote.dest_type,
+                    &remote.dest_id,
+                ];
+                Ok(query_notifications(conn, &sql, &args)?.pop())
+            })
+            .await
+    }
+
+    async fn notifications_of_object(&self, key: &ObjectKey) -> StoreResult<Vec<Notification>> {
+        let key = key.clone();
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
+                );
+                query_notifications(conn, &sql, &[&key.org, &key.object_type, &key.object_id])
+            })
+            .await
+    }
+
+    async fn notifications_for_remote(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>> {
+        let (org, remote) = (org.to_string(), remote.clone());
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE org = ?1 AND remote_type = ?2
+                     AND remote_id = ?3 ORDER BY instance_id"
+                );
+                query_notifications(conn, &sql, &[&org, &remote.dest_type, &remote.dest_id])
+            })
+            .await
+    }
+
+    async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>> {
+        self.pool
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE resend_time <= ?1 ORDER BY resend_time"
+                );
+                query_notifications(conn, &sql, &[&now])
+            })
+            .await
+    }
+
+    async fn upsert_destination(&self, destination: Destination, now: i64) -> StoreResult<()> {
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO destinations (org, dest_type, dest_id, communication, code_version, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (org, dest_type, dest_id) DO UPDATE SET communication = excluded.communication,
+                        code_version = excluded.code_version, last_seen = excluded.last_seen",
+                )?
+                .execute(params![
+                    destination.org,
+                    destination.dest_type,
+                    destination.dest_id,
+                    destination.communication,
+                    destination.code_version,
+                    now
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn destination(&self, org: &str, remote: &Remote) -> StoreResult<Option<Destination>> {
+        let (org, remote) = (org.to_string(), remote.clone());
+        self.pool
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT org, dest_type, dest_id, communication, code_version FROM destinations
+                         WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3",
+                    )?
+                    .query_row(params![org, remote.dest_type, remote.dest_id], destination_from_row)
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn touch_destination(&self, org: &str, remote: &Remote, now: i64) -> StoreResult<bool> {
+        let (org, remote) = (org.to_string(), remote.clone());
+        self.pool
+            .write(move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE destinations SET last_seen = ?4 WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3",
+                    )?
+                    .execute(params![org, remote.dest_type, remote.dest_id, now])?;
+                Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn remove_destination(&self, org: &str, remote: &Remote) -> StoreResult<()> {
+        let (org, remote) = (org.to_string(), remote.clone());
+        self.pool
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM destinations WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3")?
+                    .execute(params![org, remote.dest_type, remote.dest_id])?;
+                conn.prepare_cached(
+                    "DELETE FROM notifications WHERE org = ?1 AND remote_type = ?2 AND remote_id = ?3",
+                )?
+                .execute(params![org, remote.dest_type, remote.dest_id])?;
+                conn.prepare_cached(
+                    "DELETE FROM object_destinations WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3",
+                )?
+                .execute(params![org, remote.dest_type, remote.dest_id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn inactive_destinations(&self, before: i64) -> StoreResult<Vec<Destination>> {
+        self.pool
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(
+                    "SELECT org, dest_type, dest_id, communication, code_version FROM destinations WHERE last_seen <= ?1",
+                )?;
+                let rows = statement.query_map(params![before], destination_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
     }

@@ -1,7 +1,8 @@
 //! The HTTPS server identity (spec security.md §8.2): loading `ServerCertificate` and
 //! `ServerKey` (inline PEM or a file path, relative paths under the persistence root), or,
 //! on an ESS without them, a self-signed pair kept in `sync/certs/` and made once; and the
-//! rustls server configuration built from it.
+//! rustls server configuration built from it. The client side (ESS → CSS HTTPS, node →
+//! MQTT broker, security.md §8.3) is in [`client`].
 //!
 //! Only rustls with the ring provider is used. The provider is passed explicitly, so no
 //! process-wide default provider is needed.
@@ -12,6 +13,10 @@
 //! server's own; clients still trust `cert.pem` directly, as before. The pair is
 //! regenerated when a file is missing or unparsable, the key does not match, or the
 //! certificate has expired (the original never renewed it).
+
+pub mod client;
+
+pub use client::{css_client_config, mqtt_client_config};
 
 use crate::config::Config;
 use rustls::crypto::CryptoProvider;
@@ -31,7 +36,7 @@ pub const GENERATED_DIR: &str = "sync/certs";
 /// Validity of a generated certificate, in days (as the original).
 const GENERATED_VALIDITY_DAYS: i64 = 500;
 
-/// Why no TLS server configuration could be made. Messages name the configuration key or
+/// Why no TLS server or client configuration could be made. Messages name the configuration key or
 /// file at fault and are shown as the start-up error.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -67,7 +72,7 @@ impl Identity {
     }
 }
 
-/// The crypto provider used for every TLS server configuration.
+/// The crypto provider used for every TLS configuration, server and client.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -1,0 +1,428 @@
+//! The CSS side of the node-to-node protocol over HTTP (spec: css-ess-protocol.md §3, §5, §7,
+//! §8): registration, pings, polls (with long polling) and the actions an ESS reports about
+//! the CSS's objects. Every state change is one store batch.
+
+use super::delivery::{addresses, deliverable, now_secs};
+use super::{EngineError, EngineResult, Node};
+use crate::auth::edge::{self, NodeAddress};
+use crate::auth::{access, Identity, IdentityKind};
+use crate::model::acl::{AclKind, ORG_WIDE_KEY};
+use crate::model::sync::{Action, Feedback, Notification, NotificationStatus, PollItem, Remote};
+use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
+use crate::store::StoreOp;
+use std::time::Duration;
+
+/// Longest time a poll is held open, well inside the ESS's 120 s request timeout.
+pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+
+/// How the CSS answers an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionOutcome {
+    /// 204: processed.
+    Done,
+    /// 409: stale instance or unexpected record state; ignored.
+    Ignored,
+}
+
+fn remote_of(node: &NodeAddress) -> Remote {
+    Remote {
+        dest_type: node.dest_type.clone(),
+        dest_id: node.dest_id.clone(),
+    }
+}
+
+impl Node {
+    fn require_css(&self) -> EngineResult<()> {
+        match self.role() {
+            Role::Css => Ok(()),
+            Role::Ess => Err(EngineError::NotFound),
+        }
+    }
+
+    /// The node a transport request acts for (security.md §5.1), or 403.
+    pub async fn spi_node(&self, identity: &Identity, dest_header: &str) -> EngineResult<NodeAddress> {
+        self.require_css()?;
+        let may_address = match identity.kind {
+            IdentityKind::User => {
+                let dest_type = dest_header.split('/').nth(1).unwrap_or("");
+                let mut grants = access::Grants::default();
+                grants.destinations.insert(
+                    dest_type.to_string(),
+                    self.0
+                        .store
+                        .acl(&identity.org, AclKind::Destinations, dest_type)
+                        .await?,
+                );
+                grants.org_destinations = self
+                    .0
+                    .store
+                    .acl(&identity.org, AclKind::Destinations, ORG_WIDE_KEY)
+                    .await?;
+                access::may_address_type(identity, dest_type, &grants)
+            }
+            _ => false,
+        };
+        edge::node_for_request(identity, dest_header, may_address).ok_or(EngineError::Forbidden)
+    }
+
+    /// `register` (a known node reconnects; 404 for an unknown one) and `register-new`.
+    pub async fn spi_register(&self, node: &NodeAddress, persistent: bool, as_new: bool) -> EngineResult<()> {
+        let remote = remote_of(node);
+        let known = self.0.store.destination(&node.org, &remote).await?.is_some();
+        if !as_new && !known {
+            return Err(EngineError::NotFound);
+        }
+        let destination = Destination {
+            org: node.org.clone(),
+            dest_type: node.dest_type.clone(),
+            dest_id: node.dest_id.clone(),
+            communication: "http".into(),
+            code_version: "1.0".into(),
+        };
+        self.0.store.upsert_destination(destination.clone(), now_secs()).await?;
+        tracing::info!(org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, as_new, persistent, "edge node registered");
+        if as_new {
+            self.dispatch_to_new_node(&destination, persistent).await?;
+        } else if !persistent {
+            self.redeliver_lost_copies(node).await?;
+        }
+        self.0.pollers.wake(&node.org, &remote);
+        Ok(())
+    }
+
+    /// A node registering from scratch gets every deliverable object that addresses it,
+    /// except what it already has (persistent store) or consumed.
+    async fn dispatch_to_new_node(&self, destination: &Destination, persistent: bool) -> EngineResult<()> {
+        let remote = Remote {
+            dest_type: destination.dest_type.clone(),
+            dest_id: destination.dest_id.clone(),
+        };
+        for record in self.0.store.objects_of_org(&destination.org).await? {
+            if !record.is_sender_copy() || !addresses(&record.meta, destination) {
+                continue;
+            }
+            let key = record.key();
+            let delivered = self.delivery_status(&key, &remote).await?;
+            let keep = match delivered {
+                Some(DeliveryStatus::Consumed) => true,
+                Some(DeliveryStatus::Delivered) => persistent,
+                _ => false,
+            };
+            if keep || record.status == crate::model::ObjectStatus::ObjDeleted {
+                continue;
+            }
+            let mut ops = vec![StoreOp::DeleteNotification {
+                key: key.clone(),
+                remote: remote.clone(),
+            }];
+            ops.extend(self.target_ops(&record, remote.clone()));
+            self.0.store.apply(ops).await?;
+        }
+        Ok(())
+    }
+
+    /// A node that lost its store gets again what it had received or was fetching.
+    async fn redeliver_lost_copies(&self, node: &NodeAddress) -> EngineResult<()> {
+        let remote = remote_of(node);
+        for n in self.0.store.notifications_for_remote(&node.org, &remote).await? {
+            if !matches!(
+                n.status,
+                NotificationStatus::Updated | NotificationStatus::ReceivedByDest
+            ) {
+                continue;
+            }
+            let Some(record) = self.0.store.object(&n.key).await? else {
+                continue;
+            };
+            if deliverable(&record) {
+                self.0.store.apply(self.target_ops(&record, remote.clone())).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delivery_status(&self, key: &ObjectKey, remote: &Remote) -> EngineResult<Option<DeliveryStatus>> {
+        Ok(self
+            .0
+            .store
+            .destination_statuses(key)
+            .await?
+            .into_iter()
+            .find(|d| d.dest_type == remote.dest_type && d.dest_id == remote.dest_id)
+            .map(|d| d.status))
+    }
+
+    /// `ping`: 404 for an unknown node (it then registers as new).
+    pub async fn spi_ping(&self, node: &NodeAddress) -> EngineResult<()> {
+        if self
+            .0
+            .store
+            .touch_destination(&node.org, &remote_of(node), now_secs())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(EngineError::NotFound)
+        }
+    }
+
+    /// `unregister`: removes the node with its records and delivery rows.
+    pub async fn spi_unregister(&self, node: &NodeAddress) -> EngineResult<()> {
+        let remote = remote_of(node);
+        self.0.store.remove_destination(&node.org, &remote).await?;
+        self.0.pollers.forget(&node.org, &remote);
+        Ok(())
+    }
+
+    /// Removes every node whose last registration or ping is not after `since`; returns
+    /// how many were removed.
+    pub async fn remove_inactive_nodes(&self, since: i64) -> EngineResult<usize> {
+        let stale = self.0.store.inactive_destinations(since).await?;
+        for destination in &stale {
+            let remote = Remote {
+                dest_type: destination.dest_type.clone(),
+                dest_id: destination.dest_id.clone(),
+            };
+            self.0.store.remove_destination(&destination.org, &remote).await?;
+            self.0.pollers.forget(&destination.org, &remote);
+            tracing::info!(org = %destination.org, dest_type = %remote.dest_type, dest_id = %remote.dest_id, "removed an inactive edge node");
+        }
+        Ok(stale.len())
+    }
+
+    /// The poll: every message waiting for the node (`None` = nothing pending, 204). With
+    /// `wait`, an empty poll is held until a message commits or the time is up.
+    pub async fn spi_poll(&self, node: &NodeAddress, wait: Option<Duration>) -> EngineResult<Option<Vec<PollItem>>> {
+        let remote = remote_of(node);
+        if self.0.store.destination(&node.org, &remote).await?.is_none() {
+            return Err(EngineError::NotRegistered);
+        }
+        let Some(wait) = wait.map(|w| w.min(MAX_LONG_POLL)).filter(|w| !w.is_zero()) else {
+            return self.pending_items(node).await;
+        };
+        let signal = self.0.pollers.signal(&node.org, &remote);
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        // Registered before the store is read, so a commit in between is not missed.
+        notified.as_mut().enable();
+        if let Some(items) = self.pending_items(node).await? {
+            return Ok(Some(items));
+        }
+        let _ = tokio::time::timeout(wait, notified).await;
+        self.pending_items(node).await
+    }
+
+    async fn pending_items(&self, node: &NodeAddress) -> EngineResult<Option<Vec<PollItem>>> {
+        let records = self
+            .0
+            .store
+            .notifications_for_remote(&node.org, &remote_of(node))
+            .await?;
+        let pending: Vec<(Notification, &'static str)> = records
+            .into_iter()
+            .filter_map(|n| n.status.poll_type().map(|kind| (n, kind)))
+            .collect();
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let mut items = Vec::with_capacity(pending.len());
+        for (record, kind) in pending {
+            let Some(object) = self.0.store.object(&record.key).await? else {
+                continue;
+            };
+            if object.meta.instance_id != record.instance_id {
+                continue;
+            }
+            let mut meta = object.meta;
+            // Both fields name the polling node, so it can echo them back (spec §3.7 fix).
+            meta.destination_type = node.dest_type.clone();
+            meta.destination_id = node.dest_id.clone();
+            items.push(PollItem {
+                kind: kind.to_string(),
+                meta,
+            });
+        }
+        Ok(Some(items))
+    }
+
+    fn require_same_org(node: &NodeAddress, path_org: &str) -> EngineResult<()> {
+        if edge::path_org_matches(node, path_org) {
+            Ok(())
+        } else {
+            Err(EngineError::Forbidden)
+        }
+    }
+
+    /// An action about one instance of one of the CSS's objects.
+    pub async fn spi_action(
+        &self,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        instance_id: i64,
+        action: Action,
+        body: &[u8],
+    ) -> EngineResult<ActionOutcome> {
+        Self::require_same_org(node, &key.org)?;
+        let remote = match action {
+            // The body names the node that acknowledged; fall back to the caller when the
+            // original ESS echoes an empty type (spec §3.7 fix).
+            Action::Deleted => deleted_remote(body).unwrap_or_else(|| remote_of(node)),
+            _ => remote_of(node),
+        };
+        let Some(record) = self.0.store.notification(key, &remote).await? else {
+            return Ok(ActionOutcome::Ignored);
+        };
+        if record.instance_id != instance_id {
+            return Ok(ActionOutcome::Ignored);
+        }
+        let ops = match self.action_ops(action, &record, body).await? {
+            Some(ops) => ops,
+            None => return Ok(ActionOutcome::Ignored),
+        };
+        self.0.store.apply(ops).await?;
+        Ok(ActionOutcome::Done)
+    }
+
+    /// The store batch an action causes, or `None` when it is ignored (spec §5.4).
+    async fn action_ops(
+        &self,
+        action: Action,
+        record: &Notification,
+        body: &[u8],
+    ) -> EngineResult<Option<Vec<StoreOp>>> {
+        use NotificationStatus as S;
+        let key = &record.key;
+        let remote = &record.remote;
+        let set = |status: NotificationStatus| {
+            StoreOp::PutNotification(Notification {
+                status,
+                ..record.clone()
+            })
+        };
+        let delivery = |status: DeliveryStatus, message: String| StoreOp::SetDelivery {
+            key: key.clone(),
+            remote: remote.clone(),
+            status,
+            message,
+        };
+        let object_present = self.0.store.object(key).await?.is_some();
+        Ok(match action {
+            Action::Updated if matches!(record.status, S::Update | S::UpdatePending) => Some(vec![set(S::Updated)]),
+            Action::Received
+                if object_present && matches!(record.status, S::Data | S::Updated | S::Update | S::UpdatePending) =>
+            {
+                Some(vec![
+                    set(S::ReceivedByDest),
+                    delivery(DeliveryStatus::Delivered, String::new()),
+                ])
+            }
+            Action::Consumed
+                if object_present
+                    && matches!(
+                        record.status,
+                        S::Data | S::Updated | S::Update | S::UpdatePending | S::ReceivedByDest
+                    ) =>
+            {
+                Some(vec![
+                    set(S::ConsumedByDest),
+                    delivery(DeliveryStatus::Consumed, String::new()),
+                ])
+            }
+            Action::AckDelete if matches!(record.status, S::Delete | S::DeletePending | S::Deleted) => {
+                let mut ops = vec![set(S::AckDelete), delivery(DeliveryStatus::Deleted, String::new())];
+                ops.extend(self.remove_when_all_deleted(key, remote).await?);
+                Some(ops)
+            }
+            Action::Deleted if matches!(record.status, S::Delete | S::DeletePending | S::AckDelete) => {
+                Some(vec![StoreOp::DeleteNotification {
+                    key: key.clone(),
+                    remote: remote.clone(),
+                }])
+            }
+            Action::Feedback if !matches!(record.status, S::ReceivedByDest | S::Error) => {
+                let feedback: Feedback = serde_json::from_slice(body).unwrap_or_default();
+                if feedback.code == 5 {
+                    Some(vec![StoreOp::DeleteNotification {
+                        key: key.clone(),
+                        remote: remote.clone(),
+                    }])
+                } else {
+                    Some(vec![set(S::Error), delivery(DeliveryStatus::Error, feedback.reason)])
+                }
+            }
+            _ => None,
+        })
+    }
+
+    /// Once every destination acknowledged a deletion, the CSS's copy goes.
+    async fn remove_when_all_deleted(&self, key: &ObjectKey, acknowledging: &Remote) -> EngineResult<Vec<StoreOp>> {
+        let others_pending = self.0.store.destination_statuses(key).await?.iter().any(|d| {
+            !(d.dest_type == acknowledging.dest_type && d.dest_id == acknowledging.dest_id)
+                && d.status != DeliveryStatus::Deleted
+        });
+        if others_pending {
+            return Ok(Vec::new());
+        }
+        match self.0.store.object(key).await? {
+            Some(object) if object.status == crate::model::ObjectStatus::ObjDeleted => {
+                if let Some(blob) = &object.blob {
+                    self.0.blobs.remove(blob).await;
+                }
+                Ok(vec![StoreOp::DeleteObject {
+                    key: key.clone(),
+                    revision: object.revision,
+                }])
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Data of one of the CSS's objects for a node that was sent it (404 when the node has no
+    /// record of it; 409 for another instance).
+    pub async fn spi_data(
+        &self,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        instance_id: i64,
+        range: Option<super::RangeRequest>,
+    ) -> EngineResult<super::DataStream> {
+        Self::require_same_org(node, &key.org)?;
+        let record = self
+            .0
+            .store
+            .notification(key, &remote_of(node))
+            .await?
+            .ok_or(EngineError::NotFound)?;
+        if record.instance_id != instance_id {
+            return Err(EngineError::Conflict(format!(
+                "{key} instance {instance_id} is not current"
+            )));
+        }
+        let object = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
+        self.open_data(&object, range).await
+    }
+
+    /// `resend`: every deliverable object addressed to the node is queued again.
+    pub async fn spi_resend(&self, node: &NodeAddress, path_org: &str) -> EngineResult<()> {
+        Self::require_same_org(node, path_org)?;
+        let remote = remote_of(node);
+        let Some(destination) = self.0.store.destination(&node.org, &remote).await? else {
+            return Err(EngineError::NotRegistered);
+        };
+        for record in self.0.store.objects_of_org(&node.org).await? {
+            if deliverable(&record) && addresses(&record.meta, &destination) {
+                self.0.store.apply(self.target_ops(&record, remote.clone())).await?;
+            }
+        }
+        self.0.pollers.wake(&node.org, &remote);
+        Ok(())
+    }
+}
+
+fn deleted_remote(body: &[u8]) -> Option<Remote> {
+    let meta: MetaData = serde_json::from_slice(body).ok()?;
+    (!meta.destination_type.is_empty() && !meta.destination_id.is_empty()).then_some(Remote {
+        dest_type: meta.destination_type,
+        dest_id: meta.destination_id,
+    })
+}
