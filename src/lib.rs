@@ -86,11 +86,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         tracing::info!(role = ?node.role(), address = %listener.describe(), "edge-sync-service listening");
     }
     let control = api::NodeControl::new(shutdown.clone());
+    let tracker = TaskTracker::new();
+    if node.settings().serves_spi {
+        engine::timers::spawn_css_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
+    }
     let router = api::router(api::AppState {
         node,
         control: control.clone(),
     });
-    let tracker = TaskTracker::new();
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();
     tracker.wait().await;
@@ -182,6 +185,22 @@ fn open_storage(config: &Config, sync_root: &std::path::Path) -> Result<(Arc<Sql
         source,
     })?;
     Ok((Arc::new(store), blobs))
+}
+
+fn timer_settings(config: &Config) -> engine::timers::TimerSettings {
+    const DAY: u64 = 24 * 60 * 60;
+    let removal = match (
+        config.remove_ess_registration_seconds,
+        config.remove_ess_registration_time,
+    ) {
+        (seconds, _) if seconds > 0 => Some(std::time::Duration::from_secs(seconds as u64)),
+        (_, days) if days > 0 => Some(std::time::Duration::from_secs(days as u64 * DAY)),
+        _ => None,
+    };
+    engine::timers::TimerSettings {
+        resend: std::time::Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).max(1)),
+        remove_inactive_nodes: removal,
+    }
 }
 
 fn settings(config: &Config) -> NodeSettings {

@@ -44,6 +44,7 @@ impl fmt::Debug for Config {
             resend_interval,
             ess_ping_interval,
             remove_ess_registration_time,
+            remove_ess_registration_seconds,
             enable_data_chunk,
             max_data_chunk_size,
             max_inflight_chunks,
@@ -131,6 +132,7 @@ impl fmt::Debug for Config {
             .field("resend_interval", resend_interval)
             .field("ess_ping_interval", ess_ping_interval)
             .field("remove_ess_registration_time", remove_ess_registration_time)
+            .field("remove_ess_registration_seconds", remove_ess_registration_seconds)
             .field("enable_data_chunk", enable_data_chunk)
             .field("max_data_chunk_size", max_data_chunk_size)
             .field("max_inflight_chunks", max_inflight_chunks)

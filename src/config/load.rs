@@ -80,6 +80,10 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             Key::new("RemoveESSRegistrationTime", "REMOVE_ESS_REGISTRATION_TIME"),
             30,
         )?,
+        remove_ess_registration_seconds: s.int(
+            Key::new("RemoveESSRegistrationSeconds", "REMOVE_ESS_REGISTRATION_SECONDS"),
+            0,
+        )?,
         enable_data_chunk: s.boolean(Key::new("EnableDataChunk", "ENABLE_DATA_CHUNK"), true)?,
         max_data_chunk_size: s.int(Key::new("MaxDataChunkSize", "MAX_DATA_CHUNK_SIZE"), 5_242_880)?,
         max_inflight_chunks: s.int(Key::new("MaxInflightChunks", "MAX_INFLIGHT_CHUNKS"), 1)?,

@@ -95,6 +95,9 @@ pub struct Config {
     pub ess_ping_interval: i16,
     /// `RemoveESSRegistrationTime`, days; ≤ 0 disables the clean-up.
     pub remove_ess_registration_time: i16,
+    /// `RemoveESSRegistrationSeconds` (an extension of this implementation), seconds; when
+    /// positive it replaces `RemoveESSRegistrationTime` with a finer period.
+    pub remove_ess_registration_seconds: i64,
     /// `EnableDataChunk`; forced true for `mqtt` and `hybrid-mqtt`.
     pub enable_data_chunk: bool,
     /// `MaxDataChunkSize`, bytes (> 0).

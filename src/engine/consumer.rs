@@ -77,6 +77,10 @@ impl Node {
     /// `PUT {obj}/received`, `/consumed`, `/deleted`.
     pub async fn report(&self, identity: &Identity, key: &ObjectKey, report: Report) -> EngineResult<()> {
         let result = match self.require_consumer(identity, key).await {
+            // A received copy of a CSS object: the CSS learns of `consumed` and `deleted`.
+            Ok(record) if self.role() == Role::Ess && !record.is_sender_copy() && report != Report::Received => {
+                self.report_to_origin(key, report).await
+            }
             Ok(_) => self.change_object(key, |record| apply_report(report, record)).await,
             Err(e) => Err(e),
         };

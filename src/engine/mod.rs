@@ -11,8 +11,10 @@ mod listings;
 mod objects;
 mod organizations;
 mod pollers;
+pub mod receive;
 pub mod security;
 pub mod spi;
+pub mod timers;
 pub mod verify;
 
 pub use consumer::Report;
@@ -118,6 +120,8 @@ struct Inner {
     started: Instant,
     client_requests: AtomicU64,
     pollers: pollers::PollRegistry,
+    /// ESS: wakes the sync client when an application report recorded a message for the CSS.
+    outbox_signal: tokio::sync::Notify,
 }
 
 impl Node {
@@ -147,6 +151,7 @@ impl Node {
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
+            outbox_signal: tokio::sync::Notify::new(),
         })))
     }
 

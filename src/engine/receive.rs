@@ -1,0 +1,914 @@
+//! ESS side of CSS -> ESS synchronization (spec: css-ess-protocol.md §5.3-5.4, §5.6, §7.3;
+//! lifecycle.md §2, §5): what the edge node stores when its CSS sends an `update` or a
+//! `delete`, the data download into a resumable partial file, completion, and the records
+//! (`getdata`, `received`, `consumed`, `deleted`) that drive what the node tells the CSS.
+//!
+//! Every record change is committed in one store batch together with a revision-checked write
+//! of the object it belongs to, so that two writers (the sync client, an application report)
+//! never overwrite each other's record: one of them gets a conflict and re-reads. The HTTP
+//! exchange itself lives in `crate::sync`; nothing here speaks HTTP.
+
+use super::consumer::{apply_report, Report};
+use super::objects::{blob_name, Change};
+use super::verify::verify_file;
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::model::sync::{Notification, NotificationStatus, Remote};
+use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
+use crate::store::{Expect, StoreError, StoreOp, UploadSession};
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// The CSS's destination type and ID, as records on the ESS name it.
+pub const CLOUD: &str = "Cloud";
+
+/// The remote of every record the ESS keeps about CSS objects.
+pub fn cloud() -> Remote {
+    Remote {
+        dest_type: CLOUD.into(),
+        dest_id: CLOUD.into(),
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// What the receiver does with an `update` (spec §5.4 "update"), decided from its record of
+/// the object, its local copy and the incoming metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateDecision {
+    /// A stale or already answered instance: no change, no reply.
+    Ignore,
+    /// The same instance is being downloaded (e.g. interrupted by a restart): answer
+    /// `updated` again and continue the download where it stopped.
+    Resume,
+    /// The same instance is already complete here: answer `received` again.
+    ReplyReceived,
+    /// Store the metadata as the received copy; `complete` when no data has to move,
+    /// `keep_data` when the local copy already holds this data.
+    Store { complete: bool, keep_data: bool },
+    /// The key belongs to an object this node created: refuse (feedback).
+    OwnObject,
+}
+
+/// Decides how to handle an `update` (pure; spec §5.4).
+pub fn decide_update(record: Option<&Notification>, local: Option<&ObjectRecord>, meta: &MetaData) -> UpdateDecision {
+    if local.is_some_and(ObjectRecord::is_sender_copy) {
+        return UpdateDecision::OwnObject;
+    }
+    let local_same_instance = local.filter(|l| l.meta.instance_id == meta.instance_id);
+    let mut remembered_data_id = -1;
+    if let Some(record) = record {
+        if record.instance_id > meta.instance_id {
+            return UpdateDecision::Ignore;
+        }
+        if record.instance_id == meta.instance_id {
+            match record.status {
+                NotificationStatus::ReceiverError => {}
+                NotificationStatus::GetData | NotificationStatus::HandleUpdate => {
+                    if local_same_instance.is_some_and(|l| l.status == ObjectStatus::PartiallyReceived) {
+                        return UpdateDecision::Resume;
+                    }
+                }
+                NotificationStatus::Received | NotificationStatus::AckReceived => {
+                    let complete = local_same_instance.is_some_and(|l| {
+                        matches!(l.status, ObjectStatus::CompletelyReceived | ObjectStatus::ObjReceived)
+                    });
+                    return if complete {
+                        UpdateDecision::ReplyReceived
+                    } else {
+                        UpdateDecision::Ignore
+                    };
+                }
+                _ => return UpdateDecision::Ignore,
+            }
+        } else {
+            remembered_data_id = record.data_id;
+        }
+    }
+    let moves_no_data = meta.no_data || !meta.link.is_empty();
+    let has_local_data = !moves_no_data
+        && meta.data_id != 0
+        && local.is_some_and(|l| {
+            l.blob.is_some()
+                && l.meta.data_id == meta.data_id
+                && matches!(l.status, ObjectStatus::CompletelyReceived | ObjectStatus::ObjReceived)
+        });
+    let complete = moves_no_data
+        || (meta.meta_only && (meta.data_id == remembered_data_id || meta.data_id == 0))
+        || has_local_data;
+    UpdateDecision::Store {
+        complete,
+        keep_data: has_local_data,
+    }
+}
+
+/// What the ESS must tell the CSS after handling an `update`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateReply {
+    /// Nothing (stale message).
+    Nothing,
+    /// `updated`, then download the data.
+    Fetch,
+    /// `received`: the copy is complete.
+    Received,
+    /// `feedback` with this reason: the update cannot be stored.
+    Feedback(String),
+}
+
+/// How the next data request of a download looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkRequest {
+    /// The whole object in one request (no `Range`).
+    Whole,
+    /// `Range: bytes={start}-{end}` (inclusive).
+    Range { start: u64, end: u64 },
+}
+
+/// The next request of a download (pure; spec §3.8): `None` when every byte is in; the whole
+/// object when chunking is off or the object fits one chunk; else the chunk holding the first
+/// missing byte, aligned to the chunk size, so a resumed download continues where the
+/// previous one stopped (the restart flaw fix of §5.6).
+pub fn next_request(session: &UploadSession, chunk_size: i64, chunking: bool) -> Option<ChunkRequest> {
+    if session.is_complete() {
+        return None;
+    }
+    let total = session.total;
+    let chunk = u64::try_from(chunk_size).unwrap_or(0);
+    if !chunking || chunk == 0 || total <= chunk {
+        return Some(ChunkRequest::Whole);
+    }
+    let first_missing = match session.ranges.first() {
+        Some(&(0, end)) => end,
+        _ => 0,
+    };
+    let start = first_missing / chunk * chunk;
+    let end = (start + chunk - 1).min(total - 1);
+    Some(ChunkRequest::Range { start, end })
+}
+
+/// A download in progress: the metadata of the instance and its partial file.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub meta: MetaData,
+    pub session: UploadSession,
+}
+
+/// How completing a download ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The copy is `completelyReceived` and the `received` record written.
+    Done,
+    /// The object changed meanwhile (new instance, deleted): nothing to report.
+    Stale,
+    /// The data does not match the signature (copy `receiverVerificationFailed`, record
+    /// `receiverError`).
+    VerificationFailed(String),
+}
+
+/// A record the ESS still owes the CSS something for, with the object it is about.
+#[derive(Debug, Clone)]
+pub struct OwedMessage {
+    pub record: Notification,
+    pub object: Option<ObjectRecord>,
+}
+
+impl Node {
+    /// The Basic credentials this node presents on a request to `url` (its CSS).
+    pub fn credentials_for(&self, url: &str) -> Option<(String, String)> {
+        self.0.authenticator.credentials_for(url)
+    }
+
+    /// Signalled when an application report committed a message for the CSS.
+    pub fn outbox_signal(&self) -> &tokio::sync::Notify {
+        &self.0.outbox_signal
+    }
+
+    fn resend_after(&self) -> i64 {
+        now_secs() + 6 * self.0.settings.resend_interval_secs.max(1)
+    }
+
+    fn cloud_record(&self, key: &ObjectKey, status: NotificationStatus, meta: &MetaData) -> Notification {
+        Notification {
+            key: key.clone(),
+            remote: cloud(),
+            status,
+            instance_id: meta.instance_id,
+            data_id: meta.data_id,
+            resend_time: self.resend_after(),
+        }
+    }
+
+    /// The key of a CSS object as this ESS stores it (its own org).
+    fn received_key(&self, meta: &MetaData) -> ObjectKey {
+        ObjectKey::new(self.org_for(None), &meta.object_type, &meta.object_id)
+    }
+
+    /// Handles an `update` from the CSS: stores the received copy and its record.
+    pub async fn receive_update(&self, mut meta: MetaData) -> EngineResult<UpdateReply> {
+        let key = self.received_key(&meta);
+        if !meta.destination_org_id.is_empty() && meta.destination_org_id != key.org {
+            return Ok(UpdateReply::Feedback(format!(
+                "the object belongs to organization {}, not {}",
+                meta.destination_org_id, key.org
+            )));
+        }
+        meta.destination_org_id = key.org.clone();
+        for _ in 0..WRITE_ATTEMPTS {
+            let local = self.0.store.object(&key).await?;
+            let record = self.0.store.notification(&key, &cloud()).await?;
+            let (complete, keep_data) = match decide_update(record.as_ref(), local.as_ref(), &meta) {
+                UpdateDecision::Ignore => return Ok(UpdateReply::Nothing),
+                UpdateDecision::Resume => return Ok(UpdateReply::Fetch),
+                UpdateDecision::ReplyReceived => return Ok(UpdateReply::Received),
+                UpdateDecision::OwnObject => {
+                    return Ok(UpdateReply::Feedback(format!(
+                        "{key} exists on the ESS as an object created there"
+                    )))
+                }
+                UpdateDecision::Store { complete, keep_data } => (complete, keep_data),
+            };
+            let blob = local.as_ref().and_then(|l| l.blob.clone()).filter(|_| keep_data);
+            let copy = ObjectRecord {
+                remaining_consumers: meta.consumers,
+                remaining_receivers: meta.consumers,
+                meta: meta.clone(),
+                status: if complete {
+                    ObjectStatus::CompletelyReceived
+                } else {
+                    ObjectStatus::PartiallyReceived
+                },
+                sender: false,
+                policy_received: false,
+                blob: blob.clone(),
+                revision: local.as_ref().map_or(0, |l| l.revision),
+            };
+            let status = if complete {
+                NotificationStatus::Received
+            } else {
+                NotificationStatus::GetData
+            };
+            // The partial file of an abandoned download, removed once the new copy is in.
+            let abandoned = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
+                Some(l) => Some(self.session_of(&key, &l.meta).await?.id),
+                None => None,
+            };
+            let ops = vec![
+                StoreOp::WriteObject {
+                    record: Box::new(copy),
+                    expect: local.as_ref().map_or(Expect::Absent, |l| Expect::Revision(l.revision)),
+                    drop_upload: true,
+                },
+                StoreOp::PutNotification(self.cloud_record(&key, status, &meta)),
+            ];
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    if let Some(old) = local.and_then(|l| l.blob).filter(|old| Some(old) != blob.as_ref()) {
+                        self.0.blobs.remove(&old).await;
+                    }
+                    if let Some(session) = abandoned {
+                        self.0.blobs.remove_partial(session).await;
+                    }
+                    return Ok(if complete {
+                        UpdateReply::Received
+                    } else {
+                        UpdateReply::Fetch
+                    });
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    async fn session_of(&self, key: &ObjectKey, meta: &MetaData) -> EngineResult<UploadSession> {
+        let total = u64::try_from(meta.object_size).unwrap_or(0);
+        Ok(self.0.store.upload_session(key, total).await?)
+    }
+
+    /// The download of `instance_id` of a received copy, or `None` when there is nothing to
+    /// download (the copy is gone, complete, or another instance).
+    pub async fn begin_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<Option<Download>> {
+        let Some(local) = self.0.store.object(key).await? else {
+            return Ok(None);
+        };
+        if local.is_sender_copy()
+            || local.meta.instance_id != instance_id
+            || local.status != ObjectStatus::PartiallyReceived
+        {
+            return Ok(None);
+        }
+        let session = self.session_of(key, &local.meta).await?;
+        Ok(Some(Download {
+            meta: local.meta,
+            session,
+        }))
+    }
+
+    /// Writes downloaded bytes at `offset` of a download's partial file; returns the session
+    /// with the range recorded once the bytes are durable.
+    pub async fn write_download<S, E>(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        body: S,
+    ) -> EngineResult<UploadSession>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let room = session.total.saturating_sub(offset);
+        let written = self.0.blobs.write_chunk(session.id, offset, body, room).await?;
+        Ok(self.0.store.record_chunk(session.id, offset, written).await?)
+    }
+
+    /// Makes a fully downloaded partial file the copy's data: verifies it when the metadata
+    /// is signed, marks the copy `completelyReceived` and records `received`.
+    pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
+        let meta = &download.meta;
+        let name = blob_name(self.0.clock.next());
+        let total = download.session.total;
+        if let Err(e) = self.0.blobs.promote_partial(download.session.id, &name, total).await {
+            // The partial file is unusable (e.g. lost in a crash): start the download over.
+            self.restart_download(key, meta.instance_id).await?;
+            return Err(e.into());
+        }
+        if meta.needs_verification() {
+            if let Err(failure) = verify_file(meta, &self.0.blobs.path(&name)).await {
+                self.0.blobs.remove(&name).await;
+                self.receiver_error(key, meta.instance_id, Some(ObjectStatus::ReceiverVerificationFailed))
+                    .await?;
+                return Ok(Completion::VerificationFailed(failure.to_string()));
+            }
+        }
+        for _ in 0..WRITE_ATTEMPTS {
+            let local = self.0.store.object(key).await?;
+            let Some(mut local) = local.filter(|l| {
+                !l.is_sender_copy()
+                    && l.meta.instance_id == meta.instance_id
+                    && l.status == ObjectStatus::PartiallyReceived
+            }) else {
+                self.0.blobs.remove(&name).await;
+                return Ok(Completion::Stale);
+            };
+            let revision = local.revision;
+            local.blob = Some(name.clone());
+            local.meta.object_size = i64::try_from(total).unwrap_or(i64::MAX);
+            local.status = ObjectStatus::CompletelyReceived;
+            let record = self.cloud_record(key, NotificationStatus::Received, &local.meta);
+            let ops = vec![
+                StoreOp::WriteObject {
+                    record: Box::new(local),
+                    expect: Expect::Revision(revision),
+                    drop_upload: true,
+                },
+                StoreOp::PutNotification(record),
+            ];
+            match self.0.store.apply(ops).await {
+                Ok(()) => return Ok(Completion::Done),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => {
+                    self.0.blobs.remove(&name).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        self.0.blobs.remove(&name).await;
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Drops the partial file's progress so the download starts again from the first byte.
+    async fn restart_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(local) = self.0.store.object(key).await? else {
+                return Ok(());
+            };
+            if local.meta.instance_id != instance_id || local.is_sender_copy() {
+                return Ok(());
+            }
+            let revision = local.revision;
+            let op = StoreOp::WriteObject {
+                record: Box::new(local),
+                expect: Expect::Revision(revision),
+                drop_upload: true,
+            };
+            match self.0.store.apply(vec![op]).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Marks a reception failed: record `receiverError` (and the copy `status`, if given).
+    pub async fn receiver_error(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        status: Option<ObjectStatus>,
+    ) -> EngineResult<()> {
+        let node = self.clone();
+        self.guarded_change_object(key, instance_id, move |local, record| {
+            let mut record = record?.clone();
+            record.status = NotificationStatus::ReceiverError;
+            record.resend_time = node.resend_after();
+            let mut object = local.clone();
+            if let Some(status) = status {
+                object.status = status;
+                object.blob = None;
+            }
+            Some((object, vec![StoreOp::PutNotification(record)]))
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// The CSS acknowledged `received` (`204`/`409`): record `ackreceived`.
+    pub async fn ack_received(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<bool> {
+        self.guarded_change(key, instance_id, |_, record| {
+            let record = record.filter(|r| r.status == NotificationStatus::Received)?;
+            let mut acked = record.clone();
+            acked.status = NotificationStatus::AckReceived;
+            Some(vec![StoreOp::PutNotification(acked)])
+        })
+        .await
+    }
+
+    /// The CSS acknowledged `consumed` (or `deleted`): the copy and its records go.
+    pub async fn finish_handshake(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        expected: NotificationStatus,
+    ) -> EngineResult<bool> {
+        let removed = self
+            .remove_copy(key, |_, record| {
+                record.is_some_and(|r| r.instance_id == instance_id && r.status == expected)
+            })
+            .await?;
+        Ok(removed)
+    }
+
+    /// The CSS answered a data request with `404`: the object is gone there, so the local
+    /// copy and its records go too.
+    pub async fn drop_received(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<bool> {
+        self.remove_copy(key, |local, _| {
+            local.is_some_and(|l| !l.is_sender_copy() && l.meta.instance_id == instance_id)
+        })
+        .await
+    }
+
+    /// Removes a received copy (if `condition` holds for it and its record) with all its
+    /// records and files.
+    async fn remove_copy<F>(&self, key: &ObjectKey, condition: F) -> EngineResult<bool>
+    where
+        F: Fn(Option<&ObjectRecord>, Option<&Notification>) -> bool,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let local = self.0.store.object(key).await?;
+            let record = self.0.store.notification(key, &cloud()).await?;
+            if !condition(local.as_ref(), record.as_ref()) || local.as_ref().is_some_and(ObjectRecord::is_sender_copy) {
+                return Ok(false);
+            }
+            let partial = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
+                Some(l) => Some(self.session_of(key, &l.meta).await?.id),
+                None => None,
+            };
+            let mut ops = vec![StoreOp::DeleteNotificationsOf(key.clone())];
+            if let Some(local) = &local {
+                ops.push(StoreOp::DeleteObject {
+                    key: key.clone(),
+                    revision: local.revision,
+                });
+            }
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    if let Some(blob) = local.and_then(|l| l.blob) {
+                        self.0.blobs.remove(&blob).await;
+                    }
+                    if let Some(session) = partial {
+                        self.0.blobs.remove_partial(session).await;
+                    }
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Changes records of a received copy of `instance_id` under the copy's revision check.
+    /// `decide` gets the copy and the record and returns the operations (`None`: nothing to
+    /// do). Returns whether something was written.
+    async fn guarded_change<F>(&self, key: &ObjectKey, instance_id: i64, decide: F) -> EngineResult<bool>
+    where
+        F: Fn(&ObjectRecord, Option<&Notification>) -> Option<Vec<StoreOp>>,
+    {
+        self.guarded_change_object(key, instance_id, |local, record| {
+            decide(local, record).map(|ops| (local.clone(), ops))
+        })
+        .await
+    }
+
+    /// Like [`Self::guarded_change`], but `decide` may also change the copy.
+    async fn guarded_change_object<F>(&self, key: &ObjectKey, instance_id: i64, decide: F) -> EngineResult<bool>
+    where
+        F: Fn(&ObjectRecord, Option<&Notification>) -> Option<(ObjectRecord, Vec<StoreOp>)>,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(local) = self.0.store.object(key).await? else {
+                return Ok(false);
+            };
+            if local.is_sender_copy() || local.meta.instance_id != instance_id {
+                return Ok(false);
+            }
+            let record = self.0.store.notification(key, &cloud()).await?;
+            let record = record.filter(|r| r.instance_id == instance_id);
+            let Some((object, mut ops)) = decide(&local, record.as_ref()) else {
+                return Ok(false);
+            };
+            let removed_blob = local.blob.clone().filter(|b| object.blob.as_ref() != Some(b));
+            ops.insert(
+                0,
+                StoreOp::WriteObject {
+                    record: Box::new(object),
+                    expect: Expect::Revision(local.revision),
+                    drop_upload: false,
+                },
+            );
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    if let Some(blob) = removed_blob {
+                        self.0.blobs.remove(&blob).await;
+                    }
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Handles a `delete` from the CSS (spec §5.4 "delete", receiver): the copy becomes
+    /// `objdeleted` with `deleted: true`, without data and with a reset consumer counter (a
+    /// data-less deleted copy when there was none, so applications learn of the deletion);
+    /// all its records go. Returns false when the key is an object this node created.
+    pub async fn receive_delete(&self, mut meta: MetaData) -> EngineResult<bool> {
+        let key = self.received_key(&meta);
+        meta.destination_org_id = key.org.clone();
+        meta.deleted = true;
+        for _ in 0..WRITE_ATTEMPTS {
+            let local = self.0.store.object(&key).await?;
+            if local.as_ref().is_some_and(ObjectRecord::is_sender_copy) {
+                return Ok(false);
+            }
+            let partial = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
+                Some(l) => Some(self.session_of(&key, &l.meta).await?.id),
+                None => None,
+            };
+            let copy = ObjectRecord {
+                remaining_consumers: meta.consumers,
+                remaining_receivers: meta.consumers,
+                meta: meta.clone(),
+                status: ObjectStatus::ObjDeleted,
+                sender: false,
+                policy_received: false,
+                blob: None,
+                revision: local.as_ref().map_or(0, |l| l.revision),
+            };
+            let ops = vec![
+                StoreOp::WriteObject {
+                    record: Box::new(copy),
+                    expect: local.as_ref().map_or(Expect::Absent, |l| Expect::Revision(l.revision)),
+                    drop_upload: true,
+                },
+                StoreOp::DeleteNotificationsOf(key.clone()),
+            ];
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    if let Some(blob) = local.and_then(|l| l.blob) {
+                        self.0.blobs.remove(&blob).await;
+                    }
+                    if let Some(session) = partial {
+                        self.0.blobs.remove_partial(session).await;
+                    }
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Records about CSS objects that still owe the CSS a message (`getdata` downloads,
+    /// `received`, `consumed`, `deleted`), with their objects.
+    pub async fn owed_messages(&self) -> EngineResult<Vec<OwedMessage>> {
+        let org = self.org_for(None).to_string();
+        let records = self.0.store.notifications_for_remote(&org, &cloud()).await?;
+        let mut owed = Vec::new();
+        for record in records {
+            if matches!(
+                record.status,
+                NotificationStatus::GetData
+                    | NotificationStatus::Received
+                    | NotificationStatus::Consumed
+                    | NotificationStatus::Deleted
+            ) {
+                let object = self.0.store.object(&record.key).await?;
+                owed.push(OwedMessage { record, object });
+            }
+        }
+        Ok(owed)
+    }
+
+    /// Cleans up for a registration from scratch (spec §7.3): every record goes; received
+    /// copies that cannot be trusted go too (all of them on a volatile store, the incomplete
+    /// ones on a persistent store).
+    pub async fn reset_for_new_registration(&self, persistent: bool) -> EngineResult<()> {
+        let org = self.org_for(None).to_string();
+        let own = Remote {
+            dest_type: self.0.settings.dest_type.clone(),
+            dest_id: self.0.settings.dest_id.clone(),
+        };
+        let mut ops = Vec::new();
+        for remote in [cloud(), own] {
+            for record in self.0.store.notifications_for_remote(&org, &remote).await? {
+                ops.push(StoreOp::DeleteNotification {
+                    key: record.key,
+                    remote: record.remote,
+                });
+            }
+        }
+        if !ops.is_empty() {
+            self.0.store.apply(ops).await?;
+        }
+        for object in self.0.store.objects_of_org(&org).await? {
+            let untrusted = !object.is_sender_copy()
+                && match object.status {
+                    ObjectStatus::PartiallyReceived | ObjectStatus::ReceiverVerifying => true,
+                    ObjectStatus::CompletelyReceived | ObjectStatus::ObjReceived | ObjectStatus::ObjConsumed => {
+                        !persistent
+                    }
+                    _ => false,
+                };
+            if untrusted {
+                let instance = object.meta.instance_id;
+                self.remove_copy(&object.key(), |local, _| {
+                    local.is_some_and(|l| l.meta.instance_id == instance)
+                })
+                .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An application's `consumed`/`deleted` report on a received copy of a CSS object (ESS):
+    /// when the last consumer reported, the message for the CSS is recorded in the same batch
+    /// as the change (the copy is removed only once the CSS acknowledged). Returns the record
+    /// as it was before.
+    pub(super) async fn report_to_origin(&self, key: &ObjectKey, report: Report) -> EngineResult<Option<ObjectRecord>> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.0.store.object(key).await? else {
+                return Err(EngineError::NotFound);
+            };
+            let revision = current.revision;
+            let (record, message) = match apply_report(report, current.clone())? {
+                Change::Write(record) | Change::WriteEndingUpload(record) => {
+                    let message = (report == Report::Consumed
+                        && record.status == ObjectStatus::ObjConsumed
+                        && current.status != ObjectStatus::ObjConsumed)
+                        .then_some(NotificationStatus::Consumed);
+                    (*record, message)
+                }
+                // The last consumer acknowledged the deletion: tell the CSS, keep the copy
+                // until it acknowledges.
+                Change::Delete => {
+                    let mut record = current.clone();
+                    record.remaining_consumers = 0;
+                    (record, Some(NotificationStatus::Deleted))
+                }
+            };
+            let mut ops = vec![StoreOp::WriteObject {
+                record: Box::new(record.clone()),
+                expect: Expect::Revision(revision),
+                drop_upload: false,
+            }];
+            if let Some(status) = message {
+                let mut notification = self.cloud_record(key, status, &record.meta);
+                // Due at once: the sync client sends it as soon as it is signalled.
+                notification.resend_time = now_secs();
+                ops.push(StoreOp::PutNotification(notification));
+            }
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    if message.is_some() {
+                        self.0.outbox_signal.notify_one();
+                    }
+                    return Ok(Some(current));
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(instance: i64, data: i64) -> MetaData {
+        MetaData {
+            object_type: "t".into(),
+            object_id: "o".into(),
+            instance_id: instance,
+            data_id: data,
+            object_size: 10,
+            consumers: 1,
+            ..MetaData::default()
+        }
+    }
+
+    fn record(status: NotificationStatus, instance: i64, data: i64) -> Notification {
+        Notification {
+            key: ObjectKey::new("org", "t", "o"),
+            remote: cloud(),
+            status,
+            instance_id: instance,
+            data_id: data,
+            resend_time: 0,
+        }
+    }
+
+    fn copy(status: ObjectStatus, instance: i64, data: i64, blob: bool) -> ObjectRecord {
+        ObjectRecord {
+            meta: meta(instance, data),
+            status,
+            sender: false,
+            remaining_consumers: 1,
+            remaining_receivers: 1,
+            policy_received: false,
+            blob: blob.then(|| "b".into()),
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn a_new_object_is_stored_for_download() {
+        assert_eq!(
+            decide_update(None, None, &meta(5, 5)),
+            UpdateDecision::Store {
+                complete: false,
+                keep_data: false
+            }
+        );
+    }
+
+    #[test]
+    fn objects_without_data_transfer_are_complete_at_once() {
+        let no_data = MetaData {
+            no_data: true,
+            ..meta(5, 0)
+        };
+        let link = MetaData {
+            link: "http://x".into(),
+            ..meta(5, 0)
+        };
+        for m in [no_data, link] {
+            assert_eq!(
+                decide_update(None, None, &m),
+                UpdateDecision::Store {
+                    complete: true,
+                    keep_data: false
+                }
+            );
+        }
+        // metaOnly with the data ID recorded for the previous instance keeps the data.
+        let meta_only = MetaData {
+            meta_only: true,
+            ..meta(7, 5)
+        };
+        let old = record(NotificationStatus::AckReceived, 5, 5);
+        let local = copy(ObjectStatus::CompletelyReceived, 5, 5, true);
+        assert_eq!(
+            decide_update(Some(&old), Some(&local), &meta_only),
+            UpdateDecision::Store {
+                complete: true,
+                keep_data: true
+            }
+        );
+        // Without any record, a metaOnly update fetches the data (remembered dataID is -1).
+        assert_eq!(
+            decide_update(None, None, &meta_only),
+            UpdateDecision::Store {
+                complete: false,
+                keep_data: false
+            }
+        );
+    }
+
+    #[test]
+    fn stale_and_duplicate_updates_are_not_stored_again() {
+        let newer = record(NotificationStatus::GetData, 9, 9);
+        assert_eq!(decide_update(Some(&newer), None, &meta(5, 5)), UpdateDecision::Ignore);
+        let downloading = record(NotificationStatus::GetData, 5, 5);
+        let partial = copy(ObjectStatus::PartiallyReceived, 5, 5, false);
+        assert_eq!(
+            decide_update(Some(&downloading), Some(&partial), &meta(5, 5)),
+            UpdateDecision::Resume
+        );
+        let received = record(NotificationStatus::Received, 5, 5);
+        let complete = copy(ObjectStatus::CompletelyReceived, 5, 5, true);
+        assert_eq!(
+            decide_update(Some(&received), Some(&complete), &meta(5, 5)),
+            UpdateDecision::ReplyReceived
+        );
+        let consumed = record(NotificationStatus::Consumed, 5, 5);
+        assert_eq!(
+            decide_update(Some(&consumed), Some(&complete), &meta(5, 5)),
+            UpdateDecision::Ignore
+        );
+    }
+
+    #[test]
+    fn a_failed_reception_or_an_older_record_is_replaced() {
+        let failed = record(NotificationStatus::ReceiverError, 5, 5);
+        let partial = copy(ObjectStatus::ReceiverVerificationFailed, 5, 5, false);
+        assert_eq!(
+            decide_update(Some(&failed), Some(&partial), &meta(5, 5)),
+            UpdateDecision::Store {
+                complete: false,
+                keep_data: false
+            }
+        );
+        let older = record(NotificationStatus::AckReceived, 3, 3);
+        let complete = copy(ObjectStatus::CompletelyReceived, 3, 3, true);
+        assert_eq!(
+            decide_update(Some(&older), Some(&complete), &meta(5, 5)),
+            UpdateDecision::Store {
+                complete: false,
+                keep_data: false
+            }
+        );
+    }
+
+    #[test]
+    fn an_own_object_is_refused() {
+        let mut own = copy(ObjectStatus::Ready, 5, 5, true);
+        own.sender = true;
+        assert_eq!(decide_update(None, Some(&own), &meta(6, 6)), UpdateDecision::OwnObject);
+    }
+
+    fn session(total: u64, ranges: Vec<(u64, u64)>) -> UploadSession {
+        UploadSession {
+            id: 1,
+            total,
+            first_chunk_size: None,
+            ranges,
+        }
+    }
+
+    #[test]
+    fn downloads_resume_at_the_first_missing_chunk() {
+        assert_eq!(
+            next_request(&session(100, vec![]), 30, false),
+            Some(ChunkRequest::Whole)
+        );
+        assert_eq!(next_request(&session(30, vec![]), 30, true), Some(ChunkRequest::Whole));
+        assert_eq!(next_request(&session(100, vec![]), 0, true), Some(ChunkRequest::Whole));
+        assert_eq!(
+            next_request(&session(100, vec![]), 30, true),
+            Some(ChunkRequest::Range { start: 0, end: 29 })
+        );
+        assert_eq!(
+            next_request(&session(100, vec![(0, 60)]), 30, true),
+            Some(ChunkRequest::Range { start: 60, end: 89 })
+        );
+        // A short chunk: ask again from its chunk boundary.
+        assert_eq!(
+            next_request(&session(100, vec![(0, 75)]), 30, true),
+            Some(ChunkRequest::Range { start: 60, end: 89 })
+        );
+        assert_eq!(
+            next_request(&session(100, vec![(0, 90)]), 30, true),
+            Some(ChunkRequest::Range { start: 90, end: 99 })
+        );
+        // A hole at the start is filled first.
+        assert_eq!(
+            next_request(&session(100, vec![(30, 100)]), 30, true),
+            Some(ChunkRequest::Range { start: 0, end: 29 })
+        );
+        assert_eq!(next_request(&session(100, vec![(0, 100)]), 30, true), None);
+        assert_eq!(next_request(&session(0, vec![]), 30, true), None);
+    }
+}

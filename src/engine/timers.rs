@@ -1,0 +1,99 @@
+//! Periodic work of the CSS (spec: css-ess-protocol.md §6, §8): re-queueing deliveries that
+//! failed, and removing edge nodes that stopped registering and pinging. Each loop waits on
+//! its timer or the shutdown token, never spins.
+
+use super::delivery::now_secs;
+use super::{EngineResult, Node};
+use crate::model::sync::{Notification, NotificationStatus};
+use crate::model::DeliveryStatus;
+use crate::store::StoreOp;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Periods of the CSS timers; `None` disables a timer.
+#[derive(Debug, Clone, Copy)]
+pub struct TimerSettings {
+    pub resend: Duration,
+    pub remove_inactive_nodes: Option<Duration>,
+}
+
+impl Node {
+    /// One resend pass: deliveries that failed (record `error`) whose time has come are
+    /// queued again for the node's next poll, if the object still has that instance.
+    pub async fn resend_due(&self) -> EngineResult<usize> {
+        let now = now_secs();
+        let mut queued = 0;
+        for record in self.0.store.due_notifications(now).await? {
+            if record.status != NotificationStatus::Error {
+                continue;
+            }
+            let Some(object) = self.0.store.object(&record.key).await? else {
+                continue;
+            };
+            if object.meta.instance_id != record.instance_id {
+                continue;
+            }
+            let ops = vec![
+                StoreOp::PutNotification(Notification {
+                    status: NotificationStatus::UpdatePending,
+                    resend_time: now + self.resend_delay(),
+                    ..record.clone()
+                }),
+                StoreOp::SetDelivery {
+                    key: record.key.clone(),
+                    remote: record.remote.clone(),
+                    status: DeliveryStatus::Delivering,
+                    message: String::new(),
+                },
+            ];
+            self.commit(&record.key, ops).await?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+}
+
+/// Starts the CSS's periodic work on `tracker`, until `shutdown`.
+pub fn spawn_css_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let (resend_node, stop) = (node.clone(), shutdown.clone());
+    tracker.spawn(every(settings.resend, stop, move || {
+        let node = resend_node.clone();
+        async move {
+            if let Err(e) = node.resend_due().await {
+                tracing::warn!(error = %e, "resend pass failed");
+            }
+        }
+    }));
+    if let Some(period) = settings.remove_inactive_nodes {
+        let stop = shutdown.clone();
+        // A node is removed when it did not register or ping since the previous pass (or
+        // since start), so a silent node goes after one to two periods, as in the original.
+        let previous_pass = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(now_secs()));
+        tracker.spawn(every(period, stop, move || {
+            let (node, previous_pass) = (node.clone(), previous_pass.clone());
+            async move {
+                let since = previous_pass.swap(now_secs(), std::sync::atomic::Ordering::SeqCst);
+                if let Err(e) = node.remove_inactive_nodes(since).await {
+                    tracing::warn!(error = %e, "removal of inactive nodes failed");
+                }
+            }
+        }));
+    }
+}
+
+async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval(period.max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticks.tick() => work().await,
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! The CSS side of the HTTP node-to-node protocol (/spi/v1), driven by a scripted edge node:
+//! registration, polls and long polls, data downloads, status progression, deletion,
+//! unregistering, removal of silent nodes, and the identity rules.
+
+mod common;
+
+use common::{NodeOptions, Role, TestNode, ADMIN};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// An edge node speaking the protocol the way an ESS does.
+struct FakeEss {
+    base: String,
+    client: reqwest::Client,
+    key: String,
+    dest: String,
+}
+
+impl FakeEss {
+    fn new(css: &TestNode, org: &str, dest_type: &str, dest_id: &str) -> Self {
+        Self {
+            base: css.base(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            key: format!("{org}/{dest_type}/{dest_id}"),
+            dest: format!("{org}/{dest_type}/{dest_id}"),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.key, Some(""))
+            .header("X-Sync-Service-Dest", &self.dest)
+    }
+
+    async fn put(&self, path: &str) -> u16 {
+        self.request(reqwest::Method::PUT, path)
+            .send()
+            .await
+            .expect("PUT")
+            .status()
+            .as_u16()
+    }
+
+    async fn register(&self, as_new: bool) -> u16 {
+        let kind = if as_new { "register-new" } else { "register" };
+        self.put(&format!("/spi/v1/{kind}/{}?persistent-storage=true", self.dest))
+            .await
+    }
+
+    /// Polls once; `(status, items)`.
+    async fn poll(&self, wait: Option<u64>) -> (u16, Vec<Value>) {
+        let path = match wait {
+            Some(seconds) => format!("/spi/v1/objects/?wait={seconds}"),
+            None => "/spi/v1/objects/".to_string(),
+        };
+        let response = self.request(reqwest::Method::GET, &path).send().await.expect("poll");
+        let status = response.status().as_u16();
+        let items = if status == 200 {
+            serde_json::from_slice(&response.bytes().await.expect("poll body")).expect("poll JSON")
+        } else {
+            Vec::new()
+        };
+        (status, items)
+    }
+
+    async fn action(&self, meta: &Value, action: &str) -> u16 {
+        let path = object_path(meta, action);
+        self.put(&path).await
+    }
+}
+
+fn object_path(meta: &Value, tail: &str) -> String {
+    format!(
+        "/spi/v1/objects/{}/{}/{}/{}/{}/{tail}",
+        meta["destinationOrgID"].as_str().unwrap(),
+        meta["objectType"].as_str().unwrap(),
+        meta["objectID"].as_str().unwrap(),
+        meta["instanceID"],
+        meta["dataID"]
+    )
+}
+
+fn css_with(env: &[(&str, &str)]) -> TestNode {
+    let mut options = NodeOptions::new(Role::Css);
+    options.env.push(("COMMUNICATION_PROTOCOL".into(), "http".into()));
+    options
+        .env
+        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    TestNode::start(options)
+}
+
+async fn delivery_status(css: &TestNode, object: &str) -> String {
+    let response = css
+        .api()
+        .get(&format!("{}/destinations", css.obj("model", object)))
+        .await;
+    if response.status != 200 {
+        return format!("http {}", response.status);
+    }
+    response.json()[0]["status"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn unknown_nodes_register_as_new_and_appear_in_the_destinations_list() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(false).await, 404, "an unknown node must register as new");
+    assert_eq!(ess.register(true).await, 204);
+    assert_eq!(ess.register(false).await, 204, "now it is known");
+    let list = css.api().get("/api/v1/destinations/org").await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()[0]["destinationID"], "n1");
+    assert_eq!(list.json()[0]["communication"], "http");
+    assert_eq!(ess.put("/spi/v1/ping/org/edge/n1").await, 204);
+    assert_eq!(ess.poll(None).await.0, 204, "nothing pending");
+    assert_eq!(ess.put("/spi/v1/unregister/org/edge/n1").await, 204);
+    assert_eq!(css.api().get("/api/v1/destinations/org").await.status, 404);
+    assert_eq!(ess.poll(None).await.0, 424, "an unregistered node may not poll");
+    assert_eq!(ess.put("/spi/v1/ping/org/edge/n1").await, 404);
+}
+
+#[tokio::test]
+async fn an_object_travels_through_poll_download_and_the_status_progression() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    let other = FakeEss::new(&css, "org", "gpu", "g1");
+    assert_eq!(ess.register(true).await, 204);
+    assert_eq!(other.register(true).await, 204);
+    let api = css.api();
+    let path = css.obj("model", "m1");
+    let data = common::pattern(200_000, 7);
+    api.create(&path, json!({"destinationType": "edge"}), None).await;
+    assert_eq!(delivery_status(&css, "m1").await, "pending", "not ready yet");
+    assert_eq!(api.put_bytes(&format!("{path}/data"), data.clone()).await.status, 204);
+    assert_eq!(delivery_status(&css, "m1").await, "delivering");
+    assert_eq!(other.poll(None).await.0, 204, "a gpu node is not addressed");
+
+    let (status, items) = ess.poll(None).await;
+    assert_eq!(status, 200);
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["Type"], "update");
+    let meta = &items[0]["MetaData"];
+    assert_eq!(
+        (meta["destinationType"].as_str(), meta["destinationID"].as_str()),
+        (Some("edge"), Some("n1"))
+    );
+    assert_eq!(ess.action(meta, "updated").await, 204);
+
+    let download = ess
+        .request(reqwest::Method::GET, &object_path(meta, "data"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert_eq!(download.bytes().await.unwrap().to_vec(), data);
+    let chunk = ess
+        .request(reqwest::Method::GET, &object_path(meta, "data"))
+        .header("Range", "bytes=65536-131071")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chunk.status(), 206);
+    assert_eq!(chunk.headers()["content-range"], "bytes 65536-131071/200000");
+    assert_eq!(chunk.bytes().await.unwrap().to_vec(), data[65536..131072].to_vec());
+
+    assert_eq!(ess.action(meta, "received").await, 204);
+    assert_eq!(delivery_status(&css, "m1").await, "delivered");
+    assert_eq!(ess.action(meta, "received").await, 409, "a duplicate is ignored");
+    assert_eq!(ess.action(meta, "consumed").await, 204);
+    assert_eq!(delivery_status(&css, "m1").await, "consumed");
+    assert_eq!(ess.poll(None).await.0, 204, "nothing pending any more");
+    let per_node = api.get("/api/v1/destinations/org/edge/n1/objects").await;
+    assert_eq!(per_node.json()[0]["status"], "consumed");
+}
+
+#[tokio::test]
+async fn a_long_poll_returns_as_soon_as_an_object_is_ready() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let poll = tokio::spawn(async move {
+        let started = Instant::now();
+        let answer = ess.poll(Some(20)).await;
+        (answer, started.elapsed())
+    });
+    // Whether the poll is parked before the object is stored or finds it pending, it must
+    // answer long before its 20 s are up.
+    let api = css.api();
+    let path = css.obj("model", "fast");
+    api.create(&path, json!({"destinationType": "edge", "noData": true}), None)
+        .await;
+    let ((status, items), elapsed) = poll.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(items[0]["MetaData"]["objectID"], "fast");
+    assert!(elapsed < Duration::from_secs(15), "the long poll waited {elapsed:?}");
+}
+
+#[tokio::test]
+async fn an_original_ess_polling_without_wait_is_answered_at_once() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let started = Instant::now();
+    assert_eq!(ess.poll(None).await.0, 204);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_new_node_gets_the_objects_published_before_it_registered() {
+    let css = css_with(&[]);
+    let api = css.api();
+    api.create(
+        &css.obj("model", "early"),
+        json!({"destinationType": "edge", "noData": true}),
+        None,
+    )
+    .await;
+    api.create(&css.obj("model", "broadcast"), json!({"noData": true}), None)
+        .await;
+    api.create(
+        &css.obj("model", "elsewhere"),
+        json!({"destinationType": "gpu", "noData": true}),
+        None,
+    )
+    .await;
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let (_, items) = ess.poll(None).await;
+    let mut ids: Vec<&str> = items
+        .iter()
+        .map(|i| i["MetaData"]["objectID"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["broadcast", "early"]);
+}
+
+#[tokio::test]
+async fn deleting_a_delivered_object_waits_for_the_nodes_acknowledgement() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let api = css.api();
+    let path = css.obj("model", "gone");
+    api.create(&path, json!({"destinationType": "edge", "noData": true}), None)
+        .await;
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(ess.action(&items[0]["MetaData"], "received").await, 204);
+
+    assert_eq!(api.delete_as(ADMIN, &path).await.status, 204);
+    assert_eq!(
+        api.meta(&path).await["deleted"],
+        true,
+        "kept until the node acknowledges"
+    );
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(items[0]["Type"], "delete");
+    assert_eq!(ess.action(&items[0]["MetaData"], "ackDelete").await, 204);
+    assert_eq!(
+        api.get(&path).await.status,
+        404,
+        "every node acknowledged: the object is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_node_may_not_act_for_another_node_or_org() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let api = css.api();
+    api.create(
+        &css.obj("model", "m"),
+        json!({"destinationType": "edge", "noData": true}),
+        None,
+    )
+    .await;
+    let (_, items) = ess.poll(None).await;
+    let meta = &items[0]["MetaData"];
+
+    let mut impostor = FakeEss::new(&css, "org", "edge", "n1");
+    impostor.dest = "org/edge/n2".into();
+    assert_eq!(
+        impostor.poll(None).await.0,
+        403,
+        "credentials and header must name the same node"
+    );
+    let cross = object_path(meta, "received").replace("/spi/v1/objects/org/", "/spi/v1/objects/other/");
+    assert_eq!(ess.put(&cross).await, 403, "the path org must be the node's org");
+    let no_credentials = reqwest::Client::new()
+        .get(format!("{}/spi/v1/objects/", css.base()))
+        .header("X-Sync-Service-Dest", "org/edge/n1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_credentials.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn silent_nodes_are_removed_after_the_configured_time() {
+    let css = css_with(&[("REMOVE_ESS_REGISTRATION_SECONDS", "1")]);
+    let ess = FakeEss::new(&css, "org", "edge", "quiet");
+    assert_eq!(ess.register(true).await, 204);
+    let api = css.api();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if api.get("/api/v1/destinations/org").await.status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the silent node was never removed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ess.put("/spi/v1/ping/org/edge/quiet").await,
+        404,
+        "it must register as new"
+    );
+}
