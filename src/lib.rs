@@ -20,6 +20,7 @@ pub mod engine;
 pub mod model;
 pub mod server;
 pub mod store;
+pub mod sync;
 pub mod tls;
 
 use config::{Config, StorageKind};
@@ -54,6 +55,8 @@ pub enum StartError {
     UnknownAuthenticator(String),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error("cannot start the synchronization with the CSS: {0}")]
+    Sync(#[from] sync::SyncStartError),
 }
 
 impl StartError {
@@ -75,8 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         mqtt = client_tls.mqtt.is_some(),
         "client TLS configurations prepared"
     );
-    // Not used yet: the transports will connect with them.
-    drop(client_tls);
+    // The MQTT transport will connect with `client_tls.mqtt`.
     let authenticator = authenticator(&config)?;
     let sync_root = config.persistence_root_path.join("sync");
     let (store, blobs) = open_storage(&config, &sync_root)?;
@@ -89,6 +91,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     let tracker = TaskTracker::new();
     if node.settings().serves_spi {
         engine::timers::spawn_css_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
+    }
+    if !config.is_css() && config.communication_protocol.uses_http() {
+        sync::spawn_ess(
+            node.clone(),
+            &config,
+            client_tls.css.clone(),
+            &tracker,
+            shutdown.clone(),
+        )?;
     }
     let router = api::router(api::AppState {
         node,

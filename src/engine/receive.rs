@@ -568,6 +568,14 @@ impl Node {
             if local.as_ref().is_some_and(ObjectRecord::is_sender_copy) {
                 return Ok(false);
             }
+            // The same deletion again (our acknowledgement was lost): already handled; the
+            // applications' progress and a recorded `deleted` must survive.
+            if local
+                .as_ref()
+                .is_some_and(|l| l.status == ObjectStatus::ObjDeleted && l.meta.instance_id == meta.instance_id)
+            {
+                return Ok(true);
+            }
             let partial = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
                 Some(l) => Some(self.session_of(&key, &l.meta).await?.id),
                 None => None,

@@ -1,0 +1,725 @@
+//! The ESS's synchronization tasks over HTTP (spec: css-ess-protocol.md §3.6-3.8, §6, §7):
+//!
+//! - **registration**: `register` at start (retried every `ResendInterval` until `204`); a
+//!   `404` means "unknown node": clean up (§7.3) and `register-new`. Then a `ping` every
+//!   `ESSPingInterval` hours; a `404` there, or a `424` to a poll, registers again.
+//! - **poll**: `GET /spi/v1/objects/?wait=N` while registered; `update` and `delete` elements
+//!   are handled at once (the data is downloaded inside the poll cycle, as in the spec), with
+//!   one attempt per follow-up request; what fails is left to the outbox.
+//! - **outbox**: every `ResendInterval`, or when an application report recorded something,
+//!   sends what the records still owe the CSS (`received`, `consumed`, `deleted`) and resumes
+//!   `getdata` downloads, with exponential backoff per object for transient failures.
+//!
+//! Both the poll and the outbox may act on an object; a per-key lock makes them take turns.
+//! Every wait is on a timer, the long poll or the cancellation token.
+
+use super::ess_client::{content_range_start, EssClient, Outcome, RetryPolicy};
+use crate::config::Config;
+use crate::engine::receive::{next_request, ChunkRequest, Completion, UpdateReply};
+use crate::engine::Node;
+use crate::model::sync::{Action, NotificationStatus, PollItem};
+use crate::model::{MetaData, ObjectKey};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the sync client could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncStartError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Feedback code for an internal error (spec §5.5).
+const FEEDBACK_INTERNAL: i32 = 1;
+/// Feedback code for a security (signature) error.
+const FEEDBACK_SECURITY: i32 = 3;
+
+/// Timing of the sync tasks, from the configuration.
+#[derive(Debug, Clone)]
+pub struct LoopSettings {
+    /// `HTTPPollingInterval`, seconds: the long-poll hold asked for and the longest delay
+    /// between polls against a CSS without long polling.
+    pub polling_interval: u16,
+    /// `ResendInterval`.
+    pub resend_interval: Duration,
+    /// `ESSPingInterval` (hours in the configuration); `None` disables pings.
+    pub ping_interval: Option<Duration>,
+    /// `EnableDataChunk`.
+    pub chunking: bool,
+    pub retry: RetryPolicy,
+}
+
+impl LoopSettings {
+    /// From the configuration.
+    pub fn from_config(config: &Config) -> Self {
+        let hours = u64::try_from(config.ess_ping_interval).unwrap_or(0);
+        Self {
+            polling_interval: config.http_polling_interval.max(1),
+            resend_interval: Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(0).max(1)),
+            ping_interval: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
+            chunking: config.enable_data_chunk,
+            retry: RetryPolicy::from_config(config),
+        }
+    }
+}
+
+/// What one poll round amounted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    /// At least one element was handled and acknowledged.
+    Progress,
+    /// No element; `held` when the CSS held the request (a long poll that ran its course).
+    Empty { held: bool },
+    /// Elements came, but none could be handled (left pending on the CSS).
+    NoProgress,
+    /// The poll failed.
+    Failed,
+}
+
+/// When to poll next (pure). Against a CSS that holds polls, poll again at once after
+/// anything useful; otherwise the original's schedule of §3.7: after a round that brought
+/// something the next comes `N/10` later, and every empty round adds `N/10` up to `N`.
+/// Rounds that bring nothing new never re-poll at once (the tight-loop flaw of §3.7).
+#[derive(Debug, Clone)]
+pub struct PollSchedule {
+    step: Duration,
+    max: Duration,
+    delay: Duration,
+    got_something: bool,
+}
+
+impl PollSchedule {
+    /// For `HTTPPollingInterval` = `interval_secs`.
+    pub fn new(interval_secs: u16) -> Self {
+        let max = Duration::from_secs(u64::from(interval_secs.max(1)));
+        let step = (max / 10).max(Duration::from_millis(100));
+        Self {
+            step,
+            max,
+            delay: step,
+            got_something: true,
+        }
+    }
+
+    /// The delay before the next poll after a round with `result`.
+    pub fn next(&mut self, result: PollResult, long_poll: bool) -> Duration {
+        match result {
+            PollResult::Progress => {
+                self.got_something = true;
+                Duration::ZERO
+            }
+            PollResult::Empty { held: true } if long_poll => {
+                self.got_something = true;
+                self.delay = self.step;
+                Duration::ZERO
+            }
+            PollResult::Empty { .. } if self.got_something => {
+                self.got_something = false;
+                self.delay = self.step;
+                self.delay
+            }
+            PollResult::Empty { .. } | PollResult::NoProgress | PollResult::Failed => {
+                self.got_something = false;
+                self.delay = (self.delay + self.step).min(self.max);
+                self.delay
+            }
+        }
+    }
+}
+
+/// How handling one message ended, for the poll's progress and the outbox's backoff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Done and acknowledged where an answer was due.
+    Progress,
+    /// Nothing to do (stale, busy, already handled).
+    Nothing,
+    /// A transient failure: try again after a backoff.
+    Retry(Outcome),
+    /// A final refusal: try again only at the normal resend cadence.
+    Final(Outcome),
+}
+
+fn step_of(outcome: Outcome) -> Step {
+    if outcome.acknowledged() {
+        Step::Progress
+    } else if outcome.is_transient() {
+        Step::Retry(outcome)
+    } else {
+        Step::Final(outcome)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    failures: u32,
+    next: Instant,
+}
+
+/// The sync state of one ESS.
+struct EssSync {
+    node: Node,
+    client: EssClient,
+    settings: LoopSettings,
+    org: String,
+    registered: watch::Sender<bool>,
+    reregister: Notify,
+    busy: Mutex<HashSet<ObjectKey>>,
+    backoff: Mutex<HashMap<ObjectKey, Backoff>>,
+}
+
+/// Releases an object key when handling ends.
+struct KeyGuard<'a> {
+    set: &'a Mutex<HashSet<ObjectKey>>,
+    key: ObjectKey,
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+    }
+}
+
+type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Starts the sync tasks of an HTTP ESS on `tracker`; they end when `shutdown` is cancelled.
+pub fn spawn(
+    node: Node,
+    config: &Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) -> Result<(), SyncStartError> {
+    let client = EssClient::new(config, node.clone(), tls.map(|c| (*c).clone()))?;
+    let (registered, _) = watch::channel(false);
+    let sync = Arc::new(EssSync {
+        node,
+        client,
+        settings: LoopSettings::from_config(config),
+        org: config.org_id.clone(),
+        registered,
+        reregister: Notify::new(),
+        busy: Mutex::new(HashSet::new()),
+        backoff: Mutex::new(HashMap::new()),
+    });
+    tracing::info!(css = %config.css_base_url(), "ESS: synchronizing with the CSS over HTTP");
+    let tasks: [(&str, Task); 3] = [
+        ("registration", Box::pin(sync.clone().registration())),
+        ("poll", Box::pin(sync.clone().poll_loop())),
+        ("outbox", Box::pin(sync.outbox_loop())),
+    ];
+    for (name, task) in tasks {
+        let token = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = token.cancelled() => tracing::debug!(task = name, "ESS sync task stopped"),
+                _ = task => {}
+            }
+        });
+    }
+    Ok(())
+}
+
+impl EssSync {
+    fn key_of(&self, meta: &MetaData) -> ObjectKey {
+        ObjectKey::new(&self.org, &meta.object_type, &meta.object_id)
+    }
+
+    fn lock(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        busy.insert(key.clone()).then(|| KeyGuard {
+            set: &self.busy,
+            key: key.clone(),
+        })
+    }
+
+    /// True when the outbox may act on `key` now.
+    fn due(&self, key: &ObjectKey) -> bool {
+        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        backoff.get(key).is_none_or(|b| b.next <= Instant::now())
+    }
+
+    /// Records how handling `key` ended: success clears its backoff, a transient failure
+    /// doubles it (given up after `ESSSPIMaxRetry` attempts until the next restart or a new
+    /// message), a final refusal waits for the normal resend cadence.
+    fn note(&self, key: &ObjectKey, step: &Step) {
+        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        match step {
+            Step::Progress | Step::Nothing => {
+                backoff.remove(key);
+            }
+            Step::Retry(outcome) => {
+                let failures = backoff.get(key).map_or(0, |b| b.failures) + 1;
+                let delay = if self.settings.retry.may_retry(failures) {
+                    self.settings.retry.delay(failures)
+                } else {
+                    tracing::error!(%key, %outcome, failures, "giving up sending to the CSS until the next restart");
+                    Duration::from_secs(365 * 24 * 3600)
+                };
+                tracing::debug!(%key, %outcome, ?delay, "CSS request failed; retrying later");
+                backoff.insert(
+                    key.clone(),
+                    Backoff {
+                        failures,
+                        next: Instant::now() + delay,
+                    },
+                );
+            }
+            Step::Final(outcome) => {
+                tracing::warn!(%key, %outcome, "the CSS refused a message; resending later");
+                backoff.insert(
+                    key.clone(),
+                    Backoff {
+                        failures: 0,
+                        next: Instant::now() + self.settings.resend_interval * 6,
+                    },
+                );
+            }
+        }
+    }
+
+    async fn wait_registered(&self) {
+        let mut registered = self.registered.subscribe();
+        let _ = registered.wait_for(|r| *r).await;
+    }
+
+    fn is_registered(&self) -> bool {
+        *self.registered.borrow()
+    }
+
+    // ---- registration and ping (§7.1, §7.3, §8) ----
+
+    async fn registration(self: Arc<Self>) {
+        let mut as_new = false;
+        loop {
+            // Register until accepted.
+            loop {
+                let outcome = self.client.register(as_new).await;
+                match outcome {
+                    Outcome::Status(204) => break,
+                    Outcome::Status(404) if !as_new => {
+                        tracing::info!("ESS: the CSS does not know this node; registering as new");
+                        if let Err(e) = self.node.reset_for_new_registration(self.client.persistent()).await {
+                            tracing::error!(error = %e, "cleaning up for a new registration failed");
+                        }
+                        self.backoff.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        as_new = true;
+                        continue;
+                    }
+                    other => {
+                        tracing::warn!(outcome = %other, as_new, "ESS: registration with the CSS failed; retrying");
+                    }
+                }
+                tokio::time::sleep(self.settings.resend_interval).await;
+            }
+            tracing::info!(as_new, "ESS: registered with the CSS");
+            as_new = false;
+            self.registered.send_replace(true);
+            // Registered: ping until told to register again.
+            loop {
+                let ping = async {
+                    match self.settings.ping_interval {
+                        Some(interval) => tokio::time::sleep(interval).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = ping => {
+                        match self.client.ping().await {
+                            Outcome::Status(204) => continue,
+                            Outcome::Status(404) => {
+                                tracing::info!("ESS: ping answered 404; registering as new");
+                                self.registered.send_replace(false);
+                                if let Err(e) = self.node.reset_for_new_registration(self.client.persistent()).await {
+                                    tracing::error!(error = %e, "cleaning up for a new registration failed");
+                                }
+                                as_new = true;
+                                break;
+                            }
+                            other => tracing::warn!(outcome = %other, "ESS: ping failed"),
+                        }
+                    }
+                    _ = self.reregister.notified() => {
+                        self.registered.send_replace(false);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- polling (§3.7) ----
+
+    async fn poll_loop(self: Arc<Self>) {
+        let mut schedule = PollSchedule::new(self.settings.polling_interval);
+        let mut long_poll = false;
+        loop {
+            self.wait_registered().await;
+            let started = Instant::now();
+            let result = match self.client.poll(self.settings.polling_interval).await {
+                Ok(answer) => {
+                    if answer.long_poll != long_poll {
+                        tracing::info!(long_poll = answer.long_poll, "ESS: CSS long-poll support");
+                        long_poll = answer.long_poll;
+                    }
+                    if answer.items.is_empty() {
+                        PollResult::Empty {
+                            held: started.elapsed() >= Duration::from_secs(1),
+                        }
+                    } else {
+                        self.handle_items(answer.items).await
+                    }
+                }
+                Err(Outcome::Status(424)) => {
+                    tracing::warn!("ESS: the CSS no longer knows this node (424); registering again");
+                    self.reregister.notify_one();
+                    // Wait until the registration task took notice.
+                    let mut registered = self.registered.subscribe();
+                    let _ = tokio::time::timeout(self.settings.resend_interval, registered.wait_for(|r| !*r)).await;
+                    PollResult::Failed
+                }
+                Err(outcome) => {
+                    tracing::warn!(%outcome, "ESS: poll failed");
+                    PollResult::Failed
+                }
+            };
+            let delay = schedule.next(result, long_poll);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    async fn handle_items(&self, items: Vec<PollItem>) -> PollResult {
+        let mut progress = false;
+        for item in items {
+            let key = self.key_of(&item.meta);
+            let step = match item.kind.as_str() {
+                "update" => self.handle_update(&key, item.meta).await,
+                "delete" => self.handle_delete(&key, item.meta).await,
+                other => {
+                    // consumed/deleted/received concern objects this ESS created.
+                    tracing::debug!(kind = other, %key, "ESS: poll element not handled");
+                    continue;
+                }
+            };
+            if step == Step::Progress {
+                progress = true;
+            }
+            self.note(&key, &step);
+        }
+        if progress {
+            PollResult::Progress
+        } else {
+            PollResult::NoProgress
+        }
+    }
+
+    async fn handle_update(&self, key: &ObjectKey, meta: MetaData) -> Step {
+        let Some(_guard) = self.lock(key) else {
+            return Step::Nothing;
+        };
+        let (instance, data_id) = (meta.instance_id, meta.data_id);
+        match self.node.receive_update(meta).await {
+            Err(e) => {
+                tracing::error!(%key, error = %e, "ESS: storing an update failed");
+                Step::Nothing
+            }
+            Ok(UpdateReply::Nothing) => Step::Nothing,
+            Ok(UpdateReply::Received) => self.send_received(key, instance, data_id).await,
+            Ok(UpdateReply::Fetch) => {
+                // 409 means the CSS already has the record past `update` (a duplicate): go on.
+                let updated = self.client.action(key, instance, data_id, Action::Updated, None).await;
+                let acknowledged = updated.acknowledged();
+                if !acknowledged {
+                    tracing::debug!(%key, outcome = %updated, "ESS: updated not acknowledged");
+                }
+                match self.download(key, instance).await {
+                    Step::Nothing if acknowledged => Step::Progress,
+                    other => other,
+                }
+            }
+            Ok(UpdateReply::Feedback(reason)) => {
+                tracing::warn!(%key, %reason, "ESS: refusing an update");
+                step_of(
+                    self.client
+                        .feedback(key, instance, data_id, FEEDBACK_INTERNAL, &reason)
+                        .await,
+                )
+            }
+        }
+    }
+
+    async fn handle_delete(&self, key: &ObjectKey, meta: MetaData) -> Step {
+        let Some(_guard) = self.lock(key) else {
+            return Step::Nothing;
+        };
+        let (instance, data_id) = (meta.instance_id, meta.data_id);
+        match self.node.receive_delete(meta).await {
+            Ok(true) => step_of(
+                self.client
+                    .action(key, instance, data_id, Action::AckDelete, None)
+                    .await,
+            ),
+            Ok(false) => Step::Nothing,
+            Err(e) => {
+                tracing::error!(%key, error = %e, "ESS: marking a copy deleted failed");
+                Step::Nothing
+            }
+        }
+    }
+
+    async fn send_received(&self, key: &ObjectKey, instance: i64, data_id: i64) -> Step {
+        let outcome = self.client.action(key, instance, data_id, Action::Received, None).await;
+        if outcome.acknowledged() {
+            if let Err(e) = self.node.ack_received(key, instance).await {
+                tracing::error!(%key, error = %e, "ESS: recording ackreceived failed");
+            }
+        }
+        step_of(outcome)
+    }
+
+    // ---- data download (§3.8) ----
+
+    /// Downloads the missing data of a received copy, chunk by chunk in offset order,
+    /// resuming where a previous attempt stopped; completes the copy and reports `received`.
+    async fn download(&self, key: &ObjectKey, instance: i64) -> Step {
+        let mut download = match self.node.begin_download(key, instance).await {
+            Ok(Some(download)) => download,
+            Ok(None) => return Step::Nothing,
+            Err(e) => {
+                tracing::error!(%key, error = %e, "ESS: cannot start a download");
+                return Step::Retry(Outcome::Invalid(e.to_string()));
+            }
+        };
+        let data_id = download.meta.data_id;
+        let chunk_size = i64::from(download.meta.chunk_size);
+        let already = covered(&download.session.ranges);
+        if already > 0 {
+            tracing::info!(%key, instance, bytes = already, "ESS: resuming a download");
+        }
+        while let Some(request) = next_request(&download.session, chunk_size, self.settings.chunking) {
+            let range = match request {
+                ChunkRequest::Whole => None,
+                ChunkRequest::Range { start, end } => Some((start, end)),
+            };
+            let response = match self.client.data(key, instance, data_id, range).await {
+                Ok(response) => response,
+                Err(outcome) => return step_of(outcome),
+            };
+            let status = response.status().as_u16();
+            let offset = match status {
+                200 => 0,
+                206 => response
+                    .headers()
+                    .get(reqwest::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(content_range_start)
+                    .or(range.map(|(start, _)| start))
+                    .unwrap_or(0),
+                404 => {
+                    tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
+                    if let Err(e) = self.node.drop_received(key, instance).await {
+                        tracing::error!(%key, error = %e, "ESS: dropping a copy failed");
+                    }
+                    return Step::Progress;
+                }
+                // The data belongs to another instance by now: a newer update will come.
+                409 => return Step::Nothing,
+                other => {
+                    let outcome = Outcome::Status(other);
+                    if outcome.is_transient() {
+                        return Step::Retry(outcome);
+                    }
+                    return self
+                        .reception_failed(
+                            key,
+                            instance,
+                            data_id,
+                            FEEDBACK_INTERNAL,
+                            &format!("data download answered {other}"),
+                            false,
+                        )
+                        .await;
+                }
+            };
+            let before = covered(&download.session.ranges);
+            let body = Box::pin(response.bytes_stream());
+            match self.node.write_download(&download.session, offset, body).await {
+                Ok(session) => download.session = session,
+                Err(e) => return Step::Retry(Outcome::Transport(format!("storing downloaded data: {e}"))),
+            }
+            if !download.session.is_complete() && covered(&download.session.ranges) <= before {
+                return Step::Retry(Outcome::Transport("the CSS sent no new data".into()));
+            }
+        }
+        match self.node.complete_download(key, &download).await {
+            Ok(Completion::Done) => {
+                tracing::info!(%key, instance, "ESS: object completely received");
+                self.send_received(key, instance, data_id).await
+            }
+            Ok(Completion::Stale) => Step::Nothing,
+            Ok(Completion::VerificationFailed(reason)) => {
+                self.reception_failed(key, instance, data_id, FEEDBACK_SECURITY, &reason, true)
+                    .await
+            }
+            Err(e) => Step::Retry(Outcome::Invalid(format!("completing the download: {e}"))),
+        }
+    }
+
+    /// Reports a failed reception: record `receiverError` (unless already done), `feedback`.
+    async fn reception_failed(
+        &self,
+        key: &ObjectKey,
+        instance: i64,
+        data_id: i64,
+        code: i32,
+        reason: &str,
+        already_recorded: bool,
+    ) -> Step {
+        tracing::warn!(%key, instance, reason, "ESS: reception failed");
+        if !already_recorded {
+            if let Err(e) = self.node.receiver_error(key, instance, None).await {
+                tracing::error!(%key, error = %e, "ESS: recording receiverError failed");
+            }
+        }
+        let outcome = self.client.feedback(key, instance, data_id, code, reason).await;
+        match step_of(outcome) {
+            Step::Progress => Step::Final(Outcome::Invalid(reason.to_string())),
+            other => other,
+        }
+    }
+
+    // ---- outbox and resends (§6) ----
+
+    async fn outbox_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.resend_interval) => {}
+                _ = self.node.outbox_signal().notified() => {}
+            }
+            if !self.is_registered() {
+                continue;
+            }
+            let owed = match self.node.owed_messages().await {
+                Ok(owed) => owed,
+                Err(e) => {
+                    tracing::error!(error = %e, "ESS: reading the outbox failed");
+                    continue;
+                }
+            };
+            for message in owed {
+                let record = message.record;
+                let key = record.key.clone();
+                if !self.due(&key) {
+                    continue;
+                }
+                let Some(_guard) = self.lock(&key) else {
+                    continue;
+                };
+                let (instance, data_id) = (record.instance_id, record.data_id);
+                let step = match record.status {
+                    NotificationStatus::GetData => self.download(&key, instance).await,
+                    NotificationStatus::Received => self.send_received(&key, instance, data_id).await,
+                    NotificationStatus::Consumed => {
+                        let outcome = self
+                            .client
+                            .action(&key, instance, data_id, Action::Consumed, None)
+                            .await;
+                        self.finish(&key, instance, NotificationStatus::Consumed, outcome).await
+                    }
+                    NotificationStatus::Deleted => match message.object {
+                        Some(object) => {
+                            let outcome = self.client.deleted(&object.meta).await;
+                            self.finish(&key, instance, NotificationStatus::Deleted, outcome).await
+                        }
+                        None => Step::Nothing,
+                    },
+                    _ => Step::Nothing,
+                };
+                self.note(&key, &step);
+            }
+        }
+    }
+
+    /// After `consumed`/`deleted`: on `204`/`409` the copy and its records go (§3.6).
+    async fn finish(&self, key: &ObjectKey, instance: i64, expected: NotificationStatus, outcome: Outcome) -> Step {
+        if outcome.acknowledged() {
+            match self.node.finish_handshake(key, instance, expected).await {
+                Ok(_) => tracing::info!(%key, kind = expected.as_str(), "ESS: acknowledged by the CSS; copy removed"),
+                Err(e) => tracing::error!(%key, error = %e, "ESS: removing an acknowledged copy failed"),
+            }
+        }
+        step_of(outcome)
+    }
+}
+
+/// Bytes covered by merged ranges.
+fn covered(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(start, end)| end - start).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_long_polling_the_interval_schedule_applies() {
+        let mut schedule = PollSchedule::new(10);
+        let second = Duration::from_secs(1);
+        // A round that brought work re-polls at once; the next empty round waits N/10.
+        assert_eq!(schedule.next(PollResult::Progress, false), Duration::ZERO);
+        assert_eq!(schedule.next(PollResult::Empty { held: false }, false), second);
+        // Empty rounds add N/10 each, up to N.
+        let delays: Vec<Duration> = (0..12)
+            .map(|_| schedule.next(PollResult::Empty { held: false }, false))
+            .collect();
+        assert_eq!(delays[0], second * 2);
+        assert_eq!(delays[8], second * 10);
+        assert_eq!(delays[11], second * 10);
+        // Work resets the schedule.
+        assert_eq!(schedule.next(PollResult::Progress, false), Duration::ZERO);
+        assert_eq!(schedule.next(PollResult::Empty { held: false }, false), second);
+    }
+
+    #[test]
+    fn long_polls_repoll_at_once_but_never_spin() {
+        let mut schedule = PollSchedule::new(10);
+        assert_eq!(schedule.next(PollResult::Empty { held: true }, true), Duration::ZERO);
+        assert_eq!(schedule.next(PollResult::Progress, true), Duration::ZERO);
+        // An answer that came back at once although nothing was pending: back off.
+        assert!(schedule.next(PollResult::Empty { held: false }, true) > Duration::ZERO);
+        // Elements that cannot be handled (left pending) do not cause a tight loop.
+        let first = schedule.next(PollResult::NoProgress, true);
+        let second = schedule.next(PollResult::NoProgress, true);
+        assert!(first > Duration::ZERO && second > first);
+        assert!(schedule.next(PollResult::Failed, true) > Duration::ZERO);
+    }
+
+    #[test]
+    fn short_intervals_keep_a_minimum_step() {
+        let mut schedule = PollSchedule::new(1);
+        assert_eq!(
+            schedule.next(PollResult::Empty { held: false }, false),
+            Duration::from_millis(100)
+        );
+        for _ in 0..20 {
+            schedule.next(PollResult::Failed, false);
+        }
+        assert_eq!(schedule.next(PollResult::Failed, false), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn outcomes_map_to_steps() {
+        assert_eq!(step_of(Outcome::Status(204)), Step::Progress);
+        assert_eq!(step_of(Outcome::Status(409)), Step::Progress);
+        assert!(matches!(step_of(Outcome::Status(503)), Step::Retry(_)));
+        assert!(matches!(step_of(Outcome::Transport("reset".into())), Step::Retry(_)));
+        assert!(matches!(step_of(Outcome::Status(500)), Step::Final(_)));
+        assert_eq!(covered(&[(0, 10), (20, 25)]), 15);
+    }
+}
