@@ -319,3 +319,100 @@ async fn silent_nodes_are_removed_after_the_configured_time() {
         "it must register as new"
     );
 }
+
+/// Metadata of an object the scripted node created, as an ESS sends it.
+fn edge_object(id: &str, size: usize, chunk: usize, instance: i64) -> Value {
+    json!({
+        "objectID": id, "objectType": "sensor", "destinationOrgID": "org",
+        "originType": "edge", "originID": "n1", "instanceID": instance, "dataID": instance,
+        "objectSize": size, "chunkSize": chunk, "consumers": 1
+    })
+}
+
+async fn send_update(ess: &FakeEss, meta: &Value) -> u16 {
+    ess.request(reqwest::Method::PUT, &object_path(meta, "update"))
+        .body(meta.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn upload_chunk(ess: &FakeEss, meta: &Value, data: &[u8], start: usize, end: usize, padding: usize) -> u16 {
+    let mut body = data[start..=end].to_vec();
+    body.extend(std::iter::repeat_n(0u8, padding));
+    ess.request(reqwest::Method::PUT, &object_path(meta, "data"))
+        .header("Content-Range", format!("bytes {start}-{end}/{}", data.len()))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn an_object_created_on_a_node_is_received_in_chunks_and_consumed_on_the_css() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let data = common::pattern(150_000, 3);
+    let meta = edge_object("s1", data.len(), 65_536, 1000);
+    assert_eq!(send_update(&ess, &meta).await, 204, "the CSS wants the data");
+    assert_eq!(send_update(&ess, &meta).await, 204, "still missing: asked again");
+    // Chunks out of order; the last one padded as the original ESS may send it.
+    assert_eq!(upload_chunk(&ess, &meta, &data, 65_536, 131_071, 0).await, 204);
+    assert_eq!(upload_chunk(&ess, &meta, &data, 131_072, 149_999, 46_000).await, 204);
+    let api = css.api();
+    let path = "/api/v1/objects/org/sensor/s1";
+    assert_eq!(api.get(&format!("{path}/status")).await.text(), "partiallyreceived");
+    assert_eq!(upload_chunk(&ess, &meta, &data, 0, 65_535, 0).await, 204);
+    assert_eq!(api.get(&format!("{path}/status")).await.text(), "completelyReceived");
+    assert_eq!(api.data(path).await, data);
+    let stored = api.meta(path).await;
+    assert_eq!(stored["ownerID"], "org/n1");
+    assert_eq!(
+        api.get("/api/v1/objects/org/sensor").await.json()[0]["objectID"],
+        "s1",
+        "listed for apps"
+    );
+
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(items[0]["Type"], "received");
+    assert_eq!(ess.action(&items[0]["MetaData"], "ackreceived").await, 204);
+    assert_eq!(send_update(&ess, &meta).await, 409, "a complete duplicate is ignored");
+
+    assert_eq!(api.put_empty_as(ADMIN, &format!("{path}/consumed")).await.status, 204);
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(items[0]["Type"], "consumed");
+    assert_eq!(ess.action(&items[0]["MetaData"], "ackconsumed").await, 204);
+    assert_eq!(api.get(path).await.status, 404, "removed once the node knows");
+    assert!(css.files_in("data").is_empty(), "its data file is gone too");
+}
+
+#[tokio::test]
+async fn a_node_deleting_its_object_marks_the_css_copy_deleted_until_apps_acknowledge() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let mut meta = edge_object("s2", 0, 65_536, 2000);
+    meta["noData"] = json!(true);
+    assert_eq!(send_update(&ess, &meta).await, 204);
+    let api = css.api();
+    let path = "/api/v1/objects/org/sensor/s2";
+    assert_eq!(api.get(&format!("{path}/status")).await.text(), "completelyReceived");
+    let delete = ess
+        .request(reqwest::Method::PUT, &object_path(&meta, "delete"))
+        .body(meta.to_string());
+    assert_eq!(delete.send().await.unwrap().status().as_u16(), 204);
+    assert_eq!(api.meta(path).await["deleted"], true);
+    assert_eq!(api.put_empty_as(ADMIN, &format!("{path}/deleted")).await.status, 204);
+    let (_, items) = ess.poll(None).await;
+    let deleted = items
+        .iter()
+        .find(|i| i["Type"] == "deleted")
+        .expect("a deleted element");
+    assert_eq!(ess.action(&deleted["MetaData"], "ackDeleted").await, 204);
+    assert_eq!(api.get(path).await.status, 404);
+}

@@ -7,13 +7,14 @@ use super::request::{identify, segments, Query};
 use super::{json_response, no_content, AppState};
 use crate::auth::edge::{NodeAddress, DEST_HEADER};
 use crate::engine::spi::ActionOutcome;
-use crate::engine::{EngineError, RangeRequest};
+use crate::engine::{ContentRange, EngineError, RangeRequest};
 use crate::model::names::is_valid_name;
 use crate::model::sync::{Action, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::ObjectKey;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::{StreamExt, TryStreamExt};
 use std::time::Duration;
 
 const PREFIX: &str = "/spi/v1";
@@ -134,6 +135,30 @@ async fn objects(
                     Ok(super::objects::data_response(data))
                 }
                 Method::GET => Err(ApiError::BadRequest(String::new())),
+                Method::PUT if action_name == "data" => {
+                    let content_range = headers
+                        .get(header::CONTENT_RANGE)
+                        .map(|v| {
+                            let text = v
+                                .to_str()
+                                .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
+                            ContentRange::parse(text).map_err(|e| {
+                                ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}"))
+                            })
+                        })
+                        .transpose()?;
+                    let stream = body.into_data_stream().map_err(std::io::Error::other);
+                    // A final chunk may carry padding past its range; exactly the range is kept.
+                    let limit = content_range.map_or(u64::MAX, |r| r.end - r.start + 1);
+                    let stream = truncated(Box::pin(stream), limit);
+                    match engine
+                        .spi_receive_data(node, &key, instance_id, content_range, Box::pin(stream))
+                        .await?
+                    {
+                        ActionOutcome::Done => Ok(no_content()),
+                        ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
+                    }
+                }
                 Method::PUT => {
                     let action = Action::parse(action_name)
                         .ok_or_else(|| ApiError::BadRequest(format!("Unknown action ({action_name})")))?;
@@ -151,6 +176,26 @@ async fn objects(
         (_, Method::GET | Method::PUT) => Err(ApiError::BadRequest(String::new())),
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+/// The first `limit` bytes of a body stream; the rest is read and dropped.
+fn truncated<S>(body: S, limit: u64) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin,
+{
+    futures_util::stream::unfold((body, limit), |(mut body, left)| async move {
+        loop {
+            let frame = match body.next().await? {
+                Ok(frame) => frame,
+                Err(e) => return Some((Err(e), (body, 0))),
+            };
+            if left == 0 {
+                continue;
+            }
+            let keep = frame.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            return Some((Ok(frame.slice(..keep)), (body, left - keep as u64)));
+        }
+    })
 }
 
 fn object_key(org: &str, object_type: &str, object_id: &str) -> ApiResult<ObjectKey> {

@@ -81,6 +81,10 @@ impl Node {
             Ok(record) if self.role() == Role::Ess && !record.is_sender_copy() && report != Report::Received => {
                 self.report_to_origin(key, report).await
             }
+            // A copy received from an edge node: the node learns of it through its poll.
+            Ok(record) if self.role() == Role::Css && !record.is_sender_copy() && report != Report::Received => {
+                self.report_to_node(key, report).await
+            }
             Ok(_) => self.change_object(key, |record| apply_report(report, record)).await,
             Err(e) => Err(e),
         };

@@ -111,6 +111,18 @@ pub struct DataRange {
     pub partial: bool,
 }
 
+/// A complete data file produced by [`Node::store_bytes`], not yet attached to its object.
+pub(super) struct StoredData<'a> {
+    pub instance_id: i64,
+    pub name: String,
+    pub len: u64,
+    pub first_chunk_size: Option<u64>,
+    /// True when it was assembled from chunks (its upload session ends with the attach).
+    pub chunked: bool,
+    /// Keeps other uploads of the object out until the data is attached.
+    _guard: UploadGuard<'a>,
+}
+
 /// An open data file positioned at the start of the requested range.
 pub struct DataStream {
     pub file: tokio::fs::File,
@@ -138,10 +150,20 @@ impl Node {
         let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
         let grants = self.grants_for(identity, &key.org, &record.meta).await?;
         self.check_data_writable(identity, key, &record, &grants)?;
-        match content_range {
-            None => self.put_whole_data(key, &record, body).await,
-            Some(range) => self.put_data_chunk(key, &record, range, body).await,
-        }
+        let Some(stored) = self.store_bytes(key, content_range, body).await? else {
+            return Ok(());
+        };
+        self.verify_or_reject(key, &record, &stored.name).await?;
+        let upload_chunk_size = stored.first_chunk_size;
+        self.attach_data(
+            key,
+            stored.instance_id,
+            stored.name.clone(),
+            stored.len,
+            upload_chunk_size,
+            stored.chunked,
+        )
+        .await
     }
 
     fn check_data_writable(
@@ -167,30 +189,33 @@ impl Node {
         Ok(())
     }
 
-    async fn put_whole_data<S, E>(&self, key: &ObjectKey, record: &ObjectRecord, body: S) -> EngineResult<()>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let _guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
-        let instance_id = self.0.clock.next();
-        let name = blob_name(instance_id);
-        let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
-        self.verify_or_reject(key, record, &name).await?;
-        self.attach_data(key, instance_id, name, len, None, false).await
-    }
-
-    async fn put_data_chunk<S, E>(
+    /// Writes a whole body, or one chunk of a chunked upload, for `key`. Returns the data file
+    /// once the object's data is complete (always for a whole body; for chunks when every
+    /// byte has arrived, to exactly one of several concurrent final chunks).
+    pub(super) async fn store_bytes<S, E>(
         &self,
         key: &ObjectKey,
-        record: &ObjectRecord,
-        range: ContentRange,
+        content_range: Option<ContentRange>,
         body: S,
-    ) -> EngineResult<()>
+    ) -> EngineResult<Option<StoredData<'_>>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let Some(range) = content_range else {
+            let guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
+            let instance_id = self.0.clock.next();
+            let name = blob_name(instance_id);
+            let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
+            return Ok(Some(StoredData {
+                instance_id,
+                name,
+                len,
+                first_chunk_size: None,
+                chunked: false,
+                _guard: guard,
+            }));
+        };
         let session = self.0.store.upload_session(key, range.total).await?;
         let room = range.total.saturating_sub(range.start);
         let written = self
@@ -208,22 +233,26 @@ impl Node {
         let session = match self.0.store.record_chunk(session.id, range.start, written).await {
             Ok(session) => session,
             // A concurrent chunk completed the upload and ended the session.
-            Err(StoreError::NotFound) => return Ok(()),
+            Err(StoreError::NotFound) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         if !session.is_complete() {
-            return Ok(());
+            return Ok(None);
         }
-        // Only one of several concurrent final chunks assembles the data.
-        let Ok(_guard) = UploadGuard::acquire(&self.0.uploads_in_flight, key) else {
-            return Ok(());
+        let Ok(guard) = UploadGuard::acquire(&self.0.uploads_in_flight, key) else {
+            return Ok(None);
         };
         let instance_id = self.0.clock.next();
         let name = blob_name(instance_id);
         self.0.blobs.promote_partial(session.id, &name, session.total).await?;
-        self.verify_or_reject(key, record, &name).await?;
-        self.attach_data(key, instance_id, name, session.total, session.first_chunk_size, true)
-            .await
+        Ok(Some(StoredData {
+            instance_id,
+            name,
+            len: session.total,
+            first_chunk_size: session.first_chunk_size,
+            chunked: true,
+            _guard: guard,
+        }))
     }
 
     /// Checks the data file against the object's signature fields, when it has them. On a

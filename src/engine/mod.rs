@@ -3,6 +3,7 @@
 //! that concurrent requests never lose each other's changes. It knows nothing of HTTP.
 
 mod consumer;
+mod css_receive;
 mod data;
 mod delivery;
 mod destinations;

@@ -263,6 +263,14 @@ impl Node {
         body: &[u8],
     ) -> EngineResult<ActionOutcome> {
         Self::require_same_org(node, &key.org)?;
+        match action {
+            Action::Update => return self.spi_receive_update(node, key, instance_id, body).await,
+            Action::Delete => {
+                self.spi_receive_delete(node, key, instance_id).await?;
+                return Ok(ActionOutcome::Done);
+            }
+            _ => {}
+        }
         let remote = match action {
             // The body names the node that acknowledged; fall back to the caller when the
             // original ESS echoes an empty type (spec §3.7 fix).
@@ -339,6 +347,9 @@ impl Node {
                     remote: remote.clone(),
                 }])
             }
+            Action::AckReceived => self.receiver_ack_ops(record, S::ReceivedPending).await?,
+            Action::AckConsumed => self.receiver_ack_ops(record, S::ConsumedPending).await?,
+            Action::AckDeleted => self.receiver_ack_ops(record, S::DeletedPending).await?,
             Action::Feedback if !matches!(record.status, S::ReceivedByDest | S::Error) => {
                 let feedback: Feedback = serde_json::from_slice(body).unwrap_or_default();
                 if feedback.code == 5 {

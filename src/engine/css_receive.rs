@@ -1,0 +1,354 @@
+//! The CSS as the receiver of objects created on an edge node (spec: css-ess-protocol.md
+//! §3.5, §3.8 "Upload", §5.3-5.4): the node's `update` stores a received copy, its data
+//! arrives whole or in chunks, and the node learns through its poll that the copy is
+//! complete (`received`), consumed (`consumed`) or acknowledged deleted (`deleted`). Every
+//! change and the message it owes the node commit in one batch.
+
+use super::consumer::{apply_report, Report};
+use super::data::ContentRange;
+use super::delivery::now_secs;
+use super::objects::{Change, METADATA_SHAPE};
+use super::spi::ActionOutcome;
+use super::verify::verify_file;
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::auth::edge::NodeAddress;
+use crate::model::json::from_lenient;
+use crate::model::sync::{Notification, NotificationStatus, Remote};
+use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
+use crate::store::{Expect, StoreError, StoreOp};
+use bytes::Bytes;
+use futures_util::Stream;
+
+fn remote_of(node: &NodeAddress) -> Remote {
+    Remote {
+        dest_type: node.dest_type.clone(),
+        dest_id: node.dest_id.clone(),
+    }
+}
+
+/// The node a received copy came from: the CSS records it in the copy's destination fields
+/// when it stores the node's update (never trusting the origin fields the node sends).
+fn origin_of(meta: &MetaData) -> Remote {
+    Remote {
+        dest_type: meta.destination_type.clone(),
+        dest_id: meta.destination_id.clone(),
+    }
+}
+
+impl Node {
+    fn node_record(
+        &self,
+        key: &ObjectKey,
+        remote: Remote,
+        status: NotificationStatus,
+        meta: &MetaData,
+    ) -> Notification {
+        Notification {
+            key: key.clone(),
+            remote,
+            status,
+            instance_id: meta.instance_id,
+            data_id: meta.data_id,
+            resend_time: now_secs() + self.resend_delay(),
+        }
+    }
+
+    /// `update` from a node: stores (or refreshes) the received copy of one of its objects.
+    /// `Done` asks the node for the data; `Ignored` means nothing is needed.
+    pub async fn spi_receive_update(
+        &self,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        instance_id: i64,
+        body: &[u8],
+    ) -> EngineResult<ActionOutcome> {
+        let mut meta: MetaData = from_lenient(body, &METADATA_SHAPE)
+            .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+        if meta.object_type != key.object_type || meta.object_id != key.object_id {
+            return Err(EngineError::Invalid(
+                "The metadata does not match the object in the path".into(),
+            ));
+        }
+        let remote = remote_of(node);
+        for _ in 0..WRITE_ATTEMPTS {
+            let existing = self.0.store.object(key).await?;
+            if existing.as_ref().is_some_and(|e| e.is_sender_copy()) {
+                // The key belongs to an object of the CSS itself.
+                return Ok(ActionOutcome::Ignored);
+            }
+            let record = self.0.store.notification(key, &remote).await?;
+            if let (Some(record), Some(copy)) = (&record, &existing) {
+                if record.instance_id > instance_id {
+                    return Ok(ActionOutcome::Ignored);
+                }
+                if record.instance_id == instance_id {
+                    // A repeated update: ask for the data again while it is still missing.
+                    let missing = copy.status == ObjectStatus::PartiallyReceived;
+                    return Ok(if missing {
+                        ActionOutcome::Done
+                    } else {
+                        ActionOutcome::Ignored
+                    });
+                }
+            }
+            meta.destination_org_id = key.org.clone();
+            meta.instance_id = instance_id;
+            meta.destination_type = node.dest_type.clone();
+            meta.destination_id = node.dest_id.clone();
+            meta.owner_id = format!("{}/{}", key.org, node.dest_id);
+            meta.deleted = false;
+            let keeps_data = meta.meta_only
+                && existing
+                    .as_ref()
+                    .is_some_and(|e| e.blob.is_some() && e.meta.data_id == meta.data_id);
+            let complete = meta.no_data || !meta.link.is_empty() || keeps_data;
+            let copy = ObjectRecord {
+                remaining_consumers: meta.consumers.max(1),
+                remaining_receivers: meta.consumers.max(1),
+                meta: meta.clone(),
+                status: if complete {
+                    ObjectStatus::CompletelyReceived
+                } else {
+                    ObjectStatus::PartiallyReceived
+                },
+                sender: false,
+                policy_received: false,
+                blob: if keeps_data {
+                    existing.as_ref().and_then(|e| e.blob.clone())
+                } else {
+                    None
+                },
+                revision: existing.as_ref().map_or(0, |e| e.revision),
+            };
+            let status = if complete {
+                NotificationStatus::ReceivedPending
+            } else {
+                NotificationStatus::HandleUpdate
+            };
+            let expect = existing
+                .as_ref()
+                .map_or(Expect::Absent, |e| Expect::Revision(e.revision));
+            let ops = vec![
+                StoreOp::WriteObject {
+                    record: Box::new(copy.clone()),
+                    expect,
+                    drop_upload: true,
+                },
+                StoreOp::PutNotification(self.node_record(key, remote.clone(), status, &copy.meta)),
+            ];
+            match self.commit(key, ops).await {
+                Ok(()) => {
+                    if let Some(old) = existing
+                        .and_then(|e| e.blob)
+                        .filter(|old| Some(old) != copy.blob.as_ref())
+                    {
+                        self.0.blobs.remove(&old).await;
+                    }
+                    return Ok(ActionOutcome::Done);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+
+    /// Data of a node's object, whole or one chunk. When the last byte is in, the copy is
+    /// verified and completed, and `received` is queued for the node's poll.
+    pub async fn spi_receive_data<S, E>(
+        &self,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        instance_id: i64,
+        content_range: Option<ContentRange>,
+        body: S,
+    ) -> EngineResult<ActionOutcome>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let remote = remote_of(node);
+        let copy = self
+            .0
+            .store
+            .object(key)
+            .await?
+            .filter(|c| !c.is_sender_copy())
+            .ok_or_else(|| EngineError::Invalid(format!("Failed to store the data: no object {key} was updated")))?;
+        let record = self.0.store.notification(key, &remote).await?;
+        if record.as_ref().is_none_or(|r| r.instance_id != instance_id) || copy.meta.instance_id != instance_id {
+            return Ok(ActionOutcome::Ignored);
+        }
+        if copy.status != ObjectStatus::PartiallyReceived {
+            return Ok(ActionOutcome::Done);
+        }
+        let Some(stored) = self.store_bytes(key, content_range, body).await? else {
+            return Ok(ActionOutcome::Done);
+        };
+        let name = stored.name.clone();
+        let verified = if copy.meta.needs_verification() {
+            verify_file(&copy.meta, &self.0.blobs.path(&name)).await
+        } else {
+            Ok(())
+        };
+        let result = self
+            .change_object(key, |mut current| {
+                if current.meta.instance_id != instance_id || current.is_sender_copy() {
+                    return Err(EngineError::Conflict(format!("{key} changed while its data arrived")));
+                }
+                match &verified {
+                    Ok(()) => {
+                        current.blob = Some(name.clone());
+                        current.meta.object_size = stored.len as i64;
+                        current.status = ObjectStatus::CompletelyReceived;
+                    }
+                    Err(_) => current.status = ObjectStatus::ReceiverVerificationFailed,
+                }
+                Ok(if stored.chunked {
+                    Change::WriteEndingUpload(Box::new(current))
+                } else {
+                    Change::Write(Box::new(current))
+                })
+            })
+            .await;
+        if let Err(e) = result {
+            self.0.blobs.remove(&name).await;
+            return Err(e);
+        }
+        if let Err(failure) = verified {
+            self.0.blobs.remove(&name).await;
+            return Err(EngineError::Invalid(format!(
+                "Failed to verify and store data, Error: {failure}"
+            )));
+        }
+        let received = self.node_record(key, remote, NotificationStatus::ReceivedPending, &copy.meta);
+        self.commit(key, vec![StoreOp::PutNotification(received)]).await?;
+        Ok(ActionOutcome::Done)
+    }
+
+    /// `delete` from a node: its object was deleted there. The received copy is marked
+    /// deleted for the CSS's applications to acknowledge; without a copy the node is told at
+    /// once that the deletion is acknowledged.
+    pub async fn spi_receive_delete(&self, node: &NodeAddress, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
+        let remote = remote_of(node);
+        let result = self
+            .change_object(key, |mut copy| {
+                if copy.is_sender_copy() {
+                    return Err(EngineError::Conflict(format!("{key} is an object of the CSS")));
+                }
+                if copy.status != ObjectStatus::ObjDeleted {
+                    copy.status = ObjectStatus::ObjDeleted;
+                    copy.meta.deleted = true;
+                    copy.remaining_consumers = copy.meta.consumers.max(1);
+                }
+                copy.blob = None;
+                Ok(Change::Write(Box::new(copy)))
+            })
+            .await;
+        match result {
+            Ok(previous) => {
+                if let Some(blob) = previous.and_then(|p| p.blob) {
+                    self.0.blobs.remove(&blob).await;
+                }
+                self.commit(
+                    key,
+                    vec![StoreOp::DeleteNotification {
+                        key: key.clone(),
+                        remote,
+                    }],
+                )
+                .await?;
+                Ok(())
+            }
+            Err(EngineError::NotFound) => {
+                let meta = MetaData {
+                    instance_id,
+                    ..MetaData::default()
+                };
+                let deleted = self.node_record(key, remote, NotificationStatus::DeletedPending, &meta);
+                self.commit(key, vec![StoreOp::PutNotification(deleted)]).await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Acknowledgements from a node for messages about its own objects: the copy is
+    /// removed once the node knows it was consumed or its deletion acknowledged.
+    pub(super) async fn receiver_ack_ops(
+        &self,
+        record: &Notification,
+        expected: NotificationStatus,
+    ) -> EngineResult<Option<Vec<StoreOp>>> {
+        if record.status != expected {
+            return Ok(None);
+        }
+        let mut ops = vec![StoreOp::DeleteNotification {
+            key: record.key.clone(),
+            remote: record.remote.clone(),
+        }];
+        if expected == NotificationStatus::ReceivedPending {
+            return Ok(Some(vec![StoreOp::PutNotification(Notification {
+                status: NotificationStatus::AckReceived,
+                ..record.clone()
+            })]));
+        }
+        if let Some(copy) = self.0.store.object(&record.key).await?.filter(|c| !c.is_sender_copy()) {
+            if let Some(blob) = &copy.blob {
+                self.0.blobs.remove(blob).await;
+            }
+            ops.push(StoreOp::DeleteObject {
+                key: record.key.clone(),
+                revision: copy.revision,
+            });
+        }
+        Ok(Some(ops))
+    }
+
+    /// An application on the CSS consumed, or acknowledged the deletion of, a copy received
+    /// from a node: the node learns it through its poll; the copy stays until it acknowledges.
+    pub(super) async fn report_to_node(&self, key: &ObjectKey, report: Report) -> EngineResult<Option<ObjectRecord>> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.0.store.object(key).await? else {
+                return Err(EngineError::NotFound);
+            };
+            let revision = current.revision;
+            let (record, message) = match apply_report(report, current.clone())? {
+                Change::Write(record) | Change::WriteEndingUpload(record) => {
+                    let newly_consumed = report == Report::Consumed
+                        && record.status == ObjectStatus::ObjConsumed
+                        && current.status != ObjectStatus::ObjConsumed;
+                    (*record, newly_consumed.then_some(NotificationStatus::ConsumedPending))
+                }
+                Change::Delete => {
+                    let mut record = current.clone();
+                    record.remaining_consumers = 0;
+                    (record, Some(NotificationStatus::DeletedPending))
+                }
+            };
+            let mut ops = vec![StoreOp::WriteObject {
+                record: Box::new(record.clone()),
+                expect: Expect::Revision(revision),
+                drop_upload: false,
+            }];
+            if let Some(status) = message {
+                ops.push(StoreOp::PutNotification(self.node_record(
+                    key,
+                    origin_of(&record.meta),
+                    status,
+                    &record.meta,
+                )));
+            }
+            match self.commit(key, ops).await {
+                Ok(()) => return Ok(Some(current)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+}
