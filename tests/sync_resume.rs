@@ -1,0 +1,191 @@
+//! Interrupted transfers resume: an ESS killed mid-download, or a CSS killed while serving,
+//! continues from the chunks already stored instead of starting over. A counting proxy
+//! between the two measures the bytes the CSS actually sent.
+
+mod common;
+
+use common::{pattern, NodeOptions, Role, TestNode, ORG};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const CHUNK: usize = 256 * 1024;
+const OBJECT: usize = 16 * 1024 * 1024;
+/// Downstream rate of the proxy: slow enough to interrupt a transfer halfway.
+const BYTES_PER_SECOND: u64 = 12 * 1024 * 1024;
+
+/// A TCP proxy to `upstream` that counts and throttles what flows back to the client.
+struct CountingProxy {
+    port: u16,
+    downstream: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let downstream = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&downstream);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
+                        relay(client, server, counter).await;
+                    }
+                });
+            }
+        });
+        Self { port, downstream, task }
+    }
+
+    fn bytes_sent_back(&self) -> u64 {
+        self.downstream.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for CountingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay(client: TcpStream, server: TcpStream, counter: Arc<AtomicU64>) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let upstream = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let mut relayed: u64 = 0;
+    loop {
+        let read = match server_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if client_write.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+        counter.fetch_add(read as u64, Ordering::SeqCst);
+        relayed += read as u64;
+        let due = Duration::from_secs_f64(relayed as f64 / BYTES_PER_SECOND as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+    upstream.abort();
+}
+
+fn css() -> TestNode {
+    let mut options = NodeOptions::new(Role::Css);
+    options.env.push(("MAX_DATA_CHUNK_SIZE".into(), CHUNK.to_string()));
+    TestNode::start(options)
+}
+
+fn ess_through(proxy: &CountingProxy) -> TestNode {
+    let mut options = NodeOptions::new(Role::Ess);
+    for (key, value) in [
+        ("COMMUNICATION_PROTOCOL", "http".to_string()),
+        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
+        ("HTTP_CSS_PORT", proxy.port.to_string()),
+        ("HTTP_POLLING_INTERVAL", "2".to_string()),
+        ("RESEND_INTERVAL", "1".to_string()),
+    ] {
+        options.env.push((key.into(), value));
+    }
+    TestNode::start(options)
+}
+
+async fn wait_for(what: &str, nodes: &[&TestNode], timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !probe().await {
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Publishes a large object for the ESS and waits until part of it went through the proxy.
+async fn start_transfer(css: &TestNode, ess: &TestNode, proxy: &CountingProxy) -> Vec<u8> {
+    let css_api = css.api();
+    wait_for(
+        "the ESS to register",
+        &[css, ess],
+        Duration::from_secs(30),
+        async || css_api.get(&format!("/api/v1/destinations/{ORG}")).await.status == 200,
+    )
+    .await;
+    let data = pattern(OBJECT, 11);
+    let path = css.obj("model", "big");
+    css_api.create(&path, json!({"destinationType": "edge"}), None).await;
+    assert_eq!(
+        css_api.put_bytes(&format!("{path}/data"), data.clone()).await.status,
+        204
+    );
+    let halfway = (OBJECT / 2) as u64;
+    wait_for(
+        "half of the object to be sent",
+        &[css, ess],
+        Duration::from_secs(30),
+        async || proxy.bytes_sent_back() >= halfway,
+    )
+    .await;
+    data
+}
+
+async fn wait_complete(css: &TestNode, ess: &TestNode, data: &[u8]) {
+    let ess_api = ess.api();
+    wait_for(
+        "the object to arrive complete",
+        &[css, ess],
+        Duration::from_secs(60),
+        async || {
+            let response = ess_api.get("/api/v1/objects/model/big/data").await;
+            response.status == 200 && response.body == data
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_ess_killed_mid_download_resumes_where_it_stopped() {
+    let css = css();
+    let proxy = CountingProxy::start(css.port()).await;
+    let mut ess = ess_through(&proxy);
+    let data = start_transfer(&css, &ess, &proxy).await;
+    ess.kill9();
+    let at_kill = proxy.bytes_sent_back();
+    ess.restart();
+    wait_complete(&css, &ess, &data).await;
+    let total = proxy.bytes_sent_back();
+    // Starting over would send at least the whole object after the kill as well.
+    assert!(
+        total < at_kill + (OBJECT as u64) * 3 / 4,
+        "{total} bytes went to the ESS for a {OBJECT}-byte object ({at_kill} before the kill)"
+    );
+}
+
+#[tokio::test]
+async fn a_transfer_interrupted_by_a_css_crash_resumes_after_its_restart() {
+    let mut css = css();
+    let proxy = CountingProxy::start(css.port()).await;
+    let ess = ess_through(&proxy);
+    let data = start_transfer(&css, &ess, &proxy).await;
+    css.kill9();
+    let at_kill = proxy.bytes_sent_back();
+    css.restart();
+    wait_complete(&css, &ess, &data).await;
+    let total = proxy.bytes_sent_back();
+    assert!(
+        total < at_kill + (OBJECT as u64) * 3 / 4,
+        "{total} bytes went to the ESS for a {OBJECT}-byte object ({at_kill} before the kill)"
+    );
+}
