@@ -189,3 +189,29 @@ async fn a_transfer_interrupted_by_a_css_crash_resumes_after_its_restart() {
         "{total} bytes went to the ESS for a {OBJECT}-byte object ({at_kill} before the kill)"
     );
 }
+
+#[tokio::test]
+async fn an_update_while_the_old_instance_is_in_flight_replaces_it_on_the_ess() {
+    let css = css();
+    let proxy = CountingProxy::start(css.port()).await;
+    let ess = ess_through(&proxy);
+    start_transfer(&css, &ess, &proxy).await;
+    let newer = pattern(OBJECT / 4, 99);
+    let path = css.obj("model", "big");
+    let css_api = css.api();
+    assert_eq!(
+        css_api.put_bytes(&format!("{path}/data"), newer.clone()).await.status,
+        204
+    );
+    wait_complete(&css, &ess, &newer).await;
+    let on_css = css_api.meta(&path).await["instanceID"].clone();
+    let on_ess = ess.api().meta("/api/v1/objects/model/big").await["instanceID"].clone();
+    assert_eq!(on_ess, on_css, "the ESS holds the newest instance");
+    wait_for(
+        "the CSS to see the newest instance delivered",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || css_api.get(&format!("{path}/destinations")).await.json()[0]["status"] == "delivered",
+    )
+    .await;
+}
