@@ -16,6 +16,10 @@ use futures_util::TryStreamExt;
 
 const PREFIX: &str = "/api/v1/objects";
 
+/// Read buffer of one data download: large enough to keep a single download near disk speed.
+/// How many run at once is bounded by the engine's stream slots, so memory stays flat.
+const DOWNLOAD_BUFFER: usize = 256 * 1024;
+
 /// Operation segments after `{objectID}`, matched case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -241,11 +245,16 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
 
 pub(super) fn data_response(data: DataStream) -> Response {
     use tokio::io::AsyncReadExt;
-    let DataStream { file, range, permit } = data;
+    let DataStream {
+        file,
+        range,
+        permit,
+        slot,
+    } = data;
     let reader = file.take(range.len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024).map_ok(move |chunk| {
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, DOWNLOAD_BUFFER).map_ok(move |chunk| {
         // Keeps the ranged-download slot for as long as the body streams.
-        let _slot = &permit;
+        let _held = (&permit, &slot);
         chunk
     });
     let mut response = Response::new(Body::from_stream(stream));

@@ -129,6 +129,8 @@ pub struct DataStream {
     pub range: DataRange,
     /// Held for as long as a ranged download streams.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A data stream slot, held for as long as the download streams.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Node {
@@ -345,6 +347,16 @@ impl Node {
         self.open_data(&record, range).await
     }
 
+    /// Waits for a free data stream slot.
+    async fn stream_slot(&self) -> EngineResult<tokio::sync::OwnedSemaphorePermit> {
+        self.0
+            .stream_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::Busy)
+    }
+
     /// Opens the data of a record the caller was allowed to read, whole or a range of it.
     pub(super) async fn open_data(
         &self,
@@ -365,6 +377,7 @@ impl Node {
         };
         let size = file.metadata().await?.len();
         let Some(range) = range else {
+            let slot = self.stream_slot().await?;
             return Ok(DataStream {
                 file,
                 range: DataRange {
@@ -374,6 +387,7 @@ impl Node {
                     partial: false,
                 },
                 permit: None,
+                slot,
             });
         };
         let (start, end) = range.resolve(size).ok_or(EngineError::RangeNotSatisfiable(size))?;
@@ -383,6 +397,7 @@ impl Node {
             .clone()
             .try_acquire_owned()
             .map_err(|_| EngineError::Busy)?;
+        let slot = self.stream_slot().await?;
         file.seek(std::io::SeekFrom::Start(start)).await?;
         let len = end - start + 1;
         let partial = !(start == 0 && len == size);
@@ -395,6 +410,7 @@ impl Node {
                 partial,
             },
             permit: Some(permit),
+            slot,
         })
     }
 }

@@ -118,6 +118,9 @@ struct Inner {
     /// Keys with a whole-data upload in progress, to refuse a racing second upload.
     uploads_in_flight: Mutex<HashSet<ObjectKey>>,
     ranged_downloads: Arc<tokio::sync::Semaphore>,
+    /// Data streams served at once; further downloads wait for a slot, so a thousand nodes
+    /// fetching together cannot grow memory without bound.
+    stream_slots: Arc<tokio::sync::Semaphore>,
     started: Instant,
     client_requests: AtomicU64,
     pollers: pollers::PollRegistry,
@@ -149,6 +152,7 @@ impl Node {
             clock,
             uploads_in_flight: Mutex::new(HashSet::new()),
             ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(DATA_STREAM_SLOTS)),
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
@@ -223,6 +227,9 @@ impl Drop for UploadGuard<'_> {
         self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
     }
 }
+
+/// Data downloads streamed at the same time.
+const DATA_STREAM_SLOTS: usize = 64;
 
 /// Attempts at a read-decide-write cycle before giving up on a hot key.
 const WRITE_ATTEMPTS: usize = 16;

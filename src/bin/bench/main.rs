@@ -21,8 +21,22 @@
 //! cores). `--json` prints the results as JSON on stdout and the table on stderr. MB means
 //! 10^6 bytes everywhere. `--server` defaults to the `edge-sync-service` next to this
 //! executable (build both with `cargo build --release`). Progress goes to stderr.
+//!
+//! `--sync` runs only the synchronization benchmarks instead (CSS <-> ESS over the HTTP
+//! transport, each phase on a fresh CSS):
+//! 1. fan-out of a 1 MB broadcast object to 1,000 simulated edge nodes (`--quick`: 100;
+//!    `--nodes N`), tasks of this process that long-poll (`wait=30`), download and report
+//!    `received`: total time, per-node p50/p99, the CSS's peak RSS and CPU seconds;
+//! 2. propagation latency of noData objects published one at a time: 200 to one
+//!    long-polling node (`wait=10`), and 200 (`--quick`: 40) spread over 4 nodes that poll
+//!    without `wait` every second, the original ESS's schedule after activity;
+//! 3. the same with real ESS processes of the server binary (100, `--quick`: 10; 50 objects
+//!    to one of them), when the binary works as an HTTP ESS; otherwise reported as not yet
+//!    measurable.
 
+mod fanout;
 mod load;
+mod propagation;
 mod server;
 mod transfer;
 
@@ -53,6 +67,12 @@ struct Args {
     /// Runs of every data transfer and of the cp baseline; the median time is reported.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=20))]
     repeat: u64,
+    /// Run only the synchronization benchmarks (fan-out to edge nodes, propagation latency).
+    #[arg(long)]
+    sync: bool,
+    /// With --sync: simulated edge nodes of the fan-out (default 1000, --quick 100).
+    #[arg(long, value_name = "N", requires = "sync", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    nodes: Option<u64>,
 }
 
 /// How much work each phase does.
@@ -147,6 +167,28 @@ fn main() -> ExitCode {
         }
     };
     let json = args.json;
+    if args.sync {
+        return match runtime.block_on(run_sync(args)) {
+            Ok(report) => {
+                let table = report.table();
+                if json {
+                    eprint!("{table}");
+                    println!("{}", serde_json::to_string_pretty(&report.json()).unwrap_or_default());
+                } else {
+                    print!("{table}");
+                }
+                if report.failed() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("edge-sync-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(run(args)) {
         Ok(report) => {
             let table = report.table();
@@ -484,6 +526,270 @@ impl Report {
                     "cp_fsync_seconds": round(cp_sync.as_secs_f64(), 3),
                 })).collect::<Vec<_>>(),
             },
+            "total_seconds": round(self.total.as_secs_f64(), 1),
+        })
+    }
+}
+
+/// Results of `--sync`; a phase that failed keeps its error.
+struct SyncReport {
+    quick: bool,
+    server: PathBuf,
+    cpus: usize,
+    fanout: Result<fanout::FanoutStats, String>,
+    propagation: Result<Vec<propagation::Latencies>, String>,
+    real: Result<fanout::RealOutcome, String>,
+    real_count: usize,
+    total: Duration,
+}
+
+/// The synchronization benchmarks, each phase on its own CSS.
+async fn run_sync(args: Args) -> Result<SyncReport, String> {
+    let started = Instant::now();
+    let binary = match args.server {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    if !binary.is_file() {
+        return Err(format!(
+            "server binary {} not found (build it with `cargo build --release` or pass --server)",
+            binary.display()
+        ));
+    }
+    let nodes = args.nodes.map_or(if args.quick { 100 } else { 1_000 }, |n| n as usize);
+    let (plain_nodes, plain_objects) = if args.quick { (4, 10) } else { (4, 50) };
+    let (real_count, real_objects) = if args.quick { (10, 50) } else { (100, 50) };
+
+    let fanout = fanout::simulated(&binary, nodes).await;
+    if let Err(e) = &fanout {
+        progress(&format!("fan-out failed: {e}"));
+    }
+    let propagation = propagation::simulated(&binary, 200, plain_nodes, plain_objects).await;
+    if let Err(e) = &propagation {
+        progress(&format!("propagation failed: {e}"));
+    }
+    let real = fanout::real_processes(&binary, real_count, real_objects).await;
+    Ok(SyncReport {
+        quick: args.quick,
+        server: binary,
+        cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        fanout,
+        propagation,
+        real,
+        real_count,
+        total: started.elapsed(),
+    })
+}
+
+/// First line of an error (the server log tail follows on later lines).
+fn first_line(error: &str) -> &str {
+    error.lines().next().unwrap_or("")
+}
+
+impl SyncReport {
+    /// A simulated phase failed, or the real processes ran and failed.
+    fn failed(&self) -> bool {
+        let real_failed = match &self.real {
+            Err(_) => true,
+            Ok(fanout::RealOutcome::NotMeasurable(_)) => false,
+            Ok(fanout::RealOutcome::Measured { fanout, propagation }) => fanout.is_err() || propagation.is_err(),
+        };
+        self.fanout.is_err() || self.propagation.is_err() || real_failed
+    }
+
+    fn fanout_header(out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>6} {:>8} {:>8} {:>8} {:>8} {:>13} {:>12} {:>10} {:>10}",
+            "fan-out 1 MB",
+            "nodes",
+            "setup s",
+            "total s",
+            "p50 ms",
+            "p99 ms",
+            "CSS RSS MB",
+            "CSS peak MB",
+            "CSS CPU s",
+            "delivered"
+        );
+    }
+
+    fn fanout_row(out: &mut String, label: &str, stats: &fanout::FanoutStats) {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>6} {:>8.2} {:>8.2} {:>8.1} {:>8.1} {:>13.1} {:>12.1} {:>10.2} {:>10}",
+            label,
+            stats.nodes,
+            stats.setup.as_secs_f64(),
+            stats.total.as_secs_f64(),
+            fanout::quantile_ms(&stats.per_node, 0.50),
+            fanout::quantile_ms(&stats.per_node, 0.99),
+            mb(stats.start_rss_kb),
+            mb(stats.peak_rss_kb),
+            stats.cpu_seconds,
+            stats.delivered
+        );
+    }
+
+    fn latency_header(out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>6} {:>8} {:>10} {:>9} {:>9}",
+            "propagation (noData)", "nodes", "objects", "median ms", "p99 ms", "max ms"
+        );
+    }
+
+    fn latency_row(out: &mut String, row: &propagation::Latencies) {
+        let _ = writeln!(
+            out,
+            "{:<28} {:>6} {:>8} {:>10.1} {:>9.1} {:>9.1}",
+            row.label,
+            row.nodes,
+            row.samples.len(),
+            row.median_ms(),
+            row.p99_ms(),
+            row.max_ms()
+        );
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "edge-sync-service synchronization benchmark{}  (HTTP transport, org {ORG}, {} CPUs, server {})",
+            if self.quick { " --quick" } else { "" },
+            self.cpus,
+            self.server.display()
+        );
+        let _ = writeln!(out);
+        Self::fanout_header(&mut out);
+        match &self.fanout {
+            Ok(stats) => Self::fanout_row(&mut out, "simulated ESS", stats),
+            Err(e) => {
+                let _ = writeln!(out, "{:<18} failed: {}", "simulated ESS", first_line(e));
+            }
+        }
+        if let Ok(fanout::RealOutcome::Measured { fanout: real, .. }) = &self.real {
+            match real {
+                Ok(stats) => Self::fanout_row(&mut out, "real ESS processes", stats),
+                Err(e) => {
+                    let _ = writeln!(out, "{:<18} failed: {}", "real ESS processes", first_line(e));
+                }
+            }
+        }
+        let _ = writeln!(out);
+        Self::latency_header(&mut out);
+        match &self.propagation {
+            Ok(rows) => rows.iter().for_each(|row| Self::latency_row(&mut out, row)),
+            Err(e) => {
+                let _ = writeln!(out, "{:<28} failed: {}", "simulated ESS", first_line(e));
+            }
+        }
+        if let Ok(fanout::RealOutcome::Measured { propagation: real, .. }) = &self.real {
+            match real {
+                Ok(row) => Self::latency_row(&mut out, row),
+                Err(e) => {
+                    let _ = writeln!(out, "{:<28} failed: {}", "real ESS", first_line(e));
+                }
+            }
+        }
+        let _ = writeln!(out);
+        match &self.real {
+            Ok(fanout::RealOutcome::NotMeasurable(reason)) => {
+                let _ = writeln!(
+                    out,
+                    "real ESS processes ({}): not yet measurable: the binary does not work as an HTTP ESS",
+                    self.real_count
+                );
+                for line in reason.lines().take(4) {
+                    let _ = writeln!(out, "  {line}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "real ESS processes: failed: {}", first_line(e));
+            }
+            Ok(fanout::RealOutcome::Measured { fanout: real, .. }) => {
+                if let Some(kb) = real.as_ref().ok().and_then(|s| s.ess_rss_kb) {
+                    let _ = writeln!(
+                        out,
+                        "real ESS processes: median RSS {:.1} MB after the fan-out; each ESS's API asked every {} ms",
+                        mb(kb),
+                        if self.real_count > 20 { 100 } else { 20 }
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "fan-out: setup = registration of all nodes; total = data PUT's 204 until every node sent `received` \
+             (simulated) / lists the object in its API (real); p50/p99 per node; CSS RSS at the start and peak \
+             (sampled every 20 ms); delivered = destinations the CSS lists as delivered at the end"
+        );
+        let _ = writeln!(
+            out,
+            "propagation: PUT's 204 on the CSS until the node's poll brings the object, one object at a time; \
+             the 1 s pollers get each object after a random pause of up to 1 s; MB = 10^6 bytes"
+        );
+        let _ = writeln!(out, "total bench time: {:.1} s", self.total.as_secs_f64());
+        out
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let round = |x: f64, digits: i32| {
+            let factor = 10f64.powi(digits);
+            (x * factor).round() / factor
+        };
+        let fanout_json = |r: &Result<fanout::FanoutStats, String>| match r {
+            Ok(s) => json!({
+                "nodes": s.nodes,
+                "setup_seconds": round(s.setup.as_secs_f64(), 3),
+                "total_seconds": round(s.total.as_secs_f64(), 3),
+                "p50_ms": round(fanout::quantile_ms(&s.per_node, 0.50), 1),
+                "p99_ms": round(fanout::quantile_ms(&s.per_node, 0.99), 1),
+                "css_start_rss_mb": round(mb(s.start_rss_kb), 1),
+                "css_peak_rss_mb": round(mb(s.peak_rss_kb), 1),
+                "css_cpu_seconds": round(s.cpu_seconds, 2),
+                "delivered": s.delivered,
+                "ess_median_rss_mb": s.ess_rss_kb.map(|kb| round(mb(kb), 1)),
+            }),
+            Err(e) => json!({ "error": e }),
+        };
+        let latency_json = |row: &propagation::Latencies| {
+            json!({
+                "mode": row.label,
+                "nodes": row.nodes,
+                "objects": row.samples.len(),
+                "median_ms": round(row.median_ms(), 2),
+                "p99_ms": round(row.p99_ms(), 2),
+                "max_ms": round(row.max_ms(), 2),
+            })
+        };
+        let propagation_json = match &self.propagation {
+            Ok(rows) => json!(rows.iter().map(latency_json).collect::<Vec<_>>()),
+            Err(e) => json!({ "error": e }),
+        };
+        let real_json = match &self.real {
+            Ok(fanout::RealOutcome::NotMeasurable(reason)) => json!({ "measurable": false, "reason": reason }),
+            Ok(fanout::RealOutcome::Measured {
+                fanout: f,
+                propagation: p,
+            }) => json!({
+                "measurable": true,
+                "fanout": fanout_json(f),
+                "propagation": match p {
+                    Ok(row) => latency_json(row),
+                    Err(e) => json!({ "error": e }),
+                },
+            }),
+            Err(e) => json!({ "error": e }),
+        };
+        json!({
+            "quick": self.quick,
+            "server": self.server.display().to_string(),
+            "cpus": self.cpus,
+            "fanout_simulated": fanout_json(&self.fanout),
+            "propagation_simulated": propagation_json,
+            "real_processes": real_json,
             "total_seconds": round(self.total.as_secs_f64(), 1),
         })
     }
