@@ -1,0 +1,132 @@
+//! Synchronization across outages and at size: an ESS that was down gets everything
+//! addressed to it on return, once; a 200 MB object arrives byte-identical while both
+//! processes keep flat memory.
+
+mod common;
+
+use common::{pattern, NodeOptions, Role, TestNode, ORG};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn css() -> TestNode {
+    let mut options = NodeOptions::new(Role::Css);
+    options
+        .env
+        .push(("MAX_DATA_CHUNK_SIZE".into(), (4 * 1024 * 1024).to_string()));
+    TestNode::start(options)
+}
+
+fn ess(css: &TestNode) -> TestNode {
+    let mut options = NodeOptions::new(Role::Ess);
+    for (key, value) in [
+        ("COMMUNICATION_PROTOCOL", "http".to_string()),
+        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
+        ("HTTP_CSS_PORT", css.port().to_string()),
+        ("HTTP_POLLING_INTERVAL", "2".to_string()),
+        ("RESEND_INTERVAL", "1".to_string()),
+    ] {
+        options.env.push((key.into(), value));
+    }
+    TestNode::start(options)
+}
+
+async fn wait_for(what: &str, nodes: &[&TestNode], timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !probe().await {
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+            panic!("timed out waiting for {what}\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_registered(css: &TestNode, ess: &TestNode) {
+    let api = css.api();
+    wait_for(
+        "the ESS to register",
+        &[css, ess],
+        Duration::from_secs(30),
+        async || api.get(&format!("/api/v1/destinations/{ORG}")).await.status == 200,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_ess_that_was_down_gets_everything_on_return_once() {
+    let css = css();
+    let mut ess = ess(&css);
+    wait_registered(&css, &ess).await;
+    ess.kill9();
+    let api = css.api();
+    for i in 0..5 {
+        let data = format!("object {i}");
+        api.create(
+            &css.obj("model", &format!("o{i}")),
+            json!({"destinationType": "edge"}),
+            Some(data.as_bytes()),
+        )
+        .await;
+    }
+    ess.restart();
+    let ess_api = ess.api();
+    wait_for(
+        "all five objects on the ESS",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || {
+            let listing = ess_api.get("/api/v1/objects/model").await;
+            listing.status == 200 && listing.json().as_array().is_some_and(|a| a.len() == 5)
+        },
+    )
+    .await;
+    for i in 0..5 {
+        let data = ess_api.data(&format!("/api/v1/objects/model/o{i}")).await;
+        assert_eq!(data, format!("object {i}").into_bytes());
+    }
+    let listing = ess_api.get("/api/v1/objects/model").await.json();
+    let mut ids: Vec<String> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["objectID"].to_string())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "each object once");
+}
+
+#[tokio::test]
+async fn a_200_mb_object_arrives_byte_identical_with_flat_memory() {
+    let css = css();
+    let ess = ess(&css);
+    wait_registered(&css, &ess).await;
+    let size = 200 * 1024 * 1024;
+    let data = pattern(size, 5);
+    let path = css.obj("model", "large");
+    let api = css.api();
+    api.create(&path, json!({"destinationType": "edge"}), None).await;
+    assert_eq!(api.put_bytes(&format!("{path}/data"), data.clone()).await.status, 204);
+    let ess_api = ess.api();
+    wait_for(
+        "the large object on the ESS",
+        &[&css, &ess],
+        Duration::from_secs(120),
+        async || ess_api.get(&format!("/api/v1/objects/model/large/status")).await.text() == "completelyReceived",
+    )
+    .await;
+    assert!(
+        ess_api.data("/api/v1/objects/model/large").await == data,
+        "byte-identical"
+    );
+    for (name, node) in [("CSS", &css), ("ESS", &ess)] {
+        let peak = node.peak_rss();
+        assert!(peak > 0, "the {name}'s memory could not be read");
+        println!("{name} peak RSS while moving {} MB: {} MB", size >> 20, peak >> 20);
+        assert!(
+            peak < 64 * 1024 * 1024,
+            "the {name} peaked at {} MB moving {} MB",
+            peak >> 20,
+            size >> 20
+        );
+    }
+}
