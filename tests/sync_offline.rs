@@ -111,7 +111,7 @@ async fn a_200_mb_object_arrives_byte_identical_with_flat_memory() {
         "the large object on the ESS",
         &[&css, &ess],
         Duration::from_secs(120),
-        async || ess_api.get(&format!("/api/v1/objects/model/large/status")).await.text() == "completelyReceived",
+        async || ess_api.get("/api/v1/objects/model/large/status").await.text() == "completelyReceived",
     )
     .await;
     assert!(

@@ -1,4 +1,4 @@
-//! CSS side of delivery: which registered nodes an object addresses (spec: metadata.md §5),
+//! Delivery: on the CSS, which registered nodes an object addresses (spec: metadata.md §5),
 //! and the store operations that queue it for them. The operations are applied in the same
 //! transaction as the object change, so a notification is never lost or sent for a change
 //! that did not commit (the outbox).
@@ -103,7 +103,10 @@ impl Node {
         before: Option<&ObjectRecord>,
         after: &ObjectRecord,
     ) -> EngineResult<Vec<StoreOp>> {
-        if self.role() != Role::Css || !after.is_sender_copy() {
+        if self.role() == Role::Ess {
+            return Ok(self.ess_follow_up_ops(before, after));
+        }
+        if !after.is_sender_copy() {
             return Ok(Vec::new());
         }
         let Some(before) = before else {

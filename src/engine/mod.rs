@@ -11,6 +11,7 @@ mod grants;
 mod listings;
 mod objects;
 mod organizations;
+pub mod origin;
 mod pollers;
 pub mod receive;
 pub mod security;

@@ -347,6 +347,8 @@ impl Node {
             .await?
             .iter()
             .any(|d| !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Deleted));
+        // ESS origin (engine/origin.rs): an object the CSS was sent goes through the handshake.
+        let pending_destinations = pending_destinations || self.ess_sent_to_css(key).await?;
         let removed = self
             .change_object(key, move |record| {
                 let allowed = access::may_change_stored(role, identity, &key.org, &record.meta, &grants);
@@ -434,8 +436,13 @@ impl Node {
             .filter(|op| matches!(op, StoreOp::PutNotification(_)))
             .cloned()
             .collect();
+        // ESS origin (engine/origin.rs): own objects changed, the sync client's outbox looks.
+        let origin_outbox = self.origin_outbox_touched(&ops);
         self.0.store.apply(ops).await?;
         self.wake_pollers_of(key, &wakes);
+        if origin_outbox {
+            self.signal_outbox();
+        }
         Ok(())
     }
 }

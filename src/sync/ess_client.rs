@@ -315,6 +315,40 @@ impl EssClient {
             .await
     }
 
+    /// `PUT .../{action}` with the object's metadata as body (`update`, `delete`).
+    pub async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
+        match serde_json::to_vec(meta) {
+            Ok(body) => {
+                self.action(key, meta.instance_id, meta.data_id, action, Some(body))
+                    .await
+            }
+            Err(e) => Outcome::Invalid(e.to_string()),
+        }
+    }
+
+    /// `PUT .../data`: the whole data (`range` `None`) or one chunk with
+    /// `Content-Range: bytes {start}-{end}/{total}`; `len` bytes streamed from `body`. Uses
+    /// the data timeout (the flaw fix of §3.8).
+    pub async fn upload(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        range: Option<(u64, u64, u64)>,
+        len: u64,
+        body: reqwest::Body,
+    ) -> Outcome {
+        let url = self.object_url(key, instance_id, data_id, "data");
+        let mut builder = self
+            .request(Method::PUT, &url, self.data_timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len);
+        if let Some((start, end, total)) = range {
+            builder = builder.header(reqwest::header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
+        }
+        self.status_of(builder.body(body)).await
+    }
+
     /// `GET .../data`, whole or one inclusive byte range; the response is returned as is
     /// (callers stream the body), `Err` only when no answer arrived.
     pub async fn data(

@@ -8,7 +8,8 @@
 //!   one attempt per follow-up request; what fails is left to the outbox.
 //! - **outbox**: every `ResendInterval`, or when an application report recorded something,
 //!   sends what the records still owe the CSS (`received`, `consumed`, `deleted`) and resumes
-//!   `getdata` downloads, with exponential backoff per object for transient failures.
+//!   `getdata` downloads, with exponential backoff per object for transient failures; and
+//!   for the ESS's own objects `update`, the data upload and `delete` (`ess_origin`).
 //!
 //! Both the poll and the outbox may act on an object; a per-key lock makes them take turns.
 //! Every wait is on a timer, the long poll or the cancellation token.
@@ -51,6 +52,8 @@ pub struct LoopSettings {
     /// `EnableDataChunk`.
     pub chunking: bool,
     pub retry: RetryPolicy,
+    /// `ESSConsumedObjectsKept`: own objects kept as `consumedByDest` metadata.
+    pub consumed_objects_kept: usize,
 }
 
 impl LoopSettings {
@@ -63,6 +66,7 @@ impl LoopSettings {
             ping_interval: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
             chunking: config.enable_data_chunk,
             retry: RetryPolicy::from_config(config),
+            consumed_objects_kept: usize::try_from(config.ess_consumed_objects_kept).unwrap_or(0),
         }
     }
 }
@@ -133,7 +137,7 @@ impl PollSchedule {
 
 /// How handling one message ended, for the poll's progress and the outbox's backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Step {
+pub(super) enum Step {
     /// Done and acknowledged where an answer was due.
     Progress,
     /// Nothing to do (stale, busy, already handled).
@@ -144,7 +148,7 @@ enum Step {
     Final(Outcome),
 }
 
-fn step_of(outcome: Outcome) -> Step {
+pub(super) fn step_of(outcome: Outcome) -> Step {
     if outcome.acknowledged() {
         Step::Progress
     } else if outcome.is_transient() {
@@ -161,19 +165,22 @@ struct Backoff {
 }
 
 /// The sync state of one ESS.
-struct EssSync {
-    node: Node,
-    client: EssClient,
-    settings: LoopSettings,
+pub(super) struct EssSync {
+    pub(super) node: Node,
+    pub(super) client: EssClient,
+    pub(super) settings: LoopSettings,
     org: String,
     registered: watch::Sender<bool>,
     reregister: Notify,
     busy: Mutex<HashSet<ObjectKey>>,
     backoff: Mutex<HashMap<ObjectKey, Backoff>>,
+    /// Uploads of own objects that stopped part-way: instance and the offset to resume at
+    /// (in memory; after a restart an upload starts over).
+    pub(super) uploads: Mutex<HashMap<ObjectKey, (i64, u64)>>,
 }
 
 /// Releases an object key when handling ends.
-struct KeyGuard<'a> {
+pub(super) struct KeyGuard<'a> {
     set: &'a Mutex<HashSet<ObjectKey>>,
     key: ObjectKey,
 }
@@ -205,6 +212,7 @@ pub fn spawn(
         reregister: Notify::new(),
         busy: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
+        uploads: Mutex::new(HashMap::new()),
     });
     tracing::info!(css = %config.css_base_url(), "ESS: synchronizing with the CSS over HTTP");
     let tasks: [(&str, Task); 3] = [
@@ -229,7 +237,7 @@ impl EssSync {
         ObjectKey::new(&self.org, &meta.object_type, &meta.object_id)
     }
 
-    fn lock(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
+    pub(super) fn lock(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         busy.insert(key.clone()).then(|| KeyGuard {
             set: &self.busy,
@@ -238,7 +246,7 @@ impl EssSync {
     }
 
     /// True when the outbox may act on `key` now.
-    fn due(&self, key: &ObjectKey) -> bool {
+    pub(super) fn due(&self, key: &ObjectKey) -> bool {
         let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         backoff.get(key).is_none_or(|b| b.next <= Instant::now())
     }
@@ -246,7 +254,7 @@ impl EssSync {
     /// Records how handling `key` ended: success clears its backoff, a transient failure
     /// doubles it (given up after `ESSSPIMaxRetry` attempts until the next restart or a new
     /// message), a final refusal waits for the normal resend cadence.
-    fn note(&self, key: &ObjectKey, step: &Step) {
+    pub(super) fn note(&self, key: &ObjectKey, step: &Step) {
         let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
         match step {
             Step::Progress | Step::Nothing => {
@@ -401,8 +409,9 @@ impl EssSync {
             let step = match item.kind.as_str() {
                 "update" => self.handle_update(&key, item.meta).await,
                 "delete" => self.handle_delete(&key, item.meta).await,
+                // These concern objects this ESS created (engine::origin).
+                "received" | "consumed" | "deleted" => self.handle_origin_item(&key, &item.kind, item.meta).await,
                 other => {
-                    // consumed/deleted/received concern objects this ESS created.
                     tracing::debug!(kind = other, %key, "ESS: poll element not handled");
                     continue;
                 }
@@ -605,6 +614,8 @@ impl EssSync {
             if !self.is_registered() {
                 continue;
             }
+            // Objects this ESS created: update, upload, delete (sync::ess_origin).
+            self.origin_pass().await;
             let owed = match self.node.owed_messages().await {
                 Ok(owed) => owed,
                 Err(e) => {

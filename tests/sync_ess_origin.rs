@@ -1,0 +1,272 @@
+//! ESS -> CSS synchronization over HTTP, end to end: objects created by applications on an
+//! ESS reach the CSS (data uploaded in chunks), the CSS's consumption and deletion
+//! acknowledgements come back through the ESS's poll. Real CSS and ESS processes; every wait
+//! has a deadline.
+
+mod common;
+
+use common::{pattern, NodeOptions, Role, TestNode, ADMIN, ORG};
+use serde_json::{json, Value};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// An ESS (`edge`/`id`) of the CSS with 64 KiB chunks, `HTTPPollingInterval` 2 s and
+/// `ResendInterval` 1 s.
+fn ess(css: &TestNode, id: &str) -> TestNode {
+    let mut options = NodeOptions::new(Role::Ess);
+    for (key, value) in [
+        ("COMMUNICATION_PROTOCOL", "http".to_string()),
+        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
+        ("HTTP_CSS_PORT", css.port().to_string()),
+        ("HTTP_POLLING_INTERVAL", "2".to_string()),
+        ("RESEND_INTERVAL", "1".to_string()),
+        ("ESS_CALL_SPI_RETRY_INTERVAL", "1".to_string()),
+        ("MAX_DATA_CHUNK_SIZE", "65536".to_string()),
+        ("DESTINATION_ID", id.to_string()),
+    ] {
+        options.env.push((key.into(), value));
+    }
+    TestNode::start(options)
+}
+
+async fn eventually<T, F, Fut>(what: &str, nodes: &[&TestNode], mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
+            panic!("timed out waiting for {what}\n--- logs ---\n{}", logs.join("\n---\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_registered(css: &TestNode, ess: &TestNode, id: &str) {
+    let api = css.api();
+    eventually("the ESS to register", &[css, ess], || {
+        let api = api.clone();
+        async move {
+            let response = api.get(&format!("/api/v1/destinations/{ORG}")).await;
+            (response.status == 200
+                && response
+                    .json()
+                    .as_array()?
+                    .iter()
+                    .any(|d| d["destinationType"] == "edge" && d["destinationID"] == id))
+            .then_some(())
+        }
+    })
+    .await;
+}
+
+/// The metadata of `id` in the CSS's listing of objects of `object_type` (received copies
+/// are listed once complete).
+async fn on_css(css: &TestNode, object_type: &str, id: &str) -> Option<Value> {
+    let response = css.api().get(&css.type_path(object_type)).await;
+    if response.status != 200 {
+        return None;
+    }
+    response
+        .json()
+        .as_array()?
+        .iter()
+        .find(|m| m["objectID"] == id)
+        .cloned()
+}
+
+async fn status(node: &TestNode, path: &str) -> Option<String> {
+    let response = node.api().get(&format!("{path}/status")).await;
+    (response.status == 200).then(|| response.text())
+}
+
+fn print_warnings(nodes: &[(&str, &TestNode)]) {
+    for (name, node) in nodes {
+        for line in node.log().lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            println!("{name}: {line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_object_created_on_the_ess_reaches_the_css_and_is_consumed_there() {
+    let css = TestNode::css();
+    let ess = ess(&css, "node1");
+    wait_registered(&css, &ess, "node1").await;
+    let (css_api, ess_api) = (css.api(), ess.api());
+
+    // 1 MiB on the ESS: 16 chunks of 64 KiB.
+    let big = pattern(1 << 20, 11);
+    let ess_path = ess.obj("report", "big");
+    ess_api.create(&ess_path, json!({}), None).await;
+    let response = ess_api.put_bytes(&format!("{ess_path}/data"), big.clone()).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+
+    let meta = eventually("the ESS object on the CSS", &[&css, &ess], || {
+        on_css(&css, "report", "big")
+    })
+    .await;
+    assert_eq!(meta["objectSize"], big.len());
+    assert_eq!(meta["chunkSize"], 65536);
+    assert_eq!(meta["originType"], "edge");
+    assert_eq!(meta["originID"], "node1");
+    let css_path = css.obj("report", "big");
+    assert_eq!(css_api.status_of(&css_path).await, "completelyReceived");
+    assert_eq!(css_api.data(&css_path).await, big, "identical data on the CSS");
+    let uploaded = ess
+        .log()
+        .lines()
+        .find(|l| l.contains("data uploaded to the CSS"))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(uploaded.contains("parts=16"), "16 chunks were uploaded: {uploaded:?}");
+
+    // The CSS's `received` comes back through the poll (no visible change on the ESS; the
+    // CSS drops its pending element once acknowledged). Then an application on the CSS
+    // consumes the copy: the ESS object becomes consumedByDest without data, and the CSS
+    // copy goes once the ESS acknowledged.
+    let response = css_api.put_empty_as(ADMIN, &format!("{css_path}/consumed")).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    eventually("consumedByDest on the ESS", &[&css, &ess], || async {
+        (status(&ess, &ess_path).await.as_deref() == Some("consumedByDest")).then_some(())
+    })
+    .await;
+    eventually("the CSS copy to go", &[&css, &ess], || async {
+        (css_api.get(&css_path).await.status == 404).then_some(())
+    })
+    .await;
+    assert!(
+        ess.files_in("data").is_empty(),
+        "the consumed object's data is gone on the ESS"
+    );
+    assert!(
+        css.files_in("data").is_empty(),
+        "the consumed copy's data is gone on the CSS"
+    );
+    let response = ess_api.get(&format!("{ess_path}/data")).await;
+    assert_eq!(response.status, 404, "no data after consumption");
+
+    // A consumed key can be stored again: a fresh instance travels again.
+    ess_api.create(&ess_path, json!({}), Some(b"second round")).await;
+    eventually("the second instance on the CSS", &[&css, &ess], || async {
+        let meta = on_css(&css, "report", "big").await?;
+        (meta["objectSize"] == 12).then_some(())
+    })
+    .await;
+    assert_eq!(css_api.data(&css_path).await, b"second round");
+    print_warnings(&[("CSS", &css), ("ESS", &ess)]);
+}
+
+#[tokio::test]
+async fn a_deletion_on_the_ess_reaches_the_css() {
+    let css = TestNode::css();
+    let ess = ess(&css, "node2");
+    wait_registered(&css, &ess, "node2").await;
+    let (css_api, ess_api) = (css.api(), ess.api());
+
+    let ess_path = ess.obj("report", "gone");
+    ess_api.create(&ess_path, json!({}), Some(b"short lived")).await;
+    // An object without data travels too.
+    let no_data_path = ess.obj("report", "flag");
+    ess_api.create(&no_data_path, json!({"noData": true}), None).await;
+    eventually("the objects on the CSS", &[&css, &ess], || async {
+        on_css(&css, "report", "gone").await?;
+        on_css(&css, "report", "flag").await
+    })
+    .await;
+    let css_path = css.obj("report", "gone");
+    assert_eq!(css_api.data(&css_path).await, b"short lived");
+
+    // The ESS object goes once the CSS acknowledged the delete; the CSS copy is marked
+    // deleted for its applications.
+    let response = ess_api.delete_as(ADMIN, &ess_path).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    let meta = eventually("the deletion on the CSS", &[&css, &ess], || async {
+        on_css(&css, "report", "gone").await.filter(|m| m["deleted"] == true)
+    })
+    .await;
+    assert_eq!(meta["objectID"], "gone");
+    eventually("the ESS object to go", &[&css, &ess], || async {
+        (ess_api.get(&ess_path).await.status == 404).then_some(())
+    })
+    .await;
+    assert_eq!(css_api.status_of(&css_path).await, "objdeleted");
+
+    // The CSS application acknowledges; the `deleted` handshake removes the CSS copy.
+    let response = css_api.put_empty_as(ADMIN, &format!("{css_path}/deleted")).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    eventually("the CSS copy to go", &[&css, &ess], || async {
+        (css_api.get(&css_path).await.status == 404).then_some(())
+    })
+    .await;
+    // The object without data is untouched.
+    assert_eq!(ess_api.status_of(&no_data_path).await, "ready");
+    print_warnings(&[("CSS", &css), ("ESS", &ess)]);
+}
+
+#[tokio::test]
+async fn an_object_stored_while_the_css_is_down_arrives_when_it_is_back() {
+    let mut css = TestNode::css();
+    let ess = ess(&css, "node3");
+    wait_registered(&css, &ess, "node3").await;
+    css.kill9();
+    let data = pattern(300 * 1024, 5);
+    let ess_path = ess.obj("report", "late");
+    ess_api_create(&ess, &ess_path, &data).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    css.restart();
+    eventually("the object on the CSS after its restart", &[&css, &ess], || {
+        on_css(&css, "report", "late")
+    })
+    .await;
+    assert_eq!(css.api().data(&css.obj("report", "late")).await, data);
+}
+
+async fn ess_api_create(ess: &TestNode, path: &str, data: &[u8]) {
+    let api = ess.api();
+    api.create(path, json!({}), None).await;
+    let response = api.put_bytes(&format!("{path}/data"), data.to_vec()).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+}
+
+#[tokio::test]
+async fn an_upload_interrupted_by_a_css_crash_resumes() {
+    let mut css = TestNode::css();
+    let ess = ess(&css, "node4");
+    wait_registered(&css, &ess, "node4").await;
+    // 16 MiB in 256 chunks of 64 KiB.
+    let data = pattern(16 << 20, 9);
+    let ess_path = ess.obj("report", "huge");
+    ess_api_create(&ess, &ess_path, &data).await;
+    // Kill the CSS once part of the data is on its disk (if the upload was quicker, the
+    // restart simply finds the copy complete).
+    eventually("a partial upload on the CSS", &[&css, &ess], || async {
+        let partial = css.files_in("partial");
+        let done = on_css(&css, "report", "huge").await.is_some();
+        (done || partial.iter().any(|p| p.metadata().map_or(0, |m| m.len()) > 0)).then_some(())
+    })
+    .await;
+    css.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    css.restart();
+    eventually("the object on the CSS after the crash", &[&css, &ess], || {
+        on_css(&css, "report", "huge")
+    })
+    .await;
+    assert_eq!(css.api().data(&css.obj("report", "huge")).await, data);
+    println!(
+        "upload after the CSS crash: {}",
+        if ess.log().contains("resuming an upload") {
+            "resumed"
+        } else {
+            "was already complete"
+        }
+    );
+}
