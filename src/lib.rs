@@ -81,8 +81,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     // The MQTT transport will connect with `client_tls.mqtt`.
     let authenticator = authenticator(&config)?;
     let sync_root = config.persistence_root_path.join("sync");
-    let (store, blobs) = open_storage(&config, &sync_root)?;
-    let node = Node::start(settings(&config), store.clone(), blobs, authenticator).await?;
+    let (store, blobs, store_created) = open_storage(&config, &sync_root)?;
+    let mut node_settings = settings(&config);
+    node_settings.store_created = store_created;
+    let node = Node::start(node_settings, store.clone(), blobs, authenticator).await?;
     let listeners = server::bind(&config).await?;
     for listener in &listeners {
         tracing::info!(role = ?node.role(), address = %listener.describe(), "edge-sync-service listening");
@@ -162,7 +164,12 @@ fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartE
     }
 }
 
-fn open_storage(config: &Config, sync_root: &std::path::Path) -> Result<(Arc<SqliteStore>, BlobStore), StartError> {
+/// Opens the store and the data files; the flag tells whether the database was created now
+/// (a first start, or a persistence folder that was emptied).
+fn open_storage(
+    config: &Config,
+    sync_root: &std::path::Path,
+) -> Result<(Arc<SqliteStore>, BlobStore, bool), StartError> {
     let prepare = |path: &std::path::Path| {
         std::fs::create_dir_all(path).map_err(|source| StartError::Persistence {
             path: path.display().to_string(),
@@ -185,7 +192,9 @@ fn open_storage(config: &Config, sync_root: &std::path::Path) -> Result<(Arc<Sql
         }
     };
     prepare(&db_dir)?;
-    let store = SqliteStore::open(&db_dir.join(format!("{role_name}-sync.sqlite3")), durable)?;
+    let db_file = db_dir.join(format!("{role_name}-sync.sqlite3"));
+    let created = !db_file.exists();
+    let store = SqliteStore::open(&db_file, durable)?;
     let blob_root = db_dir
         .parent()
         .unwrap_or(sync_root)
@@ -195,7 +204,7 @@ fn open_storage(config: &Config, sync_root: &std::path::Path) -> Result<(Arc<Sql
         path: blob_root.display().to_string(),
         source,
     })?;
-    Ok((Arc::new(store), blobs))
+    Ok((Arc::new(store), blobs, created || !durable))
 }
 
 fn timer_settings(config: &Config) -> engine::timers::TimerSettings {
@@ -236,5 +245,6 @@ fn settings(config: &Config) -> NodeSettings {
         broker_address: format!("{scheme}://{}:{}", config.broker_address, config.broker_port),
         resend_interval_secs: i64::from(config.resend_interval),
         serves_spi: role == Role::Css && config.communication_protocol.uses_http(),
+        store_created: false,
     }
 }

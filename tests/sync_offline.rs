@@ -130,3 +130,54 @@ async fn a_200_mb_object_arrives_byte_identical_with_flat_memory() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_ess_restarted_with_an_empty_disk_gets_everything_again() {
+    let css = css();
+    let mut ess = ess(&css);
+    wait_registered(&css, &ess).await;
+    let api = css.api();
+    api.create(
+        &css.obj("model", "kept"),
+        json!({"destinationType": "edge"}),
+        Some(b"precious"),
+    )
+    .await;
+    let ess_api = ess.api();
+    wait_for(
+        "the object on the ESS",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || ess_api.get("/api/v1/objects/model/kept/status").await.text() == "completelyReceived",
+    )
+    .await;
+    let css_api = css.api();
+    wait_for(
+        "the CSS to see it delivered",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || {
+            css_api
+                .get(&format!("{}/destinations", css.obj("model", "kept")))
+                .await
+                .json()[0]["status"]
+                == "delivered"
+        },
+    )
+    .await;
+
+    ess.kill9();
+    for folder in ["sync/db", "sync/objects"] {
+        std::fs::remove_dir_all(ess.root().join(folder)).expect("wipe the ESS's store");
+    }
+    ess.restart();
+    let ess_api = ess.api();
+    wait_for(
+        "the object on the ESS again",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || ess_api.get("/api/v1/objects/model/kept/status").await.text() == "completelyReceived",
+    )
+    .await;
+    assert_eq!(ess_api.data("/api/v1/objects/model/kept").await, b"precious".to_vec());
+}

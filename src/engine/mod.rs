@@ -104,6 +104,9 @@ pub struct NodeSettings {
     pub resend_interval_secs: i64,
     /// True on a CSS whose protocol includes http: it serves `/spi/v1` to edge nodes.
     pub serves_spi: bool,
+    /// True when the store was created at this start (first start, emptied persistence
+    /// folder, or an unpersisted store): an ESS then holds nothing the CSS may think it has.
+    pub store_created: bool,
 }
 
 /// Cheap handle to the node's state; clone it freely.

@@ -139,6 +139,7 @@ pub struct EssClient {
 impl EssClient {
     /// A client for the CSS of `config`; `tls` is the preconfigured client TLS for https.
     pub fn new(config: &Config, node: Node, tls: Option<rustls::ClientConfig>) -> Result<Self, reqwest::Error> {
+        let store_created = node.settings().store_created;
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(30))
@@ -158,7 +159,9 @@ impl EssClient {
                 config.org_id, config.destination_type, config.destination_id
             ),
             org: config.org_id.clone(),
-            persistent: config.storage_provider == crate::config::StorageKind::Sqlite,
+            // A store created at this start holds nothing of what the CSS delivered before:
+            // saying so makes the CSS send it again (css-ess-protocol.md §7.2).
+            persistent: config.storage_provider == crate::config::StorageKind::Sqlite && !store_created,
             control_timeout: seconds(config.http_ess_client_timeout, 120),
             data_timeout: seconds(config.http_ess_obj_client_timeout, 600),
         })
