@@ -181,3 +181,49 @@ async fn an_ess_restarted_with_an_empty_disk_gets_everything_again() {
     .await;
     assert_eq!(ess_api.data("/api/v1/objects/model/kept").await, b"precious".to_vec());
 }
+
+#[tokio::test]
+async fn a_resend_request_on_the_ess_brings_back_consumed_objects() {
+    let css = css();
+    let ess = ess(&css);
+    wait_registered(&css, &ess).await;
+    css.api()
+        .create(
+            &css.obj("model", "again"),
+            json!({"destinationType": "edge"}),
+            Some(b"once more"),
+        )
+        .await;
+    let ess_api = ess.api();
+    let path = "/api/v1/objects/model/again";
+    wait_for(
+        "the object on the ESS",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || ess_api.get(&format!("{path}/status")).await.text() == "completelyReceived",
+    )
+    .await;
+    assert_eq!(
+        ess_api
+            .put_empty_as(common::ADMIN, &format!("{path}/consumed"))
+            .await
+            .status,
+        204
+    );
+    wait_for(
+        "the consumed copy to go",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || ess_api.get(path).await.status == 404,
+    )
+    .await;
+    assert_eq!(ess_api.post_as(common::ORG_ADMIN, "/api/v1/resend").await.status, 204);
+    wait_for(
+        "the object to come back",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || ess_api.get(&format!("{path}/status")).await.text() == "completelyReceived",
+    )
+    .await;
+    assert_eq!(ess_api.data(path).await, b"once more".to_vec());
+}

@@ -206,8 +206,11 @@ pub async fn resend(State(state): State<AppState>, request: Request) -> ApiResul
         Role::Css => Err(ApiError::BadRequest(
             "Failed to send resend objects request. Error: CSS can't request to resend objects".into(),
         )),
-        // Nothing is owed by the CSS before this node synchronizes with it.
-        Role::Ess => Ok(no_content()),
+        // The sync client sends it, and repeats it until the CSS acknowledges.
+        Role::Ess => {
+            node.request_resend();
+            Ok(no_content())
+        }
     }
 }
 

@@ -130,6 +130,9 @@ struct Inner {
     pollers: pollers::PollRegistry,
     /// ESS: wakes the sync client when an application report recorded a message for the CSS.
     outbox_signal: tokio::sync::Notify,
+    /// An application asked (through `/api/v1/resend`) for everything to be sent again; the
+    /// sync client repeats the request until the CSS acknowledges it.
+    resend_requested: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -161,6 +164,7 @@ impl Node {
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
             outbox_signal: tokio::sync::Notify::new(),
+            resend_requested: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -205,6 +209,25 @@ impl Node {
             (Role::Css, Some(org)) => org,
             _ => self.0.settings.org.as_deref().unwrap_or(""),
         }
+    }
+}
+
+impl Node {
+    /// Records an application's request that the CSS send everything again (ESS).
+    pub fn request_resend(&self) {
+        self.0.resend_requested.store(true, Ordering::SeqCst);
+        self.0.outbox_signal.notify_one();
+    }
+
+    /// Takes the pending resend request, if any; the caller puts it back when the CSS did
+    /// not acknowledge it.
+    pub fn take_resend_request(&self) -> bool {
+        self.0.resend_requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// Keeps a resend request for the next pass.
+    pub fn keep_resend_request(&self) {
+        self.0.resend_requested.store(true, Ordering::SeqCst);
     }
 }
 

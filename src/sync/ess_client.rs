@@ -220,6 +220,14 @@ impl EssClient {
             .await
     }
 
+    /// `PUT /spi/v1/objects/{org}/resend`: asks the CSS to send everything again (single
+    /// attempt).
+    pub async fn resend(&self) -> Outcome {
+        let url = format!("{}/spi/v1/objects/{}/resend", self.base, segment(&self.org));
+        self.status_of(self.request(Method::PUT, &url, self.control_timeout))
+            .await
+    }
+
     /// `PUT /spi/v1/ping/...` (single attempt).
     pub async fn ping(&self) -> Outcome {
         let url = format!("{}?persistent-storage={}", self.node_path("ping"), self.persistent);

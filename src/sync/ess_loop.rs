@@ -614,6 +614,13 @@ impl EssSync {
             if !self.is_registered() {
                 continue;
             }
+            if self.node.take_resend_request() {
+                let outcome = self.client.resend().await;
+                if !outcome.acknowledged() {
+                    tracing::warn!(%outcome, "ESS: the resend request was not acknowledged; repeating it");
+                    self.node.keep_resend_request();
+                }
+            }
             // Objects this ESS created: update, upload, delete (sync::ess_origin).
             self.origin_pass().await;
             let owed = match self.node.owed_messages().await {
