@@ -416,3 +416,41 @@ async fn a_node_deleting_its_object_marks_the_css_copy_deleted_until_apps_acknow
     assert_eq!(ess.action(&deleted["MetaData"], "ackDeleted").await, 204);
     assert_eq!(api.get(path).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_destinations_list_reaches_exactly_the_listed_nodes() {
+    let css = css_with(&[]);
+    let (a, b, c) = (
+        FakeEss::new(&css, "org", "edge", "a"),
+        FakeEss::new(&css, "org", "edge", "b"),
+        FakeEss::new(&css, "org", "gpu", "c"),
+    );
+    for node in [&a, &b, &c] {
+        assert_eq!(node.register(true).await, 204);
+    }
+    let meta = json!({"destinationsList": ["edge:a", "gpu:c"], "noData": true});
+    css.api().create(&css.obj("model", "listed"), meta, None).await;
+    for (node, addressed) in [(&a, true), (&b, false), (&c, true)] {
+        let (status, items) = node.poll(None).await;
+        assert_eq!(status == 200 && items.len() == 1, addressed, "node {}", node.dest);
+    }
+    let statuses = css
+        .api()
+        .get(&format!("{}/destinations", css.obj("model", "listed")))
+        .await
+        .json();
+    let mut listed: Vec<String> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}:{}",
+                d["destinationType"].as_str().unwrap(),
+                d["destinationID"].as_str().unwrap()
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(listed, vec!["edge:a", "gpu:c"]);
+}
