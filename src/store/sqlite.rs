@@ -386,15 +386,11 @@ fn to_i64(value: u64) -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn object(&self, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>> {
-        let key = key.clone();
-        self.pool
-            .read(move |conn| {
-                let sql = format!(
-                    "SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
-                );
-                Ok(query_objects(conn, &sql, &[&key.org, &key.object_type, &key.object_id])?.pop())
-            })
-            .await
+        self.pool.read_here(|conn| {
+            let sql =
+                format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3");
+            Ok(query_objects(conn, &sql, &[&key.org, &key.object_type, &key.object_id])?.pop())
+        })
     }
 
     async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>> {

@@ -23,6 +23,10 @@ type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Handle to the writer thread and the read connections of one database file.
 pub struct SqlitePool {
+    path: std::path::PathBuf,
+    durable: bool,
+    /// Lives as long as the pool; identifies it to the per-thread connections.
+    alive: Arc<()>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
     readers: Mutex<Option<mpsc::Sender<ReadJob>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
@@ -53,6 +57,9 @@ impl SqlitePool {
             threads.push(thread);
         }
         Ok(Self {
+            path: path.to_path_buf(),
+            durable,
+            alive: Arc::new(()),
             writer: Mutex::new(Some(sender)),
             readers: Mutex::new(Some(read_sender)),
             threads: Mutex::new(threads),
@@ -102,6 +109,36 @@ impl SqlitePool {
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a short lookup on the calling thread with that thread's own read connection.
+    /// A point lookup by primary key takes microseconds and never waits for the writer in
+    /// WAL mode, so handing it to a reader thread would cost more than it saves.
+    pub fn read_here<R>(&self, work: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+        // Keyed by the pool's lifetime, not its path: a store reopened at the same path (a
+        // restart in the same process) must not read through a connection to the old file.
+        thread_local! {
+            static CONNECTIONS: std::cell::RefCell<Vec<(std::sync::Weak<()>, Connection)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CONNECTIONS.with(|cell| {
+            let mut connections = cell.borrow_mut();
+            connections.retain(|(pool, _)| pool.strong_count() > 0);
+            let index = match connections
+                .iter()
+                .position(|(pool, _)| pool.ptr_eq(&Arc::downgrade(&self.alive)))
+            {
+                Some(index) => index,
+                None => {
+                    connections.push((
+                        Arc::downgrade(&self.alive),
+                        open_connection(&self.path, self.durable, true)?,
+                    ));
+                    connections.len() - 1
+                }
+            };
+            work(&connections[index].1)
+        })
     }
 
     /// Stops the threads after the work already queued.
