@@ -103,6 +103,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
             shutdown.clone(),
         )?;
     }
+    let unregistering = node.clone();
     let router = api::router(api::AppState {
         node,
         control: control.clone(),
@@ -111,6 +112,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     tracker.close();
     tracker.wait().await;
     store.close();
+    if unregistering.was_unregistered() {
+        forget_local_state(&sync_root)?;
+    }
     tracing::info!("edge-sync-service stopped");
     Ok(if control.restart_requested() {
         RunOutcome::RestartRequested
@@ -162,6 +166,24 @@ fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartE
         }
         _ => Err(StartError::UnknownAuthenticator(config.authentication_handler.clone())),
     }
+}
+
+/// After an unregistration the ESS starts from nothing: its database and data files go.
+fn forget_local_state(sync_root: &std::path::Path) -> Result<(), StartError> {
+    for folder in ["db", "objects", "volatile"] {
+        let path = sync_root.join(folder);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StartError::Persistence {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens the store and the data files; the flag tells whether the database was created now

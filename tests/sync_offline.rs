@@ -227,3 +227,23 @@ async fn a_resend_request_on_the_ess_brings_back_consumed_objects() {
     .await;
     assert_eq!(ess_api.data(path).await, b"once more".to_vec());
 }
+
+#[tokio::test]
+async fn shutting_down_with_essunregister_removes_the_node_and_its_local_state() {
+    let css = css();
+    let mut ess = ess(&css);
+    wait_registered(&css, &ess).await;
+    let shutdown = ess
+        .api()
+        .post_as(common::SYNC_ADMIN, "/api/v1/shutdown?essunregister=true")
+        .await;
+    assert_eq!(shutdown.status, 204);
+    let exit = ess.wait_exit(Duration::from_secs(30)).expect("the ESS stops");
+    assert!(exit.success(), "clean stop: {exit:?}");
+    assert_eq!(
+        css.api().get(&format!("/api/v1/destinations/{ORG}")).await.status,
+        404,
+        "unregistered"
+    );
+    assert!(!ess.root().join("sync/db").exists(), "the local store is wiped");
+}

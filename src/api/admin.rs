@@ -231,9 +231,13 @@ pub async fn shutdown(State(state): State<AppState>, request: Request) -> ApiRes
             super::request::parse_bool(v).ok_or_else(|| ApiError::BadRequest(format!("Invalid restart value ({v})")))?
         }
     };
-    query
+    let unregister = query
         .bool("essunregister")
-        .map_err(|_| ApiError::BadRequest("Invalid essunregister value".into()))?;
+        .map_err(|_| ApiError::BadRequest("Invalid essunregister value".into()))?
+        .unwrap_or(false);
+    if unregister && state.node.role() == Role::Ess {
+        state.node.request_unregister();
+    }
     state.control.request_stop(restart);
     Ok(no_content())
 }

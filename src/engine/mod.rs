@@ -133,6 +133,10 @@ struct Inner {
     /// An application asked (through `/api/v1/resend`) for everything to be sent again; the
     /// sync client repeats the request until the CSS acknowledges it.
     resend_requested: std::sync::atomic::AtomicBool,
+    /// The shutdown route asked this ESS to unregister from its CSS while stopping.
+    unregister_requested: std::sync::atomic::AtomicBool,
+    /// The CSS confirmed the unregistration: the local store is wiped after stopping.
+    unregistered: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -165,6 +169,8 @@ impl Node {
             pollers: pollers::PollRegistry::default(),
             outbox_signal: tokio::sync::Notify::new(),
             resend_requested: std::sync::atomic::AtomicBool::new(false),
+            unregister_requested: std::sync::atomic::AtomicBool::new(false),
+            unregistered: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -223,6 +229,26 @@ impl Node {
     /// not acknowledge it.
     pub fn take_resend_request(&self) -> bool {
         self.0.resend_requested.swap(false, Ordering::SeqCst)
+    }
+
+    /// Asks the ESS to unregister from its CSS while it stops (`essunregister=true`).
+    pub fn request_unregister(&self) {
+        self.0.unregister_requested.store(true, Ordering::SeqCst);
+    }
+
+    /// True when the shutdown route asked for an unregistration.
+    pub fn unregister_requested(&self) -> bool {
+        self.0.unregister_requested.load(Ordering::SeqCst)
+    }
+
+    /// Records that the CSS confirmed the unregistration.
+    pub fn mark_unregistered(&self) {
+        self.0.unregistered.store(true, Ordering::SeqCst);
+    }
+
+    /// True when this node unregistered from its CSS and must forget its state.
+    pub fn was_unregistered(&self) -> bool {
+        self.0.unregistered.load(Ordering::SeqCst)
     }
 
     /// Keeps a resend request for the next pass.

@@ -228,6 +228,12 @@ impl EssClient {
             .await
     }
 
+    /// `PUT /spi/v1/unregister/...` (single attempt).
+    pub async fn unregister(&self) -> Outcome {
+        self.status_of(self.request(Method::PUT, &self.node_path("unregister"), self.control_timeout))
+            .await
+    }
+
     /// `PUT /spi/v1/ping/...` (single attempt).
     pub async fn ping(&self) -> Outcome {
         let url = format!("{}?persistent-storage={}", self.node_path("ping"), self.persistent);

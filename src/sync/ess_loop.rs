@@ -193,6 +193,9 @@ impl Drop for KeyGuard<'_> {
 
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// Longest wait for the CSS to confirm an unregistration at shutdown.
+const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Starts the sync tasks of an HTTP ESS on `tracker`; they end when `shutdown` is cancelled.
 pub fn spawn(
     node: Node,
@@ -215,6 +218,23 @@ pub fn spawn(
         uploads: Mutex::new(HashMap::new()),
     });
     tracing::info!(css = %config.css_base_url(), "ESS: synchronizing with the CSS over HTTP");
+    // On a stop requested with essunregister=true: one attempt, bounded, and the stop goes on
+    // whatever the answer (the original could hang on it).
+    let (leaving, token) = (sync.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        token.cancelled().await;
+        if !leaving.node.unregister_requested() {
+            return;
+        }
+        match tokio::time::timeout(UNREGISTER_TIMEOUT, leaving.client.unregister()).await {
+            Ok(Outcome::Status(204 | 404)) => {
+                tracing::info!("ESS: unregistered from the CSS; the local store is wiped");
+                leaving.node.mark_unregistered();
+            }
+            Ok(other) => tracing::warn!(outcome = %other, "ESS: unregistering failed; stopping anyway"),
+            Err(_) => tracing::warn!("ESS: unregistering timed out; stopping anyway"),
+        }
+    });
     let tasks: [(&str, Task); 3] = [
         ("registration", Box::pin(sync.clone().registration())),
         ("poll", Box::pin(sync.clone().poll_loop())),
