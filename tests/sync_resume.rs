@@ -17,34 +17,50 @@ const OBJECT: usize = 16 * 1024 * 1024;
 /// Downstream rate of the proxy: slow enough to interrupt a transfer halfway.
 const BYTES_PER_SECOND: u64 = 12 * 1024 * 1024;
 
-/// A TCP proxy to `upstream` that counts and throttles what flows back to the client.
+/// A TCP proxy to `upstream` that counts and throttles the bytes flowing each way.
 struct CountingProxy {
     port: u16,
     downstream: Arc<AtomicU64>,
+    upstream: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl CountingProxy {
-    async fn start(upstream: u16) -> Self {
+    async fn start(target: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
         let port = listener.local_addr().expect("proxy addr").port();
-        let downstream = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&downstream);
+        let (downstream, upstream) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (down, up) = (Arc::clone(&downstream), Arc::clone(&upstream));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let counter = Arc::clone(&counter);
+                let (down, up) = (Arc::clone(&down), Arc::clone(&up));
                 tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await {
-                        relay(client, server, counter).await;
+                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        let sending = tokio::spawn(pump(client_read, server_write, up));
+                        pump(server_read, client_write, down).await;
+                        sending.abort();
                     }
                 });
             }
         });
-        Self { port, downstream, task }
+        Self {
+            port,
+            downstream,
+            upstream,
+            task,
+        }
     }
 
+    /// Bytes the CSS sent to the ESS.
     fn bytes_sent_back(&self) -> u64 {
         self.downstream.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the ESS sent to the CSS.
+    fn bytes_sent_up(&self) -> u64 {
+        self.upstream.load(Ordering::SeqCst)
     }
 }
 
@@ -54,22 +70,21 @@ impl Drop for CountingProxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, counter: Arc<AtomicU64>) {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let upstream = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-        let _ = server_write.shutdown().await;
-    });
+/// Copies `from` to `to` at no more than [`BYTES_PER_SECOND`], counting what went through.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    counter: Arc<AtomicU64>,
+) {
     let mut buffer = vec![0u8; 64 * 1024];
     let started = Instant::now();
     let mut relayed: u64 = 0;
     loop {
-        let read = match server_read.read(&mut buffer).await {
+        let read = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
             Ok(read) => read,
         };
-        if client_write.write_all(&buffer[..read]).await.is_err() {
+        if to.write_all(&buffer[..read]).await.is_err() {
             break;
         }
         counter.fetch_add(read as u64, Ordering::SeqCst);
@@ -79,7 +94,7 @@ async fn relay(client: TcpStream, server: TcpStream, counter: Arc<AtomicU64>) {
             tokio::time::sleep(ahead).await;
         }
     }
-    upstream.abort();
+    let _ = to.shutdown().await;
 }
 
 fn css() -> TestNode {
@@ -90,6 +105,7 @@ fn css() -> TestNode {
 
 fn ess_through(proxy: &CountingProxy) -> TestNode {
     let mut options = NodeOptions::new(Role::Ess);
+    options.env.push(("MAX_DATA_CHUNK_SIZE".into(), CHUNK.to_string()));
     for (key, value) in [
         ("COMMUNICATION_PROTOCOL", "http".to_string()),
         ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
@@ -214,4 +230,54 @@ async fn an_update_while_the_old_instance_is_in_flight_replaces_it_on_the_ess() 
         async || css_api.get(&format!("{path}/destinations")).await.json()[0]["status"] == "delivered",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_ess_killed_mid_upload_of_its_own_object_resumes_after_its_restart() {
+    let css = css();
+    let proxy = CountingProxy::start(css.port()).await;
+    let mut ess = ess_through(&proxy);
+    let css_api = css.api();
+    wait_for(
+        "the ESS to register",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || css_api.get(&format!("/api/v1/destinations/{ORG}")).await.status == 200,
+    )
+    .await;
+    let data = pattern(OBJECT, 23);
+    let ess_api = ess.api();
+    ess_api.create("/api/v1/objects/sensor/log", json!({}), None).await;
+    assert_eq!(
+        ess_api
+            .put_bytes("/api/v1/objects/sensor/log/data", data.clone())
+            .await
+            .status,
+        204
+    );
+    let halfway = (OBJECT / 2) as u64;
+    wait_for(
+        "half of the upload",
+        &[&css, &ess],
+        Duration::from_secs(30),
+        async || proxy.bytes_sent_up() >= halfway,
+    )
+    .await;
+    ess.kill9();
+    let at_kill = proxy.bytes_sent_up();
+    ess.restart();
+    let path = format!("/api/v1/objects/{ORG}/sensor/log");
+    wait_for(
+        "the upload to complete on the CSS",
+        &[&css, &ess],
+        Duration::from_secs(60),
+        async || css_api.get(&format!("{path}/status")).await.text() == "completelyReceived",
+    )
+    .await;
+    assert!(css_api.data(&path).await == data, "byte-identical on the CSS");
+    let total = proxy.bytes_sent_up();
+    assert!(
+        total < at_kill + (OBJECT as u64) * 3 / 4,
+        "{total} bytes went to the CSS for a {OBJECT}-byte object ({at_kill} before the kill)"
+    );
 }

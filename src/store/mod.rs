@@ -129,6 +129,11 @@ pub trait Store: Send + Sync + 'static {
     async fn upload_session(&self, key: &ObjectKey, total: u64) -> StoreResult<UploadSession>;
     /// Records that `[start, start+len)` of session `id` is durably written; returns the session.
     async fn record_chunk(&self, id: i64, start: u64, len: u64) -> StoreResult<UploadSession>;
+    /// How far an upload of an object's data to the other node got: the instance and the
+    /// offset up to which the other node acknowledged the bytes.
+    async fn sent_progress(&self, key: &ObjectKey) -> StoreResult<Option<(i64, u64)>>;
+    /// Records (or with `None` forgets) how far an upload to the other node got.
+    async fn set_sent_progress(&self, key: &ObjectKey, progress: Option<(i64, u64)>) -> StoreResult<()>;
     /// Every upload session id, for start-up cleanup of partial files.
     async fn upload_session_ids(&self) -> StoreResult<Vec<i64>>;
 

@@ -53,6 +53,11 @@ CREATE TABLE IF NOT EXISTS acls (
     username TEXT NOT NULL, user_type TEXT NOT NULL, role TEXT NOT NULL,
     PRIMARY KEY (org, kind, key, user_type, username)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sent_progress (
+    org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
+    instance_id INTEGER NOT NULL, acknowledged INTEGER NOT NULL,
+    PRIMARY KEY (org, object_type, object_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS uploads (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     org TEXT NOT NULL, object_type TEXT NOT NULL, object_id TEXT NOT NULL,
@@ -183,7 +188,7 @@ fn delete_object_rows(conn: &Connection, key: &ObjectKey, revision: i64) -> Stor
         return Err(StoreError::Conflict);
     }
     delete_upload_row(conn, key)?;
-    for table in ["object_destinations", "notifications"] {
+    for table in ["object_destinations", "notifications", "sent_progress"] {
         conn.prepare_cached(&format!(
             "DELETE FROM {table} WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
         ))?
@@ -500,6 +505,45 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn sent_progress(&self, key: &ObjectKey) -> StoreResult<Option<(i64, u64)>> {
+        let key = key.clone();
+        self.pool
+            .read(move |conn| {
+                Ok(conn
+                    .prepare_cached(
+                        "SELECT instance_id, acknowledged FROM sent_progress
+                         WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
+                    )?
+                    .query_row(params![key.org, key.object_type, key.object_id], |r| {
+                        Ok((r.get::<_, i64>(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)))
+                    })
+                    .optional()?)
+            })
+            .await
+    }
+
+    async fn set_sent_progress(&self, key: &ObjectKey, progress: Option<(i64, u64)>) -> StoreResult<()> {
+        let key = key.clone();
+        self.pool
+            .write(move |conn| {
+                match progress {
+                    Some((instance, acknowledged)) => conn
+                        .prepare_cached(
+                            "INSERT OR REPLACE INTO sent_progress (org, object_type, object_id, instance_id, acknowledged)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![key.org, key.object_type, key.object_id, instance, to_i64(acknowledged)])?,
+                    None => conn
+                        .prepare_cached(
+                            "DELETE FROM sent_progress WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
+                        )?
+                        .execute(params![key.org, key.object_type, key.object_id])?,
+                };
+                Ok(())
+            })
+            .await
+    }
+
     async fn upload_session_ids(&self) -> StoreResult<Vec<i64>> {
         self.pool
             .read(|conn| {
@@ -657,6 +701,7 @@ impl Store for SqliteStore {
                     "destinations",
                     "webhooks",
                     "uploads",
+                    "sent_progress",
                     "organizations",
                     "acls",
                 ] {

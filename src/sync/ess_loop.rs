@@ -174,9 +174,6 @@ pub(super) struct EssSync {
     reregister: Notify,
     busy: Mutex<HashSet<ObjectKey>>,
     backoff: Mutex<HashMap<ObjectKey, Backoff>>,
-    /// Uploads of own objects that stopped part-way: instance and the offset to resume at
-    /// (in memory; after a restart an upload starts over).
-    pub(super) uploads: Mutex<HashMap<ObjectKey, (i64, u64)>>,
 }
 
 /// Releases an object key when handling ends.
@@ -215,7 +212,6 @@ pub fn spawn(
         reregister: Notify::new(),
         busy: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
-        uploads: Mutex::new(HashMap::new()),
     });
     tracing::info!(css = %config.css_base_url(), "ESS: synchronizing with the CSS over HTTP");
     // On a stop requested with essunregister=true: one attempt, bounded, and the stop goes on

@@ -35,8 +35,20 @@ pub fn next_part(total: u64, chunk_size: u64, chunking: bool, offset: u64) -> Op
 }
 
 impl EssSync {
-    fn forget_upload(&self, key: &ObjectKey) {
-        self.uploads.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    /// Forgets how far an upload got (it completed, or its instance is no longer wanted).
+    async fn forget_upload(&self, key: &ObjectKey) {
+        if let Err(e) = self.node.store().set_sent_progress(key, None).await {
+            tracing::warn!(%key, error = %e, "ESS: forgetting an upload's progress failed");
+        }
+    }
+
+    /// Where the upload of `instance` stopped: the progress is persisted, so an upload
+    /// interrupted by a restart of the ESS continues at the first unacknowledged chunk.
+    async fn upload_offset(&self, key: &ObjectKey, instance: i64) -> u64 {
+        match self.node.store().sent_progress(key).await {
+            Ok(Some((recorded, offset))) if recorded == instance => offset,
+            _ => 0,
+        }
     }
 
     /// One outbox pass over the ESS's own objects.
@@ -80,7 +92,7 @@ impl EssSync {
             Outcome::Status(204) => match self.node.origin_update_accepted(key, instance).await {
                 Ok(AfterUpdate::Upload) => {
                     tracing::info!(%key, instance, "ESS: update accepted by the CSS; uploading the data");
-                    self.forget_upload(key);
+                    self.forget_upload(key).await;
                     self.upload(key, instance).await
                 }
                 Ok(AfterUpdate::Done) => {
@@ -109,7 +121,7 @@ impl EssSync {
         let outcome = self.client.action_with_meta(key, meta, Action::Delete).await;
         match outcome {
             Outcome::Status(204) => {
-                self.forget_upload(key);
+                self.forget_upload(key).await;
                 match self.node.origin_delete_acked(key, instance).await {
                     Ok(true) => tracing::info!(%key, "ESS: deletion acknowledged by the CSS; object removed"),
                     Ok(false) => {}
@@ -131,21 +143,15 @@ impl EssSync {
         }
     }
 
-    /// Uploads the data of `instance` (§3.8), from where a previous attempt in this process
-    /// stopped; after the last part the record becomes `data`.
+    /// Uploads the data of `instance` (§3.8), from where a previous attempt stopped (also
+    /// before a restart); after the last part the record becomes `data`.
     async fn upload(&self, key: &ObjectKey, instance: i64) -> Step {
         let source = match self.node.origin_upload_source(key, instance).await {
             Ok(Some(source)) => source,
             Ok(None) => return Step::Nothing,
             Err(e) => return Step::Retry(Outcome::Invalid(format!("reading the object: {e}"))),
         };
-        let mut offset = {
-            let uploads = self.uploads.lock().unwrap_or_else(|p| p.into_inner());
-            uploads
-                .get(key)
-                .filter(|(i, _)| *i == instance)
-                .map_or(0, |(_, offset)| *offset)
-        };
+        let mut offset = self.upload_offset(key, instance).await;
         if offset > 0 {
             tracing::info!(%key, instance, offset, "ESS: resuming an upload");
         }
@@ -155,7 +161,7 @@ impl EssSync {
             match self.node.origin_upload_wanted(key, instance).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.forget_upload(key);
+                    self.forget_upload(key).await;
                     return Step::Nothing;
                 }
                 Err(e) => return Step::Retry(Outcome::Invalid(format!("reading the record: {e}"))),
@@ -167,12 +173,11 @@ impl EssSync {
             }
             offset = start + len.max(1);
             parts += 1;
-            self.uploads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key.clone(), (instance, offset));
+            if let Err(e) = self.node.store().set_sent_progress(key, Some((instance, offset))).await {
+                tracing::warn!(%key, error = %e, "ESS: recording upload progress failed");
+            }
         }
-        self.forget_upload(key);
+        self.forget_upload(key).await;
         match self.node.origin_uploaded(key, instance).await {
             Ok(true) => {
                 tracing::info!(%key, instance, bytes = source.total, parts, "ESS: data uploaded to the CSS");
@@ -237,14 +242,14 @@ impl EssSync {
         if let Outcome::Invalid(reason) = &outcome {
             // The object changed under the upload (new data, deletion), or its file is bad.
             if matches!(self.node.origin_upload_source(key, instance).await, Ok(None)) {
-                self.forget_upload(key);
+                self.forget_upload(key).await;
                 return Step::Nothing;
             }
             tracing::error!(%key, instance, %reason, "ESS: cannot read the data to upload");
             return Step::Final(outcome);
         }
         if matches!(outcome, Outcome::Status(400 | 404 | 409)) {
-            self.forget_upload(key);
+            self.forget_upload(key).await;
             if let Err(e) = self.node.origin_upload_refused(key, instance).await {
                 tracing::error!(%key, error = %e, "ESS: recording a refused upload failed");
             }
@@ -279,7 +284,7 @@ impl EssSync {
             }
         }
         if kind != "received" {
-            self.forget_upload(key);
+            self.forget_upload(key).await;
         }
         step_of(self.client.action(key, instance, data_id, ack, None).await)
     }
