@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{NodeOptions, Role, TestNode, ADMIN};
+use common::sync::css_with;
+use common::{TestNode, ADMIN};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -82,15 +83,6 @@ fn object_path(meta: &Value, tail: &str) -> String {
         meta["instanceID"],
         meta["dataID"]
     )
-}
-
-fn css_with(env: &[(&str, &str)]) -> TestNode {
-    let mut options = NodeOptions::new(Role::Css);
-    options.env.push(("COMMUNICATION_PROTOCOL".into(), "http".into()));
-    options
-        .env
-        .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    TestNode::start(options)
 }
 
 async fn delivery_status(css: &TestNode, object: &str) -> String {

@@ -5,66 +5,32 @@
 
 mod common;
 
-use common::{pattern, NodeOptions, Role, TestNode, ADMIN, ORG};
+use common::sync::{http_ess, wait_registered, SYNC_DEADLINE as DEADLINE};
+use common::{pattern, TestNode, ADMIN};
 use serde_json::{json, Value};
 use std::future::Future;
-use std::time::{Duration, Instant};
-
-const DEADLINE: Duration = Duration::from_secs(30);
+use std::time::Duration;
 
 /// An ESS (`edge`/`id`) of the CSS with 64 KiB chunks, `HTTPPollingInterval` 2 s and
 /// `ResendInterval` 1 s.
 fn ess(css: &TestNode, id: &str) -> TestNode {
-    let mut options = NodeOptions::new(Role::Ess);
-    for (key, value) in [
-        ("COMMUNICATION_PROTOCOL", "http".to_string()),
-        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
-        ("HTTP_CSS_PORT", css.port().to_string()),
-        ("HTTP_POLLING_INTERVAL", "2".to_string()),
-        ("RESEND_INTERVAL", "1".to_string()),
-        ("ESS_CALL_SPI_RETRY_INTERVAL", "1".to_string()),
-        ("MAX_DATA_CHUNK_SIZE", "65536".to_string()),
-        ("DESTINATION_ID", id.to_string()),
-    ] {
-        options.env.push((key.into(), value));
-    }
-    TestNode::start(options)
+    http_ess(
+        css.port(),
+        &[
+            ("ESS_CALL_SPI_RETRY_INTERVAL", "1"),
+            ("MAX_DATA_CHUNK_SIZE", "65536"),
+            ("DESTINATION_ID", id),
+        ],
+    )
 }
 
+/// Polls `probe` until it returns `Some`, within the sync deadline.
 async fn eventually<T, F, Fut>(what: &str, nodes: &[&TestNode], mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
-            panic!("timed out waiting for {what}\n--- logs ---\n{}", logs.join("\n---\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_registered(css: &TestNode, ess: &TestNode, id: &str) {
-    let api = css.api();
-    eventually("the ESS to register", &[css, ess], || {
-        let api = api.clone();
-        async move {
-            let response = api.get(&format!("/api/v1/destinations/{ORG}")).await;
-            (response.status == 200
-                && response
-                    .json()
-                    .as_array()?
-                    .iter()
-                    .any(|d| d["destinationType"] == "edge" && d["destinationID"] == id))
-            .then_some(())
-        }
-    })
-    .await;
+    common::sync::eventually(what, nodes, DEADLINE, async || probe().await).await
 }
 
 /// The metadata of `id` in the CSS's listing of objects of `object_type` (received copies

@@ -4,59 +4,24 @@
 
 mod common;
 
-use common::{pattern, NodeOptions, Role, TestNode, ORG};
+use common::sync::{css_with, http_ess, wait_for, wait_registered};
+use common::{pattern, TestNode, ORG};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn css() -> TestNode {
-    let mut options = NodeOptions::new(Role::Css);
-    options
-        .env
-        .push(("MAX_DATA_CHUNK_SIZE".into(), (4 * 1024 * 1024).to_string()));
-    TestNode::start(options)
+    css_with(&[("MAX_DATA_CHUNK_SIZE", "4194304")])
 }
 
 fn ess(css: &TestNode) -> TestNode {
-    let mut options = NodeOptions::new(Role::Ess);
-    for (key, value) in [
-        ("COMMUNICATION_PROTOCOL", "http".to_string()),
-        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
-        ("HTTP_CSS_PORT", css.port().to_string()),
-        ("HTTP_POLLING_INTERVAL", "2".to_string()),
-        ("RESEND_INTERVAL", "1".to_string()),
-    ] {
-        options.env.push((key.into(), value));
-    }
-    TestNode::start(options)
-}
-
-async fn wait_for(what: &str, nodes: &[&TestNode], timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !probe().await {
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
-            panic!("timed out waiting for {what}\n{}", logs.join("\n---\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_registered(css: &TestNode, ess: &TestNode) {
-    let api = css.api();
-    wait_for(
-        "the ESS to register",
-        &[css, ess],
-        Duration::from_secs(30),
-        async || api.get(&format!("/api/v1/destinations/{ORG}")).await.status == 200,
-    )
-    .await;
+    http_ess(css.port(), &[])
 }
 
 #[tokio::test]
 async fn an_ess_that_was_down_gets_everything_on_return_once() {
     let css = css();
     let mut ess = ess(&css);
-    wait_registered(&css, &ess).await;
+    wait_registered(&css, &ess, "node1").await;
     ess.kill9();
     let api = css.api();
     for i in 0..5 {
@@ -99,7 +64,7 @@ async fn an_ess_that_was_down_gets_everything_on_return_once() {
 async fn a_200_mb_object_arrives_byte_identical_with_flat_memory() {
     let css = css();
     let ess = ess(&css);
-    wait_registered(&css, &ess).await;
+    wait_registered(&css, &ess, "node1").await;
     let size = 200 * 1024 * 1024;
     let data = pattern(size, 5);
     let path = css.obj("model", "large");
@@ -135,7 +100,7 @@ async fn a_200_mb_object_arrives_byte_identical_with_flat_memory() {
 async fn an_ess_restarted_with_an_empty_disk_gets_everything_again() {
     let css = css();
     let mut ess = ess(&css);
-    wait_registered(&css, &ess).await;
+    wait_registered(&css, &ess, "node1").await;
     let api = css.api();
     api.create(
         &css.obj("model", "kept"),
@@ -186,7 +151,7 @@ async fn an_ess_restarted_with_an_empty_disk_gets_everything_again() {
 async fn a_resend_request_on_the_ess_brings_back_consumed_objects() {
     let css = css();
     let ess = ess(&css);
-    wait_registered(&css, &ess).await;
+    wait_registered(&css, &ess, "node1").await;
     css.api()
         .create(
             &css.obj("model", "again"),
@@ -232,7 +197,7 @@ async fn a_resend_request_on_the_ess_brings_back_consumed_objects() {
 async fn shutting_down_with_essunregister_removes_the_node_and_its_local_state() {
     let css = css();
     let mut ess = ess(&css);
-    wait_registered(&css, &ess).await;
+    wait_registered(&css, &ess, "node1").await;
     let shutdown = ess
         .api()
         .post_as(common::SYNC_ADMIN, "/api/v1/shutdown?essunregister=true")

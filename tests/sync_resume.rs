@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{pattern, NodeOptions, Role, TestNode, ORG};
+use common::sync::{css_with, http_ess, wait_for};
+use common::{pattern, TestNode, ORG};
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -98,35 +99,11 @@ async fn pump(
 }
 
 fn css() -> TestNode {
-    let mut options = NodeOptions::new(Role::Css);
-    options.env.push(("MAX_DATA_CHUNK_SIZE".into(), CHUNK.to_string()));
-    TestNode::start(options)
+    css_with(&[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
 }
 
 fn ess_through(proxy: &CountingProxy) -> TestNode {
-    let mut options = NodeOptions::new(Role::Ess);
-    options.env.push(("MAX_DATA_CHUNK_SIZE".into(), CHUNK.to_string()));
-    for (key, value) in [
-        ("COMMUNICATION_PROTOCOL", "http".to_string()),
-        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
-        ("HTTP_CSS_PORT", proxy.port.to_string()),
-        ("HTTP_POLLING_INTERVAL", "2".to_string()),
-        ("RESEND_INTERVAL", "1".to_string()),
-    ] {
-        options.env.push((key.into(), value));
-    }
-    TestNode::start(options)
-}
-
-async fn wait_for(what: &str, nodes: &[&TestNode], timeout: Duration, mut probe: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !probe().await {
-        if Instant::now() >= deadline {
-            let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
-            panic!("timed out waiting for {what}\n{}", logs.join("\n---\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    http_ess(proxy.port, &[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
 }
 
 /// Publishes a large object for the ESS and waits until part of it went through the proxy.

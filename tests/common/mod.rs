@@ -6,6 +6,7 @@
 
 mod client;
 mod raw;
+pub mod sync;
 
 // Each test crate uses a different subset of the harness.
 #[allow(unused_imports)]
