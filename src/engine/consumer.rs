@@ -1,10 +1,13 @@
 //! What applications on the receiving side report: received, consumed, deleted; and the
 //! sender's activate and policy-received marks (spec: rest-api.md §4.11-4.14, metadata.md §10).
 
+use super::delivery::now_secs;
 use super::objects::Change;
-use super::{EngineError, EngineResult, Node};
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::{access, Identity};
-use crate::model::{ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::model::sync::{Notification, NotificationStatus, Remote};
+use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
+use crate::store::{Expect, StoreError, StoreOp};
 
 /// A report from a receiving application.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,13 +80,9 @@ impl Node {
     /// `PUT {obj}/received`, `/consumed`, `/deleted`.
     pub async fn report(&self, identity: &Identity, key: &ObjectKey, report: Report) -> EngineResult<()> {
         let result = match self.require_consumer(identity, key).await {
-            // A received copy of a CSS object: the CSS learns of `consumed` and `deleted`.
-            Ok(record) if self.role() == Role::Ess && !record.is_sender_copy() && report != Report::Received => {
-                self.report_to_origin(key, report).await
-            }
-            // A copy received from an edge node: the node learns of it through its poll.
-            Ok(record) if self.role() == Role::Css && !record.is_sender_copy() && report != Report::Received => {
-                self.report_to_node(key, report).await
+            // A received copy: its sender learns of `consumed` and `deleted`.
+            Ok(record) if !record.is_sender_copy() && report != Report::Received => {
+                self.report_to_sender(key, report).await
             }
             Ok(_) => self.change_object(key, |record| apply_report(report, record)).await,
             Err(e) => Err(e),
@@ -99,6 +98,90 @@ impl Node {
                 "Failed to confirm object's deletion. Error: Failed to find object to confirm deletion".into(),
             )),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A `consumed` or `deleted` report on a received copy: when the last consumer reported,
+    /// the message for the copy's sender is recorded in the same batch as the change, and the
+    /// copy is removed only once the sender acknowledged. Returns the record as it was before.
+    async fn report_to_sender(&self, key: &ObjectKey, report: Report) -> EngineResult<Option<ObjectRecord>> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.0.store.object(key).await? else {
+                return Err(EngineError::NotFound);
+            };
+            let revision = current.revision;
+            let (record, message) = match apply_report(report, current.clone())? {
+                Change::Write(record) | Change::WriteEndingUpload(record) => {
+                    let newly_consumed = report == Report::Consumed
+                        && record.status == ObjectStatus::ObjConsumed
+                        && current.status != ObjectStatus::ObjConsumed;
+                    (*record, newly_consumed.then_some(Report::Consumed))
+                }
+                // The last consumer acknowledged the deletion: keep the copy until the sender
+                // acknowledges.
+                Change::Delete => {
+                    let mut record = current.clone();
+                    record.remaining_consumers = 0;
+                    (record, Some(Report::Deleted))
+                }
+            };
+            let mut ops = vec![StoreOp::WriteObject {
+                record: Box::new(record.clone()),
+                expect: Expect::Revision(revision),
+                drop_upload: false,
+            }];
+            if let Some(kind) = message {
+                ops.push(StoreOp::PutNotification(self.message_to_sender(
+                    key,
+                    kind,
+                    &record.meta,
+                )));
+            }
+            match self.commit(key, ops).await {
+                Ok(()) => return Ok(Some(current)),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+
+    /// The message telling a copy's sender of a report. An ESS sends it to the CSS at once
+    /// (its outbox); a CSS holds it for the sending node's next poll. The CSS recorded that
+    /// node in the copy's destination fields when it stored the copy.
+    fn message_to_sender(&self, key: &ObjectKey, report: Report, meta: &MetaData) -> Notification {
+        let (remote, status, resend_time) = match self.role() {
+            Role::Ess => (
+                super::receive::cloud(),
+                if report == Report::Consumed {
+                    NotificationStatus::Consumed
+                } else {
+                    NotificationStatus::Deleted
+                },
+                now_secs(),
+            ),
+            Role::Css => (
+                Remote {
+                    dest_type: meta.destination_type.clone(),
+                    dest_id: meta.destination_id.clone(),
+                },
+                if report == Report::Consumed {
+                    NotificationStatus::ConsumedPending
+                } else {
+                    NotificationStatus::DeletedPending
+                },
+                now_secs() + self.resend_delay(),
+            ),
+        };
+        Notification {
+            key: key.clone(),
+            remote,
+            status,
+            instance_id: meta.instance_id,
+            data_id: meta.data_id,
+            resend_time,
         }
     }
 

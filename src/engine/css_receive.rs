@@ -4,7 +4,6 @@
 //! complete (`received`), consumed (`consumed`) or acknowledged deleted (`deleted`). Every
 //! change and the message it owes the node commit in one batch.
 
-use super::consumer::{apply_report, Report};
 use super::data::ContentRange;
 use super::delivery::now_secs;
 use super::objects::{Change, METADATA_SHAPE};
@@ -23,15 +22,6 @@ fn remote_of(node: &NodeAddress) -> Remote {
     Remote {
         dest_type: node.dest_type.clone(),
         dest_id: node.dest_id.clone(),
-    }
-}
-
-/// The node a received copy came from: the CSS records it in the copy's destination fields
-/// when it stores the node's update (never trusting the origin fields the node sends).
-fn origin_of(meta: &MetaData) -> Remote {
-    Remote {
-        dest_type: meta.destination_type.clone(),
-        dest_id: meta.destination_id.clone(),
     }
 }
 
@@ -305,50 +295,5 @@ impl Node {
             });
         }
         Ok(Some(ops))
-    }
-
-    /// An application on the CSS consumed, or acknowledged the deletion of, a copy received
-    /// from a node: the node learns it through its poll; the copy stays until it acknowledges.
-    pub(super) async fn report_to_node(&self, key: &ObjectKey, report: Report) -> EngineResult<Option<ObjectRecord>> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(current) = self.0.store.object(key).await? else {
-                return Err(EngineError::NotFound);
-            };
-            let revision = current.revision;
-            let (record, message) = match apply_report(report, current.clone())? {
-                Change::Write(record) | Change::WriteEndingUpload(record) => {
-                    let newly_consumed = report == Report::Consumed
-                        && record.status == ObjectStatus::ObjConsumed
-                        && current.status != ObjectStatus::ObjConsumed;
-                    (*record, newly_consumed.then_some(NotificationStatus::ConsumedPending))
-                }
-                Change::Delete => {
-                    let mut record = current.clone();
-                    record.remaining_consumers = 0;
-                    (record, Some(NotificationStatus::DeletedPending))
-                }
-            };
-            let mut ops = vec![StoreOp::WriteObject {
-                record: Box::new(record.clone()),
-                expect: Expect::Revision(revision),
-                drop_upload: false,
-            }];
-            if let Some(status) = message {
-                ops.push(StoreOp::PutNotification(self.node_record(
-                    key,
-                    origin_of(&record.meta),
-                    status,
-                    &record.meta,
-                )));
-            }
-            match self.commit(key, ops).await {
-                Ok(()) => return Ok(Some(current)),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Conflict(format!(
-            "{key} is being changed by other requests; retry"
-        )))
     }
 }

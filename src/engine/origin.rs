@@ -167,7 +167,8 @@ impl Node {
         self.role() == Role::Ess
             && ops.iter().any(|op| match op {
                 StoreOp::WriteObject { record, .. } => record.is_sender_copy(),
-                StoreOp::PutNotification(n) => n.remote == self.own_remote(),
+                // Any message for the CSS: about an own object or a received copy.
+                StoreOp::PutNotification(_) => true,
                 _ => false,
             })
     }

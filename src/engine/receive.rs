@@ -8,8 +8,7 @@
 //! never overwrite each other's record: one of them gets a conflict and re-reads. The HTTP
 //! exchange itself lives in `crate::sync`; nothing here speaks HTTP.
 
-use super::consumer::{apply_report, Report};
-use super::objects::{blob_name, Change};
+use super::objects::blob_name;
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::model::sync::{Notification, NotificationStatus, Remote};
@@ -675,59 +674,6 @@ impl Node {
             }
         }
         Ok(())
-    }
-
-    /// An application's `consumed`/`deleted` report on a received copy of a CSS object (ESS):
-    /// when the last consumer reported, the message for the CSS is recorded in the same batch
-    /// as the change (the copy is removed only once the CSS acknowledged). Returns the record
-    /// as it was before.
-    pub(super) async fn report_to_origin(&self, key: &ObjectKey, report: Report) -> EngineResult<Option<ObjectRecord>> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(current) = self.0.store.object(key).await? else {
-                return Err(EngineError::NotFound);
-            };
-            let revision = current.revision;
-            let (record, message) = match apply_report(report, current.clone())? {
-                Change::Write(record) | Change::WriteEndingUpload(record) => {
-                    let message = (report == Report::Consumed
-                        && record.status == ObjectStatus::ObjConsumed
-                        && current.status != ObjectStatus::ObjConsumed)
-                        .then_some(NotificationStatus::Consumed);
-                    (*record, message)
-                }
-                // The last consumer acknowledged the deletion: tell the CSS, keep the copy
-                // until it acknowledges.
-                Change::Delete => {
-                    let mut record = current.clone();
-                    record.remaining_consumers = 0;
-                    (record, Some(NotificationStatus::Deleted))
-                }
-            };
-            let mut ops = vec![StoreOp::WriteObject {
-                record: Box::new(record.clone()),
-                expect: Expect::Revision(revision),
-                drop_upload: false,
-            }];
-            if let Some(status) = message {
-                let mut notification = self.cloud_record(key, status, &record.meta);
-                // Due at once: the sync client sends it as soon as it is signalled.
-                notification.resend_time = now_secs();
-                ops.push(StoreOp::PutNotification(notification));
-            }
-            match self.0.store.apply(ops).await {
-                Ok(()) => {
-                    if message.is_some() {
-                        self.0.outbox_signal.notify_one();
-                    }
-                    return Ok(Some(current));
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Conflict(format!(
-            "{key} is being changed by other requests; retry"
-        )))
     }
 }
 
