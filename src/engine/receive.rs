@@ -250,10 +250,7 @@ impl Node {
                 NotificationStatus::GetData
             };
             // The partial file of an abandoned download, removed once the new copy is in.
-            let abandoned = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
-                Some(l) => Some(self.session_of(&key, &l.meta).await?.id),
-                None => None,
-            };
+            let abandoned = self.partial_session(&key, local.as_ref()).await?;
             let ops = vec![
                 StoreOp::WriteObject {
                     record: Box::new(copy),
@@ -264,12 +261,8 @@ impl Node {
             ];
             match self.0.store.apply(ops).await {
                 Ok(()) => {
-                    if let Some(old) = local.and_then(|l| l.blob).filter(|old| Some(old) != blob.as_ref()) {
-                        self.0.blobs.remove(&old).await;
-                    }
-                    if let Some(session) = abandoned {
-                        self.0.blobs.remove_partial(session).await;
-                    }
+                    let replaced = local.and_then(|l| l.blob).filter(|old| Some(old) != blob.as_ref());
+                    self.discard_files(replaced, abandoned).await;
                     return Ok(if complete {
                         UpdateReply::Received
                     } else {
@@ -286,6 +279,25 @@ impl Node {
     async fn session_of(&self, key: &ObjectKey, meta: &MetaData) -> EngineResult<UploadSession> {
         let total = u64::try_from(meta.object_size).unwrap_or(0);
         Ok(self.0.store.upload_session(key, total).await?)
+    }
+
+    /// The upload session of a copy still being received: its partial file must go when the
+    /// copy is replaced or removed.
+    async fn partial_session(&self, key: &ObjectKey, local: Option<&ObjectRecord>) -> EngineResult<Option<i64>> {
+        match local.filter(|l| l.status == ObjectStatus::PartiallyReceived) {
+            Some(l) => Ok(Some(self.session_of(key, &l.meta).await?.id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the files of a replaced or removed copy, once the change committed.
+    async fn discard_files(&self, old_blob: Option<String>, partial: Option<i64>) {
+        if let Some(blob) = old_blob {
+            self.0.blobs.remove(&blob).await;
+        }
+        if let Some(session) = partial {
+            self.0.blobs.remove_partial(session).await;
+        }
     }
 
     /// The download of `instance_id` of a received copy, or `None` when there is nothing to
@@ -473,10 +485,7 @@ impl Node {
             if !condition(local.as_ref(), record.as_ref()) || local.as_ref().is_some_and(ObjectRecord::is_sender_copy) {
                 return Ok(false);
             }
-            let partial = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
-                Some(l) => Some(self.session_of(key, &l.meta).await?.id),
-                None => None,
-            };
+            let partial = self.partial_session(key, local.as_ref()).await?;
             let mut ops = vec![StoreOp::DeleteNotificationsOf(key.clone())];
             if let Some(local) = &local {
                 ops.push(StoreOp::DeleteObject {
@@ -486,12 +495,7 @@ impl Node {
             }
             match self.0.store.apply(ops).await {
                 Ok(()) => {
-                    if let Some(blob) = local.and_then(|l| l.blob) {
-                        self.0.blobs.remove(&blob).await;
-                    }
-                    if let Some(session) = partial {
-                        self.0.blobs.remove_partial(session).await;
-                    }
+                    self.discard_files(local.and_then(|l| l.blob), partial).await;
                     return Ok(true);
                 }
                 Err(StoreError::Conflict) => continue,
@@ -575,10 +579,7 @@ impl Node {
             {
                 return Ok(true);
             }
-            let partial = match local.as_ref().filter(|l| l.status == ObjectStatus::PartiallyReceived) {
-                Some(l) => Some(self.session_of(&key, &l.meta).await?.id),
-                None => None,
-            };
+            let partial = self.partial_session(&key, local.as_ref()).await?;
             let copy = ObjectRecord {
                 remaining_consumers: meta.consumers,
                 remaining_receivers: meta.consumers,
@@ -599,12 +600,7 @@ impl Node {
             ];
             match self.0.store.apply(ops).await {
                 Ok(()) => {
-                    if let Some(blob) = local.and_then(|l| l.blob) {
-                        self.0.blobs.remove(&blob).await;
-                    }
-                    if let Some(session) = partial {
-                        self.0.blobs.remove_partial(session).await;
-                    }
+                    self.discard_files(local.and_then(|l| l.blob), partial).await;
                     return Ok(true);
                 }
                 Err(StoreError::Conflict) => continue,
