@@ -268,5 +268,8 @@ fn settings(config: &Config) -> NodeSettings {
         resend_interval_secs: i64::from(config.resend_interval),
         serves_spi: role == Role::Css && config.communication_protocol.uses_http(),
         store_created: false,
+        data_uri_roots: config.data_uri_roots.clone(),
+        allowed_data_file_extensions: config.allowed_data_file_extensions.clone(),
+        max_object_size: u64::try_from(config.max_object_size).ok().filter(|&limit| limit > 0),
     }
 }

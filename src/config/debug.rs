@@ -84,6 +84,8 @@ impl fmt::Debug for Config {
             database_connect_timeout,
             ess_consumed_objects_kept,
             allowed_data_file_extensions,
+            data_uri_roots,
+            max_object_size,
             mongo_address_csv,
             mongo_auth_mechanism,
             mongo_auth_db_name,
@@ -175,6 +177,8 @@ impl fmt::Debug for Config {
             .field("database_connect_timeout", database_connect_timeout)
             .field("ess_consumed_objects_kept", ess_consumed_objects_kept)
             .field("allowed_data_file_extensions", allowed_data_file_extensions)
+            .field("data_uri_roots", data_uri_roots)
+            .field("max_object_size", max_object_size)
             .field("mongo_address_csv", mongo_address_csv)
             .field("mongo_auth_mechanism", mongo_auth_mechanism)
             .field("mongo_auth_db_name", mongo_auth_db_name)

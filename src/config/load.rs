@@ -152,6 +152,12 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             Key::new("AllowedDataFileExtensions", "ALLOWED_DATA_FILE_EXTENSIONS"),
             &[],
         ),
+        data_uri_roots: s
+            .list(Key::new("DataURIRoots", "DATA_URI_ROOTS"), &[])
+            .into_iter()
+            .map(PathBuf::from)
+            .collect(),
+        max_object_size: s.int(Key::new("MaxObjectSize", "MAX_OBJECT_SIZE"), 0)?,
         mongo_address_csv: s.string(
             Key::new("MongoAddressCsv", "MONGO_ADDRESS_CSV"),
             "mongodb://localhost:27017",

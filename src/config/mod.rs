@@ -182,6 +182,13 @@ pub struct Config {
     pub ess_consumed_objects_kept: i64,
     /// `AllowedDataFileExtensions`; empty = all.
     pub allowed_data_file_extensions: Vec<String>,
+    /// `DataURIRoots` (an extension of this implementation): directories that `sourceDataUri`
+    /// and `destinationDataUri` files must lie in; relative entries are taken from the
+    /// persistence root. Empty means the persistence root alone, as in the original.
+    pub data_uri_roots: Vec<PathBuf>,
+    /// `MaxObjectSize` (an extension of this implementation), bytes; larger object data is
+    /// refused with 413. 0 means no limit, as in the original.
+    pub max_object_size: i64,
     /// `MongoAddressCsv` (accepted, unused: MongoDB is not supported).
     pub mongo_address_csv: String,
     /// `MongoAuthMechanism` (unused).

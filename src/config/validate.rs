@@ -40,6 +40,24 @@ pub(super) fn validate(
         paths::clean(Path::new(root))
     };
 
+    // Data URI roots (an extension): relative entries live in the persistence root; none
+    // configured means the persistence root itself, as in the original.
+    let roots = std::mem::take(&mut config.data_uri_roots);
+    config.data_uri_roots = if roots.is_empty() {
+        vec![config.persistence_root_path.clone()]
+    } else {
+        roots
+            .iter()
+            .map(|r| paths::absolute(r, &config.persistence_root_path))
+            .collect()
+    };
+    if config.max_object_size < 0 {
+        return Err(invalid(format!(
+            "MaxObjectSize must be zero (no limit) or a number of bytes (got {})",
+            config.max_object_size
+        )));
+    }
+
     // Step 2, then start-up step 4: a CSS is always destination Cloud/Cloud.
     config.node_type = parse_node_type(&choices.node_type)?;
     if config.is_css() {

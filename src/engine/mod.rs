@@ -107,6 +107,13 @@ pub struct NodeSettings {
     /// True when the store was created at this start (first start, emptied persistence
     /// folder, or an unpersisted store): an ESS then holds nothing the CSS may think it has.
     pub store_created: bool,
+    /// Directories that data URI files must lie in (symlinks resolved).
+    pub data_uri_roots: Vec<std::path::PathBuf>,
+    /// `AllowedDataFileExtensions`: when not empty, data URI files need one of these
+    /// extensions (compared case-insensitively).
+    pub allowed_data_file_extensions: Vec<String>,
+    /// Largest object data accepted, in bytes; `None` for no limit.
+    pub max_object_size: Option<u64>,
 }
 
 /// Cheap handle to the node's state; clone it freely.
