@@ -91,9 +91,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     }
     let control = api::NodeControl::new(shutdown.clone());
     let tracker = TaskTracker::new();
-    if node.settings().serves_spi {
-        engine::timers::spawn_css_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
-    }
+    engine::timers::spawn_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
     if !config.is_css() && config.communication_protocol.uses_http() {
         sync::spawn_ess(
             node.clone(),
@@ -230,6 +228,8 @@ fn open_storage(
 }
 
 fn timer_settings(config: &Config) -> engine::timers::TimerSettings {
+    // The configuration refuses non-positive periods.
+    let seconds = |value: i64| std::time::Duration::from_secs(u64::try_from(value).unwrap_or(1).max(1));
     const DAY: u64 = 24 * 60 * 60;
     let removal = match (
         config.remove_ess_registration_seconds,
@@ -242,6 +242,8 @@ fn timer_settings(config: &Config) -> engine::timers::TimerSettings {
     engine::timers::TimerSettings {
         resend: std::time::Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).max(1)),
         remove_inactive_nodes: removal,
+        activation: seconds(config.object_activation_interval.into()),
+        maintenance: seconds(config.storage_maintenance_interval.into()),
     }
 }
 

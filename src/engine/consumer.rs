@@ -124,6 +124,7 @@ impl Node {
                     record.remaining_consumers = 0;
                     (record, Some(Report::Deleted))
                 }
+                Change::Keep => return Ok(Some(current)),
             };
             let mut ops = vec![StoreOp::WriteObject {
                 record: Box::new(record.clone()),
@@ -277,7 +278,7 @@ mod tests {
     fn written(change: Change) -> ObjectRecord {
         match change {
             Change::Write(record) | Change::WriteEndingUpload(record) => *record,
-            Change::Delete => panic!("expected a write"),
+            Change::Delete | Change::Keep => panic!("expected a write"),
         }
     }
 

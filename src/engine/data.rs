@@ -208,7 +208,16 @@ impl Node {
             let guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
             let instance_id = self.0.clock.next();
             let name = blob_name(instance_id);
-            let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
+            let limit = self.object_size_limit();
+            let len = self
+                .0
+                .blobs
+                .write_whole(&name, body, limit)
+                .await
+                .map_err(|e| match e {
+                    crate::store::blobs::BlobError::TooLong(_) => too_large(limit),
+                    other => other.into(),
+                })?;
             return Ok(Some(StoredData {
                 instance_id,
                 name,
@@ -218,6 +227,9 @@ impl Node {
                 _guard: guard,
             }));
         };
+        if range.total > self.object_size_limit() {
+            return Err(too_large(self.object_size_limit()));
+        }
         let session = self.0.store.upload_session(key, range.total).await?;
         let room = range.total.saturating_sub(range.start);
         let written = self
@@ -255,6 +267,11 @@ impl Node {
             chunked: true,
             _guard: guard,
         }))
+    }
+
+    /// Largest object data this node accepts (`MaxObjectSize`).
+    pub(super) fn object_size_limit(&self) -> u64 {
+        self.0.settings.max_object_size.unwrap_or(u64::MAX)
     }
 
     /// Checks the data file against the object's signature fields, when it has them. On a
@@ -413,6 +430,13 @@ impl Node {
             slot,
         })
     }
+}
+
+/// The refusal of data over `MaxObjectSize` (413).
+pub(super) fn too_large(limit: u64) -> EngineError {
+    EngineError::TooLarge(format!(
+        "The object data is larger than the {limit} bytes this node accepts (MaxObjectSize)"
+    ))
 }
 
 fn source_path(uri: &str) -> std::path::PathBuf {

@@ -26,9 +26,13 @@ pub fn addresses(meta: &MetaData, destination: &Destination) -> bool {
         && (meta.destination_id.is_empty() || meta.destination_id == destination.dest_id)
 }
 
-/// True when the object should be sent now.
+/// True when the object should be sent now: an expired object is never sent, even before
+/// the expiration pass removes it.
 pub fn deliverable(record: &ObjectRecord) -> bool {
-    record.is_sender_copy() && record.status == ObjectStatus::Ready && !record.meta.inactive
+    record.is_sender_copy()
+        && record.status == ObjectStatus::Ready
+        && !record.meta.inactive
+        && !record.is_expired(now_secs())
 }
 
 /// Seconds since the Unix epoch.

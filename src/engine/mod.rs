@@ -8,6 +8,7 @@ mod data;
 mod delivery;
 mod destinations;
 mod grants;
+mod lifecycle;
 mod listings;
 mod objects;
 mod organizations;

@@ -50,6 +50,20 @@ pub(super) enum Change {
     /// Write, and end the chunked upload of the object in the same transaction.
     WriteEndingUpload(Box<ObjectRecord>),
     Delete,
+    /// Leave the record as it is.
+    Keep,
+}
+
+/// How an own object leaves: at once when no node was sent anything about it, otherwise
+/// marked deleted (data dropped) so that the deletion handshake tells the nodes.
+pub(super) fn retirement(mut record: ObjectRecord, sent: bool) -> Change {
+    if !sent {
+        return Change::Delete;
+    }
+    record.status = ObjectStatus::ObjDeleted;
+    record.meta.deleted = true;
+    record.blob = None;
+    Change::Write(Box::new(record))
 }
 
 /// Maximum consumers value, standing for "unlimited" (`consumers: -1`).
@@ -73,6 +87,12 @@ impl Node {
             }
             _ => None,
         };
+        if inline
+            .as_ref()
+            .is_some_and(|bytes| bytes.len() as u64 > self.object_size_limit())
+        {
+            return Err(super::data::too_large(self.object_size_limit()));
+        }
         if self.role() == Role::Css {
             for entry in meta.destinations_list.iter().flatten() {
                 parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?;
@@ -338,17 +358,7 @@ impl Node {
         let role = self.role();
         let stored = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
         let grants = self.grants_for(identity, &key.org, &stored.meta).await?;
-        // Nodes that were sent something must learn of the deletion; if none was, the object
-        // goes at once.
-        let pending_destinations = self
-            .0
-            .store
-            .destination_statuses(key)
-            .await?
-            .iter()
-            .any(|d| !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Deleted));
-        // ESS origin (engine/origin.rs): an object the CSS was sent goes through the handshake.
-        let pending_destinations = pending_destinations || self.ess_sent_to_css(key).await?;
+        let sent = self.was_sent(key).await?;
         let removed = self
             .change_object(key, move |record| {
                 let allowed = access::may_change_stored(role, identity, &key.org, &record.meta, &grants);
@@ -363,14 +373,7 @@ impl Node {
                         Role::Css => Ok(Change::Delete),
                     };
                 }
-                if !pending_destinations {
-                    return Ok(Change::Delete);
-                }
-                let mut record = record;
-                record.status = ObjectStatus::ObjDeleted;
-                record.meta.deleted = true;
-                record.blob = None;
-                Ok(Change::Write(Box::new(record)))
+                Ok(retirement(record, sent))
             })
             .await?;
         if let Some(blob) = removed.and_then(|r| r.blob) {
@@ -379,8 +382,23 @@ impl Node {
         Ok(())
     }
 
+    /// True when a node was sent something about one of this node's objects, so that it
+    /// must learn of the object's deletion.
+    pub(super) async fn was_sent(&self, key: &ObjectKey) -> EngineResult<bool> {
+        let css_sent = self
+            .0
+            .store
+            .destination_statuses(key)
+            .await?
+            .iter()
+            .any(|d| !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Deleted));
+        // ESS origin (engine/origin.rs): an object the CSS was sent goes through the handshake.
+        Ok(css_sent || self.ess_sent_to_css(key).await?)
+    }
+
     /// Read-decide-write on one object with the store's revision check, retried when another
-    /// request changed the object in between. Returns the record as it was before the change.
+    /// request changed the object in between. Returns the record as it was before the change
+    /// (`None` when the decision was to keep it as it is).
     pub(super) async fn change_object<F>(&self, key: &ObjectKey, mut decide: F) -> EngineResult<Option<ObjectRecord>>
     where
         F: FnMut(ObjectRecord) -> EngineResult<Change>,
@@ -405,6 +423,7 @@ impl Node {
                     key: key.clone(),
                     revision,
                 }],
+                Change::Keep => return Ok(None),
             };
             let result = self.commit(key, ops).await;
             match result {

@@ -3,13 +3,13 @@
 //! the CSS's objects. Every state change is one store batch.
 
 use super::delivery::{addresses, deliverable, now_secs};
-use super::{EngineError, EngineResult, Node};
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::edge::{self, NodeAddress};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::acl::{AclKind, ORG_WIDE_KEY};
 use crate::model::sync::{Action, Feedback, Notification, NotificationStatus, PollItem, Remote};
 use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
-use crate::store::StoreOp;
+use crate::store::{StoreError, StoreOp};
 use std::time::Duration;
 
 /// Longest time a poll is held open, well inside the ESS's 120 s request timeout.
@@ -233,6 +233,11 @@ impl Node {
             if object.meta.instance_id != record.instance_id {
                 continue;
             }
+            // An update queued before the object expired waits for the expiration pass,
+            // which replaces it with a `delete`.
+            if kind == "update" && object.is_expired(now_secs()) {
+                continue;
+            }
             let mut meta = object.meta;
             // Both fields name the polling node, so it can echo them back (spec §3.7 fix).
             meta.destination_type = node.dest_type.clone();
@@ -283,12 +288,22 @@ impl Node {
         if record.instance_id != instance_id {
             return Ok(ActionOutcome::Ignored);
         }
-        let ops = match self.action_ops(action, &record, body).await? {
-            Some(ops) => ops,
-            None => return Ok(ActionOutcome::Ignored),
-        };
-        self.0.store.apply(ops).await?;
-        Ok(ActionOutcome::Done)
+        // The batch may carry an object change (autodelete, removal after the last
+        // deletion); when the object changed meanwhile, decide again.
+        for _ in 0..WRITE_ATTEMPTS {
+            let ops = match self.action_ops(action, &record, body).await? {
+                Some(ops) => ops,
+                None => return Ok(ActionOutcome::Ignored),
+            };
+            match self.0.store.apply(ops).await {
+                Ok(()) => return Ok(ActionOutcome::Done),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
     }
 
     /// The store batch an action causes, or `None` when it is ignored (spec §5.4).
@@ -331,10 +346,12 @@ impl Node {
                         S::Data | S::Updated | S::Update | S::UpdatePending | S::ReceivedByDest
                     ) =>
             {
-                Some(vec![
+                let mut ops = vec![
                     set(S::ConsumedByDest),
                     delivery(DeliveryStatus::Consumed, String::new()),
-                ])
+                ];
+                ops.extend(self.autodelete_ops(key, remote).await?);
+                Some(ops)
             }
             Action::AckDelete if matches!(record.status, S::Delete | S::DeletePending | S::Deleted) => {
                 let mut ops = vec![set(S::AckDelete), delivery(DeliveryStatus::Deleted, String::new())];

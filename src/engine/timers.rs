@@ -1,21 +1,26 @@
-//! Periodic work of the CSS (spec: css-ess-protocol.md §6, §8): re-queueing deliveries that
-//! failed, and removing edge nodes that stopped registering and pinging. Each loop waits on
-//! its timer or the shutdown token, never spins.
+//! Periodic work (spec: lifecycle.md §14, css-ess-protocol.md §6, §8): on the CSS,
+//! re-queueing deliveries that failed, removing edge nodes that stopped registering and
+//! pinging, and expiring objects; on both roles, activating objects whose time has come.
+//! Each loop waits on its timer or the shutdown token, never spins.
 
 use super::delivery::now_secs;
 use super::{EngineResult, Node};
 use crate::model::sync::{Notification, NotificationStatus};
-use crate::model::DeliveryStatus;
+use crate::model::{DeliveryStatus, Role};
 use crate::store::StoreOp;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Periods of the CSS timers; `None` disables a timer.
+/// Periods of the timers; `None` disables a timer.
 #[derive(Debug, Clone, Copy)]
 pub struct TimerSettings {
     pub resend: Duration,
     pub remove_inactive_nodes: Option<Duration>,
+    /// `ObjectActivationInterval`.
+    pub activation: Duration,
+    /// `StorageMaintenanceInterval`: the expiration pass.
+    pub maintenance: Duration,
 }
 
 impl Node {
@@ -54,17 +59,31 @@ impl Node {
     }
 }
 
-/// Starts the CSS's periodic work on `tracker`, until `shutdown`.
-pub fn spawn_css_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, shutdown: &CancellationToken) {
-    let (resend_node, stop) = (node.clone(), shutdown.clone());
-    tracker.spawn(every(settings.resend, stop, move || {
-        let node = resend_node.clone();
-        async move {
-            if let Err(e) = node.resend_due().await {
-                tracing::warn!(error = %e, "resend pass failed");
-            }
-        }
-    }));
+/// Starts the node's periodic work on `tracker`, until `shutdown`: the activation pass on
+/// both roles, the rest on the CSS only.
+pub fn spawn_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    spawn_pass(
+        &node,
+        settings.activation,
+        tracker,
+        shutdown,
+        "activation",
+        |node| async move { node.activation_pass().await.map(|_| ()) },
+    );
+    if node.role() != Role::Css {
+        return;
+    }
+    spawn_pass(&node, settings.resend, tracker, shutdown, "resend", |node| async move {
+        node.resend_due().await.map(|_| ())
+    });
+    spawn_pass(
+        &node,
+        settings.maintenance,
+        tracker,
+        shutdown,
+        "expiration",
+        |node| async move { node.expiration_pass().await.map(|_| ()) },
+    );
     if let Some(period) = settings.remove_inactive_nodes {
         let stop = shutdown.clone();
         // A node is removed when it did not register or ping since the previous pass (or
@@ -80,6 +99,29 @@ pub fn spawn_css_timers(node: Node, settings: TimerSettings, tracker: &TaskTrack
             }
         }));
     }
+}
+
+/// Runs `pass` every `period`; a failed pass is logged and the next one tries again.
+fn spawn_pass<F, Fut>(
+    node: &Node,
+    period: Duration,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    name: &'static str,
+    pass: F,
+) where
+    F: Fn(Node) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = EngineResult<()>> + Send + 'static,
+{
+    let node = node.clone();
+    tracker.spawn(every(period, shutdown.clone(), move || {
+        let run = pass(node.clone());
+        async move {
+            if let Err(e) = run.await {
+                tracing::warn!(error = %e, "{name} pass failed");
+            }
+        }
+    }));
 }
 
 async fn every<F, Fut>(period: Duration, stop: CancellationToken, mut work: F)

@@ -3,6 +3,7 @@
 
 pub mod acl;
 pub mod json;
+pub mod lifecycle;
 pub mod metadata;
 pub mod names;
 pub mod status;

@@ -116,6 +116,9 @@ pub trait Store: Send + Sync + 'static {
     async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>>;
     /// Every object of an org.
     async fn objects_of_org(&self, org: &str) -> StoreResult<Vec<ObjectRecord>>;
+    /// Origin objects whose expiration or activation time is at or before `now` (seconds
+    /// since the epoch), earliest first.
+    async fn objects_due(&self, now: i64) -> StoreResult<Vec<ObjectRecord>>;
     /// Number of objects created on this node (sender copies).
     async fn count_sender_objects(&self) -> StoreResult<u64>;
     /// Inserts or replaces an object; returns the new revision. `drop_upload` also discards

@@ -19,7 +19,7 @@ CREATE TABLE IF NOT EXISTS objects (
     meta TEXT NOT NULL, status TEXT NOT NULL, sender INTEGER NOT NULL,
     remaining_consumers INTEGER NOT NULL, remaining_receivers INTEGER NOT NULL,
     policy_received INTEGER NOT NULL, blob TEXT, instance_id INTEGER NOT NULL,
-    revision INTEGER NOT NULL,
+    revision INTEGER NOT NULL, due_at INTEGER,
     PRIMARY KEY (org, object_type, object_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS destinations (
@@ -76,7 +76,7 @@ impl SqliteStore {
     /// survive a crash or power loss.
     pub fn open(path: &Path, durable: bool) -> StoreResult<Self> {
         Ok(Self {
-            pool: SqlitePool::open(path, SCHEMA, durable)?,
+            pool: SqlitePool::open(path, set_up_schema, durable)?,
         })
     }
 
@@ -84,6 +84,34 @@ impl SqliteStore {
     pub fn close(&self) {
         self.pool.close();
     }
+}
+
+/// Creates the tables, and adds what later versions added to a database made by an earlier
+/// one: the `due_at` column (when an object's expiration or activation falls due), filled
+/// from the stored metadata.
+fn set_up_schema(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(SCHEMA)?;
+    let has_due_at = conn
+        .prepare("SELECT 1 FROM pragma_table_info('objects') WHERE name = 'due_at'")?
+        .exists([])?;
+    if !has_due_at {
+        conn.execute_batch("BEGIN; ALTER TABLE objects ADD COLUMN due_at INTEGER;")?;
+        let records = query_objects(
+            conn,
+            &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE sender = 1"),
+            &[],
+        )?;
+        for record in records {
+            let key = record.key();
+            conn.execute(
+                "UPDATE objects SET due_at = ?4 WHERE org = ?1 AND object_type = ?2 AND object_id = ?3",
+                params![key.org, key.object_type, key.object_id, record.lifecycle_due()],
+            )?;
+        }
+        conn.execute_batch("COMMIT;")?;
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS objects_by_due ON objects (due_at) WHERE due_at IS NOT NULL;")?;
+    Ok(())
 }
 
 const OBJECT_COLUMNS: &str =
@@ -141,18 +169,20 @@ fn write_object_row(conn: &Connection, record: &ObjectRecord, expect: Expect) ->
         record.blob,
         record.meta.instance_id,
         new_revision,
+        record.lifecycle_due(),
     ];
     let changed = match expect {
         Expect::Absent => conn.execute(
             "INSERT INTO objects (org, object_type, object_id, meta, status, sender, remaining_consumers,
-                remaining_receivers, policy_received, blob, instance_id, revision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+                remaining_receivers, policy_received, blob, instance_id, revision, due_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) ON CONFLICT DO NOTHING",
             values,
         )?,
         Expect::Revision(revision) => {
             let mut statement = conn.prepare_cached(
                 "UPDATE objects SET meta = ?4, status = ?5, sender = ?6, remaining_consumers = ?7,
-                    remaining_receivers = ?8, policy_received = ?9, blob = ?10, instance_id = ?11, revision = ?12
+                    remaining_receivers = ?8, policy_received = ?9, blob = ?10, instance_id = ?11, revision = ?12,
+                    due_at = ?14
                  WHERE org = ?1 AND object_type = ?2 AND object_id = ?3 AND revision = ?13",
             )?;
             statement.execute(params![
@@ -169,6 +199,7 @@ fn write_object_row(conn: &Connection, record: &ObjectRecord, expect: Expect) ->
                 record.meta.instance_id,
                 new_revision,
                 revision,
+                record.lifecycle_due(),
             ])?
         }
     };
@@ -417,6 +448,18 @@ impl Store for SqliteStore {
                 let sql =
                     format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 ORDER BY object_type, object_id");
                 query_objects(conn, &sql, &[&org])
+            })
+            .await
+    }
+
+    async fn objects_due(&self, now: i64) -> StoreResult<Vec<ObjectRecord>> {
+        self.pool
+            .read(move |conn| {
+                query_objects(
+                    conn,
+                    &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE due_at <= ?1 ORDER BY due_at"),
+                    &[&now],
+                )
             })
             .await
     }
@@ -986,5 +1029,42 @@ mod tests {
         merge_range(&mut ranges, 30, 40);
         merge_range(&mut ranges, 15, 31);
         assert_eq!(ranges, vec![(0, 40)]);
+    }
+
+    /// A database written before objects had `due_at` gets the column, filled from the
+    /// stored metadata, so the timers find objects stored by the earlier version.
+    #[tokio::test]
+    async fn an_earlier_database_gains_the_due_column() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("sync.db");
+        let meta = MetaData {
+            destination_org_id: "org".into(),
+            object_type: "t".into(),
+            object_id: "expiring".into(),
+            expiration: "2020-01-01T00:00:00Z".into(),
+            ..MetaData::default()
+        };
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(&SCHEMA.replace(
+                "revision INTEGER NOT NULL, due_at INTEGER,",
+                "revision INTEGER NOT NULL,",
+            ))
+            .expect("old schema");
+            conn.execute(
+                "INSERT INTO objects (org, object_type, object_id, meta, status, sender, remaining_consumers,
+                    remaining_receivers, policy_received, blob, instance_id, revision)
+                 VALUES ('org', 't', 'expiring', ?1, 'ready', 1, 1, 1, 0, NULL, 1, 1)",
+                params![serde_json::to_string(&meta).expect("json")],
+            )
+            .expect("insert");
+        }
+        let store = SqliteStore::open(&path, true).expect("store");
+        let due = store.objects_due(crate::model::lifecycle::instant_secs("2021-01-01T00:00:00Z").unwrap());
+        let due = due.await.expect("query");
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].meta.object_id, "expiring");
+        assert!(store.objects_due(0).await.expect("query").is_empty());
+        store.close();
     }
 }

@@ -33,12 +33,13 @@ pub struct SqlitePool {
 }
 
 impl SqlitePool {
-    /// Opens (creating if needed) the database, applies `schema` and starts the writer.
+    /// Opens (creating if needed) the database, brings its schema up to date with `setup`
+    /// and starts the writer.
     /// `durable` selects `synchronous=FULL`; otherwise the database may lose recent writes
     /// on power loss (used by the unpersisted store).
-    pub fn open(path: &Path, schema: &str, durable: bool) -> StoreResult<Self> {
+    pub fn open(path: &Path, setup: fn(&Connection) -> StoreResult<()>, durable: bool) -> StoreResult<Self> {
         let writer_conn = open_connection(path, durable, false)?;
-        writer_conn.execute_batch(schema)?;
+        setup(&writer_conn)?;
         let spawn_error = |e: std::io::Error| StoreError::Corrupt(format!("cannot start a database thread: {e}"));
         let (sender, receiver) = mpsc::channel::<Job>();
         let mut threads = vec![std::thread::Builder::new()

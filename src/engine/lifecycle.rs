@@ -1,0 +1,107 @@
+//! Timed events of origin objects (spec: lifecycle.md §6-7): activation of inactive objects
+//! whose `activationTime` passed, expiration, and the expiration that `autodelete` sets once
+//! every destination consumed the object.
+
+use super::delivery::now_secs;
+use super::objects::{retirement, Change};
+use super::{EngineResult, Node};
+use crate::model::lifecycle::{rfc3339_utc, AUTODELETE_DELAY_SECS};
+use crate::model::sync::Remote;
+use crate::model::{DeliveryStatus, ObjectKey, Role};
+use crate::store::{Expect, StoreOp};
+
+impl Node {
+    /// One activation pass: every inactive own object whose activation time has come is
+    /// activated, and dispatched when it is ready. Returns how many were activated.
+    pub async fn activation_pass(&self) -> EngineResult<usize> {
+        let now = now_secs();
+        let mut activated = 0;
+        for due in self.0.store.objects_due(now).await? {
+            if due.activation_due().is_none_or(|at| at > now) {
+                continue;
+            }
+            let seen_time = due.meta.activation_time.clone();
+            let changed = self
+                .change_object(&due.key(), |mut record| {
+                    // An application may have changed the object since the scan; a new
+                    // activation time is its decision, not ours to override.
+                    if !record.meta.inactive || record.meta.activation_time != seen_time {
+                        return Ok(Change::Keep);
+                    }
+                    record.meta.inactive = false;
+                    Ok(Change::Write(Box::new(record)))
+                })
+                .await;
+            match changed {
+                Ok(Some(_)) => activated += 1,
+                Ok(None) | Err(super::EngineError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(activated)
+    }
+
+    /// One expiration pass (CSS): every own object whose expiration has passed is removed.
+    /// Nodes that were sent it are told with `delete`, so their copies go too (the original
+    /// removed only the CSS's object and left edge copies behind). Returns how many expired.
+    pub async fn expiration_pass(&self) -> EngineResult<usize> {
+        if self.role() != Role::Css {
+            return Ok(0);
+        }
+        let now = now_secs();
+        let mut expired = 0;
+        for due in self.0.store.objects_due(now).await? {
+            if !due.is_expired(now) {
+                continue;
+            }
+            let key = due.key();
+            let sent = self.was_sent(&key).await?;
+            let changed = self
+                .change_object(&key, |record| {
+                    if !record.is_expired(now) {
+                        return Ok(Change::Keep);
+                    }
+                    Ok(retirement(record, sent))
+                })
+                .await;
+            match changed {
+                Ok(Some(before)) => {
+                    tracing::info!(%key, expiration = %before.meta.expiration, "object expired");
+                    if let Some(blob) = before.blob {
+                        self.0.blobs.remove(&blob).await;
+                    }
+                    expired += 1;
+                }
+                Ok(None) | Err(super::EngineError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Operations that go with `consumer` reporting an object consumed: when the object is
+    /// `autodelete`, has no expiration, and every other destination consumed it too, it is
+    /// set to expire an hour later (the original's delay).
+    pub(super) async fn autodelete_ops(&self, key: &ObjectKey, consumer: &Remote) -> EngineResult<Vec<StoreOp>> {
+        let Some(mut object) = self.0.store.object(key).await? else {
+            return Ok(Vec::new());
+        };
+        if !object.is_sender_copy() || !object.meta.autodelete || !object.meta.expiration.is_empty() {
+            return Ok(Vec::new());
+        }
+        let others_pending = self.0.store.destination_statuses(key).await?.iter().any(|d| {
+            !(d.dest_type == consumer.dest_type && d.dest_id == consumer.dest_id)
+                && d.status != DeliveryStatus::Consumed
+        });
+        if others_pending {
+            return Ok(Vec::new());
+        }
+        let revision = object.revision;
+        object.meta.expiration = rfc3339_utc(now_secs() + AUTODELETE_DELAY_SECS);
+        Ok(vec![StoreOp::WriteObject {
+            record: Box::new(object),
+            expect: Expect::Revision(revision),
+            drop_upload: false,
+        }])
+    }
+}
