@@ -78,11 +78,22 @@ impl Node {
         let registered = self.0.store.destinations(&key.org).await?;
         let mut ops = vec![StoreOp::DeleteNotificationsOf(key.clone())];
         let previous = self.0.store.destination_statuses(&key).await?;
+        // A policy object keeps the destinations its agent set; each instance goes to them all.
+        if record.meta.destination_policy.is_some() {
+            for old in previous {
+                let remote = Remote {
+                    dest_type: old.dest_type,
+                    dest_id: old.dest_id,
+                };
+                ops.extend(self.target_ops(record, remote));
+            }
+            return Ok(ops);
+        }
         for old in previous {
             let still = registered
                 .iter()
                 .any(|d| d.dest_type == old.dest_type && d.dest_id == old.dest_id && addresses(&record.meta, d));
-            if !still && record.meta.destination_policy.is_none() {
+            if !still {
                 let remote = Remote {
                     dest_type: old.dest_type,
                     dest_id: old.dest_id,

@@ -1,10 +1,12 @@
 //! Changing an object's destinations on the CSS (spec: rest-api.md §4.10 PUT/POST).
 
-use super::{EngineError, EngineResult, Node};
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Shape};
+use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::validate::parse_destination_entry;
-use crate::model::{ObjectKey, Role};
+use crate::model::{DeliveryStatus, ObjectKey, Role};
+use crate::store::{Expect, StoreError, StoreOp};
 use serde::Deserialize;
 
 static BULK_SHAPE: Shape = Shape {
@@ -42,7 +44,7 @@ impl Node {
         if !access::may_write(self.role(), identity, &key.org, &record.meta, &grants) {
             return Err(EngineError::Forbidden);
         }
-        let entries = if bulk {
+        let (entries, removing) = if bulk {
             let request: BulkDestinations = from_lenient(body, &BULK_SHAPE)
                 .map_err(|e| EngineError::Invalid(format!("Invalid JSON for add/remove destinations. Error: {e}")))?;
             let action = request.action.to_ascii_lowercase();
@@ -52,10 +54,11 @@ impl Node {
                     request.action
                 )));
             }
-            request.destinations
+            (request.destinations, action == "remove")
         } else {
-            serde_json::from_slice::<Vec<String>>(body)
-                .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?
+            let entries = serde_json::from_slice::<Vec<String>>(body)
+                .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+            (entries, false)
         };
         if let Some(bad) = entries.iter().find(|e| e.contains(['<', '>'])) {
             return Err(EngineError::Invalid(format!(
@@ -78,6 +81,7 @@ impl Node {
             }
         }
         let registered = self.0.store.destinations(&key.org).await?;
+        let mut listed = Vec::with_capacity(parsed.len());
         for (dest_type, dest_id) in parsed {
             if !registered
                 .iter()
@@ -87,9 +91,139 @@ impl Node {
                     "Invalid destination {dest_type}:{dest_id}"
                 )));
             }
+            listed.push(Remote {
+                dest_type: dest_type.to_string(),
+                dest_id: dest_id.to_string(),
+            });
         }
-        // Every listed destination is registered; delivery to them is the sync engine's job,
-        // which picks up registered destinations from the store.
-        Ok(())
+        let change = match (bulk, removing) {
+            (false, _) => DestinationChange::Replace(listed),
+            (true, false) => DestinationChange::Add(listed),
+            (true, true) => DestinationChange::Remove(listed),
+        };
+        self.change_destinations(key, &change).await
+    }
+
+    /// Applies a destination change with what it owes the nodes: added nodes are sent the
+    /// object when it is deliverable (an inactive one waits for its activation, unlike the
+    /// original); removed nodes that were sent anything get `delete`.
+    async fn change_destinations(&self, key: &ObjectKey, change: &DestinationChange) -> EngineResult<()> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
+            let current: Vec<(Remote, DeliveryStatus)> = self
+                .0
+                .store
+                .destination_statuses(key)
+                .await?
+                .into_iter()
+                .map(|d| {
+                    let remote = Remote {
+                        dest_type: d.dest_type,
+                        dest_id: d.dest_id,
+                    };
+                    (remote, d.status)
+                })
+                .collect();
+            let (added, removed) = change.split(&current);
+            // Rewriting the unchanged object makes the batch fail if the object changed
+            // since it was read, so the decision is made again on the new state.
+            let mut ops = vec![StoreOp::WriteObject {
+                expect: Expect::Revision(record.revision),
+                record: Box::new(record.clone()),
+                drop_upload: false,
+            }];
+            for (remote, status) in removed {
+                ops.push(StoreOp::DeleteDelivery {
+                    key: key.clone(),
+                    remote: remote.clone(),
+                });
+                let was_sent = !matches!(status, DeliveryStatus::Pending | DeliveryStatus::Deleted);
+                ops.push(if was_sent && record.is_sender_copy() {
+                    StoreOp::PutNotification(Notification {
+                        status: NotificationStatus::DeletePending,
+                        ..self.update_notification(&record, remote)
+                    })
+                } else {
+                    StoreOp::DeleteNotification {
+                        key: key.clone(),
+                        remote,
+                    }
+                });
+            }
+            for remote in added {
+                ops.extend(self.target_ops(&record, remote));
+            }
+            match self.commit(key, ops).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
+    }
+}
+
+/// What a destinations request asks for.
+enum DestinationChange {
+    Replace(Vec<Remote>),
+    Add(Vec<Remote>),
+    Remove(Vec<Remote>),
+}
+
+impl DestinationChange {
+    /// The nodes to add and those to remove (with their status), given the current ones.
+    fn split(&self, current: &[(Remote, DeliveryStatus)]) -> (Vec<Remote>, Vec<(Remote, DeliveryStatus)>) {
+        let is_current = |remote: &Remote| current.iter().any(|(c, _)| c == remote);
+        let new_ones = |listed: &[Remote]| {
+            let mut added: Vec<Remote> = Vec::new();
+            for remote in listed.iter().filter(|r| !is_current(r)) {
+                if !added.contains(remote) {
+                    added.push(remote.clone());
+                }
+            }
+            added
+        };
+        let dropped = |keep: &dyn Fn(&Remote) -> bool| {
+            current
+                .iter()
+                .filter(|(remote, _)| !keep(remote))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        match self {
+            Self::Replace(listed) => (new_ones(listed), dropped(&|r| listed.contains(r))),
+            Self::Add(listed) => (new_ones(listed), Vec::new()),
+            Self::Remove(listed) => (Vec::new(), dropped(&|r| !listed.contains(r))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str) -> Remote {
+        Remote {
+            dest_type: "edge".into(),
+            dest_id: id.into(),
+        }
+    }
+
+    #[test]
+    fn changes_split_into_added_and_removed_nodes() {
+        let current = vec![
+            (node("a"), DeliveryStatus::Delivered),
+            (node("b"), DeliveryStatus::Pending),
+        ];
+        let (added, removed) = DestinationChange::Replace(vec![node("b"), node("c"), node("c")]).split(&current);
+        assert_eq!(added, vec![node("c")]);
+        assert_eq!(removed, vec![(node("a"), DeliveryStatus::Delivered)]);
+        let (added, removed) = DestinationChange::Add(vec![node("a"), node("d")]).split(&current);
+        assert_eq!((added, removed), (vec![node("d")], vec![]));
+        let (added, removed) = DestinationChange::Remove(vec![node("b"), node("x")]).split(&current);
+        assert_eq!(added, Vec::<Remote>::new());
+        assert_eq!(removed, vec![(node("b"), DeliveryStatus::Pending)]);
     }
 }
