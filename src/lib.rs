@@ -109,6 +109,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();
     tracker.wait().await;
+    // A restart runs the next node in this runtime: the old node's calls must not linger.
+    unregistering.stop_webhooks();
     store.close();
     if unregistering.was_unregistered() {
         forget_local_state(&sync_root)?;

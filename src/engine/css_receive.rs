@@ -146,7 +146,7 @@ impl Node {
     }
 
     /// Data of a node's object, whole or one chunk. When the last byte is in, the copy is
-    /// verified and completed, and `received` is queued for the node's poll.
+    /// verified and completed, `received` is queued for the node's poll and the webhook calls are queued.
     pub async fn spi_receive_data<S, E>(
         &self,
         node: &NodeAddress,
@@ -215,6 +215,7 @@ impl Node {
         }
         let received = self.node_record(key, remote, NotificationStatus::ReceivedPending, &copy.meta);
         self.commit(key, vec![StoreOp::PutNotification(received)]).await?;
+        self.call_webhooks(key).await;
         Ok(ActionOutcome::Done)
     }
 

@@ -19,6 +19,7 @@ pub mod security;
 pub mod spi;
 pub mod timers;
 pub mod verify;
+mod webhooks;
 
 pub use consumer::Report;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest};
@@ -145,6 +146,7 @@ struct Inner {
     unregister_requested: std::sync::atomic::AtomicBool,
     /// The CSS confirmed the unregistration: the local store is wiped after stopping.
     unregistered: std::sync::atomic::AtomicBool,
+    webhooks: webhooks::Notifier,
 }
 
 impl Node {
@@ -179,6 +181,7 @@ impl Node {
             resend_requested: std::sync::atomic::AtomicBool::new(false),
             unregister_requested: std::sync::atomic::AtomicBool::new(false),
             unregistered: std::sync::atomic::AtomicBool::new(false),
+            webhooks: webhooks::Notifier::start(),
         })))
     }
 

@@ -189,17 +189,28 @@ impl Node {
     }
 }
 
-/// A webhook URL must be absolute http(s) with a host.
+/// A webhook URL must be absolute http(s) with a host. The messages say what is wrong
+/// (the original answered `Invalid destination data URI` for a wrong scheme).
 fn check_webhook_url(url: &str) -> EngineResult<()> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| EngineError::Invalid("Invalid webhook".into()))?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return Err(EngineError::Invalid("Invalid destination data URI".into()));
+    let invalid = |why: String| EngineError::Invalid(format!("Invalid webhook URL ({url}): {why}"));
+    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(format!("not an absolute URL ({e})")))?;
+    // The parser silently drops tabs and line breaks; such a URL is not what was meant.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("it contains spaces or control characters".into()));
     }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(EngineError::Invalid("Invalid webhook".into()));
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "the scheme must be http or https, not {}",
+            parsed.scheme()
+        )));
+    }
+    // The parser repairs `http:host` and `http:///host` into URLs with a host; refuse them as
+    // the original did.
+    let host = url
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if host.is_empty() {
+        return Err(invalid("it has no host".into()));
     }
     Ok(())
 }
@@ -212,10 +223,14 @@ mod tests {
     fn webhook_urls_need_http_scheme_and_host() {
         assert!(check_webhook_url("http://127.0.0.1:9000/hook").is_ok());
         assert!(check_webhook_url("HTTPS://example.com").is_ok());
-        assert!(
-            matches!(check_webhook_url("ftp://x"), Err(EngineError::Invalid(m)) if m == "Invalid destination data URI")
-        );
-        assert!(matches!(check_webhook_url("http:///path"), Err(EngineError::Invalid(m)) if m == "Invalid webhook"));
-        assert!(check_webhook_url("not a url").is_err());
+        let refusal = |url: &str| match check_webhook_url(url) {
+            Err(EngineError::Invalid(message)) => message,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert!(refusal("ftp://x/y").contains("must be http or https, not ftp"));
+        assert!(refusal("not a url").contains("not an absolute URL"));
+        assert!(refusal("http:///path").contains("no host"));
+        assert!(refusal("http:host").contains("no host"));
+        assert!(refusal("http://ho\tst/").contains("control characters"));
     }
 }

@@ -337,7 +337,7 @@ impl Node {
     }
 
     /// Makes a fully downloaded partial file the copy's data: verifies it when the metadata
-    /// is signed, marks the copy `completelyReceived` and records `received`.
+    /// is signed, marks the copy `completelyReceived`, records `received` and queues the webhook calls.
     pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
         let meta = &download.meta;
         let name = blob_name(self.0.clock.next());
@@ -379,7 +379,10 @@ impl Node {
                 StoreOp::PutNotification(record),
             ];
             match self.0.store.apply(ops).await {
-                Ok(()) => return Ok(Completion::Done),
+                Ok(()) => {
+                    self.call_webhooks(key).await;
+                    return Ok(Completion::Done);
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => {
                     self.0.blobs.remove(&name).await;

@@ -1,6 +1,7 @@
 //! Client-side TLS (spec security.md §8.3): the rustls client configurations for the
-//! ESS → CSS HTTPS connection ([`css_client_config`]) and for the node → MQTT broker
-//! connection ([`mqtt_client_config`]). Both are built once at start-up, so that a
+//! ESS → CSS HTTPS connection ([`css_client_config`]), for the node → MQTT broker
+//! connection ([`mqtt_client_config`]) and for webhook calls ([`webhook_client_config`],
+//! built when the first call is made). The first two are built once at start-up, so that a
 //! misconfigured value stops the node with an error naming the key; the transports connect
 //! with them later (the server name is theirs to give: `HTTPCSSHost`, the broker host).
 //!
@@ -52,6 +53,8 @@ const HTTP_CSS_CA: &str = "HTTPCSSCACertificate";
 const MQTT_CA: &str = "MQTTCACertificate";
 const MQTT_CERT: &str = "MQTTSSLCert";
 const MQTT_KEY: &str = "MQTTSSLKey";
+/// What to set when the system has no roots (read by `rustls-native-certs`).
+const SYSTEM_ROOTS: &str = "SSL_CERT_FILE or SSL_CERT_DIR";
 
 /// The client configuration for the ESS → CSS HTTPS connection: `None` unless this node is
 /// an ESS whose protocol uses HTTP and `HTTPCSSUseSSL` is true. Trust is
@@ -76,6 +79,14 @@ pub fn mqtt_client_config(config: &Config) -> Result<Option<Arc<ClientConfig>>, 
     let verifier = mqtt_verifier(config)?;
     let client_auth = mqtt_client_certificate(config)?;
     build_client_config(MQTT_CA, verifier, client_auth).map(Some)
+}
+
+/// The client configuration for webhook calls. Webhooks have no CA setting of their own, so
+/// they are verified against the system roots (which `SSL_CERT_FILE`/`SSL_CERT_DIR` can
+/// replace); no client certificate.
+pub fn webhook_client_config() -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = chain_verifier(SYSTEM_ROOTS, system_roots(), "system roots")?;
+    build_client_config(SYSTEM_ROOTS, verifier, None)
 }
 
 /// A client certificate chain, its key, and where the certificate came from.

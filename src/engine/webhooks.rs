@@ -1,0 +1,247 @@
+//! Webhook calls (spec: lifecycle.md §12, rest-api.md §4.4): when a received copy becomes
+//! completely received after a data transfer, every URL registered for its (org, type) gets
+//! a `POST` of the object's metadata, as the object route returns it.
+//!
+//! Differences from the original, on purpose (the flaw of lifecycle.md §12): the original
+//! called webhooks in the transfer path with no timeout, so a hanging endpoint stalled
+//! deliveries. Here the receiving path only queues the calls; a few workers make them, each
+//! attempt bounded by a timeout. A full queue drops calls (logged) rather than slow a
+//! transfer down. Connection failures, timeouts and 5xx answers are retried a bounded number
+//! of times; other answers are final.
+
+use super::Node;
+use crate::model::json::to_go_json;
+use crate::model::ObjectKey;
+use bytes::Bytes;
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+use reqwest::StatusCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, Mutex, OnceCell};
+use tokio_util::sync::CancellationToken;
+
+/// Calls waiting for a worker; beyond this they are dropped.
+const QUEUE_CAPACITY: usize = 1024;
+/// Calls made at once, so that a few dead endpoints cannot hold up the others.
+const WORKERS: usize = 4;
+/// Connecting, sending and receiving the answer, per attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per call, the first included.
+const ATTEMPTS: u32 = 3;
+/// Wait before the first retry; it doubles for each further one.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+/// One `POST` to make.
+struct Call {
+    url: String,
+    /// The URL without its password, for logs.
+    shown: String,
+    key: ObjectKey,
+    body: Bytes,
+}
+
+/// The queue of webhook calls and the workers that drain it. Workers stop when
+/// [`Notifier::stop`] is called or when the notifier (the only sender) is dropped.
+pub(super) struct Notifier {
+    queue: mpsc::Sender<Call>,
+    stop: CancellationToken,
+}
+
+impl Notifier {
+    /// Spawns the workers on the current runtime.
+    pub(super) fn start() -> Self {
+        let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let stop = CancellationToken::new();
+        let workers = Arc::new(Workers {
+            receiver: Mutex::new(receiver),
+            client: OnceCell::new(),
+            stop: stop.clone(),
+        });
+        for _ in 0..WORKERS {
+            tokio::spawn(workers.clone().run());
+        }
+        Self { queue, stop }
+    }
+
+    fn enqueue(&self, key: &ObjectKey, urls: Vec<String>, body: Bytes) {
+        for url in urls {
+            let call = Call {
+                shown: without_password(&url),
+                url,
+                key: key.clone(),
+                body: body.clone(),
+            };
+            match self.queue.try_send(call) {
+                Ok(()) => {}
+                Err(TrySendError::Full(call)) => {
+                    tracing::warn!(url = %call.shown, key = %call.key, "webhook queue full; the call is dropped");
+                }
+                Err(TrySendError::Closed(call)) => {
+                    tracing::debug!(url = %call.shown, key = %call.key, "webhooks stopped; the call is dropped");
+                }
+            }
+        }
+    }
+
+    fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+struct Workers {
+    receiver: Mutex<mpsc::Receiver<Call>>,
+    /// Built at the first call: loading the system roots is wasted on nodes without webhooks.
+    client: OnceCell<Option<reqwest::Client>>,
+    stop: CancellationToken,
+}
+
+impl Workers {
+    async fn run(self: Arc<Self>) {
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return,
+                call = async { self.receiver.lock().await.recv().await } => call,
+            };
+            let Some(call) = next else { return };
+            let Some(client) = self.client().await else { continue };
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return,
+                _ = call_webhook(client, &call) => {}
+            }
+        }
+    }
+
+    async fn client(&self) -> Option<&reqwest::Client> {
+        self.client
+            .get_or_init(|| async {
+                match tokio::task::spawn_blocking(build_client).await {
+                    Ok(Ok(client)) => Some(client),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot build the webhook client; webhooks are not called");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "building the webhook client failed; webhooks are not called");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()
+    }
+}
+
+fn build_client() -> Result<reqwest::Client, String> {
+    let tls = crate::tls::webhook_client_config().map_err(|e| e.to_string())?;
+    reqwest::Client::builder()
+        // A followed redirect would turn the POST into a GET without the metadata.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(ATTEMPT_TIMEOUT)
+        .timeout(ATTEMPT_TIMEOUT)
+        .use_preconfigured_tls((*tls).clone())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Makes one call with its retries; every outcome but success is logged.
+async fn call_webhook(client: &reqwest::Client, call: &Call) {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let sent = client
+            .post(&call.url)
+            // The original's spelling; media types are case-insensitive.
+            .header(CONTENT_TYPE, HeaderValue::from_static("Application/JSON"))
+            .body(call.body.clone())
+            .send()
+            .await;
+        let retry = match sent {
+            Ok(response) if matches!(response.status(), StatusCode::OK | StatusCode::NO_CONTENT) => {
+                tracing::debug!(url = %call.shown, key = %call.key, attempt, "webhook called");
+                return;
+            }
+            Ok(response) => {
+                let status = response.status();
+                tracing::warn!(url = %call.shown, key = %call.key, status = status.as_u16(), attempt, "webhook answered with an unexpected status");
+                status.is_server_error()
+            }
+            Err(e) => {
+                tracing::warn!(url = %call.shown, key = %call.key, attempt, error = %e, "webhook call failed");
+                // A request that cannot even be built fails the same way every time.
+                !e.is_builder()
+            }
+        };
+        if !retry {
+            return;
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    tracing::warn!(url = %call.shown, key = %call.key, attempts = ATTEMPTS, "webhook call given up");
+}
+
+/// Webhook URLs may carry credentials; logs must not.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only URLs that cannot have a password refuse this, and this one has one.
+                let _ = parsed.set_password(Some("redacted"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+impl Node {
+    /// Queues the webhook calls owed for `key`, a received copy that has just become
+    /// completely received through a data transfer. The metadata is read back after the
+    /// commit so that the body holds the final values (`objectSize`). Failures are logged:
+    /// a webhook never fails a reception.
+    pub(super) async fn call_webhooks(&self, key: &ObjectKey) {
+        let urls = match self.0.store.webhooks(&key.org, &key.object_type).await {
+            Ok(urls) if urls.is_empty() => return,
+            Ok(urls) => urls,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read the webhooks; none are called");
+                return;
+            }
+        };
+        let record = match self.0.store.object(key).await {
+            Ok(Some(record)) => record,
+            // Removed in the meantime: there is nothing left to announce.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "cannot read the received object; its webhooks are not called");
+                return;
+            }
+        };
+        self.0
+            .webhooks
+            .enqueue(key, urls, Bytes::from(to_go_json(&record.meta)));
+    }
+
+    /// Stops the webhook workers; queued and running calls are abandoned.
+    pub fn stop_webhooks(&self) {
+        self.0.webhooks.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_kept_out_of_logs() {
+        assert_eq!(
+            without_password("https://user:secret@hooks.example/h?x=1"),
+            "https://user:redacted@hooks.example/h?x=1"
+        );
+        assert_eq!(without_password("http://127.0.0.1:9/hook"), "http://127.0.0.1:9/hook");
+    }
+}
