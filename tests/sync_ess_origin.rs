@@ -9,7 +9,6 @@ use common::sync::{http_ess, wait_registered, SYNC_DEADLINE as DEADLINE};
 use common::{pattern, TestNode, ADMIN};
 use serde_json::{json, Value};
 use std::future::Future;
-use std::time::Duration;
 
 /// An ESS (`edge`/`id`) of the CSS with 64 KiB chunks, `HTTPPollingInterval` 2 s and
 /// `ResendInterval` 1 s.
@@ -86,12 +85,15 @@ async fn an_object_created_on_the_ess_reaches_the_css_and_is_consumed_there() {
     let css_path = css.obj("report", "big");
     assert_eq!(css_api.status_of(&css_path).await, "completelyReceived");
     assert_eq!(css_api.data(&css_path).await, big, "identical data on the CSS");
-    let uploaded = ess
-        .log()
-        .lines()
-        .find(|l| l.contains("data uploaded to the CSS"))
-        .map(str::to_string)
-        .unwrap_or_default();
+    // The ESS logs the upload after the CSS answered the last chunk, so the line may come
+    // a moment after the copy is complete.
+    let uploaded = eventually("the upload to be logged", &[&css, &ess], || async {
+        ess.log()
+            .lines()
+            .find(|l| l.contains("data uploaded to the CSS"))
+            .map(str::to_string)
+    })
+    .await;
     assert!(uploaded.contains("parts=16"), "16 chunks were uploaded: {uploaded:?}");
 
     // The CSS's `received` comes back through the poll (no visible change on the ESS; the
@@ -186,7 +188,11 @@ async fn an_object_stored_while_the_css_is_down_arrives_when_it_is_back() {
     let data = pattern(300 * 1024, 5);
     let ess_path = ess.obj("report", "late");
     ess_api_create(&ess, &ess_path, &data).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The ESS finds the CSS gone (its poll fails) before the CSS comes back.
+    eventually("the ESS to notice the CSS is down", &[&css, &ess], || async {
+        ess.log().contains("ESS: poll failed").then_some(())
+    })
+    .await;
     css.restart();
     eventually("the object on the CSS after its restart", &[&css, &ess], || {
         on_css(&css, "report", "late")
@@ -220,7 +226,6 @@ async fn an_upload_interrupted_by_a_css_crash_resumes() {
     })
     .await;
     css.kill9();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     css.restart();
     eventually("the object on the CSS after the crash", &[&css, &ess], || {
         on_css(&css, "report", "huge")
