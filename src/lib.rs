@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod model;
+pub mod mqtt;
 pub mod server;
 pub mod store;
 pub mod sync;
@@ -92,14 +93,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     let control = api::NodeControl::new(shutdown.clone());
     let tracker = TaskTracker::new();
     engine::timers::spawn_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
-    if !config.is_css() && config.communication_protocol.uses_http() {
-        sync::spawn_ess(
+    let transport_tls = sync::TransportTls {
+        css: client_tls.css.clone(),
+        mqtt: client_tls.mqtt.clone(),
+    };
+    if !config.is_css() && (config.communication_protocol.uses_http() || config.communication_protocol.uses_mqtt()) {
+        sync::spawn_ess(node.clone(), &config, &transport_tls, &tracker, shutdown.clone())?;
+    }
+    if config.is_css() && config.communication_protocol.uses_mqtt() {
+        mqtt::css::spawn(
             node.clone(),
             &config,
-            client_tls.css.clone(),
+            transport_tls.mqtt.clone(),
             &tracker,
             shutdown.clone(),
-        )?;
+        );
     }
     let unregistering = node.clone();
     let router = api::router(api::AppState {

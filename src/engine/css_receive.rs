@@ -273,7 +273,8 @@ impl Node {
         record: &Notification,
         expected: NotificationStatus,
     ) -> EngineResult<Option<Vec<StoreOp>>> {
-        if record.status != expected {
+        // Over MQTT the record was marked sent (`received` for `receivedpending`, ...).
+        if record.status != expected && expected.sent_form() != Some(record.status) {
             return Ok(None);
         }
         let mut ops = vec![StoreOp::DeleteNotification {
@@ -281,6 +282,7 @@ impl Node {
             remote: record.remote.clone(),
         }];
         if expected == NotificationStatus::ReceivedPending {
+            // The node knows the copy arrived; the record stays until it is consumed.
             return Ok(Some(vec![StoreOp::PutNotification(Notification {
                 status: NotificationStatus::AckReceived,
                 ..record.clone()

@@ -191,6 +191,11 @@ impl Node {
     }
 
     /// The node's settings.
+    /// Every node with new messages is sent to `pusher` (the MQTT transport of a CSS).
+    pub fn push_messages_to(&self, pusher: tokio::sync::mpsc::UnboundedSender<(String, crate::model::sync::Remote)>) {
+        self.0.pollers.set_pusher(pusher);
+    }
+
     pub fn settings(&self) -> &NodeSettings {
         &self.0.settings
     }

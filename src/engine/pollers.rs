@@ -11,6 +11,8 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub struct PollRegistry {
     signals: Mutex<HashMap<(String, Remote), Arc<Notify>>>,
+    /// A transport that pushes messages (MQTT) learns of every node with news.
+    pusher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, Remote)>>>,
 }
 
 impl PollRegistry {
@@ -23,10 +25,21 @@ impl PollRegistry {
     /// Wakes every poll of the node waiting now; a poll that starts later finds the
     /// notification in the store.
     pub fn wake(&self, org: &str, remote: &Remote) {
-        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(signal) = signals.get(&(org.to_string(), remote.clone())) {
-            signal.notify_waiters();
+        {
+            let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(signal) = signals.get(&(org.to_string(), remote.clone())) {
+                signal.notify_waiters();
+            }
         }
+        let pusher = self.pusher.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pusher) = pusher.as_ref() {
+            let _ = pusher.send((org.to_string(), remote.clone()));
+        }
+    }
+
+    /// Makes every later wake also reach `pusher`.
+    pub fn set_pusher(&self, pusher: tokio::sync::mpsc::UnboundedSender<(String, Remote)>) {
+        *self.pusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(pusher);
     }
 
     /// Forgets a node (unregistered or removed).

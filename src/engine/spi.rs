@@ -67,6 +67,18 @@ impl Node {
 
     /// `register` (a known node reconnects; 404 for an unknown one) and `register-new`.
     pub async fn spi_register(&self, node: &NodeAddress, persistent: bool, as_new: bool) -> EngineResult<()> {
+        self.register_node(node, persistent, as_new, "http").await
+    }
+
+    /// Registration over the transport named by `communication` (`http` or `mqtt`), which
+    /// decides how the node is sent its messages.
+    pub async fn register_node(
+        &self,
+        node: &NodeAddress,
+        persistent: bool,
+        as_new: bool,
+        communication: &str,
+    ) -> EngineResult<()> {
         let remote = remote_of(node);
         let known = self.0.store.destination(&node.org, &remote).await?.is_some();
         if !as_new && !known {
@@ -76,7 +88,7 @@ impl Node {
             org: node.org.clone(),
             dest_type: node.dest_type.clone(),
             dest_id: node.dest_id.clone(),
-            communication: "http".into(),
+            communication: communication.into(),
             code_version: "1.0".into(),
         };
         self.0.store.upsert_destination(destination.clone(), now_secs()).await?;
@@ -248,6 +260,57 @@ impl Node {
             });
         }
         Ok(Some(items))
+    }
+
+    /// The messages waiting for a node that is sent its messages (MQTT), marked as sent in
+    /// the same step so that they go once; the resend timer repeats what stays unanswered.
+    pub async fn spi_take_pending(&self, node: &NodeAddress) -> EngineResult<Vec<PollItem>> {
+        let remote = remote_of(node);
+        for _ in 0..WRITE_ATTEMPTS {
+            let records = self.0.store.notifications_for_remote(&node.org, &remote).await?;
+            let mut items = Vec::new();
+            let mut ops = Vec::new();
+            for record in records {
+                let (Some(kind), Some(sent)) = (record.status.poll_type(), record.status.sent_form()) else {
+                    continue;
+                };
+                let Some(object) = self.0.store.object(&record.key).await? else {
+                    continue;
+                };
+                if object.meta.instance_id != record.instance_id || (kind == "update" && object.is_expired(now_secs()))
+                {
+                    continue;
+                }
+                // Rewriting the object unchanged makes the batch fail when the object (and so
+                // possibly its records) changed since they were read.
+                ops.push(StoreOp::WriteObject {
+                    expect: crate::store::Expect::Revision(object.revision),
+                    record: Box::new(object.clone()),
+                    drop_upload: false,
+                });
+                ops.push(StoreOp::PutNotification(Notification {
+                    status: sent,
+                    resend_time: now_secs() + self.resend_delay(),
+                    ..record
+                }));
+                let mut meta = object.meta;
+                meta.destination_type = node.dest_type.clone();
+                meta.destination_id = node.dest_id.clone();
+                items.push(PollItem {
+                    kind: kind.to_string(),
+                    meta,
+                });
+            }
+            if ops.is_empty() {
+                return Ok(items);
+            }
+            match self.0.store.apply(ops).await {
+                Ok(()) => return Ok(items),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict("the node's messages are changing; retry".into()))
     }
 
     fn require_same_org(node: &NodeAddress, path_org: &str) -> EngineResult<()> {

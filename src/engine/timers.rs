@@ -30,6 +30,23 @@ impl Node {
         let now = now_secs();
         let mut queued = 0;
         for record in self.0.store.due_notifications(now).await? {
+            if let Some(pending) = record.status.pending_form() {
+                // Sent over MQTT and not answered in time: queue it again for sending.
+                let again = Notification {
+                    status: pending,
+                    resend_time: now + self.resend_delay(),
+                    ..record.clone()
+                };
+                self.commit(&record.key, vec![StoreOp::PutNotification(again)]).await?;
+                queued += 1;
+                continue;
+            }
+            if record.status.sent_form().is_some() {
+                // Still queued: a node that is pushed its messages gets it now (one that
+                // polls finds it at its next poll anyway).
+                self.0.pollers.wake(&record.key.org, &record.remote);
+                continue;
+            }
             if record.status != NotificationStatus::Error {
                 continue;
             }

@@ -86,6 +86,24 @@ impl NotificationStatus {
     }
 
     /// For a record waiting for the node's poll: the `Type` the poll answer carries.
+    /// The status a queued (`*Pending`) record takes once its message was sent to a node
+    /// that is pushed its messages (MQTT).
+    pub fn sent_form(self) -> Option<Self> {
+        match self {
+            Self::UpdatePending => Some(Self::Update),
+            Self::ConsumedPending => Some(Self::Consumed),
+            Self::DeletePending => Some(Self::Delete),
+            Self::DeletedPending => Some(Self::Deleted),
+            Self::ReceivedPending => Some(Self::Received),
+            _ => None,
+        }
+    }
+
+    /// The queued form of a sent status: what a resend turns it back into.
+    pub fn pending_form(self) -> Option<Self> {
+        Self::ALL.into_iter().find(|pending| pending.sent_form() == Some(self))
+    }
+
     pub fn poll_type(self) -> Option<&'static str> {
         match self {
             Self::UpdatePending => Some("update"),

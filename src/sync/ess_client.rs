@@ -3,10 +3,13 @@
 //! credentials the authenticator gives for the CSS URL and `X-Sync-Service-Dest`. Answers are
 //! classified once ([`Outcome`]); retrying is the caller's decision ([`RetryPolicy`]).
 
+use super::link::{DataAnswer, EssLink};
 use crate::config::Config;
 use crate::engine::Node;
 use crate::model::sync::{Action, PollItem, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::{MetaData, ObjectKey};
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
@@ -167,11 +170,6 @@ impl EssClient {
         })
     }
 
-    /// True when the node's store survives restarts (`persistent-storage`).
-    pub fn persistent(&self) -> bool {
-        self.persistent
-    }
-
     fn request(&self, method: Method, url: &str, timeout: Duration) -> reqwest::RequestBuilder {
         let mut builder = self
             .http
@@ -212,8 +210,34 @@ impl EssClient {
         )
     }
 
+    fn object_url(&self, key: &ObjectKey, instance_id: i64, data_id: i64, last: &str) -> String {
+        format!(
+            "{}/spi/v1/objects/{}/{}/{}/{instance_id}/{data_id}/{last}",
+            self.base,
+            segment(&key.org),
+            segment(&key.object_type),
+            segment(&key.object_id)
+        )
+    }
+}
+
+#[async_trait]
+impl EssLink for EssClient {
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    fn pushes_data(&self) -> bool {
+        true
+    }
+
+    async fn session_lost(&self) {
+        // Each HTTP request stands alone; there is no session to lose.
+        std::future::pending().await
+    }
+
     /// `PUT /spi/v1/register[-new]/...` (single attempt).
-    pub async fn register(&self, as_new: bool) -> Outcome {
+    async fn register(&self, as_new: bool) -> Outcome {
         let route = if as_new { "register-new" } else { "register" };
         let url = format!("{}?persistent-storage={}", self.node_path(route), self.persistent);
         self.status_of(self.request(Method::PUT, &url, self.control_timeout))
@@ -222,20 +246,20 @@ impl EssClient {
 
     /// `PUT /spi/v1/objects/{org}/resend`: asks the CSS to send everything again (single
     /// attempt).
-    pub async fn resend(&self) -> Outcome {
+    async fn resend(&self) -> Outcome {
         let url = format!("{}/spi/v1/objects/{}/resend", self.base, segment(&self.org));
         self.status_of(self.request(Method::PUT, &url, self.control_timeout))
             .await
     }
 
     /// `PUT /spi/v1/unregister/...` (single attempt).
-    pub async fn unregister(&self) -> Outcome {
+    async fn unregister(&self) -> Outcome {
         self.status_of(self.request(Method::PUT, &self.node_path("unregister"), self.control_timeout))
             .await
     }
 
     /// `PUT /spi/v1/ping/...` (single attempt).
-    pub async fn ping(&self) -> Outcome {
+    async fn ping(&self) -> Outcome {
         let url = format!("{}?persistent-storage={}", self.node_path("ping"), self.persistent);
         self.status_of(self.request(Method::PUT, &url, self.control_timeout))
             .await
@@ -243,7 +267,7 @@ impl EssClient {
 
     /// `GET /spi/v1/objects/?wait=N`: pending notifications; `Err` for failures and
     /// statuses other than 200/204.
-    pub async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome> {
+    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome> {
         let wait = wait_secs.min(MAX_LONG_POLL_SECS);
         let url = format!("{}/spi/v1/objects/?{LONG_POLL_PARAM}={wait}", self.base);
         let timeout = self.control_timeout + Duration::from_secs(u64::from(wait));
@@ -274,18 +298,8 @@ impl EssClient {
         }
     }
 
-    fn object_url(&self, key: &ObjectKey, instance_id: i64, data_id: i64, last: &str) -> String {
-        format!(
-            "{}/spi/v1/objects/{}/{}/{}/{instance_id}/{data_id}/{last}",
-            self.base,
-            segment(&key.org),
-            segment(&key.object_type),
-            segment(&key.object_id)
-        )
-    }
-
     /// `PUT .../{instanceID}/{dataID}/{action}` with an optional JSON body (single attempt).
-    pub async fn action(
+    async fn action(
         &self,
         key: &ObjectKey,
         instance_id: i64,
@@ -305,7 +319,7 @@ impl EssClient {
 
     /// `PUT .../deleted` with the metadata as body; the destination is this node (so that a
     /// broadcast object's empty type does not hide the CSS's record, spec §3.7).
-    pub async fn deleted(&self, meta: &MetaData) -> Outcome {
+    async fn deleted(&self, meta: &MetaData) -> Outcome {
         let mut meta = meta.clone();
         let mut parts = self.dest.splitn(3, '/').skip(1);
         meta.destination_type = parts.next().unwrap_or_default().to_string();
@@ -321,7 +335,7 @@ impl EssClient {
     }
 
     /// `PUT .../feedback` (single attempt).
-    pub async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome {
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome {
         let body = crate::model::sync::Feedback {
             code,
             retry_interval: 0,
@@ -333,7 +347,7 @@ impl EssClient {
     }
 
     /// `PUT .../{action}` with the object's metadata as body (`update`, `delete`).
-    pub async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
+    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
         match serde_json::to_vec(meta) {
             Ok(body) => {
                 self.action(key, meta.instance_id, meta.data_id, action, Some(body))
@@ -346,7 +360,7 @@ impl EssClient {
     /// `PUT .../data`: the whole data (`range` `None`) or one chunk with
     /// `Content-Range: bytes {start}-{end}/{total}`; `len` bytes streamed from `body`. Uses
     /// the data timeout (the flaw fix of §3.8).
-    pub async fn upload(
+    async fn upload(
         &self,
         key: &ObjectKey,
         instance_id: i64,
@@ -366,21 +380,30 @@ impl EssClient {
         self.status_of(builder.body(body)).await
     }
 
-    /// `GET .../data`, whole or one inclusive byte range; the response is returned as is
-    /// (callers stream the body), `Err` only when no answer arrived.
-    pub async fn data(
+    /// `GET .../data`, whole or one inclusive byte range; the body is streamed to the caller.
+    async fn data(
         &self,
         key: &ObjectKey,
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
-    ) -> Result<reqwest::Response, Outcome> {
+    ) -> Result<DataAnswer, Outcome> {
         let url = self.object_url(key, instance_id, data_id, "data");
         let mut builder = self.request(Method::GET, &url, self.data_timeout);
         if let Some((start, end)) = range {
             builder = builder.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
-        builder.send().await.map_err(|e| Outcome::from_error(&e))
+        let response = builder.send().await.map_err(|e| Outcome::from_error(&e))?;
+        let start = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(content_range_start);
+        Ok(DataAnswer {
+            status: response.status().as_u16(),
+            start,
+            body: response.bytes_stream().map_err(|e| error_chain(&e)).boxed(),
+        })
     }
 }
 

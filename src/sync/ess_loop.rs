@@ -14,7 +14,8 @@
 //! Both the poll and the outbox may act on an object; a per-key lock makes them take turns.
 //! Every wait is on a timer, the long poll or the cancellation token.
 
-use super::ess_client::{content_range_start, EssClient, Outcome, RetryPolicy};
+use super::ess_client::{Outcome, RetryPolicy};
+use super::link::EssLink;
 use crate::config::Config;
 use crate::engine::receive::{next_request, ChunkRequest, Completion, UpdateReply};
 use crate::engine::Node;
@@ -26,13 +27,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Why the sync client could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum SyncStartError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
-}
 
 /// Feedback code for an internal error (spec §5.5).
 const FEEDBACK_INTERNAL: i32 = 1;
@@ -167,7 +161,7 @@ struct Backoff {
 /// The sync state of one ESS.
 pub(super) struct EssSync {
     pub(super) node: Node,
-    pub(super) client: EssClient,
+    pub(super) client: Arc<dyn EssLink>,
     pub(super) settings: LoopSettings,
     org: String,
     registered: watch::Sender<bool>,
@@ -197,11 +191,10 @@ const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn spawn(
     node: Node,
     config: &Config,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    client: Arc<dyn EssLink>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
-) -> Result<(), SyncStartError> {
-    let client = EssClient::new(config, node.clone(), tls.map(|c| (*c).clone()))?;
+) {
     let (registered, _) = watch::channel(false);
     let sync = Arc::new(EssSync {
         node,
@@ -213,7 +206,7 @@ pub fn spawn(
         busy: Mutex::new(HashSet::new()),
         backoff: Mutex::new(HashMap::new()),
     });
-    tracing::info!(css = %config.css_base_url(), "ESS: synchronizing with the CSS over HTTP");
+
     // On a stop requested with essunregister=true: one attempt, bounded, and the stop goes on
     // whatever the answer (the original could hang on it).
     let (leaving, token) = (sync.clone(), shutdown.clone());
@@ -245,7 +238,6 @@ pub fn spawn(
             }
         });
     }
-    Ok(())
 }
 
 impl EssSync {
@@ -368,6 +360,11 @@ impl EssSync {
                         }
                     }
                     _ = self.reregister.notified() => {
+                        self.registered.send_replace(false);
+                        break;
+                    }
+                    _ = self.client.session_lost() => {
+                        tracing::info!("ESS: new session with the CSS; registering again");
                         self.registered.send_replace(false);
                         break;
                     }
@@ -532,20 +529,13 @@ impl EssSync {
                 ChunkRequest::Whole => None,
                 ChunkRequest::Range { start, end } => Some((start, end)),
             };
-            let response = match self.client.data(key, instance, data_id, range).await {
-                Ok(response) => response,
+            let answer = match self.client.data(key, instance, data_id, range).await {
+                Ok(answer) => answer,
                 Err(outcome) => return step_of(outcome),
             };
-            let status = response.status().as_u16();
-            let offset = match status {
+            let offset = match answer.status {
                 200 => 0,
-                206 => response
-                    .headers()
-                    .get(reqwest::header::CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(content_range_start)
-                    .or(range.map(|(start, _)| start))
-                    .unwrap_or(0),
+                206 => answer.start.or(range.map(|(start, _)| start)).unwrap_or(0),
                 404 => {
                     tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
                     if let Err(e) = self.node.drop_received(key, instance).await {
@@ -573,7 +563,7 @@ impl EssSync {
                 }
             };
             let before = covered(&download.session.ranges);
-            let body = Box::pin(response.bytes_stream());
+            let body = answer.body;
             match self.node.write_download(&download.session, offset, body).await {
                 Ok(session) => download.session = session,
                 Err(e) => return Step::Retry(Outcome::Transport(format!("storing downloaded data: {e}"))),

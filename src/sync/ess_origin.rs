@@ -146,6 +146,10 @@ impl EssSync {
     /// Uploads the data of `instance` (§3.8), from where a previous attempt stopped (also
     /// before a restart); after the last part the record becomes `data`.
     async fn upload(&self, key: &ObjectKey, instance: i64) -> Step {
+        if !self.client.pushes_data() {
+            // The CSS pulls the data with `getdata`; the link answers those requests.
+            return Step::Nothing;
+        }
         let source = match self.node.origin_upload_source(key, instance).await {
             Ok(Some(source)) => source,
             Ok(None) => return Step::Nothing,

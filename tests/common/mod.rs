@@ -4,6 +4,7 @@
 //! away (`..`, raw `%00`, odd headers), through a raw HTTP/1.1 exchange on a TCP socket.
 #![allow(dead_code)]
 
+pub mod broker;
 mod client;
 mod raw;
 pub mod sync;

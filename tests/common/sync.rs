@@ -73,3 +73,54 @@ pub async fn wait_registered(css: &TestNode, ess: &TestNode, id: &str) {
     })
     .await;
 }
+
+/// The node-to-node transport a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Http,
+    Mqtt,
+}
+
+/// The nodes' network for one scenario: over MQTT it owns a mosquitto broker that lives as
+/// long as the scenario.
+pub struct Net {
+    pub transport: Transport,
+    pub broker: Option<super::broker::Broker>,
+}
+
+impl Net {
+    pub fn new(transport: Transport) -> Self {
+        let broker = (transport == Transport::Mqtt).then(super::broker::Broker::start);
+        Self { transport, broker }
+    }
+
+    fn transport_env(&self) -> Vec<(String, String)> {
+        self.broker.as_ref().map(|b| b.env()).unwrap_or_default()
+    }
+
+    /// A CSS on this network with extra settings.
+    pub fn css(&self, env: &[(&str, &str)]) -> TestNode {
+        let mut options = NodeOptions::new(Role::Css);
+        options.env.extend(self.transport_env());
+        options
+            .env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        TestNode::start(options)
+    }
+
+    /// An ESS (`edge`/`node1` unless `env` says otherwise) of `css` on this network.
+    pub fn ess(&self, css: &TestNode, env: &[(&str, &str)]) -> TestNode {
+        match self.transport {
+            Transport::Http => http_ess(css.port(), env),
+            Transport::Mqtt => {
+                let mut options = NodeOptions::new(Role::Ess);
+                options.env.extend(self.transport_env());
+                options.env.push(("RESEND_INTERVAL".into(), "1".into()));
+                options
+                    .env
+                    .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                TestNode::start(options)
+            }
+        }
+    }
+}

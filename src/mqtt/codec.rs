@@ -1,0 +1,314 @@
+//! MQTT payloads (spec: css-ess-protocol.md §4.4-4.5): JSON control messages and binary data
+//! messages, and the topics both roles use (§4.2).
+
+use crate::model::{Destination, MetaData};
+use serde::{Deserialize, Serialize};
+
+/// First bytes of a data message; a JSON message can never start with them.
+const DATA_MAGIC: u32 = 0x0101_0101;
+const FIELD_ORG: u32 = 1;
+const FIELD_TYPE: u32 = 2;
+const FIELD_ID: u32 = 3;
+const FIELD_OFFSET: u32 = 4;
+const FIELD_DATA: u32 = 5;
+const FIELD_INSTANCE: u32 = 6;
+
+/// Protocol version of every message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    #[serde(rename = "Major")]
+    pub major: i32,
+    #[serde(rename = "Minor")]
+    pub minor: i32,
+}
+
+/// The only version spoken.
+pub const VERSION: Version = Version { major: 1, minor: 0 };
+
+/// A control message. `meta` and `destination` are always written; the other fields only
+/// when set, as the original does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Control {
+    pub version: Version,
+    pub command: String,
+    #[serde(default)]
+    pub meta: MetaData,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: i64,
+    #[serde(default = "empty_destination")]
+    pub destination: Destination,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub persistent: bool,
+    #[serde(rename = "feedback-code", default, skip_serializing_if = "is_zero_i32")]
+    pub feedback_code: i32,
+    #[serde(rename = "feedback-from-origin", default, skip_serializing_if = "std::ops::Not::not")]
+    pub feedback_from_origin: bool,
+    #[serde(default, skip_serializing_if = "is_zero_i32")]
+    pub retry: i32,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+fn is_zero_i32(value: &i32) -> bool {
+    *value == 0
+}
+
+fn empty_destination() -> Destination {
+    Destination {
+        org: String::new(),
+        dest_type: String::new(),
+        dest_id: String::new(),
+        communication: String::new(),
+        code_version: String::new(),
+    }
+}
+
+impl Control {
+    /// A message with only the command set.
+    pub fn new(command: &str) -> Self {
+        Self {
+            version: VERSION,
+            command: command.to_string(),
+            meta: MetaData::default(),
+            offset: 0,
+            destination: empty_destination(),
+            persistent: false,
+            feedback_code: 0,
+            feedback_from_origin: false,
+            retry: 0,
+            reason: String::new(),
+        }
+    }
+
+    /// A message about an object.
+    pub fn about(command: &str, meta: MetaData) -> Self {
+        Self {
+            meta,
+            ..Self::new(command)
+        }
+    }
+
+    /// A message naming a node (registration, ping, resend).
+    pub fn from_node(command: &str, destination: Destination, persistent: bool) -> Self {
+        Self {
+            destination,
+            persistent,
+            ..Self::new(command)
+        }
+    }
+}
+
+/// One chunk of an object's data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataChunk {
+    pub org: String,
+    pub object_type: String,
+    pub object_id: String,
+    pub offset: i64,
+    pub instance_id: i64,
+    pub data: bytes::Bytes,
+}
+
+/// An incoming payload.
+#[derive(Debug)]
+pub enum Message {
+    Control(Box<Control>),
+    Data(DataChunk),
+}
+
+/// Why a payload was dropped.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("not a valid control message: {0}")]
+    Json(String),
+    #[error("unsupported protocol version {0}.{1}")]
+    Version(i32, i32),
+    #[error("malformed data message: {0}")]
+    Data(&'static str),
+}
+
+/// Decodes a payload of either kind.
+pub fn decode(payload: &bytes::Bytes) -> Result<Message, DecodeError> {
+    if payload.len() >= 4 && payload[..4] == DATA_MAGIC.to_be_bytes() {
+        return decode_data(payload).map(Message::Data);
+    }
+    let control: Control = serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
+    if control.version != VERSION {
+        return Err(DecodeError::Version(control.version.major, control.version.minor));
+    }
+    Ok(Message::Control(Box::new(control)))
+}
+
+/// Encodes a control message.
+pub fn encode_control(message: &Control) -> bytes::Bytes {
+    // Serializing plain structs of strings and numbers cannot fail.
+    bytes::Bytes::from(serde_json::to_vec(message).unwrap_or_default())
+}
+
+/// Encodes a data message, fields in the original's order (data last, no padding).
+pub fn encode_data(chunk: &DataChunk) -> bytes::Bytes {
+    let text_fields = [
+        (FIELD_ORG, chunk.org.as_bytes()),
+        (FIELD_TYPE, chunk.object_type.as_bytes()),
+        (FIELD_ID, chunk.object_id.as_bytes()),
+    ];
+    let mut out = Vec::with_capacity(16 + 6 * 8 + 16 + chunk.data.len() + 64);
+    for word in [DATA_MAGIC, VERSION.major as u32, VERSION.minor as u32, 6] {
+        out.extend_from_slice(&word.to_be_bytes());
+    }
+    let mut field = |kind: u32, value: &[u8]| {
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    };
+    for (kind, value) in text_fields {
+        field(kind, value);
+    }
+    field(FIELD_OFFSET, &chunk.offset.to_be_bytes());
+    field(FIELD_INSTANCE, &chunk.instance_id.to_be_bytes());
+    field(FIELD_DATA, &chunk.data);
+    bytes::Bytes::from(out)
+}
+
+fn decode_data(payload: &bytes::Bytes) -> Result<DataChunk, DecodeError> {
+    let mut at = 0usize;
+    let word = |at: &mut usize| -> Result<u32, DecodeError> {
+        let bytes = payload.get(*at..*at + 4).ok_or(DecodeError::Data("truncated"))?;
+        *at += 4;
+        Ok(u32::from_be_bytes(bytes.try_into().unwrap_or_default()))
+    };
+    let _magic = word(&mut at)?;
+    let (major, minor) = (word(&mut at)?, word(&mut at)?);
+    if (major, minor) != (VERSION.major as u32, VERSION.minor as u32) {
+        return Err(DecodeError::Version(major as i32, minor as i32));
+    }
+    let count = word(&mut at)?;
+    let (mut org, mut object_type, mut object_id, mut offset, mut instance_id, mut data) =
+        (None, None, None, 0i64, 0i64, None);
+    for _ in 0..count {
+        let kind = word(&mut at)?;
+        let len = word(&mut at)? as usize;
+        let end = at.checked_add(len).ok_or(DecodeError::Data("field length overflows"))?;
+        if end > payload.len() {
+            return Err(DecodeError::Data("a field runs past the end"));
+        }
+        let value = payload.slice(at..end);
+        at = end;
+        let text = |value: &bytes::Bytes| {
+            String::from_utf8(value.to_vec()).map_err(|_| DecodeError::Data("a name is not UTF-8"))
+        };
+        let number = |value: &bytes::Bytes| -> Result<i64, DecodeError> {
+            let raw: [u8; 8] = value[..]
+                .try_into()
+                .map_err(|_| DecodeError::Data("offset and instanceID must be 8 bytes"))?;
+            Ok(i64::from_be_bytes(raw))
+        };
+        match kind {
+            FIELD_ORG => org = Some(text(&value)?),
+            FIELD_TYPE => object_type = Some(text(&value)?),
+            FIELD_ID => object_id = Some(text(&value)?),
+            FIELD_OFFSET => offset = number(&value)?,
+            FIELD_INSTANCE => instance_id = number(&value)?,
+            FIELD_DATA => data = Some(value),
+            // Unknown fields are skipped, as the original's parser does.
+            _ => {}
+        }
+    }
+    Ok(DataChunk {
+        org: org.unwrap_or_default(),
+        object_type: object_type.ok_or(DecodeError::Data("no objectType"))?,
+        object_id: object_id.ok_or(DecodeError::Data("no objectID"))?,
+        offset,
+        instance_id,
+        data: data.ok_or(DecodeError::Data("no data"))?,
+    })
+}
+
+/// Topic the CSS publishes to for one ESS.
+pub fn to_ess_topic(dest_type: &str, dest_id: &str) -> String {
+    format!("iot-2/type/{dest_type}/id/{dest_id}/cmd/sync-cmd/fmt/bin")
+}
+
+/// Topic an ESS publishes on; `leader` for multi-chunk traffic.
+pub fn from_ess_topic(dest_type: &str, dest_id: &str, leader: bool) -> String {
+    let suffix = if leader { "sync-cmd-leader" } else { "sync-cmd" };
+    format!("iot-2/type/{dest_type}/id/{dest_id}/evt/{suffix}/fmt/bin")
+}
+
+/// What the CSS subscribes to: every ESS's messages, normal and leader traffic.
+pub const CSS_SUBSCRIPTIONS: [&str; 2] = [
+    "iot-2/type/+/id/+/evt/sync-cmd/fmt/bin",
+    "iot-2/type/+/id/+/evt/sync-cmd-leader/fmt/bin",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk() -> DataChunk {
+        DataChunk {
+            org: "org".into(),
+            object_type: "model".into(),
+            object_id: "m1".into(),
+            offset: 5_242_880,
+            instance_id: 42,
+            data: bytes::Bytes::from_static(b"chunk bytes"),
+        }
+    }
+
+    #[test]
+    fn data_messages_round_trip() {
+        let encoded = encode_data(&chunk());
+        assert_eq!(&encoded[..4], &[1, 1, 1, 1]);
+        match decode(&encoded).unwrap() {
+            Message::Data(decoded) => assert_eq!(decoded, chunk()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn padding_after_the_data_is_ignored_and_bad_fields_refused() {
+        let mut padded = encode_data(&chunk()).to_vec();
+        padded.extend_from_slice(&[0; 100]);
+        match decode(&bytes::Bytes::from(padded)).unwrap() {
+            Message::Data(decoded) => assert_eq!(decoded.data, chunk().data),
+            other => panic!("{other:?}"),
+        }
+        let mut truncated = encode_data(&chunk()).to_vec();
+        truncated.truncate(truncated.len() - 3);
+        assert!(decode(&bytes::Bytes::from(truncated)).is_err());
+        let mut wrong_version = encode_data(&chunk()).to_vec();
+        wrong_version[7] = 2;
+        assert_eq!(
+            decode(&bytes::Bytes::from(wrong_version)).unwrap_err(),
+            DecodeError::Version(2, 0)
+        );
+    }
+
+    #[test]
+    fn control_messages_omit_zero_fields_and_check_the_version() {
+        let message = Control::about("updated", MetaData::default());
+        let text = String::from_utf8(encode_control(&message).to_vec()).unwrap();
+        assert!(text.contains(r#""version":{"Major":1,"Minor":0}"#), "{text}");
+        assert!(text.contains(r#""destination":{"#), "{text}");
+        assert!(!text.contains("offset") && !text.contains("feedback-code"), "{text}");
+        match decode(&encode_control(&message)).unwrap() {
+            Message::Control(decoded) => assert_eq!(*decoded, message),
+            other => panic!("{other:?}"),
+        }
+        let other_version = br#"{"version":{"Major":2,"Minor":0},"command":"update"}"#;
+        assert_eq!(
+            decode(&bytes::Bytes::from_static(other_version)).unwrap_err(),
+            DecodeError::Version(2, 0)
+        );
+        let minimal = br#"{"version":{"Major":1,"Minor":0},"command":"regack"}"#;
+        assert!(matches!(
+            decode(&bytes::Bytes::from_static(minimal)),
+            Ok(Message::Control(_))
+        ));
+    }
+}

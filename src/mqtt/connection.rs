@@ -1,0 +1,218 @@
+//! One connection to the MQTT broker (spec: css-ess-protocol.md §4.1, §4.3): clean session,
+//! QoS 0, the node's subscriptions made again on every connect. A lost broker is routine:
+//! the connection retries with exponential backoff and jitter, never spins, never exits;
+//! [`Connection::is_connected`] tells health and metrics how things stand.
+
+use bytes::Bytes;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// First wait after a failed connection attempt; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Longest wait between attempts (the original waits at most 30 s).
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Largest chunk accepted from the other node even when this node's own chunks are
+/// smaller: the original's default chunk (5 MiB) with room to spare.
+const MIN_INCOMING_CHUNK: usize = 64 * 1024 * 1024;
+/// Framing beyond a chunk's bytes in a data message (header, names, MQTT packet).
+const PACKET_OVERHEAD: usize = 64 * 1024;
+
+/// How to reach the broker.
+#[derive(Clone)]
+pub struct BrokerSettings {
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub user: String,
+    pub password: String,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Largest chunk that travels in one message (`MaxDataChunkSize`).
+    pub max_chunk: usize,
+}
+
+/// A received publish.
+#[derive(Debug)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Bytes,
+}
+
+/// Publishing side of the connection; cheap to clone.
+#[derive(Clone)]
+pub struct Connection {
+    client: AsyncClient,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    connected: AtomicBool,
+    /// Completed connects; a change tells the node its broker session was renewed.
+    sessions: AtomicU64,
+    sent_bytes: AtomicU64,
+    received_bytes: AtomicU64,
+    session_renewed: tokio::sync::Notify,
+}
+
+impl Connection {
+    /// Starts the connection task: subscribes `topics` at every connect and forwards every
+    /// publish to `incoming`. Ends when `shutdown` is cancelled.
+    pub fn start(
+        settings: &BrokerSettings,
+        topics: Vec<String>,
+        incoming: mpsc::Sender<Incoming>,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let mut options = MqttOptions::new(settings.client_id.clone(), settings.host.clone(), settings.port);
+        options.set_keep_alive(Duration::from_secs(120));
+        options.set_clean_session(true);
+        // Chunks this node sends are at most its MaxDataChunkSize; the other node's may be
+        // larger (its own setting), up to what a broker commonly accepts.
+        let outgoing = settings.max_chunk.saturating_add(PACKET_OVERHEAD);
+        let largest_incoming = settings
+            .max_chunk
+            .max(MIN_INCOMING_CHUNK)
+            .saturating_add(PACKET_OVERHEAD);
+        options.set_max_packet_size(largest_incoming, outgoing);
+        if !settings.user.is_empty() {
+            options.set_credentials(settings.user.clone(), settings.password.clone());
+        }
+        if let Some(tls) = &settings.tls {
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls.clone())));
+        }
+        // Few queued requests: a data chunk may be megabytes, and the senders wait for room
+        // rather than pile chunks up in memory.
+        let (client, events) = AsyncClient::new(options, 8);
+        let state = Arc::new(State::default());
+        let connection = Self { client, state };
+        let runner = connection.clone();
+        let address = format!("{}:{}", settings.host, settings.port);
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = runner.client.try_disconnect();
+                }
+                _ = runner.run(events, topics, incoming, address) => {}
+            }
+        });
+        connection
+    }
+
+    async fn run(&self, mut events: EventLoop, topics: Vec<String>, incoming: mpsc::Sender<Incoming>, address: String) {
+        let mut failures = 0u32;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    tracing::info!(broker = %address, "MQTT: connected to the broker");
+                    for topic in &topics {
+                        if let Err(e) = self.client.subscribe(topic.clone(), QoS::AtMostOnce).await {
+                            tracing::warn!(topic, error = %e, "MQTT: subscribing failed");
+                        }
+                    }
+                    self.state.connected.store(true, Ordering::SeqCst);
+                    self.state.sessions.fetch_add(1, Ordering::SeqCst);
+                    self.state.session_renewed.notify_waiters();
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    self.state
+                        .received_bytes
+                        .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
+                    let message = Incoming {
+                        topic: publish.topic,
+                        payload: publish.payload,
+                    };
+                    if incoming.send(message).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.state.connected.swap(false, Ordering::SeqCst) {
+                        tracing::warn!(broker = %address, error = %e, "MQTT: connection to the broker lost; reconnecting");
+                    } else if failures % 20 == 0 {
+                        tracing::warn!(broker = %address, error = %e, "MQTT: cannot reach the broker; retrying");
+                    }
+                    failures = failures.saturating_add(1);
+                    tokio::time::sleep(backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes a payload with QoS 0; waits while the outgoing queue is full. Messages
+    /// published while the broker is away are dropped by it, as QoS 0 allows: the resend
+    /// timers repeat what matters.
+    pub async fn publish(&self, topic: String, payload: Bytes) {
+        let len = payload.len() as u64;
+        match self.client.publish_bytes(topic, QoS::AtMostOnce, false, payload).await {
+            Ok(()) => {
+                self.state.sent_bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!(error = %e, "MQTT: publish failed"),
+        }
+    }
+
+    /// True while the broker connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.state.connected.load(Ordering::SeqCst)
+    }
+
+    /// Number of completed connects so far.
+    pub fn sessions(&self) -> u64 {
+        self.state.sessions.load(Ordering::SeqCst)
+    }
+
+    /// Resolves at the next completed connect.
+    pub async fn session_renewed(&self) {
+        self.state.session_renewed.notified().await;
+    }
+
+    /// Payload bytes sent and received so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.state.sent_bytes.load(Ordering::Relaxed),
+            self.state.received_bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Exponential backoff with jitter, so that many nodes losing one broker do not come back in
+/// lockstep.
+fn backoff(failures: u32) -> Duration {
+    let exponent = failures.saturating_sub(1).min(16);
+    let base = FIRST_BACKOFF.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
+    let jitter = rand_fraction();
+    base.mul_f64(0.5 + jitter / 2.0)
+}
+
+/// A number in [0, 1) that differs between calls and processes; good enough for jitter.
+fn rand_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let first = backoff(1);
+        assert!(first >= FIRST_BACKOFF / 2 && first <= FIRST_BACKOFF, "{first:?}");
+        let late = backoff(40);
+        assert!(late >= MAX_BACKOFF / 2 && late <= MAX_BACKOFF, "{late:?}");
+        assert!(backoff(3) >= FIRST_BACKOFF * 2);
+    }
+}

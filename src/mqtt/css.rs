@@ -1,0 +1,416 @@
+//! The CSS side of the MQTT transport (spec: css-ess-protocol.md §4, §5, §7): edge nodes'
+//! messages become the same engine calls as their `/spi/v1` requests, and the messages the
+//! engine queues for MQTT nodes are published to them as soon as they commit. The CSS pulls
+//! the data of an edge node's objects with `getdata`, one chunk after the other, and
+//! answers the nodes' `getdata` for its own objects with data messages.
+
+use super::codec::{self, Control, DataChunk, Message};
+use super::connection::{Connection, Incoming};
+use crate::auth::edge::NodeAddress;
+use crate::config::Config;
+use crate::engine::spi::ActionOutcome;
+use crate::engine::{ContentRange, EngineError, Node, RangeRequest};
+use crate::model::sync::{Action, Feedback, Remote};
+use crate::model::{MetaData, ObjectKey, ObjectStatus};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Feedback code "invalid object" (spec §5.5).
+const FEEDBACK_INVALID_OBJECT: i32 = 5;
+/// Attempts to get one chunk before the pull is left to the node's next `update`.
+const CHUNK_ATTEMPTS: u32 = 5;
+
+/// A chunk the CSS waits for: object, instance, offset.
+type ChunkKey = (ObjectKey, i64, i64);
+
+struct CssMqtt {
+    node: Node,
+    connection: Connection,
+    /// Longest wait for a requested chunk before asking again.
+    chunk_timeout: Duration,
+    chunks: Mutex<HashMap<ChunkKey, oneshot::Sender<Bytes>>>,
+    /// Objects being pulled now, so a repeated `update` does not start a second pull.
+    pulling: Mutex<std::collections::HashSet<(ObjectKey, i64)>>,
+}
+
+/// Starts the CSS's MQTT transport: the broker connection, the message handler and the
+/// publisher of queued messages.
+pub fn spawn(
+    node: Node,
+    config: &Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let settings = super::broker_settings(config, tls);
+    let topics = codec::CSS_SUBSCRIPTIONS.iter().map(|t| t.to_string()).collect();
+    let (incoming_tx, incoming) = mpsc::channel(256);
+    let connection = Connection::start(&settings, topics, incoming_tx, tracker, shutdown.clone());
+    tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), "CSS: serving edge nodes over MQTT");
+    let (pusher, pushes) = mpsc::unbounded_channel();
+    node.push_messages_to(pusher);
+    let resend = Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).max(1));
+    let css = Arc::new(CssMqtt {
+        node,
+        connection,
+        chunk_timeout: resend * 6,
+        chunks: Mutex::new(HashMap::new()),
+        pulling: Mutex::new(Default::default()),
+    });
+    let (handler, publisher) = (css.clone(), css);
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = handler.handle(incoming) => {}
+        }
+    });
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = publisher.publish_queued(pushes) => {}
+        }
+    });
+}
+
+fn address(org: &str, dest_type: &str, dest_id: &str) -> NodeAddress {
+    NodeAddress {
+        org: org.to_string(),
+        dest_type: dest_type.to_string(),
+        dest_id: dest_id.to_string(),
+    }
+}
+
+impl CssMqtt {
+    async fn handle(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
+        while let Some(message) = incoming.recv().await {
+            match codec::decode(&message.payload) {
+                // Each message on its own task: a chunk being read or written must not hold
+                // up other nodes' messages. Handlers check instances and are idempotent.
+                Ok(Message::Control(control)) => {
+                    let css = self.clone();
+                    tokio::spawn(async move { css.on_control(*control).await });
+                }
+                Ok(Message::Data(chunk)) => self.on_data(chunk),
+                Err(e) => tracing::warn!(topic = %message.topic, error = %e, "MQTT: dropping a message"),
+            }
+        }
+    }
+
+    async fn send(&self, node: &NodeAddress, message: &Control) {
+        let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
+        self.connection.publish(topic, codec::encode_control(message)).await;
+    }
+
+    /// The node a message comes from (spec §4.4): the destination fields for a receiver's
+    /// messages, the origin fields for an origin's, the `destination` for node messages.
+    fn sender_of(control: &Control) -> NodeAddress {
+        let meta = &control.meta;
+        match control.command.as_str() {
+            "register" | "registerNew" | "ping" | "resend" => address(
+                &control.destination.org,
+                &control.destination.dest_type,
+                &control.destination.dest_id,
+            ),
+            "updated" | "consumed" | "received" | "ackDelete" | "deleted" | "getdata" => {
+                address(&meta.destination_org_id, &meta.destination_type, &meta.destination_id)
+            }
+            "feedback" if !control.feedback_from_origin => {
+                address(&meta.destination_org_id, &meta.destination_type, &meta.destination_id)
+            }
+            _ => address(&meta.destination_org_id, &meta.origin_type, &meta.origin_id),
+        }
+    }
+
+    async fn on_control(self: Arc<Self>, control: Control) {
+        let node = Self::sender_of(&control);
+        let command = control.command.clone();
+        let result = match command.as_str() {
+            "register" | "registerNew" => self.on_register(&node, &control).await,
+            "ping" => match self.node.spi_ping(&node).await {
+                Err(EngineError::NotFound) => {
+                    self.send(&node, &Control::new("registerAsNew")).await;
+                    Ok(())
+                }
+                other => other,
+            },
+            "resend" => self.on_resend(&node, control).await,
+            "getdata" => self.serve_chunk(&node, &control).await,
+            _ => self.on_object_message(&node, control).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(command, org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, error = %e, "MQTT: handling a message failed");
+        }
+    }
+
+    async fn on_register(&self, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
+        let as_new = control.command == "registerNew";
+        match self.node.register_node(node, control.persistent, as_new, "mqtt").await {
+            Ok(()) => self.send(node, &Control::new("regack")).await,
+            Err(EngineError::NotFound) => self.send(node, &Control::new("registerAsNew")).await,
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    async fn on_resend(&self, node: &NodeAddress, control: Control) -> Result<(), EngineError> {
+        self.require_registered(node).await?;
+        let mut ack = Control::new("ackresend");
+        ack.destination = control.destination;
+        self.send(node, &ack).await;
+        self.node.spi_resend(node, &node.org).await
+    }
+
+    async fn require_registered(&self, node: &NodeAddress) -> Result<(), EngineError> {
+        let remote = Remote {
+            dest_type: node.dest_type.clone(),
+            dest_id: node.dest_id.clone(),
+        };
+        match self.node.store().destination(&node.org, &remote).await? {
+            Some(_) => Ok(()),
+            None => Err(EngineError::NotRegistered),
+        }
+    }
+
+    /// A message about one object: the same engine action as over HTTP, then the answer
+    /// the protocol gives to it, if any.
+    async fn on_object_message(self: &Arc<Self>, node: &NodeAddress, control: Control) -> Result<(), EngineError> {
+        let Some(action) = Action::parse(&control.command) else {
+            tracing::debug!(command = %control.command, "MQTT: message not handled by the CSS");
+            return Ok(());
+        };
+        self.require_registered(node).await?;
+        let meta = control.meta;
+        let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
+        let instance = meta.instance_id;
+        let body = match action {
+            Action::Feedback => serde_json::to_vec(&Feedback {
+                code: control.feedback_code,
+                retry_interval: control.retry,
+                reason: control.reason,
+            })
+            .unwrap_or_default(),
+            _ => serde_json::to_vec(&meta).unwrap_or_default(),
+        };
+        let outcome = self.node.spi_action(node, &key, instance, action, &body).await?;
+        let answer = match action {
+            Action::Received => Some("ackreceived"),
+            Action::Consumed => Some("ackconsumed"),
+            Action::Deleted => Some("ackDeleted"),
+            Action::Delete => Some("ackDelete"),
+            Action::Update => {
+                self.after_update(node, &key, &meta, outcome).await;
+                None
+            }
+            _ => None,
+        };
+        if let Some(command) = answer {
+            self.send(node, &Control::about(command, meta)).await;
+        }
+        Ok(())
+    }
+
+    /// After an edge node's `update`: a copy complete without data is reported by the
+    /// queued `received`; one waiting for data is answered `updated` and pulled.
+    async fn after_update(
+        self: &Arc<Self>,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        meta: &MetaData,
+        outcome: ActionOutcome,
+    ) {
+        if outcome != ActionOutcome::Done {
+            return;
+        }
+        let waiting = matches!(
+            self.node.store().object(key).await,
+            Ok(Some(copy)) if copy.status == ObjectStatus::PartiallyReceived && copy.meta.instance_id == meta.instance_id
+        );
+        if !waiting {
+            return;
+        }
+        self.send(node, &Control::about("updated", meta.clone())).await;
+        let pull = (key.clone(), meta.instance_id);
+        if !self
+            .pulling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pull.clone())
+        {
+            return;
+        }
+        let (css, node, key, meta) = (self.clone(), node.clone(), key.clone(), meta.clone());
+        tokio::spawn(async move {
+            css.pull(&node, &key, &meta).await;
+            css.pulling.lock().unwrap_or_else(|p| p.into_inner()).remove(&pull);
+        });
+    }
+
+    /// Pulls an edge node's object data chunk by chunk with `getdata` (spec §4.6), from the
+    /// first byte the CSS does not have yet; a chunk that does not come is asked for again.
+    async fn pull(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
+        let total = u64::try_from(meta.object_size).unwrap_or(0);
+        let mut offset = match self.node.store().upload_session(key, total).await {
+            Ok(session) => first_missing(&session.ranges),
+            Err(_) => 0,
+        };
+        let mut failures = 0;
+        loop {
+            let requested = i64::try_from(offset).unwrap_or(0);
+            let Some(data) = self.request_chunk(node, key, meta, requested).await else {
+                failures += 1;
+                if failures >= CHUNK_ATTEMPTS {
+                    tracing::warn!(%key, offset, "MQTT: no data from the edge node; waiting for its next update");
+                    return;
+                }
+                continue;
+            };
+            failures = 0;
+            let len = data.len() as u64;
+            if len == 0 && total > 0 {
+                return;
+            }
+            let range = (total > 0).then(|| ContentRange {
+                start: offset,
+                end: offset + len - 1,
+                total,
+            });
+            let body = futures_util::stream::iter([Ok::<_, std::io::Error>(data)]);
+            match self
+                .node
+                .spi_receive_data(node, key, meta.instance_id, range, body)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%key, offset, error = %e, "MQTT: storing a chunk failed");
+                    let mut feedback = Control::about("feedback", meta.clone());
+                    feedback.feedback_code = 1;
+                    feedback.reason = e.to_string();
+                    self.send(node, &feedback).await;
+                    return;
+                }
+            }
+            offset += len;
+            if offset >= total {
+                return;
+            }
+        }
+    }
+
+    async fn request_chunk(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData, offset: i64) -> Option<Bytes> {
+        let (sender, receiver) = oneshot::channel();
+        let wait = (key.clone(), meta.instance_id, offset);
+        self.chunks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(wait.clone(), sender);
+        let mut getdata = Control::about("getdata", meta.clone());
+        getdata.offset = offset;
+        self.send(node, &getdata).await;
+        let data = tokio::time::timeout(self.chunk_timeout, receiver)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        if data.is_none() {
+            self.chunks.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
+        }
+        data
+    }
+
+    fn on_data(&self, chunk: DataChunk) {
+        let key = ObjectKey::new(&chunk.org, &chunk.object_type, &chunk.object_id);
+        let waiter =
+            self.chunks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&(key, chunk.instance_id, chunk.offset));
+        // A chunk nobody waits for (a duplicate, an abandoned instance) is dropped.
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(chunk.data);
+        }
+    }
+
+    /// Answers a node's `getdata` for one of the CSS's objects with the chunk at the offset,
+    /// or with feedback code 5 when that instance cannot be served.
+    async fn serve_chunk(&self, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
+        self.require_registered(node).await?;
+        let meta = &control.meta;
+        let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
+        let start = u64::try_from(control.offset).unwrap_or(0);
+        // The receiver asks for an offset; a chunk is at most what this node sends per
+        // message (`MaxDataChunkSize`, recorded as the object's chunk size).
+        let chunk = u64::try_from(self.node.settings().chunk_size)
+            .ok()
+            .filter(|c| *c > 0)
+            .unwrap_or(u64::MAX);
+        let range = RangeRequest::FromTo(start, start.saturating_add(chunk - 1));
+        let stream = match self.node.spi_data(node, &key, meta.instance_id, Some(range)).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%key, error = %e, "MQTT: a chunk cannot be served");
+                let mut feedback = Control::about("feedback", meta.clone());
+                feedback.feedback_code = FEEDBACK_INVALID_OBJECT;
+                feedback.feedback_from_origin = true;
+                feedback.offset = control.offset;
+                feedback.reason = e.to_string();
+                self.send(node, &feedback).await;
+                return Ok(());
+            }
+        };
+        let mut data = Vec::with_capacity(usize::try_from(stream.range.len).unwrap_or(0));
+        let mut file = stream.file;
+        use tokio::io::AsyncSeekExt;
+        file.seek(std::io::SeekFrom::Start(stream.range.start)).await?;
+        file.take(stream.range.len).read_to_end(&mut data).await?;
+        let message = DataChunk {
+            org: key.org.clone(),
+            object_type: key.object_type.clone(),
+            object_id: key.object_id.clone(),
+            offset: control.offset,
+            instance_id: meta.instance_id,
+            data: Bytes::from(data),
+        };
+        let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
+        self.connection.publish(topic, codec::encode_data(&message)).await;
+        Ok(())
+    }
+
+    /// Publishes what the engine queued for MQTT nodes, node by node as commits wake them.
+    async fn publish_queued(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<(String, Remote)>) {
+        while let Some((org, remote)) = pushes.recv().await {
+            let destination = match self.node.store().destination(&org, &remote).await {
+                Ok(Some(destination)) => destination,
+                _ => continue,
+            };
+            if destination.communication != "mqtt" {
+                continue;
+            }
+            let node = address(&org, &remote.dest_type, &remote.dest_id);
+            match self.node.spi_take_pending(&node).await {
+                Ok(items) => {
+                    for item in items {
+                        self.send(&node, &Control::about(&item.kind, item.meta)).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%org, dest_id = %remote.dest_id, error = %e, "MQTT: reading queued messages failed")
+                }
+            }
+        }
+    }
+}
+
+/// The first byte not covered by the received ranges (sorted, merged).
+fn first_missing(ranges: &[(u64, u64)]) -> u64 {
+    match ranges.first() {
+        Some((0, end)) => *end,
+        _ => 0,
+    }
+}

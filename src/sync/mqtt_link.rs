@@ -1,0 +1,458 @@
+//! The ESS's MQTT transport to its CSS (spec: css-ess-protocol.md §4). Requests of the sync
+//! tasks become messages on the ESS's `evt` topic; where the protocol has an answer message
+//! (`regack`, `ackreceived`, `ackconsumed`, `ackDelete`, `ackDeleted`, `updated`, a data
+//! message) the request waits for it, bounded, and ends like the HTTP answer it stands for.
+//! Notifications the CSS pushes (`update`, `delete`, reports on own objects) are queued for
+//! the poll task, which handles them exactly as polled ones. `getdata` for the ESS's own
+//! objects is answered here with data messages read from the object's data.
+
+use super::ess_client::{Outcome, PollAnswer};
+use super::link::{DataAnswer, EssLink};
+use crate::engine::Node;
+use crate::model::sync::{Action, Feedback, PollItem};
+use crate::model::{Destination, MetaData, ObjectKey};
+use crate::mqtt::codec::{self, Control, DataChunk, Message};
+use crate::mqtt::connection::{Connection, Incoming};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// Feedback code "invalid object" (spec §5.5): the origin cannot serve the data.
+const FEEDBACK_INVALID_OBJECT: i32 = 5;
+
+/// What an awaited answer carried.
+enum Reply {
+    Ack,
+    /// `registerAsNew`, or feedback code 5 for a data request.
+    NotFound,
+    Data(Bytes),
+}
+
+/// An awaited answer: the command expected, the object (empty for node-level answers), the
+/// instance and, for data, the offset.
+type WaitKey = (&'static str, ObjectKey, i64, i64);
+
+/// The MQTT link of one ESS.
+pub struct MqttLink {
+    connection: Connection,
+    node: Node,
+    me: Destination,
+    persistent: bool,
+    /// Largest chunk this node serves per `getdata` (`MaxDataChunkSize`).
+    max_chunk: u64,
+    /// How long a request waits for its answer before it counts as a transport failure.
+    answer_timeout: Duration,
+    waiters: Mutex<HashMap<WaitKey, oneshot::Sender<Reply>>>,
+    pushed: tokio::sync::Mutex<mpsc::Receiver<PollItem>>,
+    push: mpsc::Sender<PollItem>,
+    lost: Notify,
+}
+
+fn node_key() -> ObjectKey {
+    ObjectKey::new("", "", "")
+}
+
+impl MqttLink {
+    /// A link over `connection`; [`MqttLink::run`] must be spawned with the connection's
+    /// incoming messages.
+    pub fn new(connection: Connection, node: Node, me: Destination, persistent: bool, max_chunk: u64) -> Arc<Self> {
+        let (push, pushed) = mpsc::channel(1024);
+        Arc::new(Self {
+            connection,
+            node,
+            me,
+            persistent,
+            max_chunk,
+            answer_timeout: Duration::from_secs(10),
+            waiters: Mutex::new(HashMap::new()),
+            pushed: tokio::sync::Mutex::new(pushed),
+            push,
+            lost: Notify::new(),
+        })
+    }
+
+    /// Handles incoming messages until the connection ends; tells the sync tasks to register
+    /// again whenever the broker session is renewed.
+    pub async fn run(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
+        let watcher = self.clone();
+        tokio::spawn(async move {
+            loop {
+                watcher.connection.session_renewed().await;
+                if watcher.connection.sessions() > 1 {
+                    watcher.lost.notify_one();
+                }
+            }
+        });
+        while let Some(message) = incoming.recv().await {
+            match codec::decode(&message.payload) {
+                Ok(Message::Control(control)) => self.on_control(*control).await,
+                Ok(Message::Data(chunk)) => self.on_data(chunk),
+                Err(e) => tracing::warn!(topic = %message.topic, error = %e, "MQTT: dropping a message"),
+            }
+        }
+    }
+
+    fn key_of(&self, meta: &MetaData) -> ObjectKey {
+        ObjectKey::new(&self.me.org, &meta.object_type, &meta.object_id)
+    }
+
+    /// Completes the request waiting for `key`; false when none waits.
+    fn answer(&self, key: WaitKey, reply: Reply) -> bool {
+        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        waiter.is_some_and(|w| w.send(reply).is_ok())
+    }
+
+    async fn on_control(self: &Arc<Self>, control: Control) {
+        let key = self.key_of(&control.meta);
+        let instance = control.meta.instance_id;
+        match control.command.as_str() {
+            "regack" => {
+                self.answer(("register", node_key(), 0, 0), Reply::Ack);
+            }
+            "registerAsNew" => {
+                if !self.answer(("register", node_key(), 0, 0), Reply::NotFound) {
+                    // Unasked (after a ping): the CSS forgot this node; register again.
+                    self.lost.notify_one();
+                }
+            }
+            "ackresend" => {
+                self.answer(("ackresend", node_key(), 0, 0), Reply::Ack);
+            }
+            "updated" => {
+                self.answer(("updated", key, instance, 0), Reply::Ack);
+            }
+            "received" => {
+                // For an own object without data the CSS answers `update` with `received`.
+                self.answer(("updated", key, instance, 0), Reply::Ack);
+                self.queue("received", control.meta).await;
+            }
+            "update" | "delete" | "consumed" | "deleted" => {
+                let kind = control.command.clone();
+                self.queue(&kind, control.meta).await;
+            }
+            "ackreceived" | "ackconsumed" | "ackDelete" | "ackDeleted" => {
+                let expected = match control.command.as_str() {
+                    "ackreceived" => "ackreceived",
+                    "ackconsumed" => "ackconsumed",
+                    "ackDelete" => "ackDelete",
+                    _ => "ackDeleted",
+                };
+                self.answer((expected, key, instance, 0), Reply::Ack);
+            }
+            "getdata" => {
+                let link = self.clone();
+                tokio::spawn(async move { link.serve_chunk(control.meta, control.offset).await });
+            }
+            "feedback" if control.feedback_from_origin && control.feedback_code == FEEDBACK_INVALID_OBJECT => {
+                self.answer(("data", key, instance, control.offset), Reply::NotFound);
+            }
+            "feedback" => {
+                tracing::warn!(%key, code = control.feedback_code, reason = %control.reason, "MQTT: the CSS reported an error");
+            }
+            other => tracing::debug!(command = other, "MQTT: message not handled by the ESS"),
+        }
+    }
+
+    async fn queue(&self, kind: &str, meta: MetaData) {
+        let item = PollItem {
+            kind: kind.to_string(),
+            meta,
+        };
+        if self.push.send(item).await.is_err() {
+            tracing::debug!("MQTT: the poll task is gone");
+        }
+    }
+
+    fn on_data(&self, chunk: DataChunk) {
+        let key = ObjectKey::new(&self.me.org, &chunk.object_type, &chunk.object_id);
+        let wait = ("data", key, chunk.instance_id, chunk.offset);
+        // A chunk nobody waits for (a duplicate, or one for an abandoned instance) is dropped.
+        self.answer(wait, Reply::Data(chunk.data));
+    }
+
+    /// Answers a `getdata` for an own object with the chunk at `offset`, or feedback code 5
+    /// when that instance's data is not here.
+    async fn serve_chunk(&self, meta: MetaData, offset: i64) {
+        let key = self.key_of(&meta);
+        let source = match self.node.origin_upload_source(&key, meta.instance_id).await {
+            Ok(Some(source)) => source,
+            Ok(None) | Err(_) => {
+                let mut reply = Control::about("feedback", self.meta_for(&key, meta.instance_id, meta.data_id, true));
+                reply.feedback_code = FEEDBACK_INVALID_OBJECT;
+                reply.feedback_from_origin = true;
+                reply.offset = offset;
+                reply.reason = format!("{key} instance {} is not available", meta.instance_id);
+                self.publish_control(&reply, false).await;
+                return;
+            }
+        };
+        let start = u64::try_from(offset).unwrap_or(0);
+        let len = self.max_chunk.min(source.total.saturating_sub(start));
+        let data = match read_at(&source.path, start, len).await {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "MQTT: reading a chunk failed");
+                return;
+            }
+        };
+        let multi_chunk = start > 0 || len < source.total;
+        let chunk = DataChunk {
+            org: key.org.clone(),
+            object_type: key.object_type.clone(),
+            object_id: key.object_id.clone(),
+            offset,
+            instance_id: meta.instance_id,
+            data,
+        };
+        let topic = codec::from_ess_topic(&self.me.dest_type, &self.me.dest_id, multi_chunk);
+        self.connection.publish(topic, codec::encode_data(&chunk)).await;
+    }
+
+    /// Metadata naming an object in a message: the stored metadata when there is some (the
+    /// CSS checks origin and destination fields), with this node as destination for copies
+    /// it received and as origin for its own objects.
+    fn meta_for(&self, key: &ObjectKey, instance_id: i64, data_id: i64, own: bool) -> MetaData {
+        let mut meta = MetaData {
+            destination_org_id: key.org.clone(),
+            object_type: key.object_type.clone(),
+            object_id: key.object_id.clone(),
+            ..MetaData::default()
+        };
+        if own {
+            meta.origin_type = self.me.dest_type.clone();
+            meta.origin_id = self.me.dest_id.clone();
+        } else {
+            meta.destination_type = self.me.dest_type.clone();
+            meta.destination_id = self.me.dest_id.clone();
+        }
+        meta.instance_id = instance_id;
+        meta.data_id = data_id;
+        meta
+    }
+
+    async fn publish_control(&self, message: &Control, leader: bool) {
+        let topic = codec::from_ess_topic(&self.me.dest_type, &self.me.dest_id, leader);
+        self.connection.publish(topic, codec::encode_control(message)).await;
+    }
+
+    /// Publishes `message` and waits for the answer named by `wait`. Nothing is sent before
+    /// the broker connection (and with it the subscription for the answer) is up.
+    async fn request(&self, message: &Control, leader: bool, wait: WaitKey, timeout: Duration) -> Option<Reply> {
+        if !self.connection.is_connected()
+            && tokio::time::timeout(timeout, self.connection.session_renewed())
+                .await
+                .is_err()
+        {
+            return None;
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(wait.clone(), sender);
+        self.publish_control(message, leader).await;
+        let reply = tokio::time::timeout(timeout, receiver).await.ok().and_then(Result::ok);
+        if reply.is_none() {
+            self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
+        }
+        reply
+    }
+
+    /// Publishes and waits for an acknowledgement: `204` when it came, a transport failure
+    /// when it did not (the caller retries as it would after a lost HTTP answer).
+    async fn acknowledged(&self, message: &Control, wait: WaitKey) -> Outcome {
+        match self.request(message, false, wait, self.answer_timeout).await {
+            Some(Reply::NotFound) => Outcome::Status(404),
+            Some(_) => Outcome::Status(204),
+            None if !self.connection.is_connected() => Outcome::Transport("the MQTT broker is not connected".into()),
+            None => Outcome::Transport(format!("no answer to {} from the CSS", message.command)),
+        }
+    }
+
+    fn node_message(&self, command: &str) -> Control {
+        Control::from_node(command, self.me.clone(), self.persistent)
+    }
+}
+
+/// Reads `len` bytes at `start` of a file.
+async fn read_at(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<Bytes> {
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(len).read_to_end(&mut data).await?;
+    if (data.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the data file is shorter than the object",
+        ));
+    }
+    Ok(Bytes::from(data))
+}
+
+#[async_trait]
+impl EssLink for MqttLink {
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+
+    fn pushes_data(&self) -> bool {
+        false
+    }
+
+    async fn session_lost(&self) {
+        self.lost.notified().await
+    }
+
+    async fn register(&self, as_new: bool) -> Outcome {
+        let command = if as_new { "registerNew" } else { "register" };
+        self.acknowledged(&self.node_message(command), ("register", node_key(), 0, 0))
+            .await
+    }
+
+    async fn resend(&self) -> Outcome {
+        let mut message = self.node_message("resend");
+        message.destination.code_version.clear();
+        message.persistent = false;
+        self.acknowledged(&message, ("ackresend", node_key(), 0, 0)).await
+    }
+
+    async fn unregister(&self) -> Outcome {
+        Outcome::Invalid("MQTT has no unregistration message".into())
+    }
+
+    async fn ping(&self) -> Outcome {
+        // A known node gets no answer; an unknown one gets `registerAsNew`, handled when it
+        // arrives.
+        self.publish_control(&self.node_message("ping"), false).await;
+        Outcome::Status(204)
+    }
+
+    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome> {
+        let mut pushed = self.pushed.lock().await;
+        let wait = Duration::from_secs(u64::from(wait_secs.max(1)));
+        let mut items = Vec::new();
+        if let Ok(Some(first)) = tokio::time::timeout(wait, pushed.recv()).await {
+            items.push(first);
+            while let Ok(more) = pushed.try_recv() {
+                items.push(more);
+            }
+        }
+        Ok(PollAnswer { items, long_poll: true })
+    }
+
+    async fn action(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        action: Action,
+        body: Option<Vec<u8>>,
+    ) -> Outcome {
+        // Acknowledgements of the CSS's reports on own objects name this node as origin;
+        // everything else concerns a copy received from the CSS.
+        let own = matches!(action, Action::AckReceived | Action::AckConsumed | Action::AckDeleted);
+        let mut message = Control::about(action.as_str(), self.meta_for(key, instance_id, data_id, own));
+        if action == Action::Feedback {
+            let feedback: Feedback = body
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            message.feedback_code = feedback.code;
+            message.retry = feedback.retry_interval;
+            message.reason = feedback.reason;
+        }
+        let answer = match action {
+            Action::Received => "ackreceived",
+            Action::Consumed => "ackconsumed",
+            _ => {
+                self.publish_control(&message, false).await;
+                return Outcome::Status(204);
+            }
+        };
+        self.acknowledged(&message, (answer, key.clone(), instance_id, 0)).await
+    }
+
+    async fn deleted(&self, meta: &MetaData) -> Outcome {
+        let key = self.key_of(meta);
+        let message = Control::about("deleted", self.meta_for(&key, meta.instance_id, meta.data_id, false));
+        self.acknowledged(&message, ("ackDeleted", key.clone(), meta.instance_id, 0))
+            .await
+    }
+
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome {
+        let mut message = Control::about("feedback", self.meta_for(key, instance_id, data_id, false));
+        message.feedback_code = code;
+        message.reason = reason.to_string();
+        self.publish_control(&message, false).await;
+        Outcome::Status(204)
+    }
+
+    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
+        let mut meta = meta.clone();
+        meta.origin_type = self.me.dest_type.clone();
+        meta.origin_id = self.me.dest_id.clone();
+        let instance = meta.instance_id;
+        // Multi-chunk objects go to the CSS instance that leads (spec §4.2).
+        let leader = action == Action::Update && meta.object_size > i64::from(meta.chunk_size);
+        let (message, answer) = match action {
+            Action::Update => (Control::about("update", meta), "updated"),
+            _ => (Control::about(action.as_str(), meta), "ackDelete"),
+        };
+        match self
+            .request(
+                &message,
+                leader,
+                (answer, key.clone(), instance, 0),
+                self.answer_timeout,
+            )
+            .await
+        {
+            Some(_) => Outcome::Status(204),
+            None => Outcome::Transport(format!("no answer to {} from the CSS", message.command)),
+        }
+    }
+
+    async fn upload(
+        &self,
+        _key: &ObjectKey,
+        _instance_id: i64,
+        _data_id: i64,
+        _range: Option<(u64, u64, u64)>,
+        _len: u64,
+        _body: reqwest::Body,
+    ) -> Outcome {
+        Outcome::Invalid("over MQTT the CSS pulls the data".into())
+    }
+
+    async fn data(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        range: Option<(u64, u64)>,
+    ) -> Result<DataAnswer, Outcome> {
+        let offset = range.map_or(0, |(start, _)| start);
+        let mut message = Control::about("getdata", self.meta_for(key, instance_id, data_id, false));
+        message.offset = i64::try_from(offset).unwrap_or(0);
+        let wait = ("data", key.clone(), instance_id, message.offset);
+        // A chunk may be megabytes; give it the time an HTTP chunk download gets.
+        match self.request(&message, false, wait, self.answer_timeout * 6).await {
+            Some(Reply::Data(bytes)) => Ok(DataAnswer {
+                status: 206,
+                start: Some(offset),
+                body: futures_util::stream::iter([Ok(bytes)]).boxed(),
+            }),
+            Some(Reply::NotFound) => Ok(DataAnswer {
+                status: 404,
+                start: None,
+                body: futures_util::stream::empty().boxed(),
+            }),
+            Some(Reply::Ack) | None => Err(Outcome::Transport(format!("no data for {key} at offset {offset}"))),
+        }
+    }
+}
