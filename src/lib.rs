@@ -281,6 +281,7 @@ fn settings(config: &Config) -> NodeSettings {
         serves_spi: role == Role::Css && config.communication_protocol.uses_http(),
         store_created: false,
         data_uri_roots: config.data_uri_roots.clone(),
+        data_uri_reserved: vec![config.persistence_root_path.join("sync")],
         allowed_data_file_extensions: config.allowed_data_file_extensions.clone(),
         max_object_size: u64::try_from(config.max_object_size).ok().filter(|&limit| limit > 0),
     }

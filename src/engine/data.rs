@@ -3,7 +3,7 @@
 
 use super::objects::{blob_name, Change};
 use super::verify::verify_file;
-use super::{EngineError, EngineResult, Node, UploadGuard};
+use super::{DataFileError, EngineError, EngineResult, Node, UploadGuard};
 use crate::auth::{access, Identity};
 use crate::model::{ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::StoreError;
@@ -380,19 +380,13 @@ impl Node {
         record: &ObjectRecord,
         range: Option<RangeRequest>,
     ) -> EngineResult<DataStream> {
-        if !record.has_readable_data() {
-            return Err(EngineError::NotFound);
-        }
-        let path = match &record.blob {
-            Some(name) => self.0.blobs.path(name),
-            None => source_path(&record.meta.source_data_uri),
-        };
-        let mut file = match tokio::fs::File::open(&path).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EngineError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let size = file.metadata().await?.len();
+        let data_file = self.data_file(record).ok_or(EngineError::NotFound)?;
+        let (mut file, size) = self.open_data_file(&data_file).await.map_err(|e| match e {
+            DataFileError::Missing => EngineError::NotFound,
+            // A data URI file that left the allowed directories or changed after the PUT.
+            DataFileError::Refused(reason) => EngineError::Conflict(reason),
+            DataFileError::Io(e) => EngineError::Io(e),
+        })?;
         let Some(range) = range else {
             let slot = self.stream_slot().await?;
             return Ok(DataStream {
@@ -437,10 +431,6 @@ pub(super) fn too_large(limit: u64) -> EngineError {
     EngineError::TooLarge(format!(
         "The object data is larger than the {limit} bytes this node accepts (MaxObjectSize)"
     ))
-}
-
-fn source_path(uri: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(uri.split_once("://").map_or(uri, |(_, rest)| rest))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 mod consumer;
 mod css_receive;
 mod data;
+mod data_files;
+pub mod data_uri;
 mod delivery;
 mod destinations;
 mod grants;
@@ -23,6 +25,7 @@ mod webhooks;
 
 pub use consumer::Report;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest};
+pub use data_files::{DataFile, DataFileError};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
 
 use crate::auth::{Authenticator, Identity};
@@ -111,6 +114,9 @@ pub struct NodeSettings {
     pub store_created: bool,
     /// Directories that data URI files must lie in (symlinks resolved).
     pub data_uri_roots: Vec<std::path::PathBuf>,
+    /// Directories data URI files may never be in, even inside a root: the service's own
+    /// databases and data files.
+    pub data_uri_reserved: Vec<std::path::PathBuf>,
     /// `AllowedDataFileExtensions`: when not empty, data URI files need one of these
     /// extensions (compared case-insensitively).
     pub allowed_data_file_extensions: Vec<String>,
@@ -128,6 +134,8 @@ struct Inner {
     blobs: BlobStore,
     authenticator: Box<dyn Authenticator>,
     clock: InstanceClock,
+    /// Where data URI files may be, from the settings.
+    data_uri_rules: Arc<data_uri::Rules>,
     /// Keys with a whole-data upload in progress, to refuse a racing second upload.
     uploads_in_flight: Mutex<HashSet<ObjectKey>>,
     ranged_downloads: Arc<tokio::sync::Semaphore>,
@@ -165,12 +173,18 @@ impl Node {
         }
         let clock = InstanceClock::starting_after(store.max_instance_id().await?);
         let slots = settings.ranged_download_slots.max(1);
+        let data_uri_rules = Arc::new(data_uri::Rules {
+            roots: settings.data_uri_roots.clone(),
+            reserved: settings.data_uri_reserved.clone(),
+            extensions: settings.allowed_data_file_extensions.clone(),
+        });
         Ok(Self(Arc::new(Inner {
             settings,
             store,
             blobs,
             authenticator,
             clock,
+            data_uri_rules,
             uploads_in_flight: Mutex::new(HashSet::new()),
             ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(DATA_STREAM_SLOTS)),

@@ -115,6 +115,10 @@ impl Node {
                 return Err(EngineError::Invalid(e.0));
             }
             let instance_id = self.0.clock.next();
+            if let Err(refusal) = self.check_put_data_uris(&meta, instance_id) {
+                self.discard_blob(stored_blob.take()).await;
+                return Err(EngineError::Invalid(refusal));
+            }
             if let (Some(bytes), None) = (&inline, &stored_blob) {
                 let name = blob_name(instance_id);
                 let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(bytes))]);
@@ -273,7 +277,7 @@ impl Node {
         } else if meta.no_data || !meta.link.is_empty() {
             status = ObjectStatus::Ready;
         } else if !meta.source_data_uri.is_empty() {
-            meta.object_size = source_file_len(&meta.source_data_uri);
+            meta.object_size = i64::try_from(self.source_len(&meta.source_data_uri)).unwrap_or(i64::MAX);
             meta.data_id = instance_id;
             status = ObjectStatus::Ready;
         } else {
@@ -469,9 +473,4 @@ impl Node {
 /// Data file name for data stored by the change with this instance ID (unique per node).
 pub(super) fn blob_name(instance_id: i64) -> String {
     format!("{instance_id}.bin")
-}
-
-fn source_file_len(uri: &str) -> i64 {
-    let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
-    std::fs::metadata(path).map_or(0, |m| m.len() as i64)
 }

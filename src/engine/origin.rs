@@ -17,11 +17,11 @@
 //! client and an application never overwrite each other's changes. Nothing here speaks HTTP.
 
 use super::delivery::{deliverable, now_secs};
+use super::DataFile;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
 use crate::store::{Expect, StoreError, StoreOp};
-use std::path::PathBuf;
 
 /// A record of an own object that owes the CSS a message, with its object.
 #[derive(Debug, Clone)]
@@ -33,7 +33,8 @@ pub struct OriginMessage {
 /// Where the data of an own object's instance is read from for an upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadSource {
-    pub path: PathBuf,
+    /// A stored data file or the `sourceDataUri` file (checked again at each open).
+    pub file: DataFile,
     /// `objectSize` of the instance.
     pub total: u64,
     /// `chunkSize` of the instance.
@@ -391,16 +392,11 @@ impl Node {
         if !object.is_sender_copy() || object.meta.instance_id != instance_id || !moves_data(&object.meta) {
             return Ok(None);
         }
-        let path = match &object.blob {
-            Some(name) => self.0.blobs.path(name),
-            None if !object.meta.source_data_uri.is_empty() => {
-                let uri = &object.meta.source_data_uri;
-                PathBuf::from(uri.split_once("://").map_or(uri.as_str(), |(_, rest)| rest))
-            }
-            None => return Ok(None),
+        let Some(file) = self.data_file(&object) else {
+            return Ok(None);
         };
         Ok(Some(UploadSource {
-            path,
+            file,
             total: u64::try_from(object.meta.object_size).unwrap_or(0),
             chunk_size: u64::try_from(object.meta.chunk_size).unwrap_or(0),
             data_id: object.meta.data_id,

@@ -8,6 +8,7 @@
 //! never overwrite each other's record: one of them gets a conflict and re-reads. The HTTP
 //! exchange itself lives in `crate::sync`; nothing here speaks HTTP.
 
+use super::data_files::writes_destination_file;
 use super::objects::blob_name;
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
@@ -91,12 +92,19 @@ pub fn decide_update(record: Option<&Notification>, local: Option<&ObjectRecord>
     let has_local_data = !moves_no_data
         && meta.data_id != 0
         && local.is_some_and(|l| {
-            l.blob.is_some()
+            // Data kept in a destination file stays only when the new instance names it too.
+            let data_here = l.blob.is_some()
+                || (l.data_in_destination_file() && l.meta.destination_data_uri == meta.destination_data_uri);
+            data_here
                 && l.meta.data_id == meta.data_id
                 && matches!(l.status, ObjectStatus::CompletelyReceived | ObjectStatus::ObjReceived)
         });
+    // Data kept in one destination file is not where a metaOnly update naming another one
+    // expects it: download it again.
+    let destination_moved =
+        local.is_some_and(|l| l.data_in_destination_file() && l.meta.destination_data_uri != meta.destination_data_uri);
     let complete = moves_no_data
-        || (meta.meta_only && (meta.data_id == remembered_data_id || meta.data_id == 0))
+        || (meta.meta_only && (meta.data_id == remembered_data_id || meta.data_id == 0) && !destination_moved)
         || has_local_data;
     UpdateDecision::Store {
         complete,
@@ -165,6 +173,9 @@ pub enum Completion {
     /// The data does not match the signature (copy `receiverVerificationFailed`, record
     /// `receiverError`).
     VerificationFailed(String),
+    /// The data cannot be written to the copy's `destinationDataUri` file (record
+    /// `receiverError`; the copy stays incomplete).
+    DestinationRefused(String),
 }
 
 /// A record the ESS still owes the CSS something for, with the object it is about.
@@ -215,6 +226,9 @@ impl Node {
             )));
         }
         meta.destination_org_id = key.org.clone();
+        if let Some(reason) = self.refused_destination(&meta) {
+            return Ok(UpdateReply::Feedback(reason));
+        }
         for _ in 0..WRITE_ATTEMPTS {
             let local = self.0.store.object(&key).await?;
             let record = self.0.store.notification(&key, &cloud()).await?;
@@ -261,6 +275,9 @@ impl Node {
             ];
             match self.0.store.apply(ops).await {
                 Ok(()) => {
+                    if !keep_data {
+                        self.discard_destination_file(local.as_ref()).await;
+                    }
                     let replaced = local.and_then(|l| l.blob).filter(|old| Some(old) != blob.as_ref());
                     self.discard_files(replaced, abandoned).await;
                     return Ok(if complete {
@@ -355,6 +372,43 @@ impl Node {
                 return Ok(Completion::VerificationFailed(failure.to_string()));
             }
         }
+        // The verified data goes to the destination file instead of the store; the copy then
+        // has no stored data and is read from that file.
+        let to_destination = writes_destination_file(meta);
+        if to_destination {
+            let placed = self
+                .place_destination_file(&meta.destination_data_uri, self.0.blobs.path(&name))
+                .await;
+            if let Err(reason) = placed {
+                self.receiver_error(key, meta.instance_id, None).await?;
+                return Ok(Completion::DestinationRefused(reason));
+            }
+        }
+        let stored = (!to_destination).then_some(name);
+        let completed = self.commit_completion(key, meta, stored.clone(), total).await;
+        if !matches!(completed, Ok(Completion::Done)) {
+            self.discard_completed_data(meta, stored).await;
+        }
+        completed
+    }
+
+    /// Removes the data of a completion that was not recorded.
+    async fn discard_completed_data(&self, meta: &MetaData, stored: Option<String>) {
+        match stored {
+            Some(name) => self.0.blobs.remove(&name).await,
+            None => self.remove_destination_file(&meta.destination_data_uri).await,
+        }
+    }
+
+    /// Marks a downloaded copy `completelyReceived` with its data (`stored` in the store, or
+    /// in its destination file when `None`) and records `received`.
+    async fn commit_completion(
+        &self,
+        key: &ObjectKey,
+        meta: &MetaData,
+        stored: Option<String>,
+        total: u64,
+    ) -> EngineResult<Completion> {
         for _ in 0..WRITE_ATTEMPTS {
             let local = self.0.store.object(key).await?;
             let Some(mut local) = local.filter(|l| {
@@ -362,11 +416,10 @@ impl Node {
                     && l.meta.instance_id == meta.instance_id
                     && l.status == ObjectStatus::PartiallyReceived
             }) else {
-                self.0.blobs.remove(&name).await;
                 return Ok(Completion::Stale);
             };
             let revision = local.revision;
-            local.blob = Some(name.clone());
+            local.blob = stored.clone();
             local.meta.object_size = i64::try_from(total).unwrap_or(i64::MAX);
             local.status = ObjectStatus::CompletelyReceived;
             let record = self.cloud_record(key, NotificationStatus::Received, &local.meta);
@@ -384,13 +437,9 @@ impl Node {
                     return Ok(Completion::Done);
                 }
                 Err(StoreError::Conflict) => continue,
-                Err(e) => {
-                    self.0.blobs.remove(&name).await;
-                    return Err(e.into());
-                }
+                Err(e) => return Err(e.into()),
             }
         }
-        self.0.blobs.remove(&name).await;
         Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
     }
 
@@ -498,6 +547,7 @@ impl Node {
             }
             match self.0.store.apply(ops).await {
                 Ok(()) => {
+                    self.discard_destination_file(local.as_ref()).await;
                     self.discard_files(local.and_then(|l| l.blob), partial).await;
                     return Ok(true);
                 }
@@ -603,6 +653,7 @@ impl Node {
             ];
             match self.0.store.apply(ops).await {
                 Ok(()) => {
+                    self.discard_destination_file(local.as_ref()).await;
                     self.discard_files(local.and_then(|l| l.blob), partial).await;
                     return Ok(true);
                 }
@@ -808,6 +859,34 @@ mod tests {
         let complete = copy(ObjectStatus::CompletelyReceived, 3, 3, true);
         assert_eq!(
             decide_update(Some(&older), Some(&complete), &meta(5, 5)),
+            UpdateDecision::Store {
+                complete: false,
+                keep_data: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_meta_only_update_keeps_data_in_the_same_destination_file() {
+        let mut local = copy(ObjectStatus::CompletelyReceived, 5, 5, false);
+        local.meta.destination_data_uri = "file:///data/out.bin".into();
+        let old = record(NotificationStatus::AckReceived, 5, 5);
+        let mut update = MetaData {
+            meta_only: true,
+            destination_data_uri: "file:///data/out.bin".into(),
+            ..meta(7, 5)
+        };
+        assert_eq!(
+            decide_update(Some(&old), Some(&local), &update),
+            UpdateDecision::Store {
+                complete: true,
+                keep_data: true
+            }
+        );
+        // Another file: the data is not there, so it is downloaded again.
+        update.destination_data_uri = "file:///data/elsewhere.bin".into();
+        assert_eq!(
+            decide_update(Some(&old), Some(&local), &update),
             UpdateDecision::Store {
                 complete: false,
                 keep_data: false

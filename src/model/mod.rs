@@ -82,12 +82,42 @@ impl ObjectRecord {
         self.sender
     }
 
-    /// True when GET data may return bytes for this object.
-    pub fn has_readable_data(&self) -> bool {
-        self.status.data_readable()
-            && !self.meta.no_data
-            && (self.blob.is_some() || !self.meta.source_data_uri.is_empty())
+    /// Where GET data reads this object's data on a node of `role`; `None` when it has none.
+    /// Files named by data URIs are used on an ESS only, where they are local: the source
+    /// file of an own object, the destination file a received copy's data was written to.
+    /// On a CSS such fields are just metadata (they name files on some edge node).
+    pub fn data_location(&self, role: Role) -> Option<DataLocation<'_>> {
+        if !self.status.data_readable() || self.meta.no_data {
+            return None;
+        }
+        if let Some(blob) = &self.blob {
+            return Some(DataLocation::Stored(blob));
+        }
+        let (source, destination) = (&self.meta.source_data_uri, &self.meta.destination_data_uri);
+        match (role, self.sender) {
+            (Role::Ess, true) if !source.is_empty() => Some(DataLocation::SourceFile(source)),
+            (Role::Ess, false) if !destination.is_empty() && self.meta.link.is_empty() => {
+                Some(DataLocation::DestinationFile(destination))
+            }
+            _ => None,
+        }
     }
+
+    /// True for a received copy on an ESS whose data lives in its `destinationDataUri` file.
+    pub fn data_in_destination_file(&self) -> bool {
+        matches!(self.data_location(Role::Ess), Some(DataLocation::DestinationFile(_)))
+    }
+}
+
+/// Where an object's data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataLocation<'a> {
+    /// A data file of the node's store, by name.
+    Stored(&'a str),
+    /// The file named by `sourceDataUri` (an ESS's own object).
+    SourceFile(&'a str),
+    /// The file named by `destinationDataUri` (a copy received by an ESS).
+    DestinationFile(&'a str),
 }
 
 /// A registered edge node (spec: metadata.md §13).
@@ -161,4 +191,62 @@ pub struct OrganizationEntry {
     #[serde(rename = "org-id")]
     pub org_id: String,
     pub address: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sender: bool, status: ObjectStatus, blob: Option<&str>) -> ObjectRecord {
+        ObjectRecord {
+            meta: MetaData {
+                source_data_uri: "file:///data/in.bin".into(),
+                destination_data_uri: "file:///data/out.bin".into(),
+                ..MetaData::default()
+            },
+            status,
+            sender,
+            remaining_consumers: 1,
+            remaining_receivers: 1,
+            policy_received: false,
+            blob: blob.map(str::to_string),
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn stored_data_wins_and_data_uri_files_are_used_on_an_ess_only() {
+        let stored = record(true, ObjectStatus::Ready, Some("1.bin"));
+        assert_eq!(stored.data_location(Role::Css), Some(DataLocation::Stored("1.bin")));
+        let own = record(true, ObjectStatus::Ready, None);
+        assert_eq!(
+            own.data_location(Role::Ess),
+            Some(DataLocation::SourceFile("file:///data/in.bin"))
+        );
+        let received = record(false, ObjectStatus::CompletelyReceived, None);
+        assert_eq!(
+            received.data_location(Role::Ess),
+            Some(DataLocation::DestinationFile("file:///data/out.bin"))
+        );
+        assert!(received.data_in_destination_file());
+        // On a CSS the fields name files of an edge node: never read locally.
+        assert_eq!(own.data_location(Role::Css), None);
+        assert_eq!(received.data_location(Role::Css), None);
+    }
+
+    #[test]
+    fn copies_without_data_have_no_location() {
+        let partial = record(false, ObjectStatus::PartiallyReceived, None);
+        assert_eq!(partial.data_location(Role::Ess), None);
+        let mut link = record(false, ObjectStatus::CompletelyReceived, None);
+        link.meta.link = "http://x".into();
+        assert_eq!(link.data_location(Role::Ess), None);
+        let mut no_data = record(true, ObjectStatus::Ready, Some("1.bin"));
+        no_data.meta.no_data = true;
+        assert_eq!(no_data.data_location(Role::Ess), None);
+        assert_eq!(
+            record(true, ObjectStatus::ConsumedByDest, None).data_location(Role::Ess),
+            None
+        );
+    }
 }

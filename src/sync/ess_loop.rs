@@ -582,6 +582,10 @@ impl EssSync {
                 self.reception_failed(key, instance, data_id, FEEDBACK_SECURITY, &reason, true)
                     .await
             }
+            Ok(Completion::DestinationRefused(reason)) => {
+                self.reception_failed(key, instance, data_id, FEEDBACK_INTERNAL, &reason, true)
+                    .await
+            }
             Err(e) => Step::Retry(Outcome::Invalid(format!("completing the download: {e}"))),
         }
     }

@@ -202,21 +202,18 @@ impl EssSync {
         len: u64,
         chunk: bool,
     ) -> Outcome {
-        let mut file = match tokio::fs::File::open(&source.path).await {
-            Ok(file) => file,
-            Err(e) => return Outcome::Invalid(format!("cannot open the data: {e}")),
-        };
-        match file.metadata().await {
-            Ok(m) if m.len() >= start + len => {}
-            Ok(m) => {
+        // A `sourceDataUri` file is confined and compared with what the PUT measured at
+        // every part, so a file changed or swapped for a symlink mid-upload stops it.
+        let mut file = match self.node.open_data_file(&source.file).await {
+            Ok((file, on_disk)) if on_disk >= start + len => file,
+            Ok((_, on_disk)) => {
                 return Outcome::Invalid(format!(
-                    "the data file has {} bytes, the object {}",
-                    m.len(),
+                    "the data file has {on_disk} bytes, the object {}",
                     source.total
                 ))
             }
-            Err(e) => return Outcome::Invalid(format!("cannot read the data: {e}")),
-        }
+            Err(e) => return Outcome::Invalid(format!("cannot open the data: {e}")),
+        };
         if start > 0 {
             if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
                 return Outcome::Invalid(format!("cannot read the data: {e}"));

@@ -193,7 +193,9 @@ impl MqttLink {
         };
         let start = u64::try_from(offset).unwrap_or(0);
         let len = self.max_chunk.min(source.total.saturating_sub(start));
-        let data = match read_at(&source.path, start, len).await {
+        // A `sourceDataUri` file is confined and compared with what the PUT measured on
+        // every read, as for HTTP uploads.
+        let data = match self.read_chunk(&source.file, start, len).await {
             Ok(data) => data,
             Err(e) => {
                 tracing::warn!(%key, error = %e, "MQTT: reading a chunk failed");
@@ -274,24 +276,23 @@ impl MqttLink {
         }
     }
 
+    /// Reads `len` bytes at `start` of an own object's data.
+    async fn read_chunk(&self, file: &crate::engine::DataFile, start: u64, len: u64) -> Result<Bytes, String> {
+        let (mut file, on_disk) = self.node.open_data_file(file).await.map_err(|e| e.to_string())?;
+        if on_disk < start + len {
+            return Err(format!("the data file has {on_disk} bytes, fewer than the object"));
+        }
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.take(len).read_to_end(&mut data).await.map_err(|e| e.to_string())?;
+        Ok(Bytes::from(data))
+    }
+
     fn node_message(&self, command: &str) -> Control {
         Control::from_node(command, self.me.clone(), self.persistent)
     }
-}
-
-/// Reads `len` bytes at `start` of a file.
-async fn read_at(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<Bytes> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    file.take(len).read_to_end(&mut data).await?;
-    if (data.len() as u64) < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the data file is shorter than the object",
-        ));
-    }
-    Ok(Bytes::from(data))
 }
 
 #[async_trait]
