@@ -102,6 +102,70 @@ struct HealthReport {
     db_health: DbHealth,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+    #[serde(rename = "mqttHealth", skip_serializing_if = "Option::is_none")]
+    mqtt_health: Option<MqttHealth>,
+}
+
+/// The broker connection in the original's terms (spec rest-api.md §8).
+#[derive(Serialize)]
+struct MqttHealth {
+    #[serde(rename = "mqttConnectionStatus")]
+    status: &'static str,
+    #[serde(rename = "subscribeFailures")]
+    subscribe_failures: u64,
+    #[serde(rename = "publishFailures")]
+    publish_failures: u64,
+    #[serde(rename = "disconnectedFromMQTTBroker")]
+    disconnected: bool,
+    #[serde(rename = "lastDisconnectFromBrokerDuration", skip_serializing_if = "is_zero")]
+    disconnected_for_ms: u64,
+    #[serde(rename = "timeSinceLastSubscribeError", skip_serializing_if = "is_zero")]
+    since_subscribe_error: u64,
+    #[serde(rename = "timeSinceLastPublishError", skip_serializing_if = "is_zero")]
+    since_publish_error: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+impl MqttHealth {
+    /// Red while disconnected or after a recent subscribe failure; yellow after an older
+    /// subscribe failure or a recent publish failure (recent = 12, older = 60 resend
+    /// intervals).
+    fn of(health: crate::mqtt::connection::BrokerHealth, resend_secs: u64) -> Self {
+        let within = |since: Option<u64>, periods: u64| since.is_some_and(|s| s <= periods * resend_secs);
+        let status = if !health.connected || within(health.since_subscribe_failure, 12) {
+            "red"
+        } else if within(health.since_subscribe_failure, 60) || within(health.since_publish_failure, 12) {
+            "yellow"
+        } else {
+            "green"
+        };
+        Self {
+            status,
+            subscribe_failures: health.subscribe_failures,
+            publish_failures: health.publish_failures,
+            disconnected: !health.connected,
+            disconnected_for_ms: health.disconnected_for_ms,
+            since_subscribe_error: health.since_subscribe_failure.unwrap_or(0),
+            since_publish_error: health.since_publish_failure.unwrap_or(0),
+        }
+    }
+}
+
+/// The worse of two colours.
+fn worst(a: &'static str, b: &'static str) -> &'static str {
+    let rank = |c: &str| match c {
+        "red" => 2,
+        "yellow" => 1,
+        _ => 0,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
 }
 
 #[derive(Serialize)]
@@ -171,10 +235,12 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
             None,
         )
     };
+    let resend_secs = u64::try_from(node.settings().resend_interval_secs).unwrap_or(10).max(1);
+    let mqtt_health = node.broker().map(|broker| MqttHealth::of(broker.health(), resend_secs));
     let report = HealthReport {
         general: GeneralHealth {
             node_type: if node.role() == Role::Css { "CSS" } else { "ESS" },
-            health_status: db_status,
+            health_status: worst(db_status, mqtt_health.as_ref().map_or("green", |m| m.status)),
             up_time: node.uptime_secs(),
         },
         db_health: DbHealth {
@@ -184,6 +250,7 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
             db_write_failures: 0,
         },
         usage,
+        mqtt_health,
     };
     Ok(json_response(&report))
 }

@@ -268,6 +268,44 @@ impl Node {
 
     /// Acknowledgements from a node for messages about its own objects: the copy is
     /// removed once the node knows it was consumed or its deletion acknowledged.
+    /// Copies of nodes' objects whose data the CSS must fetch itself (over MQTT it pulls)
+    /// and whose transfer has made no progress for 6 x `ResendInterval`: the node and the
+    /// copy's metadata. Each is given another period before it is returned again.
+    pub async fn stalled_receptions(&self, communication: &str) -> EngineResult<Vec<(NodeAddress, MetaData)>> {
+        let now = now_secs();
+        let mut stalled = Vec::new();
+        for record in self.0.store.due_notifications(now).await? {
+            if record.status != NotificationStatus::HandleUpdate {
+                continue;
+            }
+            let node = NodeAddress {
+                org: record.key.org.clone(),
+                dest_type: record.remote.dest_type.clone(),
+                dest_id: record.remote.dest_id.clone(),
+            };
+            let over = self.0.store.destination(&node.org, &record.remote).await?;
+            if over.is_none_or(|d| d.communication != communication) {
+                continue;
+            }
+            let Some(copy) = self.0.store.object(&record.key).await? else {
+                continue;
+            };
+            if copy.is_sender_copy()
+                || copy.status != ObjectStatus::PartiallyReceived
+                || copy.meta.instance_id != record.instance_id
+            {
+                continue;
+            }
+            let later = Notification {
+                resend_time: now + self.resend_delay(),
+                ..record
+            };
+            self.0.store.apply(vec![StoreOp::PutNotification(later)]).await?;
+            stalled.push((node, copy.meta));
+        }
+        Ok(stalled)
+    }
+
     pub(super) async fn receiver_ack_ops(
         &self,
         record: &Notification,

@@ -154,6 +154,8 @@ struct Inner {
     unregister_requested: std::sync::atomic::AtomicBool,
     /// The CSS confirmed the unregistration: the local store is wiped after stopping.
     unregistered: std::sync::atomic::AtomicBool,
+    /// The broker connection's state, when the node talks MQTT (health, metrics).
+    broker: std::sync::OnceLock<Arc<crate::mqtt::connection::State>>,
     webhooks: webhooks::Notifier,
 }
 
@@ -195,6 +197,7 @@ impl Node {
             resend_requested: std::sync::atomic::AtomicBool::new(false),
             unregister_requested: std::sync::atomic::AtomicBool::new(false),
             unregistered: std::sync::atomic::AtomicBool::new(false),
+            broker: std::sync::OnceLock::new(),
             webhooks: webhooks::Notifier::start(),
         })))
     }
@@ -205,6 +208,16 @@ impl Node {
     }
 
     /// The node's settings.
+    /// Makes the broker connection's state part of the node's health.
+    pub fn set_broker(&self, state: Arc<crate::mqtt::connection::State>) {
+        let _ = self.0.broker.set(state);
+    }
+
+    /// The broker connection's state, when the node talks MQTT.
+    pub fn broker(&self) -> Option<&crate::mqtt::connection::State> {
+        self.0.broker.get().map(|s| s.as_ref())
+    }
+
     /// Every node with new messages is sent to `pusher` (the MQTT transport of a CSS).
     pub fn push_messages_to(&self, pusher: tokio::sync::mpsc::UnboundedSender<(String, crate::model::sync::Remote)>) {
         self.0.pollers.set_pusher(pusher);

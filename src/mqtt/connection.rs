@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -48,14 +48,71 @@ pub struct Connection {
     state: Arc<State>,
 }
 
+/// What the connection has been through, for the health report and metrics.
 #[derive(Default)]
-struct State {
+pub struct State {
     connected: AtomicBool,
     /// Completed connects; a change tells the node its broker session was renewed.
     sessions: AtomicU64,
     sent_bytes: AtomicU64,
     received_bytes: AtomicU64,
+    /// Milliseconds since the epoch when the connection was lost (0 while connected).
+    disconnected_at: AtomicI64,
+    subscribe_failures: AtomicU64,
+    publish_failures: AtomicU64,
+    /// Seconds since the epoch of the last failure of each kind (0 = none).
+    last_subscribe_failure: AtomicI64,
+    last_publish_failure: AtomicI64,
     session_renewed: tokio::sync::Notify,
+}
+
+/// A consistent reading of [`State`], in the health report's terms (spec rest-api.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BrokerHealth {
+    pub connected: bool,
+    pub subscribe_failures: u64,
+    pub publish_failures: u64,
+    /// Milliseconds the connection has been down (0 while connected).
+    pub disconnected_for_ms: u64,
+    /// Seconds since the last failure of each kind (`None` = never).
+    pub since_subscribe_failure: Option<u64>,
+    pub since_publish_failure: Option<u64>,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+}
+
+impl State {
+    /// Reads the counters at once (each is atomic; together they are a snapshot, not a
+    /// torn read of a shared struct as in the original).
+    pub fn health(&self) -> BrokerHealth {
+        let now_ms = now_millis();
+        let since = |at: &AtomicI64| {
+            let at = at.load(Ordering::SeqCst);
+            (at > 0).then(|| u64::try_from(now_ms / 1000 - at).unwrap_or(0))
+        };
+        let disconnected_at = self.disconnected_at.load(Ordering::SeqCst);
+        let connected = self.connected.load(Ordering::SeqCst);
+        BrokerHealth {
+            connected,
+            subscribe_failures: self.subscribe_failures.load(Ordering::SeqCst),
+            publish_failures: self.publish_failures.load(Ordering::SeqCst),
+            disconnected_for_ms: if connected || disconnected_at == 0 {
+                0
+            } else {
+                u64::try_from(now_ms - disconnected_at).unwrap_or(0)
+            },
+            since_subscribe_failure: since(&self.last_subscribe_failure),
+            since_publish_failure: since(&self.last_publish_failure),
+            sent_bytes: self.sent_bytes.load(Ordering::Relaxed),
+            received_bytes: self.received_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Connection {
@@ -113,9 +170,12 @@ impl Connection {
                     for topic in &topics {
                         if let Err(e) = self.client.subscribe(topic.clone(), QoS::AtMostOnce).await {
                             tracing::warn!(topic, error = %e, "MQTT: subscribing failed");
+                            self.state.subscribe_failures.fetch_add(1, Ordering::SeqCst);
+                            self.state.last_subscribe_failure.store(now_millis() / 1000, Ordering::SeqCst);
                         }
                     }
                     self.state.connected.store(true, Ordering::SeqCst);
+                    self.state.disconnected_at.store(0, Ordering::SeqCst);
                     self.state.sessions.fetch_add(1, Ordering::SeqCst);
                     self.state.session_renewed.notify_waiters();
                 }
@@ -133,6 +193,9 @@ impl Connection {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if self.state.disconnected_at.load(Ordering::SeqCst) == 0 {
+                        self.state.disconnected_at.store(now_millis(), Ordering::SeqCst);
+                    }
                     if self.state.connected.swap(false, Ordering::SeqCst) {
                         tracing::warn!(broker = %address, error = %e, "MQTT: connection to the broker lost; reconnecting");
                     } else if failures % 20 == 0 {
@@ -154,7 +217,11 @@ impl Connection {
             Ok(()) => {
                 self.state.sent_bytes.fetch_add(len, Ordering::Relaxed);
             }
-            Err(e) => tracing::debug!(error = %e, "MQTT: publish failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "MQTT: publish failed");
+                self.state.publish_failures.fetch_add(1, Ordering::SeqCst);
+                self.state.last_publish_failure.store(now_millis() / 1000, Ordering::SeqCst);
+            }
         }
     }
 
@@ -173,12 +240,9 @@ impl Connection {
         self.state.session_renewed.notified().await;
     }
 
-    /// Payload bytes sent and received so far.
-    pub fn traffic(&self) -> (u64, u64) {
-        (
-            self.state.sent_bytes.load(Ordering::Relaxed),
-            self.state.received_bytes.load(Ordering::Relaxed),
-        )
+    /// The connection's state, for health and metrics.
+    pub fn state(&self) -> Arc<State> {
+        self.state.clone()
     }
 }
 

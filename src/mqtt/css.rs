@@ -53,6 +53,7 @@ pub fn spawn(
     let (incoming_tx, incoming) = mpsc::channel(256);
     let connection = Connection::start(&settings, topics, incoming_tx, tracker, shutdown.clone());
     tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), "CSS: serving edge nodes over MQTT");
+    node.set_broker(connection.state());
     let (pusher, pushes) = mpsc::unbounded_channel();
     node.push_messages_to(pusher);
     let resend = Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).max(1));
@@ -71,10 +72,18 @@ pub fn spawn(
             _ = handler.handle(incoming) => {}
         }
     });
+    let sweeper = publisher.clone();
+    let stop = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = publisher.publish_queued(pushes) => {}
+        }
+    });
     tracker.spawn(async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = publisher.publish_queued(pushes) => {}
+            _ = sweeper.resume_stalled_pulls(resend) => {}
         }
     });
 }
@@ -236,13 +245,32 @@ impl CssMqtt {
             return;
         }
         self.send(node, &Control::about("updated", meta.clone())).await;
+        self.start_pull(node, key, meta);
+    }
+
+    /// Every `ResendInterval`: pulls that stopped (lost chunks, a CSS restart, a broker
+    /// outage) start again from the first missing byte.
+    async fn resume_stalled_pulls(self: Arc<Self>, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            let stalled = match self.node.stalled_receptions("mqtt").await {
+                Ok(stalled) => stalled,
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT: looking for stalled transfers failed");
+                    continue;
+                }
+            };
+            for (node, meta) in stalled {
+                let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
+                tracing::info!(%key, instance = meta.instance_id, "MQTT: resuming the transfer of an edge node's object");
+                self.start_pull(&node, &key, &meta);
+            }
+        }
+    }
+
+    fn start_pull(self: &Arc<Self>, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let pull = (key.clone(), meta.instance_id);
-        if !self
-            .pulling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pull.clone())
-        {
+        if !self.pulling.lock().unwrap_or_else(|p| p.into_inner()).insert(pull.clone()) {
             return;
         }
         let (css, node, key, meta) = (self.clone(), node.clone(), key.clone(), meta.clone());

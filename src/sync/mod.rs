@@ -68,6 +68,7 @@ fn mqtt_ess_link(
     let (incoming_tx, incoming) = tokio::sync::mpsc::channel(64);
     let connection =
         crate::mqtt::connection::Connection::start(&settings, topics, incoming_tx, tracker, shutdown.clone());
+    node.set_broker(connection.state());
     let me = Destination {
         org: config.org_id.clone(),
         dest_type: config.destination_type.clone(),

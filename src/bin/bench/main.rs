@@ -33,9 +33,14 @@
 //! 3. the same with real ESS processes of the server binary (100, `--quick`: 10; 50 objects
 //!    to one of them), when the binary works as an HTTP ESS; otherwise reported as not yet
 //!    measurable.
+//!
+//! `--mqtt` runs only the MQTT transport benchmark: a real mosquitto broker (Debian package
+//! `mosquitto`), a CSS and one ESS over it; propagation latency of 200 noData objects
+//! (`--quick`: 50) and the arrival of a 256 MB object (`--quick`: 64 MB) on the ESS.
 
 mod fanout;
 mod load;
+mod mqtt;
 mod propagation;
 mod server;
 mod transfer;
@@ -73,6 +78,9 @@ struct Args {
     /// With --sync: simulated edge nodes of the fan-out (default 1000, --quick 100).
     #[arg(long, value_name = "N", requires = "sync", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     nodes: Option<u64>,
+    /// Run only the MQTT transport benchmark (needs mosquitto installed).
+    #[arg(long, conflicts_with = "sync")]
+    mqtt: bool,
 }
 
 /// How much work each phase does.
@@ -167,6 +175,20 @@ fn main() -> ExitCode {
         }
     };
     let json = args.json;
+    if args.mqtt {
+        return match runtime.block_on(run_mqtt(args)) {
+            Ok(value) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge-sync-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.sync {
         return match runtime.block_on(run_sync(args)) {
             Ok(report) => {
@@ -579,6 +601,43 @@ async fn run_sync(args: Args) -> Result<SyncReport, String> {
         real_count,
         total: started.elapsed(),
     })
+}
+
+/// The MQTT benchmark; prints its table (stdout, or stderr with `--json`) and returns the
+/// figures as JSON.
+async fn run_mqtt(args: Args) -> Result<serde_json::Value, String> {
+    let binary = match args.server {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    let (objects, large) = if args.quick { (50, 64_000_000) } else { (200, 256_000_000) };
+    let stats = mqtt::run(&binary, objects, large).await?;
+    let table = format!(
+        "edge-sync-service MQTT benchmark{}  (mosquitto on loopback, {} CPUs)\n\
+         propagation CSS -> ESS (noData): {} objects, median {:.1} ms, p99 {:.1} ms, max {:.1} ms\n\
+         {} MB object: complete on the ESS {:.2} s after its data PUT on the CSS = {:.0} MB/s\n",
+        if args.quick { " --quick" } else { "" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        stats.latencies.samples.len(),
+        stats.latencies.median_ms(),
+        stats.latencies.p99_ms(),
+        stats.latencies.max_ms(),
+        stats.large_bytes / 1_000_000,
+        stats.large_secs,
+        stats.large_mb_per_s()
+    );
+    if args.json {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    Ok(json!({
+        "propagation_median_ms": stats.latencies.median_ms(),
+        "propagation_p99_ms": stats.latencies.p99_ms(),
+        "large_bytes": stats.large_bytes,
+        "large_seconds": stats.large_secs,
+        "large_mb_per_s": stats.large_mb_per_s(),
+    }))
 }
 
 /// First line of an error (the server log tail follows on later lines).

@@ -28,7 +28,7 @@ pub struct Latencies {
 }
 
 impl Latencies {
-    fn new(label: String, nodes: usize, mut samples: Vec<Duration>) -> Self {
+    pub fn new(label: String, nodes: usize, mut samples: Vec<Duration>) -> Self {
         samples.sort_unstable();
         Latencies { label, nodes, samples }
     }

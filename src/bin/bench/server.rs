@@ -55,6 +55,12 @@ pub struct Server {
 impl Server {
     /// Starts the binary as a CSS on a free loopback port with bolt-style local storage.
     pub fn start(binary: &Path, dir: &Path) -> Result<Self, String> {
+        Self::start_with(binary, dir, &[])
+    }
+
+    /// Like [`Server::start`], with `env` added last (it overrides the defaults, e.g. to
+    /// start an ESS or to use MQTT).
+    pub fn start_with(binary: &Path, dir: &Path, env: &[(String, String)]) -> Result<Self, String> {
         let port = free_port()?;
         let persist = dir.join("persist");
         std::fs::create_dir_all(&persist).map_err(|e| format!("cannot create {}: {e}", persist.display()))?;
@@ -72,6 +78,7 @@ impl Server {
             .env("COMMUNICATION_PROTOCOL", "http")
             .env("LOG_LEVEL", "WARNING")
             .env_remove("RUST_LOG")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
