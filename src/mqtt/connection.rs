@@ -5,9 +5,11 @@
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -139,7 +141,9 @@ impl Connection {
                         tracing::warn!(broker = %address, error = %e, "MQTT: cannot reach the broker; retrying");
                     }
                     failures = failures.saturating_add(1);
-                    tokio::time::sleep(backoff(failures)).await;
+                    let delay = backoff(failures);
+                    tracing::debug!(broker = %address, failures, retry_in = ?delay, error = %e, "MQTT: no broker connection");
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -171,6 +175,23 @@ impl Connection {
     /// Resolves at the next completed connect.
     pub async fn session_renewed(&self) {
         self.state.session_renewed.notified().await;
+    }
+
+    /// Resolves at the next completed connect after this call, even when first polled later.
+    pub fn next_session(&self) -> Pin<Box<Notified<'_>>> {
+        let mut renewed = Box::pin(self.state.session_renewed.notified());
+        renewed.as_mut().enable();
+        renewed
+    }
+
+    /// Resolves when the broker connection is up: at once if it is, else at the next
+    /// completed connect.
+    pub async fn connected(&self) {
+        let renewed = self.next_session();
+        if self.is_connected() {
+            return;
+        }
+        renewed.await;
     }
 
     /// Payload bytes sent and received so far.

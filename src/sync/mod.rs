@@ -77,7 +77,8 @@ fn mqtt_ess_link(
     };
     let persistent = config.storage_provider == crate::config::StorageKind::Sqlite && !node.settings().store_created;
     let max_chunk = u64::try_from(config.max_data_chunk_size).unwrap_or(u64::MAX);
-    let link = mqtt_link::MqttLink::new(connection, node, me, persistent, max_chunk);
+    let answer_timeout = std::time::Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).max(1));
+    let link = mqtt_link::MqttLink::new(connection, node, me, persistent, max_chunk, answer_timeout);
     let runner = link.clone();
     tracker.spawn(async move {
         tokio::select! {
