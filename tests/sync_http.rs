@@ -1,24 +1,37 @@
-//! CSS <-> ESS synchronization over HTTP, end to end: a real CSS and a real ESS process. The
-//! ESS registers, long-polls, downloads (in chunks), reports received/consumed/deleted, and
-//! the CSS's delivery statuses follow. Every wait has a deadline; nothing sleeps blindly.
+//! CSS <-> ESS synchronization, end to end: a real CSS and a real ESS process, over HTTP and
+//! over MQTT through a mosquitto broker (each scenario runs on both, see
+//! `on_both_transports!` at the end). The ESS registers, receives (in chunks), reports
+//! received/consumed/deleted, and the CSS's delivery statuses follow. Every wait has a
+//! deadline; nothing sleeps blindly.
+//!
+//! HTTP only, because what they test does not exist over MQTT:
+//! - `propagation_latency_with_a_ten_second_polling_interval`: the HTTP long-poll schedule
+//!   (`HTTPPollingInterval`); an MQTT CSS pushes each message as it commits.
+//! - `a_node_the_css_forgot_registers_as_new_and_gets_its_objects`: the `424` answer to the
+//!   poll of a removed node; over MQTT the node only learns it from its next `ping`, sent
+//!   every `ESSPingInterval` hours. (The MQTT `registerAsNew` answer itself is exercised by
+//!   every MQTT scenario: a fresh CSS does not know the node that registers.)
+//! - `the_ess_talks_to_the_css_over_https`: HTTPS to the CSS; TLS to the broker is in
+//!   `tests/sync_mqtt.rs`.
 
 mod common;
 
-use common::sync::{css_with, http_ess, wait_registered, SYNC_DEADLINE as DEADLINE};
+use common::sync::{http_ess, wait_registered, Net, Transport, SYNC_DEADLINE as DEADLINE};
 use common::{pattern, NodeOptions, Role, TestNode};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::time::Instant;
 
-/// A CSS with 64 KiB chunks.
-fn css() -> TestNode {
-    css_with(&[("MAX_DATA_CHUNK_SIZE", "65536")])
+/// A CSS on `net` with 64 KiB chunks.
+fn css(net: &Net) -> TestNode {
+    net.css(&[("MAX_DATA_CHUNK_SIZE", "65536")])
 }
 
-/// An ESS (`edge`/`id`) of the CSS polling with `HTTPPollingInterval` = `interval`.
-fn ess(css: &TestNode, id: &str, interval: u16) -> TestNode {
-    http_ess(
-        css.port(),
+/// An ESS (`edge`/`id`) of the CSS on `net`; over HTTP it polls with `HTTPPollingInterval`
+/// = `interval`.
+fn ess(net: &Net, css: &TestNode, id: &str, interval: u16) -> TestNode {
+    net.ess(
+        css,
         &[("HTTP_POLLING_INTERVAL", &interval.to_string()), ("DESTINATION_ID", id)],
     )
 }
@@ -74,10 +87,10 @@ async fn wait_gone(css: &TestNode, ess: &TestNode, path: &str) {
     .await;
 }
 
-#[tokio::test]
-async fn objects_travel_to_an_http_ess_and_back_come_the_reports() {
-    let css = css();
-    let ess = ess(&css, "node1", 2);
+async fn objects_travel_to_the_ess_and_back_come_the_reports(transport: Transport) {
+    let net = Net::new(transport);
+    let css = css(&net);
+    let ess = ess(&net, &css, "node1", 2);
     wait_registered(&css, &ess, "node1").await;
     let (css_api, ess_api) = (css.api(), ess.api());
 
@@ -146,10 +159,10 @@ async fn objects_travel_to_an_http_ess_and_back_come_the_reports() {
     }
 }
 
-#[tokio::test]
-async fn an_interrupted_download_resumes_after_a_restart() {
-    let css = css();
-    let mut ess = ess(&css, "node1", 2);
+async fn an_interrupted_download_resumes_after_a_restart(transport: Transport) {
+    let net = Net::new(transport);
+    let css = css(&net);
+    let mut ess = ess(&net, &css, "node1", 2);
     wait_registered(&css, &ess, "node1").await;
     let first = pattern(4 << 20, 3);
     let path = css.obj("model", "resume");
@@ -194,8 +207,9 @@ async fn an_interrupted_download_resumes_after_a_restart() {
 
 #[tokio::test]
 async fn propagation_latency_with_a_ten_second_polling_interval() {
-    let css = css();
-    let ess = ess(&css, "node7", 10);
+    let net = Net::new(Transport::Http);
+    let css = css(&net);
+    let ess = ess(&net, &css, "node7", 10);
     wait_registered(&css, &ess, "node7").await;
     let mut latencies = Vec::new();
     for round in 0..5 {
@@ -222,20 +236,10 @@ async fn propagation_latency_with_a_ten_second_polling_interval() {
     );
 }
 
-#[tokio::test]
-async fn a_report_made_while_the_css_is_down_is_delivered_when_it_is_back() {
-    let mut css = css();
-    let mut options = NodeOptions::new(Role::Ess);
-    for (key, value) in [
-        ("HTTP_CSS_HOST", "127.0.0.1".to_string()),
-        ("HTTP_CSS_PORT", css.port().to_string()),
-        ("HTTP_POLLING_INTERVAL", "2".to_string()),
-        ("RESEND_INTERVAL", "1".to_string()),
-        ("ESS_CALL_SPI_RETRY_INTERVAL", "1".to_string()),
-    ] {
-        options.env.push((key.into(), value));
-    }
-    let ess = TestNode::start(options);
+async fn a_report_made_while_the_css_is_down_is_delivered_when_it_is_back(transport: Transport) {
+    let net = Net::new(transport);
+    let mut css = css(&net);
+    let ess = net.ess(&css, &[("ESS_CALL_SPI_RETRY_INTERVAL", "1")]);
     wait_registered(&css, &ess, "node1").await;
     let path = css.obj("model", "outage");
     css.api()
@@ -269,7 +273,7 @@ async fn a_node_the_css_forgot_registers_as_new_and_gets_its_objects() {
     let mut options = NodeOptions::new(Role::Css);
     options.env.push(("REMOVE_ESS_REGISTRATION_SECONDS".into(), "2".into()));
     let css = TestNode::start(options);
-    let ess = ess(&css, "node1", 2);
+    let ess = http_ess(css.port(), &[]);
     wait_registered(&css, &ess, "node1").await;
     // The CSS removes the silent node (it pings hourly); its polls get 424 and it registers
     // from scratch.
@@ -334,3 +338,9 @@ async fn the_ess_talks_to_the_css_over_https() {
     assert_eq!(ess.api().data(&ess.obj("model", "secure")).await, b"over tls");
     wait_delivery(&css, &ess, &path, "node1", "delivered").await;
 }
+
+on_both_transports!(
+    objects_travel_to_the_ess_and_back_come_the_reports,
+    an_interrupted_download_resumes_after_a_restart,
+    a_report_made_while_the_css_is_down_is_delivered_when_it_is_back,
+);

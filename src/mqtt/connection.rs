@@ -5,9 +5,11 @@
 
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -171,7 +173,9 @@ impl Connection {
                         if let Err(e) = self.client.subscribe(topic.clone(), QoS::AtMostOnce).await {
                             tracing::warn!(topic, error = %e, "MQTT: subscribing failed");
                             self.state.subscribe_failures.fetch_add(1, Ordering::SeqCst);
-                            self.state.last_subscribe_failure.store(now_millis() / 1000, Ordering::SeqCst);
+                            self.state
+                                .last_subscribe_failure
+                                .store(now_millis() / 1000, Ordering::SeqCst);
                         }
                     }
                     self.state.connected.store(true, Ordering::SeqCst);
@@ -202,7 +206,9 @@ impl Connection {
                         tracing::warn!(broker = %address, error = %e, "MQTT: cannot reach the broker; retrying");
                     }
                     failures = failures.saturating_add(1);
-                    tokio::time::sleep(backoff(failures)).await;
+                    let delay = backoff(failures);
+                    tracing::debug!(broker = %address, failures, retry_in = ?delay, error = %e, "MQTT: no broker connection");
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
@@ -220,7 +226,9 @@ impl Connection {
             Err(e) => {
                 tracing::debug!(error = %e, "MQTT: publish failed");
                 self.state.publish_failures.fetch_add(1, Ordering::SeqCst);
-                self.state.last_publish_failure.store(now_millis() / 1000, Ordering::SeqCst);
+                self.state
+                    .last_publish_failure
+                    .store(now_millis() / 1000, Ordering::SeqCst);
             }
         }
     }
@@ -243,6 +251,23 @@ impl Connection {
     /// The connection's state, for health and metrics.
     pub fn state(&self) -> Arc<State> {
         self.state.clone()
+    }
+
+    /// Resolves at the next completed connect after this call, even when first polled later.
+    pub fn next_session(&self) -> Pin<Box<Notified<'_>>> {
+        let mut renewed = Box::pin(self.state.session_renewed.notified());
+        renewed.as_mut().enable();
+        renewed
+    }
+
+    /// Resolves when the broker connection is up: at once if it is, else at the next
+    /// completed connect.
+    pub async fn connected(&self) {
+        let renewed = self.next_session();
+        if self.is_connected() {
+            return;
+        }
+        renewed.await;
     }
 }
 

@@ -10,14 +10,14 @@ use crate::auth::edge::NodeAddress;
 use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
 use crate::engine::{ContentRange, EngineError, Node, RangeRequest};
-use crate::model::sync::{Action, Feedback, Remote};
+use crate::model::sync::{Action, Feedback, NotificationStatus, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectStatus};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +37,8 @@ struct CssMqtt {
     chunks: Mutex<HashMap<ChunkKey, oneshot::Sender<Bytes>>>,
     /// Objects being pulled now, so a repeated `update` does not start a second pull.
     pulling: Mutex<std::collections::HashSet<(ObjectKey, i64)>>,
+    /// Nodes as they register: a chunk requested from one of them before is lost.
+    registrations: broadcast::Sender<NodeAddress>,
 }
 
 /// Starts the CSS's MQTT transport: the broker connection, the message handler and the
@@ -63,8 +65,9 @@ pub fn spawn(
         chunk_timeout: resend * 6,
         chunks: Mutex::new(HashMap::new()),
         pulling: Mutex::new(Default::default()),
+        registrations: broadcast::channel(64).0,
     });
-    let (handler, publisher) = (css.clone(), css);
+    let (handler, publisher, resumer) = (css.clone(), css.clone(), css);
     let stop = shutdown.clone();
     tracker.spawn(async move {
         tokio::select! {
@@ -80,10 +83,23 @@ pub fn spawn(
             _ = publisher.publish_queued(pushes) => {}
         }
     });
+    let sweep_stop = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = sweep_stop.cancelled() => {}
+            _ = sweeper.resume_stalled_pulls(resend) => {}
+        }
+    });
+    // Pulls a previous run of the CSS did not finish resume once the broker is there.
     tracker.spawn(async move {
         tokio::select! {
             _ = shutdown.cancelled() => {}
-            _ = sweeper.resume_stalled_pulls(resend) => {}
+            _ = async {
+                resumer.connection.connected().await;
+                if let Err(e) = resumer.resume_pulls(None).await {
+                    tracing::warn!(error = %e, "MQTT: resuming unfinished pulls failed");
+                }
+            } => {}
         }
     });
 }
@@ -158,10 +174,16 @@ impl CssMqtt {
         }
     }
 
-    async fn on_register(&self, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
+    async fn on_register(self: &Arc<Self>, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
         let as_new = control.command == "registerNew";
         match self.node.register_node(node, control.persistent, as_new, "mqtt").await {
-            Ok(()) => self.send(node, &Control::new("regack")).await,
+            Ok(()) => {
+                self.send(node, &Control::new("regack")).await;
+                // The node has a new broker session: chunks requested before are lost, and
+                // pulls that gave up can go on (spec §7.2: `getdata` records are resent).
+                let _ = self.registrations.send(node.clone());
+                self.resume_pulls(Some(node)).await?;
+            }
             Err(EngineError::NotFound) => self.send(node, &Control::new("registerAsNew")).await,
             Err(e) => return Err(e),
         }
@@ -268,9 +290,15 @@ impl CssMqtt {
         }
     }
 
+    /// Pulls the data of an edge node's object unless a pull of that instance runs already.
     fn start_pull(self: &Arc<Self>, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let pull = (key.clone(), meta.instance_id);
-        if !self.pulling.lock().unwrap_or_else(|p| p.into_inner()).insert(pull.clone()) {
+        if !self
+            .pulling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pull.clone())
+        {
             return;
         }
         let (css, node, key, meta) = (self.clone(), node.clone(), key.clone(), meta.clone());
@@ -278,6 +306,56 @@ impl CssMqtt {
             css.pull(&node, &key, &meta).await;
             css.pulling.lock().unwrap_or_else(|p| p.into_inner()).remove(&pull);
         });
+    }
+
+    /// Starts the pulls that are owed and not running (spec §6, §7.2): copies of MQTT nodes'
+    /// objects still waiting for their data. With `node`, those of that node (it registered:
+    /// a pull that gave up while it was away goes on); without, every node's (at start-up:
+    /// the pulls of a previous run).
+    async fn resume_pulls(self: &Arc<Self>, node: Option<&NodeAddress>) -> Result<(), EngineError> {
+        let store = self.node.store();
+        let records = match node {
+            Some(node) => {
+                let remote = Remote {
+                    dest_type: node.dest_type.clone(),
+                    dest_id: node.dest_id.clone(),
+                };
+                store.notifications_for_remote(&node.org, &remote).await?
+            }
+            None => store.due_notifications(i64::MAX).await?,
+        };
+        for record in records {
+            if record.status != NotificationStatus::HandleUpdate {
+                continue;
+            }
+            let Some(copy) = store.object(&record.key).await? else {
+                continue;
+            };
+            if copy.sender
+                || copy.status != ObjectStatus::PartiallyReceived
+                || copy.meta.instance_id != record.instance_id
+            {
+                continue;
+            }
+            // Over HTTP (a hybrid CSS) the node uploads; only MQTT nodes are pulled from.
+            match store.destination(&record.key.org, &record.remote).await? {
+                Some(destination) if destination.communication == "mqtt" => {}
+                _ => continue,
+            }
+            let from = address(&record.key.org, &record.remote.dest_type, &record.remote.dest_id);
+            if !self.is_pulling(&record.key, record.instance_id) {
+                tracing::info!(key = %record.key, instance = record.instance_id, "MQTT: resuming the pull of an edge node's object");
+            }
+            self.start_pull(&from, &record.key, &copy.meta);
+        }
+        Ok(())
+    }
+
+    fn is_pulling(&self, key: &ObjectKey, instance: i64) -> bool {
+        self.pulling
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(key.clone(), instance))
     }
 
     /// Pulls an edge node's object data chunk by chunk with `getdata` (spec §4.6), from the
@@ -341,11 +419,26 @@ impl CssMqtt {
             .insert(wait.clone(), sender);
         let mut getdata = Control::about("getdata", meta.clone());
         getdata.offset = offset;
+        // The request or its answer is lost when either side's broker session ends (QoS 0,
+        // clean sessions): ask again as soon as the CSS reconnected or the node registered
+        // again, rather than after the timeout.
+        let renewed = self.connection.next_session();
+        let mut registrations = self.registrations.subscribe();
+        let registered = async {
+            loop {
+                match registrations.recv().await {
+                    Ok(registered) if registered == *node => return,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
         self.send(node, &getdata).await;
-        let data = tokio::time::timeout(self.chunk_timeout, receiver)
-            .await
-            .ok()
-            .and_then(Result::ok);
+        let data = tokio::select! {
+            data = tokio::time::timeout(self.chunk_timeout, receiver) => data.ok().and_then(Result::ok),
+            _ = renewed => None,
+            _ = registered => None,
+        };
         if data.is_none() {
             self.chunks.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
         }

@@ -78,7 +78,11 @@ fn mqtt_ess_link(
     };
     let persistent = config.storage_provider == crate::config::StorageKind::Sqlite && !node.settings().store_created;
     let max_chunk = u64::try_from(config.max_data_chunk_size).unwrap_or(u64::MAX);
-    let link = mqtt_link::MqttLink::new(connection, node, me, persistent, max_chunk);
+    // An answer normally comes in milliseconds; a busy CSS or broker gets a few seconds
+    // before the request counts as lost (a new broker session ends the wait at once).
+    let answer_timeout =
+        std::time::Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(10).clamp(5, 60));
+    let link = mqtt_link::MqttLink::new(connection, node, me, persistent, max_chunk, answer_timeout);
     let runner = link.clone();
     tracker.spawn(async move {
         tokio::select! {

@@ -60,7 +60,17 @@ fn node_key() -> ObjectKey {
 impl MqttLink {
     /// A link over `connection`; [`MqttLink::run`] must be spawned with the connection's
     /// incoming messages.
-    pub fn new(connection: Connection, node: Node, me: Destination, persistent: bool, max_chunk: u64) -> Arc<Self> {
+    /// `answer_timeout` is how long a request waits for its answer (`ResendInterval`: the
+    /// original repeats an unanswered message at that cadence); a data chunk gets six times
+    /// as long.
+    pub fn new(
+        connection: Connection,
+        node: Node,
+        me: Destination,
+        persistent: bool,
+        max_chunk: u64,
+        answer_timeout: Duration,
+    ) -> Arc<Self> {
         let (push, pushed) = mpsc::channel(1024);
         Arc::new(Self {
             connection,
@@ -68,7 +78,7 @@ impl MqttLink {
             me,
             persistent,
             max_chunk,
-            answer_timeout: Duration::from_secs(10),
+            answer_timeout,
             waiters: Mutex::new(HashMap::new()),
             pushed: tokio::sync::Mutex::new(pushed),
             push,
@@ -243,12 +253,14 @@ impl MqttLink {
     }
 
     /// Publishes `message` and waits for the answer named by `wait`. Nothing is sent before
-    /// the broker connection (and with it the subscription for the answer) is up.
+    /// the broker connection (and with it the subscription for the answer) is up. A new
+    /// broker session ends the wait at once: with QoS 0 and clean sessions, whatever was
+    /// in flight when the connection dropped is lost, and the caller's retry should not
+    /// have to wait for the timeout.
     async fn request(&self, message: &Control, leader: bool, wait: WaitKey, timeout: Duration) -> Option<Reply> {
-        if !self.connection.is_connected()
-            && tokio::time::timeout(timeout, self.connection.session_renewed())
-                .await
-                .is_err()
+        if tokio::time::timeout(timeout, self.connection.connected())
+            .await
+            .is_err()
         {
             return None;
         }
@@ -257,8 +269,12 @@ impl MqttLink {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(wait.clone(), sender);
+        let renewed = self.connection.next_session();
         self.publish_control(message, leader).await;
-        let reply = tokio::time::timeout(timeout, receiver).await.ok().and_then(Result::ok);
+        let reply = tokio::select! {
+            reply = tokio::time::timeout(timeout, receiver) => reply.ok().and_then(Result::ok),
+            _ = renewed => None,
+        };
         if reply.is_none() {
             self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
         }

@@ -1,5 +1,7 @@
-//! Helpers of the synchronization tests: an ESS that syncs with a CSS over HTTP, and waiting
-//! for a condition with a deadline (printing the nodes' logs when it does not come).
+//! Helpers of the synchronization tests: CSS and ESS nodes syncing over HTTP or over MQTT
+//! through a mosquitto broker ([`Net`]), scenarios declared once for both transports
+//! ([`on_both_transports!`]), and waiting for a condition with a deadline (printing the
+//! nodes' logs when it does not come).
 
 use super::{NodeOptions, Role, TestNode, ORG};
 use std::time::{Duration, Instant};
@@ -94,33 +96,89 @@ impl Net {
         Self { transport, broker }
     }
 
+    /// An MQTT network whose broker is set up as `options` says.
+    pub fn mqtt_with(options: super::broker::BrokerOptions) -> Self {
+        Self {
+            transport: Transport::Mqtt,
+            broker: Some(super::broker::Broker::start_with(options)),
+        }
+    }
+
+    /// The broker of an MQTT network.
+    pub fn broker(&mut self) -> &mut super::broker::Broker {
+        self.broker.as_mut().expect("an MQTT network has a broker")
+    }
+
     fn transport_env(&self) -> Vec<(String, String)> {
         self.broker.as_ref().map(|b| b.env()).unwrap_or_default()
     }
 
-    /// A CSS on this network with extra settings.
-    pub fn css(&self, env: &[(&str, &str)]) -> TestNode {
+    /// How to start a CSS on this network with extra settings (for extra files).
+    pub fn css_options(&self, env: &[(&str, &str)]) -> NodeOptions {
         let mut options = NodeOptions::new(Role::Css);
         options.env.extend(self.transport_env());
         options
             .env
             .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        TestNode::start(options)
+        options
+    }
+
+    /// A CSS on this network with extra settings.
+    pub fn css(&self, env: &[(&str, &str)]) -> TestNode {
+        TestNode::start(self.css_options(env))
+    }
+
+    /// How to start an ESS (`edge`/`node1` unless `env` says otherwise) of `css` on this
+    /// network: over HTTP polling every 2 s at most; on both transports resending after 1 s.
+    pub fn ess_options(&self, css: &TestNode, env: &[(&str, &str)]) -> NodeOptions {
+        let mut options = NodeOptions::new(Role::Ess);
+        let port = css.port().to_string();
+        match self.transport {
+            Transport::Http => {
+                for (key, value) in [
+                    ("COMMUNICATION_PROTOCOL", "http"),
+                    ("HTTP_CSS_HOST", "127.0.0.1"),
+                    ("HTTP_CSS_PORT", port.as_str()),
+                    ("HTTP_POLLING_INTERVAL", "2"),
+                ] {
+                    options.env.push((key.to_string(), value.to_string()));
+                }
+            }
+            Transport::Mqtt => options.env.extend(self.transport_env()),
+        }
+        options.env.push(("RESEND_INTERVAL".into(), "1".into()));
+        options
+            .env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        options
     }
 
     /// An ESS (`edge`/`node1` unless `env` says otherwise) of `css` on this network.
     pub fn ess(&self, css: &TestNode, env: &[(&str, &str)]) -> TestNode {
-        match self.transport {
-            Transport::Http => http_ess(css.port(), env),
-            Transport::Mqtt => {
-                let mut options = NodeOptions::new(Role::Ess);
-                options.env.extend(self.transport_env());
-                options.env.push(("RESEND_INTERVAL".into(), "1".into()));
-                options
-                    .env
-                    .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-                TestNode::start(options)
-            }
-        }
+        TestNode::start(self.ess_options(css, env))
     }
+}
+
+/// Declares each `async fn name(transport: Transport)` as two tests, `http::name` and
+/// `mqtt::name`.
+#[macro_export]
+macro_rules! on_both_transports {
+    ($($name:ident),* $(,)?) => {
+        mod http {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::sync::Transport::Http).await
+                }
+            )*
+        }
+        mod mqtt {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::sync::Transport::Mqtt).await
+                }
+            )*
+        }
+    };
 }

@@ -610,7 +610,11 @@ async fn run_mqtt(args: Args) -> Result<serde_json::Value, String> {
         Some(path) => path,
         None => default_server()?,
     };
-    let (objects, large) = if args.quick { (50, 64_000_000) } else { (200, 256_000_000) };
+    let (objects, large) = if args.quick {
+        (50, 64_000_000)
+    } else {
+        (200, 256_000_000)
+    };
     let stats = mqtt::run(&binary, objects, large).await?;
     let table = format!(
         "edge-sync-service MQTT benchmark{}  (mosquitto on loopback, {} CPUs)\n\

@@ -146,7 +146,8 @@ async fn measure(
     let data = bytes::Bytes::from(vec![0x5a_u8; usize::try_from(large_bytes).unwrap_or(0)]);
     fanout::put_data(admin, css_base, "large", "big", data).await?;
     let stored = Instant::now();
-    let status_url = format!("{ess_base}/api/v1/objects/{ORG}/large/big/status");
+    // The ESS names objects without the organization (it has one).
+    let status_url = format!("{ess_base}/api/v1/objects/large/big/status");
     loop {
         if let Ok(response) = admin.get(&status_url).send().await {
             if response.status() == reqwest::StatusCode::OK
