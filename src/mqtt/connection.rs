@@ -146,7 +146,12 @@ impl Connection {
         }
         // Few queued requests: a data chunk may be megabytes, and the senders wait for room
         // rather than pile chunks up in memory.
-        let (client, events) = AsyncClient::new(options, 8);
+        let (client, mut events) = AsyncClient::new(options, 8);
+        // Control messages are small and each waits for an answer: without TCP_NODELAY,
+        // Nagle's algorithm and delayed acknowledgements add tens of milliseconds to each.
+        let mut network = events.network_options();
+        network.set_tcp_nodelay(true);
+        events.set_network_options(network);
         let state = Arc::new(State::default());
         let connection = Self { client, state };
         let runner = connection.clone();

@@ -92,7 +92,7 @@ impl Broker {
         // files in this private temporary directory; `user root` keeps it (ignored when
         // not started as root).
         let mut config = format!(
-            "user root\nmax_packet_size 268435456\npersistence false\nlistener {} 127.0.0.1\n",
+            "user root\nmax_packet_size 268435456\npersistence false\nset_tcp_nodelay true\nlistener {} 127.0.0.1\n",
             self.port
         );
         if let Some(tls_port) = self.tls_port {

@@ -44,7 +44,9 @@ impl Broker {
         let config = dir.join("mosquitto.conf");
         std::fs::write(
             &config,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 268435456\npersistence false\n"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 268435456\npersistence false\nset_tcp_nodelay true\n"
+            ),
         )
         .map_err(|e| format!("cannot write the broker configuration: {e}"))?;
         let child = Command::new(MOSQUITTO)
