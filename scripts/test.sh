@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh Debian machine with Rust:
-# installs what the tests need, then formatting, lints, unit and integration tests.
+# installs what the tests need, then formatting, lints, unit and integration tests, then
+# the packaging: shell scripts, the release build, the systemd unit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use, installed only when missing.
-packages=()
+# For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
+# release build, systemd for systemd-analyze (it checks the unit without a running systemd).
+packages=(shellcheck musl-tools systemd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -25,3 +28,28 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+
+echo "== shellcheck"
+shellcheck buildContainer.sh scripts/*.sh
+echo "== release build (scripts/build-release.sh host)"
+binary=$(scripts/build-release.sh host | tail -n 1)
+"$binary" --help >/dev/null
+# Says whether the build is static (musl) or fell back to the default target.
+if command -v file >/dev/null 2>&1; then file "$binary"; fi
+echo "== systemd unit"
+# verify needs the ExecStart binary to exist: point a copy of the unit at the one just built.
+unit_dir=$(mktemp -d)
+trap 'rm -rf "$unit_dir"' EXIT
+sed "s#/usr/local/bin/edge-sync-service#$(pwd)/$binary#" \
+  packaging/systemd/edge-sync-service.service >"$unit_dir/edge-sync-service.service"
+# It reports problems (unknown keys, bad values) as messages but still exits 0.
+messages=$(systemd-analyze verify "$unit_dir/edge-sync-service.service" 2>&1) || {
+  echo "$messages"
+  exit 1
+}
+if [ -n "$messages" ]; then
+  echo "$messages"
+  exit 1
+fi
+# Any failure above has already stopped the script: shellcheck, release build, unit.
+echo "packaging: 3 passed, 0 failed"

@@ -9,6 +9,7 @@
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
 //! - [`server`]: listeners and graceful shutdown.
+//! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
 //! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings;
 //!   client-side trust for the ESS → CSS and MQTT broker connections.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod engine;
+pub mod healthcheck;
 pub mod model;
 pub mod mqtt;
 pub mod server;

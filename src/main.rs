@@ -1,5 +1,6 @@
 //! `edge-sync-service -c sync.conf`: loads the configuration and runs the node until
-//! SIGINT or SIGTERM.
+//! SIGINT or SIGTERM. With `--healthcheck` it instead probes the node that configuration
+//! describes and exits 0 (healthy) or 1.
 
 use clap::Parser;
 use edge_sync_service::config::Config;
@@ -14,6 +15,10 @@ struct Args {
     /// Configuration file to read (keys as in the original's sync.conf; environment wins).
     #[arg(short = 'c', value_name = "FILE", default_value = "/etc/edge-sync-service/sync.conf")]
     config: PathBuf,
+    /// Check the health of the node this configuration describes (GET /api/v1/health on
+    /// its listener) and exit 0 if it is healthy, 1 if not: for container health checks.
+    #[arg(long)]
+    healthcheck: bool,
 }
 
 fn main() {
@@ -23,9 +28,13 @@ fn main() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("{e}");
-            std::process::exit(e.exit_code());
+            // Container engines read any status but 0 and 1 of a health check as reserved.
+            std::process::exit(if args.healthcheck { 1 } else { e.exit_code() });
         }
     };
+    if args.healthcheck {
+        std::process::exit(healthcheck(&config));
+    }
     init_logging(&config.log_level);
     if config.config_file_missing {
         tracing::warn!(file = %args.config.display(), "configuration file not found; using environment and defaults");
@@ -60,6 +69,28 @@ fn main() {
         }
     });
     std::process::exit(code);
+}
+
+/// Runs the probe on a single-threaded runtime (the node's own runtime is not needed) and
+/// prints its verdict: stdout when healthy, stderr when not, as health-check logs keep both.
+fn healthcheck(config: &Config) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Failed to start the async runtime. Error: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(edge_sync_service::healthcheck::probe(config)) {
+        Ok(summary) => {
+            println!("{summary}");
+            0
+        }
+        Err(reason) => {
+            eprintln!("unhealthy: {reason}");
+            1
+        }
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -165,6 +165,11 @@ impl TestNode {
         env
     }
 
+    /// The environment the node runs with, to run the binary again against it.
+    pub fn env(&self) -> Vec<(String, String)> {
+        self.environment()
+    }
+
     /// Spawns the child and waits for health 200; `Err` carries its log if it exited.
     fn spawn_and_wait(&mut self) -> Result<(), String> {
         let config = self.dir.path().join("absent-sync.conf");
