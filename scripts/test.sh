@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use, installed only when missing.
+# mosquitto: the MQTT tests start their own brokers on free ports.
 # For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
 # release build, systemd for systemd-analyze (it checks the unit without a running systemd).
-packages=(shellcheck musl-tools systemd)
+packages=(mosquitto shellcheck musl-tools systemd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
