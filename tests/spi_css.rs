@@ -446,3 +446,57 @@ async fn a_destinations_list_reaches_exactly_the_listed_nodes() {
     listed.sort();
     assert_eq!(listed, vec!["edge:a", "gpu:c"]);
 }
+
+/// A node that can never verify an instance reports it a few times; then the CSS stops
+/// re-sending it (the original re-sent it every minute forever) and the destination shows
+/// the reason. A node's resend request still brings it again.
+#[tokio::test]
+async fn an_instance_a_node_cannot_verify_is_not_resent_forever() {
+    let css = css_with(&[("RESEND_INTERVAL", "1")]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let path = css.obj("model", "unverifiable");
+    css.api()
+        .create(&path, json!({"destinationType": "edge"}), Some(b"weights"))
+        .await;
+    let feedback = json!({"Code": 3, "RetryInterval": 0, "Reason": "signature check failed"}).to_string();
+    let mut reports = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Each report is answered by a resend after 6 x ResendInterval, until the limit.
+    while reports < 3 {
+        assert!(Instant::now() < deadline, "only {reports} resends came");
+        let (status, items) = ess.poll(Some(2)).await;
+        let Some(update) = items.iter().find(|i| i["Type"] == "update").filter(|_| status == 200) else {
+            continue;
+        };
+        let status = ess
+            .request(reqwest::Method::PUT, &object_path(&update["MetaData"], "feedback"))
+            .body(feedback.clone())
+            .send()
+            .await
+            .expect("feedback")
+            .status()
+            .as_u16();
+        assert_eq!(status, 204);
+        reports += 1;
+        assert_eq!(delivery_status(&css, "unverifiable").await, "error");
+    }
+    let destinations = css.api().get(&format!("{path}/destinations")).await.json();
+    let message = destinations[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("given up after 3 failed verifications"),
+        "{destinations}"
+    );
+    // Two more resend periods bring nothing; a resend request does.
+    let quiet_until = Instant::now() + Duration::from_secs(13);
+    while Instant::now() < quiet_until {
+        let (_, items) = ess.poll(Some(2)).await;
+        assert!(
+            items.iter().all(|i| i["Type"] != "update"),
+            "re-sent after giving up: {items:?}"
+        );
+    }
+    assert_eq!(ess.put("/spi/v1/objects/org/resend").await, 204);
+    let (_, items) = ess.poll(Some(5)).await;
+    assert!(items.iter().any(|i| i["Type"] == "update"), "{items:?}");
+}

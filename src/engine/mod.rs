@@ -156,6 +156,9 @@ struct Inner {
     unregistered: std::sync::atomic::AtomicBool,
     /// The broker connection's state, when the node talks MQTT (health, metrics).
     broker: std::sync::OnceLock<Arc<crate::mqtt::connection::State>>,
+    /// Failed verifications per (object, node, instance), to stop re-sending data that a
+    /// node can never verify.
+    verification_failures: Mutex<std::collections::HashMap<(ObjectKey, crate::model::sync::Remote, i64), u32>>,
     webhooks: webhooks::Notifier,
 }
 
@@ -198,6 +201,7 @@ impl Node {
             unregister_requested: std::sync::atomic::AtomicBool::new(false),
             unregistered: std::sync::atomic::AtomicBool::new(false),
             broker: std::sync::OnceLock::new(),
+            verification_failures: Mutex::new(std::collections::HashMap::new()),
             webhooks: webhooks::Notifier::start(),
         })))
     }

@@ -12,6 +12,11 @@ use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
 use crate::store::{StoreError, StoreOp};
 use std::time::Duration;
 
+/// Feedback code of a security error: the receiver could not verify the data (spec §5.5).
+const FEEDBACK_SECURITY: i32 = 3;
+/// Failed verifications of one instance at one node before the CSS stops re-sending it.
+pub const MAX_VERIFICATION_FAILURES: u32 = 3;
+
 /// Longest time a poll is held open, well inside the ESS's 120 s request timeout.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 
@@ -437,12 +442,44 @@ impl Node {
                         key: key.clone(),
                         remote: remote.clone(),
                     }])
+                } else if feedback.code == FEEDBACK_SECURITY && self.verification_failed_too_often(record) {
+                    // The node cannot verify this instance: re-sending it would fail the same
+                    // way forever (the original retried every minute). It stays in `error`
+                    // until the object changes or the node asks for a resend.
+                    let reason = format!(
+                        "{} (given up after {MAX_VERIFICATION_FAILURES} failed verifications of this instance)",
+                        feedback.reason
+                    );
+                    Some(vec![
+                        StoreOp::PutNotification(Notification {
+                            status: S::Error,
+                            resend_time: i64::MAX,
+                            ..record.clone()
+                        }),
+                        delivery(DeliveryStatus::Error, reason),
+                    ])
                 } else {
                     Some(vec![set(S::Error), delivery(DeliveryStatus::Error, feedback.reason)])
                 }
             }
             _ => None,
         })
+    }
+
+    /// Counts a failed verification of `record`'s instance at its node; true once the
+    /// count reaches the limit. Counted in memory: a restart of the CSS allows another few
+    /// attempts, which still bounds the retries.
+    fn verification_failed_too_often(&self, record: &Notification) -> bool {
+        let mut failures = self.0.verification_failures.lock().unwrap_or_else(|p| p.into_inner());
+        // Entries of instances that are gone are dropped as new ones come.
+        if failures.len() > 10_000 {
+            failures.clear();
+        }
+        let count = failures
+            .entry((record.key.clone(), record.remote.clone(), record.instance_id))
+            .or_insert(0);
+        *count += 1;
+        *count >= MAX_VERIFICATION_FAILURES
     }
 
     /// Once every destination acknowledged a deletion, the CSS's copy goes.
@@ -490,6 +527,13 @@ impl Node {
             )));
         }
         let object = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
+        // The object may have changed between the two reads: never serve another
+        // instance's bytes for this one (the node's transfer would mix both).
+        if object.meta.instance_id != instance_id {
+            return Err(EngineError::Conflict(format!(
+                "{key} instance {instance_id} is not current"
+            )));
+        }
         self.open_data(&object, range).await
     }
 
