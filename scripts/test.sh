@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh Debian machine with Rust:
-# installs what the tests need, then formatting, lints, unit and integration tests.
+# installs what the tests need, then formatting, lints, unit and integration tests, and a
+# short fuzzing run of the REST API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the tests use, installed only when missing.
-packages=()
+# System packages the tests use, installed only when missing (python3-venv: the API fuzzer).
+packages=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -25,3 +26,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES per operation)"
+scripts/fuzz-api.sh
