@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh Debian machine with Rust:
-# installs what the tests need, then formatting, lints, unit and integration tests, then
-# the packaging: shell scripts, the release build, the systemd unit.
+# installs what the tests need, then formatting, lints, unit and integration tests, a short
+# fuzzing run of the REST API, then the packaging: shell scripts, the release build, the
+# systemd unit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the tests use, installed only when missing.
 # mosquitto: the MQTT tests start their own brokers on free ports.
+# python3-venv: the API fuzzer (schemathesis from PyPI) runs in a virtual environment.
 # For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
 # release build, systemd for systemd-analyze (it checks the unit without a running systemd).
-packages=(mosquitto shellcheck musl-tools systemd)
+packages=(mosquitto python3-venv shellcheck musl-tools systemd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -29,6 +31,8 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES per operation)"
+scripts/fuzz-api.sh
 
 echo "== shellcheck"
 shellcheck buildContainer.sh scripts/*.sh

@@ -13,44 +13,119 @@ use axum::http::Method;
 use axum::response::Response;
 use serde::Serialize;
 
-/// `/api/v1/destinations[/...]`.
-pub async fn destinations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
-    let (parts, _) = request.into_parts();
-    let node = &state.node;
-    let identity = identify(node, &parts);
-    if node.role() == Role::Ess {
-        if parts.uri.path().trim_end_matches('/') != "/api/v1/destinations" {
-            return Ok(super::not_found());
+const DESTINATIONS: &str = "/api/v1/destinations";
+const ORGANIZATIONS: &str = "/api/v1/organizations";
+
+/// A served destinations route with what it addresses.
+enum DestinationsRoute {
+    /// The ESS's bare `/api/v1/destinations`: it has no destinations (400 after the caller check).
+    Ess,
+    List(String),
+    Objects(String, String, String),
+}
+
+impl DestinationsRoute {
+    fn operation_id(&self) -> &'static str {
+        match self {
+            Self::Ess => "essDestinations",
+            Self::List(_) => "listDestinations",
+            Self::Objects(..) => "listDestinationObjects",
         }
-        if parts.method != Method::GET {
+    }
+}
+
+/// The destinations route of a request. On the ESS only the bare path exists.
+fn destinations_route(role: Role, method: &Method, path: &str, query: Option<&str>) -> ApiResult<DestinationsRoute> {
+    if role == Role::Ess {
+        if path.trim_end_matches('/') != DESTINATIONS {
+            return Err(ApiError::NoRoute);
+        }
+        if method != Method::GET {
             return Err(ApiError::MethodNotAllowed);
         }
-        // Checks the caller like the CSS route, then answers 400: the ESS has no destinations.
-        return Err(node
-            .list_destinations(&identity, node.org_for(None))
-            .await
-            .err()
-            .unwrap_or(EngineError::NotFound)
-            .into());
+        return Ok(DestinationsRoute::Ess);
     }
-    let segments = segments(parts.uri.path(), "/api/v1/destinations", parts.uri.query())?;
+    let segments = segments(path, DESTINATIONS, query)?;
     if let Some(org) = segments.first().filter(|o| !is_valid_name(o)) {
         return Err(invalid_name("organization ID", org));
     }
-    if parts.method != Method::GET {
+    if method != Method::GET {
         return Err(ApiError::MethodNotAllowed);
     }
     match segments.as_slice() {
-        [org] => Ok(json_response(&node.list_destinations(&identity, org).await?)),
+        [org] => Ok(DestinationsRoute::List(org.clone())),
         [org, dest_type, dest_id, objects] if objects == "objects" => {
             for part in [dest_type, dest_id] {
                 if !is_valid_destination_part(part) {
                     return Err(invalid_name("destination", part));
                 }
             }
-            Ok(json_response(
-                &node.destination_objects(&identity, org, dest_type, dest_id).await?,
+            Ok(DestinationsRoute::Objects(
+                org.clone(),
+                dest_type.clone(),
+                dest_id.clone(),
             ))
+        }
+        _ => Err(ApiError::BadRequest(String::new())),
+    }
+}
+
+/// `/api/v1/destinations[/...]`.
+pub async fn destinations(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let (parts, _) = request.into_parts();
+    let node = &state.node;
+    let identity = identify(node, &parts);
+    match destinations_route(node.role(), &parts.method, parts.uri.path(), parts.uri.query())? {
+        // Checks the caller like the CSS route, then answers 400: the ESS has no destinations.
+        DestinationsRoute::Ess => Err(node
+            .list_destinations(&identity, node.org_for(None))
+            .await
+            .err()
+            .unwrap_or(EngineError::NotFound)
+            .into()),
+        DestinationsRoute::List(org) => Ok(json_response(&node.list_destinations(&identity, &org).await?)),
+        DestinationsRoute::Objects(org, dest_type, dest_id) => Ok(json_response(
+            &node.destination_objects(&identity, &org, &dest_type, &dest_id).await?,
+        )),
+    }
+}
+
+/// A served organizations route with the org it names.
+enum OrganizationsRoute {
+    List,
+    Put(String),
+    Delete(String),
+}
+
+impl OrganizationsRoute {
+    fn operation_id(&self) -> &'static str {
+        match self {
+            Self::List => "listOrganizations",
+            Self::Put(_) => "putOrganization",
+            Self::Delete(_) => "deleteOrganization",
+        }
+    }
+}
+
+fn organizations_route(method: &Method, path: &str) -> ApiResult<OrganizationsRoute> {
+    let path = path.trim_end_matches('/');
+    let rest = path.strip_prefix(ORGANIZATIONS).unwrap_or("");
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (segments.as_slice(), method) {
+        ([], &Method::GET) => Ok(OrganizationsRoute::List),
+        ([], _) => Err(ApiError::MethodNotAllowed),
+        ([org], method) => {
+            let org = percent_encoding::percent_decode_str(org)
+                .decode_utf8_lossy()
+                .into_owned();
+            if !is_valid_name(&org) {
+                return Err(invalid_name("organization ID", &org));
+            }
+            match *method {
+                Method::PUT => Ok(OrganizationsRoute::Put(org)),
+                Method::DELETE => Ok(OrganizationsRoute::Delete(org)),
+                _ => Err(ApiError::MethodNotAllowed),
+            }
         }
         _ => Err(ApiError::BadRequest(String::new())),
     }
@@ -61,36 +136,53 @@ pub async fn organizations(State(state): State<AppState>, request: Request) -> A
     let (parts, body) = request.into_parts();
     let node = &state.node;
     let identity = identify(node, &parts);
-    let path = parts.uri.path().trim_end_matches('/');
-    let rest = path.strip_prefix("/api/v1/organizations").unwrap_or("");
-    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    match (segments.as_slice(), &parts.method) {
-        ([], &Method::GET) => Ok(json_response(&node.list_organizations(&identity).await?)),
-        ([], _) => Err(ApiError::MethodNotAllowed),
-        ([org], method) => {
-            let org = percent_encoding::percent_decode_str(org)
-                .decode_utf8_lossy()
-                .into_owned();
-            if !is_valid_name(&org) {
-                return Err(invalid_name("organization ID", &org));
-            }
-            match *method {
-                Method::PUT => {
-                    let limit = node.settings().max_metadata_body;
-                    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
-                        ApiError::PayloadTooLarge(format!("The request body is larger than {limit} bytes"))
-                    })?;
-                    node.put_organization(&identity, &org, &body).await?;
-                    Ok(no_content())
-                }
-                Method::DELETE => {
-                    node.delete_organization(&identity, &org).await?;
-                    Ok(no_content())
-                }
-                _ => Err(ApiError::MethodNotAllowed),
-            }
+    match organizations_route(&parts.method, parts.uri.path())? {
+        OrganizationsRoute::List => Ok(json_response(&node.list_organizations(&identity).await?)),
+        OrganizationsRoute::Put(org) => {
+            let limit = node.settings().max_metadata_body;
+            let body = axum::body::to_bytes(body, limit)
+                .await
+                .map_err(|_| ApiError::PayloadTooLarge(format!("The request body is larger than {limit} bytes")))?;
+            node.put_organization(&identity, &org, &body).await?;
+            Ok(no_content())
         }
-        _ => Err(ApiError::BadRequest(String::new())),
+        OrganizationsRoute::Delete(org) => {
+            node.delete_organization(&identity, &org).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+/// The methods of the single-path routes (health, resend, shutdown), each with its
+/// `operationId`; anything else on those paths is a 405.
+const HEALTH_METHODS: &[(Method, &str)] = &[(Method::GET, "getHealth")];
+/// PUT is accepted as the Go SDK sends it (rest-api.md §9).
+const RESEND_METHODS: &[(Method, &str)] = &[(Method::POST, "resend"), (Method::PUT, "resendPut")];
+const SHUTDOWN_METHODS: &[(Method, &str)] = &[(Method::POST, "shutdown")];
+
+fn single_path_route(methods: &[(Method, &'static str)], method: &Method) -> ApiResult<&'static str> {
+    methods
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|&(_, id)| id)
+        .ok_or(ApiError::MethodNotAllowed)
+}
+
+/// The `operationId` a request under a path this module serves would get (route table tests).
+pub(super) fn recognise(
+    mount: super::routes::Mount,
+    role: Role,
+    method: &Method,
+    path: &str,
+) -> ApiResult<&'static str> {
+    use super::routes::Mount;
+    match mount {
+        Mount::Destinations => destinations_route(role, method, path, None).map(|r| r.operation_id()),
+        Mount::Organizations => organizations_route(method, path).map(|r| r.operation_id()),
+        Mount::Health => single_path_route(HEALTH_METHODS, method),
+        Mount::Resend => single_path_route(RESEND_METHODS, method),
+        Mount::Shutdown => single_path_route(SHUTDOWN_METHODS, method),
+        _ => Err(ApiError::NoRoute),
     }
 }
 
@@ -208,9 +300,7 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
     if identify(node, &parts).is_shut_out() {
         return Err(EngineError::Forbidden.into());
     }
-    if parts.method != Method::GET {
-        return Err(ApiError::MethodNotAllowed);
-    }
+    single_path_route(HEALTH_METHODS, &parts.method)?;
     let store = node.store();
     // A failing store read turns the report red instead of failing the health call itself.
     let (db_status, usage) = if details {
@@ -266,9 +356,7 @@ pub async fn resend(State(state): State<AppState>, request: Request) -> ApiResul
     ) {
         return Err(EngineError::Forbidden.into());
     }
-    if parts.method != Method::POST && parts.method != Method::PUT {
-        return Err(ApiError::MethodNotAllowed);
-    }
+    single_path_route(RESEND_METHODS, &parts.method)?;
     match node.role() {
         Role::Css => Err(ApiError::BadRequest(
             "Failed to send resend objects request. Error: CSS can't request to resend objects".into(),
@@ -287,9 +375,7 @@ pub async fn shutdown(State(state): State<AppState>, request: Request) -> ApiRes
     if identify(&state.node, &parts).kind != IdentityKind::SyncAdmin {
         return Err(EngineError::Forbidden.into());
     }
-    if parts.method != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
+    single_path_route(SHUTDOWN_METHODS, &parts.method)?;
     let query = Query::parse(parts.uri.query());
     let restart = match query.get("restart") {
         None => false,

@@ -21,6 +21,9 @@ pub enum ApiError {
     Redirect(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The path names no route: the router's own plain 404, whatever prefix it fell under.
+    #[error("no such route")]
+    NoRoute,
 }
 
 impl ApiError {
@@ -42,6 +45,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Redirect(_) => StatusCode::MOVED_PERMANENTLY,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoRoute => StatusCode::NOT_FOUND,
         }
     }
 
@@ -64,6 +68,7 @@ impl ApiError {
             ApiError::Engine(e) => line(&e.to_string()),
             ApiError::BadRequest(text) | ApiError::PayloadTooLarge(text) => line(text),
             ApiError::MethodNotAllowed | ApiError::Redirect(_) => String::new(),
+            ApiError::NoRoute => super::NOT_FOUND_BODY.into(),
         }
     }
 }

@@ -3,9 +3,11 @@
 //! [`error`]. This is the only layer that speaks HTTP to applications.
 
 mod admin;
+mod docs;
 pub mod error;
 mod objects;
 pub mod request;
+pub mod routes;
 mod security;
 mod spi;
 
@@ -13,8 +15,9 @@ use crate::engine::Node;
 use crate::model::json::to_go_json;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, MethodRouter};
 use axum::Router;
+use routes::{Mount, MOUNTS};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -60,30 +63,39 @@ pub struct AppState {
     pub control: NodeControl,
 }
 
-/// The application router.
+/// The application router: the mounts of [`routes::MOUNTS`]; each dispatcher splits the
+/// rest of its path (the served routes are listed in [`routes::ROUTES`]).
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/api/v1/objects", any(objects::dispatch))
-        .route("/api/v1/objects/", any(objects::dispatch))
-        .route("/api/v1/objects/{*rest}", any(objects::dispatch))
-        .route("/api/v1/destinations", any(admin::destinations))
-        .route("/api/v1/destinations/", any(admin::destinations))
-        .route("/api/v1/destinations/{*rest}", any(admin::destinations))
-        .route("/api/v1/organizations", any(admin::organizations))
-        .route("/api/v1/organizations/", any(admin::organizations))
-        .route("/api/v1/organizations/{*rest}", any(admin::organizations))
-        .route("/api/v1/security", any(security::dispatch))
-        .route("/api/v1/security/", any(security::dispatch))
-        .route("/api/v1/security/{*rest}", any(security::dispatch))
-        .route("/spi/v1", any(spi::dispatch))
-        .route("/spi/v1/", any(spi::dispatch))
-        .route("/spi/v1/{*rest}", any(spi::dispatch))
-        .route("/api/v1/health", any(admin::health))
-        .route("/api/v1/resend", any(admin::resend))
-        .route("/api/v1/shutdown", any(admin::shutdown))
-        .route_layer(axum::middleware::map_response(common_headers));
+    let mut api = Router::new();
+    for &(path, mount, prefix) in MOUNTS {
+        let handler = handler(mount);
+        api = api.route(path, handler.clone());
+        if prefix {
+            api = api
+                .route(&format!("{path}/"), handler.clone())
+                .route(&format!("{path}/{{*rest}}"), handler);
+        }
+    }
+    let api = api.route_layer(axum::middleware::map_response(common_headers));
     api.fallback(|| async { not_found() }).with_state(state)
 }
+
+fn handler(mount: Mount) -> MethodRouter<AppState> {
+    match mount {
+        Mount::Objects => any(objects::dispatch),
+        Mount::Destinations => any(admin::destinations),
+        Mount::Organizations => any(admin::organizations),
+        Mount::Security => any(security::dispatch),
+        Mount::Spi => any(spi::dispatch),
+        Mount::Health => any(admin::health),
+        Mount::Resend => any(admin::resend),
+        Mount::Shutdown => any(admin::shutdown),
+        Mount::Docs => any(docs::openapi),
+    }
+}
+
+/// Body of the router's 404 for unknown paths (the Go framework's text).
+pub(crate) const NOT_FOUND_BODY: &str = "404 page not found\n";
 
 /// The framework's 404 for unknown paths: plain text, without the API's common headers.
 pub(crate) fn not_found() -> Response {
@@ -93,7 +105,7 @@ pub(crate) fn not_found() -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         )],
-        "404 page not found\n",
+        NOT_FOUND_BODY,
     )
         .into_response()
 }

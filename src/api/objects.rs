@@ -34,19 +34,30 @@ enum Operation {
 }
 
 impl Operation {
+    /// Every operation with its path spelling: the one list parsing and the route tests use.
+    const ALL: [(&'static str, Self); 8] = [
+        ("data", Self::Data),
+        ("status", Self::Status),
+        ("destinations", Self::Destinations),
+        ("consumed", Self::Consumed),
+        ("received", Self::Received),
+        ("deleted", Self::Deleted),
+        ("activate", Self::Activate),
+        ("policyreceived", Self::PolicyReceived),
+    ];
+
     fn parse(segment: &str) -> Option<Self> {
-        Some(match segment.to_ascii_lowercase().as_str() {
-            "data" => Self::Data,
-            "status" => Self::Status,
-            "destinations" => Self::Destinations,
-            "consumed" => Self::Consumed,
-            "received" => Self::Received,
-            "deleted" => Self::Deleted,
-            "activate" => Self::Activate,
-            "policyreceived" => Self::PolicyReceived,
-            _ => return None,
-        })
+        Self::ALL
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(segment))
+            .map(|&(_, operation)| operation)
     }
+}
+
+/// The operation spellings, for the route table's tests.
+#[cfg(test)]
+pub(super) fn operation_names() -> impl Iterator<Item = &'static str> {
+    Operation::ALL.iter().map(|&(name, _)| name)
 }
 
 /// What the path addresses.
@@ -57,17 +68,17 @@ enum Target {
     Operation(ObjectKey, String),
 }
 
-fn parse_target(state: &AppState, parts: Vec<String>) -> ApiResult<Target> {
-    let role = state.node.role();
+/// The path's shape, with names checked (400 before authentication, as the original).
+/// `ess_org` stands for the missing org segment on the ESS.
+fn parse_target(role: Role, ess_org: &str, parts: Vec<String>) -> ApiResult<Target> {
     let mut parts = parts.into_iter();
     let org = match role {
         Role::Css => parts.next().ok_or_else(|| ApiError::BadRequest(String::new()))?,
         Role::Ess => {
-            let org = state.node.org_for(None).to_string();
             if parts.len() == 0 {
                 return Err(ApiError::BadRequest(String::new()));
             }
-            org
+            ess_org.to_string()
         }
     };
     if role == Role::Css && !org.is_empty() && !is_valid_name(&org) {
@@ -90,23 +101,118 @@ fn parse_target(state: &AppState, parts: Vec<String>) -> ApiResult<Target> {
     })
 }
 
+/// One operation route on an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpRoute {
+    GetData,
+    PutData,
+    GetStatus,
+    GetDestinations,
+    PutDestinations,
+    PostDestinations,
+    Consumed,
+    Received,
+    Deleted,
+    Activate,
+    PolicyReceived,
+}
+
+/// A served route with what it addresses: the only routes dispatch knows.
+enum Route {
+    OrgQuery(String),
+    ListObjects(String, String),
+    UpdateWebhook(String, String),
+    GetObject(ObjectKey),
+    PutObject(ObjectKey),
+    DeleteObject(ObjectKey),
+    Operation(OpRoute, ObjectKey),
+}
+
+impl Route {
+    /// The `operationId` of this route in `openapi.yaml` (checked by the route table's tests).
+    fn operation_id(&self) -> &'static str {
+        match self {
+            Route::OrgQuery(_) => "queryOrgObjects",
+            Route::ListObjects(..) => "listObjects",
+            Route::UpdateWebhook(..) => "updateWebhook",
+            Route::GetObject(_) => "getObject",
+            Route::PutObject(_) => "putObject",
+            Route::DeleteObject(_) => "deleteObject",
+            Route::Operation(op, _) => match op {
+                OpRoute::GetData => "getObjectData",
+                OpRoute::PutData => "putObjectData",
+                OpRoute::GetStatus => "getObjectStatus",
+                OpRoute::GetDestinations => "getObjectDestinations",
+                OpRoute::PutDestinations => "putObjectDestinations",
+                OpRoute::PostDestinations => "postObjectDestinations",
+                OpRoute::Consumed => "markObjectConsumed",
+                OpRoute::Received => "markObjectReceived",
+                OpRoute::Deleted => "markObjectDeleted",
+                OpRoute::Activate => "activateObject",
+                OpRoute::PolicyReceived => "markPolicyReceived",
+            },
+        }
+    }
+}
+
+/// The route a method selects on a target: 405 for a method the shape does not serve, 400
+/// for an unknown operation (both after authentication, as the original).
+fn route(target: Target, method: &Method) -> ApiResult<Route> {
+    Ok(match target {
+        Target::Org(org) if method == Method::GET => Route::OrgQuery(org),
+        Target::Type(org, t) if method == Method::GET => Route::ListObjects(org, t),
+        Target::Type(org, t) if method == Method::PUT => Route::UpdateWebhook(org, t),
+        Target::Object(key) => match *method {
+            Method::GET => Route::GetObject(key),
+            Method::PUT => Route::PutObject(key),
+            Method::DELETE => Route::DeleteObject(key),
+            _ => return Err(ApiError::MethodNotAllowed),
+        },
+        Target::Operation(key, op) => {
+            let operation = Operation::parse(&op).ok_or_else(|| ApiError::BadRequest(String::new()))?;
+            let op_route = match (operation, method.clone()) {
+                (Operation::Data, Method::GET) => OpRoute::GetData,
+                (Operation::Data, Method::PUT) => OpRoute::PutData,
+                (Operation::Status, Method::GET) => OpRoute::GetStatus,
+                (Operation::Destinations, Method::GET) => OpRoute::GetDestinations,
+                (Operation::Destinations, Method::PUT) => OpRoute::PutDestinations,
+                (Operation::Destinations, Method::POST) => OpRoute::PostDestinations,
+                (Operation::Consumed, Method::PUT) => OpRoute::Consumed,
+                (Operation::Received, Method::PUT) => OpRoute::Received,
+                (Operation::Deleted, Method::PUT) => OpRoute::Deleted,
+                (Operation::Activate, Method::PUT) => OpRoute::Activate,
+                (Operation::PolicyReceived, Method::PUT) => OpRoute::PolicyReceived,
+                _ => return Err(ApiError::MethodNotAllowed),
+            };
+            Route::Operation(op_route, key)
+        }
+        Target::Org(_) | Target::Type(..) => return Err(ApiError::MethodNotAllowed),
+    })
+}
+
+/// The `operationId` a request would be served by, without serving it (route table tests).
+pub(super) fn recognise(role: Role, method: &Method, path: &str) -> ApiResult<&'static str> {
+    let target = parse_target(role, "myorg", segments(path, PREFIX, None)?)?;
+    Ok(route(target, method)?.operation_id())
+}
+
 /// Entry point for every method and path under `/api/v1/objects`.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
-    let target = parse_target(&state, segments(parts.uri.path(), PREFIX, parts.uri.query())?)?;
     let node = &state.node;
+    let target = parse_target(
+        node.role(),
+        node.org_for(None),
+        segments(parts.uri.path(), PREFIX, parts.uri.query())?,
+    )?;
     node.count_request();
     let identity = identify(node, &parts);
     if identity.is_shut_out() {
         return Err(crate::engine::EngineError::Forbidden.into());
     }
-    let method = parts.method;
-    match target {
-        Target::Org(org) => {
-            if method != Method::GET {
-                return Err(ApiError::MethodNotAllowed);
-            }
+    match route(target, &parts.method)? {
+        Route::OrgQuery(org) => {
             let org_query = org_query(&query)?;
             Ok(match node.org_query(&identity, &org, &org_query).await? {
                 OrgQueryResult::Policies(p) => json_response(&p),
@@ -114,55 +220,44 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 OrgQueryResult::Types(t) => json_response(&t),
             })
         }
-        Target::Type(org, object_type) => match method {
-            Method::GET => {
-                if query.flag("all_objects")? {
-                    Ok(json_response(&node.list_all(&identity, &org, &object_type).await?))
-                } else {
-                    let received = query.flag("received")?;
-                    Ok(json_response(
-                        &node.list_updated(&identity, &org, &object_type, received).await?,
-                    ))
-                }
+        Route::ListObjects(org, object_type) => {
+            if query.flag("all_objects")? {
+                Ok(json_response(&node.list_all(&identity, &org, &object_type).await?))
+            } else {
+                let received = query.flag("received")?;
+                Ok(json_response(
+                    &node.list_updated(&identity, &org, &object_type, received).await?,
+                ))
             }
-            Method::PUT => {
-                let body = read_small_body(&state, body).await?;
-                node.update_webhook(&identity, &org, &object_type, &body).await?;
-                Ok(no_content())
-            }
-            _ => Err(ApiError::MethodNotAllowed),
-        },
-        Target::Object(key) => match method {
-            Method::GET => Ok(json_response(&node.get_object(&identity, &key).await?)),
-            Method::PUT => {
-                let body = read_small_body(&state, body).await?;
-                node.put_object(&identity, &key, &body).await?;
-                Ok(no_content())
-            }
-            Method::DELETE => {
-                node.delete_object(&identity, &key).await?;
-                Ok(no_content())
-            }
-            _ => Err(ApiError::MethodNotAllowed),
-        },
-        Target::Operation(key, op) => {
-            let operation = Operation::parse(&op).ok_or_else(|| ApiError::BadRequest(String::new()))?;
-            operation_route(&state, operation, method, &parts.headers, key, identity, body).await
         }
+        Route::UpdateWebhook(org, object_type) => {
+            let body = read_small_body(&state, body).await?;
+            node.update_webhook(&identity, &org, &object_type, &body).await?;
+            Ok(no_content())
+        }
+        Route::GetObject(key) => Ok(json_response(&node.get_object(&identity, &key).await?)),
+        Route::PutObject(key) => {
+            let body = read_small_body(&state, body).await?;
+            node.put_object(&identity, &key, &body).await?;
+            Ok(no_content())
+        }
+        Route::DeleteObject(key) => {
+            node.delete_object(&identity, &key).await?;
+            Ok(no_content())
+        }
+        Route::Operation(op_route, key) => operation_route(&state, op_route, &parts.headers, key, identity, body).await,
     }
 }
 
 async fn operation_route(
     state: &AppState,
-    operation: Operation,
-    method: Method,
+    op_route: OpRoute,
     headers: &HeaderMap,
     key: ObjectKey,
     identity: crate::auth::Identity,
     body: Body,
 ) -> ApiResult<Response> {
     let node = &state.node;
-    let is_post = method == Method::POST;
     let report = |r: Report| {
         let (identity, key) = (&identity, &key);
         async move {
@@ -172,14 +267,14 @@ async fn operation_route(
                 .map_err(ApiError::from)
         }
     };
-    match (operation, method) {
-        (Operation::Data, Method::GET) => {
+    match op_route {
+        OpRoute::GetData => {
             let range = header_text(headers, header::RANGE)?
                 .map(|h| RangeRequest::parse(&h).map_err(ApiError::BadRequest))
                 .transpose()?;
             Ok(data_response(node.get_data(&identity, &key, range).await?))
         }
-        (Operation::Data, Method::PUT) => {
+        OpRoute::PutData => {
             let content_range = header_text(headers, header::CONTENT_RANGE)?
                 .map(|h| {
                     ContentRange::parse(&h)
@@ -190,7 +285,7 @@ async fn operation_route(
             node.put_data(&identity, &key, content_range, Box::pin(stream)).await?;
             Ok(no_content())
         }
-        (Operation::Status, Method::GET) => {
+        OpRoute::GetStatus => {
             let status = node.object_status(&identity, &key).await?;
             Ok((
                 [(
@@ -201,24 +296,24 @@ async fn operation_route(
             )
                 .into_response())
         }
-        (Operation::Destinations, Method::GET) => Ok(json_response(&node.object_destinations(&identity, &key).await?)),
-        (Operation::Destinations, Method::PUT | Method::POST) => {
+        OpRoute::GetDestinations => Ok(json_response(&node.object_destinations(&identity, &key).await?)),
+        OpRoute::PutDestinations | OpRoute::PostDestinations => {
             let body = read_small_body(state, body).await?;
-            node.update_destinations(&identity, &key, &body, is_post).await?;
+            node.update_destinations(&identity, &key, &body, op_route == OpRoute::PostDestinations)
+                .await?;
             Ok(no_content())
         }
-        (Operation::Consumed, Method::PUT) => report(Report::Consumed).await,
-        (Operation::Received, Method::PUT) => report(Report::Received).await,
-        (Operation::Deleted, Method::PUT) => report(Report::Deleted).await,
-        (Operation::Activate, Method::PUT) => {
+        OpRoute::Consumed => report(Report::Consumed).await,
+        OpRoute::Received => report(Report::Received).await,
+        OpRoute::Deleted => report(Report::Deleted).await,
+        OpRoute::Activate => {
             node.activate(&identity, &key).await?;
             Ok(no_content())
         }
-        (Operation::PolicyReceived, Method::PUT) => {
+        OpRoute::PolicyReceived => {
             node.policy_received(&identity, &key).await?;
             Ok(no_content())
         }
-        _ => Err(ApiError::MethodNotAllowed),
     }
 }
 

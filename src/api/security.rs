@@ -18,27 +18,77 @@ use axum::response::Response;
 
 const PREFIX: &str = "/api/v1/security";
 
-/// Entry point for every method and path under `/api/v1/security`.
-pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
-    let node = &state.node;
-    if node.role() == Role::Ess {
-        return Ok(super::not_found());
+/// A served ACL route; the segments are checked names.
+enum AclRoute {
+    /// GET of the org-wide ACL (key from the query) or, with a third segment, of that key's ACL.
+    Get {
+        by_key: bool,
+    },
+    /// PUT of the org-wide ACL or, with a third segment, of that key's ACL.
+    Put {
+        by_key: bool,
+    },
+    Delete,
+}
+
+impl AclRoute {
+    fn operation_id(&self) -> &'static str {
+        match self {
+            Self::Get { by_key: false } => "getAcl",
+            Self::Get { by_key: true } => "getAclByKey",
+            Self::Put { by_key: false } => "updateOrgAcl",
+            Self::Put { by_key: true } => "updateAcl",
+            Self::Delete => "deleteAclEntry",
+        }
     }
-    let (parts, body) = request.into_parts();
-    let segments = segments(parts.uri.path(), PREFIX, parts.uri.query())?;
+}
+
+/// The ACL route of a request: shape and names first (400), then the method. A 405 is only
+/// answered after the caller proved to be an ACL admin, so dispatch checks that first.
+fn route(role: Role, method: &Method, path: &str, query: Option<&str>) -> ApiResult<(AclRoute, Vec<String>)> {
+    if role == Role::Ess {
+        return Err(ApiError::NoRoute);
+    }
+    let segments = segments(path, PREFIX, query)?;
     if !(2..=5).contains(&segments.len()) {
         return Err(ApiError::BadRequest(String::new()));
     }
     check_names(&segments)?;
+    let by_key = segments.len() == 3;
+    let route = match *method {
+        Method::GET if segments.len() <= 3 => AclRoute::Get { by_key },
+        Method::PUT if segments.len() <= 3 => AclRoute::Put { by_key },
+        Method::DELETE if segments.len() == 5 => AclRoute::Delete,
+        Method::GET | Method::PUT | Method::DELETE => return Err(ApiError::BadRequest(String::new())),
+        _ => return Err(ApiError::MethodNotAllowed),
+    };
+    Ok((route, segments))
+}
+
+/// The `operationId` a request would be served by, without serving it (route table tests).
+pub(super) fn recognise(role: Role, method: &Method, path: &str) -> ApiResult<&'static str> {
+    route(role, method, path, None).map(|(route, _)| route.operation_id())
+}
+
+/// Entry point for every method and path under `/api/v1/security`.
+pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
+    let node = &state.node;
+    let (parts, body) = request.into_parts();
+    let routed = route(node.role(), &parts.method, parts.uri.path(), parts.uri.query());
     let query = Query::parse(parts.uri.query());
     let identity = identify(node, &parts);
+    let (route, segments) = match routed {
+        Err(ApiError::MethodNotAllowed) => {
+            let org = segments(parts.uri.path(), PREFIX, None)?.swap_remove(1);
+            node.require_acl_admin(&identity, &org)?;
+            return Err(ApiError::MethodNotAllowed);
+        }
+        other => other?,
+    };
     let (kind, org) = (segments[0].as_str(), segments[1].as_str());
     let key = segments.get(2).map(String::as_str);
-    match parts.method {
-        Method::GET => {
-            if segments.len() > 3 {
-                return Err(ApiError::BadRequest(String::new()));
-            }
+    match route {
+        AclRoute::Get { .. } => {
             let acl_query = AclQuery {
                 all_keys: query.flag("all_keys")?,
                 key: match key {
@@ -52,25 +102,18 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 AclListing::Entries(entries) => json_response(&entries),
             })
         }
-        Method::PUT => {
-            if segments.len() > 3 {
-                return Err(ApiError::BadRequest(String::new()));
-            }
+        AclRoute::Put { .. } => {
             let body = read_body(&state, body).await?;
             node.acl_update(&identity, kind, org, key, &body).await?;
             Ok(no_content())
         }
-        Method::DELETE => {
+        AclRoute::Delete => {
             let [_, _, key, user_type, username] = segments.as_slice() else {
                 return Err(ApiError::BadRequest(String::new()));
             };
             node.acl_remove_entry(&identity, kind, org, key, user_type, username)
                 .await?;
             Ok(no_content())
-        }
-        _ => {
-            node.require_acl_admin(&identity, org)?;
-            Err(ApiError::MethodNotAllowed)
         }
     }
 }

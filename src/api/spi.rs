@@ -32,10 +32,136 @@ async fn caller(state: &AppState, parts: &axum::http::request::Parts) -> ApiResu
     Ok(state.node.spi_node(&identity, header).await?)
 }
 
+/// A served node-to-node route with what it addresses.
+enum SpiRoute {
+    Register {
+        as_new: bool,
+    },
+    Ping,
+    Unregister,
+    Poll,
+    Resend(String),
+    /// GET (`put: false`) or PUT of an object's data; `short` for the form without `{dataID}`.
+    Data {
+        put: bool,
+        short: bool,
+        key: ObjectKey,
+        instance_id: i64,
+    },
+    Action {
+        short: bool,
+        key: ObjectKey,
+        instance_id: i64,
+        action: Action,
+    },
+}
+
+impl SpiRoute {
+    fn operation_id(&self) -> &'static str {
+        match self {
+            Self::Register { as_new: false } => "spiRegister",
+            Self::Register { as_new: true } => "spiRegisterNew",
+            Self::Ping => "spiPing",
+            Self::Unregister => "spiUnregister",
+            Self::Poll => "spiPoll",
+            Self::Resend(_) => "spiResend",
+            Self::Data {
+                put: false,
+                short: false,
+                ..
+            } => "spiGetData",
+            Self::Data {
+                put: false,
+                short: true,
+                ..
+            } => "spiGetDataShort",
+            Self::Data {
+                put: true,
+                short: false,
+                ..
+            } => "spiPutData",
+            Self::Data {
+                put: true, short: true, ..
+            } => "spiPutDataShort",
+            Self::Action { short: false, .. } => "spiAction",
+            Self::Action { short: true, .. } => "spiActionShort",
+        }
+    }
+}
+
+/// The route of the segments after `/spi/v1`. The node-identity segments of register, ping
+/// and unregister are ignored (the caller's credentials name the node), as the original.
+fn route(method: &Method, words: &[&str]) -> ApiResult<SpiRoute> {
+    match (words.first().copied(), method) {
+        (Some("register" | "register-new" | "ping" | "unregister"), method) if method != Method::PUT => {
+            Err(ApiError::MethodNotAllowed)
+        }
+        (Some(kind @ ("register" | "register-new")), _) => Ok(SpiRoute::Register {
+            as_new: kind == "register-new",
+        }),
+        (Some("ping"), _) => Ok(SpiRoute::Ping),
+        (Some("unregister"), _) => Ok(SpiRoute::Unregister),
+        (Some("objects"), _) => object_route(method, &words[1..]),
+        _ => Err(ApiError::BadRequest(String::new())),
+    }
+}
+
+fn object_route(method: &Method, rest: &[&str]) -> ApiResult<SpiRoute> {
+    match (rest, method.clone()) {
+        ([], Method::GET) => Ok(SpiRoute::Poll),
+        ([org, "resend"], Method::PUT) => Ok(SpiRoute::Resend(org.to_string())),
+        ([org, object_type, object_id, instance, data_or_action @ ..], method) => {
+            let key = object_key(org, object_type, object_id)?;
+            let instance_id = number(instance)?;
+            let (action_name, short) = match data_or_action {
+                [data_id, action] => {
+                    number(data_id)?;
+                    (*action, false)
+                }
+                [action] => (*action, true),
+                _ => return Err(ApiError::BadRequest(String::new())),
+            };
+            match method {
+                Method::GET | Method::PUT if action_name == "data" => Ok(SpiRoute::Data {
+                    put: method == Method::PUT,
+                    short,
+                    key,
+                    instance_id,
+                }),
+                Method::GET => Err(ApiError::BadRequest(String::new())),
+                Method::PUT => {
+                    let action = Action::parse(action_name)
+                        .ok_or_else(|| ApiError::BadRequest(format!("Unknown action ({action_name})")))?;
+                    Ok(SpiRoute::Action {
+                        short,
+                        key,
+                        instance_id,
+                        action,
+                    })
+                }
+                _ => Err(ApiError::MethodNotAllowed),
+            }
+        }
+        (_, Method::GET | Method::PUT) => Err(ApiError::BadRequest(String::new())),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+/// The `operationId` a request would be served by, without serving it (route table tests).
+/// `serves_spi` is the node's setting: only a CSS speaking HTTP serves these routes.
+pub(super) fn recognise(serves_spi: bool, method: &Method, path: &str) -> ApiResult<&'static str> {
+    if !serves_spi {
+        return Err(ApiError::NoRoute);
+    }
+    let segments = segments(path, PREFIX, None)?;
+    let words: Vec<&str> = segments.iter().map(String::as_str).collect();
+    route(method, &words).map(|r| r.operation_id())
+}
+
 /// Entry point for every request under `/spi/v1`.
 pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiResult<Response> {
     if !state.node.settings().serves_spi {
-        return Ok(super::not_found());
+        return Err(ApiError::NoRoute);
     }
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
@@ -43,51 +169,21 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
     let node = caller(&state, &parts).await?;
     let engine = &state.node;
     let words: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match (words.first().copied(), &parts.method) {
-        (Some("register" | "register-new" | "ping" | "unregister"), method) if method != Method::PUT => {
-            Err(ApiError::MethodNotAllowed)
-        }
-        (Some(kind @ ("register" | "register-new")), _) => {
+    match route(&parts.method, &words)? {
+        SpiRoute::Register { as_new } => {
             let persistent = query.bool("persistent-storage")?.unwrap_or(true);
-            engine.spi_register(&node, persistent, kind == "register-new").await?;
+            engine.spi_register(&node, persistent, as_new).await?;
             Ok(no_content())
         }
-        (Some("ping"), _) => {
+        SpiRoute::Ping => {
             engine.spi_ping(&node).await?;
             Ok(no_content())
         }
-        (Some("unregister"), _) => {
+        SpiRoute::Unregister => {
             engine.spi_unregister(&node).await?;
             Ok(no_content())
         }
-        (Some("objects"), _) => {
-            objects(
-                &state,
-                &node,
-                &words[1..],
-                parts.method.clone(),
-                &parts.headers,
-                &query,
-                body,
-            )
-            .await
-        }
-        _ => Err(ApiError::BadRequest(String::new())),
-    }
-}
-
-async fn objects(
-    state: &AppState,
-    node: &NodeAddress,
-    rest: &[&str],
-    method: Method,
-    headers: &axum::http::HeaderMap,
-    query: &Query,
-    body: axum::body::Body,
-) -> ApiResult<Response> {
-    let engine = &state.node;
-    match (rest, method) {
-        ([], Method::GET) => {
+        SpiRoute::Poll => {
             let wait = query
                 .get(LONG_POLL_PARAM)
                 .map(|v| {
@@ -96,7 +192,7 @@ async fn objects(
                 })
                 .transpose()?
                 .map(Duration::from_secs);
-            let mut response = match engine.spi_poll(node, wait).await? {
+            let mut response = match engine.spi_poll(&node, wait).await? {
                 None => StatusCode::NO_CONTENT.into_response(),
                 Some(items) => json_response(&items),
             };
@@ -105,76 +201,72 @@ async fn objects(
                 .insert(LONG_POLL_HEADER, HeaderValue::from_static("1"));
             Ok(response)
         }
-        ([org, "resend"], Method::PUT) => {
-            engine.spi_resend(node, org).await?;
+        SpiRoute::Resend(org) => {
+            engine.spi_resend(&node, &org).await?;
             Ok(no_content())
         }
-        ([org, object_type, object_id, instance, data_or_action @ ..], method) => {
-            let key = object_key(org, object_type, object_id)?;
-            let instance_id = number(instance)?;
-            let action_name = match data_or_action {
-                [data_id, action] => {
-                    number(data_id)?;
-                    *action
-                }
-                [action] => *action,
-                _ => return Err(ApiError::BadRequest(String::new())),
-            };
-            match method {
-                Method::GET if action_name == "data" => {
-                    let range = headers
-                        .get(header::RANGE)
-                        .map(|v| {
-                            let text = v
-                                .to_str()
-                                .map_err(|_| ApiError::BadRequest("Invalid Range header".into()))?;
-                            RangeRequest::parse(text).map_err(ApiError::BadRequest)
-                        })
-                        .transpose()?;
-                    let data = engine.spi_data(node, &key, instance_id, range).await?;
-                    Ok(super::objects::data_response(data))
-                }
-                Method::GET => Err(ApiError::BadRequest(String::new())),
-                Method::PUT if action_name == "data" => {
-                    let content_range = headers
-                        .get(header::CONTENT_RANGE)
-                        .map(|v| {
-                            let text = v
-                                .to_str()
-                                .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
-                            ContentRange::parse(text).map_err(|e| {
-                                ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}"))
-                            })
-                        })
-                        .transpose()?;
-                    let stream = body.into_data_stream().map_err(std::io::Error::other);
-                    // A final chunk may carry padding past its range; exactly the range is kept.
-                    let limit = content_range.map_or(u64::MAX, |r| r.end - r.start + 1);
-                    let stream = truncated(Box::pin(stream), limit);
-                    match engine
-                        .spi_receive_data(node, &key, instance_id, content_range, Box::pin(stream))
-                        .await?
-                    {
-                        ActionOutcome::Done => Ok(no_content()),
-                        ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
-                    }
-                }
-                Method::PUT => {
-                    let action = Action::parse(action_name)
-                        .ok_or_else(|| ApiError::BadRequest(format!("Unknown action ({action_name})")))?;
-                    let body = axum::body::to_bytes(body, MAX_ACTION_BODY).await.map_err(|_| {
-                        ApiError::PayloadTooLarge(format!("The body is larger than {MAX_ACTION_BODY} bytes"))
-                    })?;
-                    match engine.spi_action(node, &key, instance_id, action, &body).await? {
-                        ActionOutcome::Done => Ok(no_content()),
-                        ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
-                    }
-                }
-                _ => Err(ApiError::MethodNotAllowed),
+        SpiRoute::Data {
+            put: false,
+            key,
+            instance_id,
+            ..
+        } => {
+            let range = parts
+                .headers
+                .get(header::RANGE)
+                .map(|v| {
+                    let text = v
+                        .to_str()
+                        .map_err(|_| ApiError::BadRequest("Invalid Range header".into()))?;
+                    RangeRequest::parse(text).map_err(ApiError::BadRequest)
+                })
+                .transpose()?;
+            let data = engine.spi_data(&node, &key, instance_id, range).await?;
+            Ok(super::objects::data_response(data))
+        }
+        SpiRoute::Data {
+            put: true,
+            key,
+            instance_id,
+            ..
+        } => {
+            let content_range = parts
+                .headers
+                .get(header::CONTENT_RANGE)
+                .map(|v| {
+                    let text = v
+                        .to_str()
+                        .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
+                    ContentRange::parse(text)
+                        .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
+                })
+                .transpose()?;
+            let stream = body.into_data_stream().map_err(std::io::Error::other);
+            // A final chunk may carry padding past its range; exactly the range is kept.
+            let limit = content_range.map_or(u64::MAX, |r| r.end - r.start + 1);
+            let stream = truncated(Box::pin(stream), limit);
+            match engine
+                .spi_receive_data(&node, &key, instance_id, content_range, Box::pin(stream))
+                .await?
+            {
+                ActionOutcome::Done => Ok(no_content()),
+                ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
             }
         }
-        (_, Method::GET | Method::PUT) => Err(ApiError::BadRequest(String::new())),
-        _ => Err(ApiError::MethodNotAllowed),
+        SpiRoute::Action {
+            key,
+            instance_id,
+            action,
+            ..
+        } => {
+            let body = axum::body::to_bytes(body, MAX_ACTION_BODY)
+                .await
+                .map_err(|_| ApiError::PayloadTooLarge(format!("The body is larger than {MAX_ACTION_BODY} bytes")))?;
+            match engine.spi_action(&node, &key, instance_id, action, &body).await? {
+                ActionOutcome::Done => Ok(no_content()),
+                ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
+            }
+        }
     }
 }
 

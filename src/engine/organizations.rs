@@ -132,7 +132,10 @@ impl Node {
     pub async fn list_destinations(&self, identity: &Identity, org: &str) -> EngineResult<Vec<Destination>> {
         self.require_destination_reader(identity, org)?;
         if self.role() == Role::Ess {
-            return Err(EngineError::Invalid(String::new()));
+            // The text tells the caller why, and sets this answer apart from a bad route's 400.
+            return Err(EngineError::Invalid(
+                "Failed to fetch the list of destinations. Error: ESS doesn't have destinations".into(),
+            ));
         }
         let destinations = self.0.store.destinations(org).await?;
         if destinations.is_empty() {

@@ -176,7 +176,8 @@ pub enum Action {
 }
 
 impl Action {
-    const ALL: [Self; 12] = [
+    /// Every action, in the protocol's order.
+    pub const ALL: [Self; 12] = [
         Self::Update,
         Self::Updated,
         Self::Data,
