@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::sync::{css_with, eventually, http_ess, wait_for, wait_registered, SYNC_DEADLINE};
+use common::sync::{css_with, eventually, http_ess, listed, wait_for, wait_registered, SYNC_DEADLINE};
 use common::{pattern, NodeOptions, Role, TestNode, ADMIN};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -48,20 +48,6 @@ async fn assert_refused(node: &TestNode, path: &str, meta: Value, message: &str)
     assert_eq!(status, 400, "{meta}: {text}");
     assert!(text.starts_with(message), "{meta}: expected {message:?}, got {text:?}");
     assert_eq!(node.api().get(path).await.status, 404, "nothing stored for {meta}");
-}
-
-/// The metadata of `id` among the complete objects of `object_type` that `node` lists.
-async fn listed(node: &TestNode, object_type: &str, id: &str) -> Option<Value> {
-    let response = node.api().get(&node.type_path(object_type)).await;
-    if response.status != 200 {
-        return None;
-    }
-    response
-        .json()
-        .as_array()?
-        .iter()
-        .find(|m| m["objectID"] == id)
-        .cloned()
 }
 
 /// The delivery status and message of `path` at `edge`/`id` on the CSS.

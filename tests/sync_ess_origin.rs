@@ -7,9 +7,9 @@
 
 mod common;
 
-use common::sync::{wait_registered, Net, Transport, SYNC_DEADLINE as DEADLINE};
+use common::sync::{listed, wait_registered, Net, Transport, SYNC_DEADLINE as DEADLINE};
 use common::{pattern, TestNode, ADMIN};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::future::Future;
 
 /// An ESS (`edge`/`id`) of the CSS on `net` with 64 KiB chunks and `ResendInterval` 1 s
@@ -32,21 +32,6 @@ where
     Fut: Future<Output = Option<T>>,
 {
     common::sync::eventually(what, nodes, DEADLINE, async || probe().await).await
-}
-
-/// The metadata of `id` in the CSS's listing of objects of `object_type` (received copies
-/// are listed once complete).
-async fn on_css(css: &TestNode, object_type: &str, id: &str) -> Option<Value> {
-    let response = css.api().get(&css.type_path(object_type)).await;
-    if response.status != 200 {
-        return None;
-    }
-    response
-        .json()
-        .as_array()?
-        .iter()
-        .find(|m| m["objectID"] == id)
-        .cloned()
 }
 
 async fn status(node: &TestNode, path: &str) -> Option<String> {
@@ -77,7 +62,7 @@ async fn an_object_created_on_the_ess_reaches_the_css_and_is_consumed_there(tran
     assert_eq!(response.status, 204, "{}", response.text());
 
     let meta = eventually("the ESS object on the CSS", &[&css, &ess], || {
-        on_css(&css, "report", "big")
+        listed(&css, "report", "big")
     })
     .await;
     assert_eq!(meta["objectSize"], big.len());
@@ -130,7 +115,7 @@ async fn an_object_created_on_the_ess_reaches_the_css_and_is_consumed_there(tran
     // A consumed key can be stored again: a fresh instance travels again.
     ess_api.create(&ess_path, json!({}), Some(b"second round")).await;
     eventually("the second instance on the CSS", &[&css, &ess], || async {
-        let meta = on_css(&css, "report", "big").await?;
+        let meta = listed(&css, "report", "big").await?;
         (meta["objectSize"] == 12).then_some(())
     })
     .await;
@@ -151,8 +136,8 @@ async fn a_deletion_on_the_ess_reaches_the_css(transport: Transport) {
     let no_data_path = ess.obj("report", "flag");
     ess_api.create(&no_data_path, json!({"noData": true}), None).await;
     eventually("the objects on the CSS", &[&css, &ess], || async {
-        on_css(&css, "report", "gone").await?;
-        on_css(&css, "report", "flag").await
+        listed(&css, "report", "gone").await?;
+        listed(&css, "report", "flag").await
     })
     .await;
     let css_path = css.obj("report", "gone");
@@ -163,7 +148,7 @@ async fn a_deletion_on_the_ess_reaches_the_css(transport: Transport) {
     let response = ess_api.delete_as(ADMIN, &ess_path).await;
     assert_eq!(response.status, 204, "{}", response.text());
     let meta = eventually("the deletion on the CSS", &[&css, &ess], || async {
-        on_css(&css, "report", "gone").await.filter(|m| m["deleted"] == true)
+        listed(&css, "report", "gone").await.filter(|m| m["deleted"] == true)
     })
     .await;
     assert_eq!(meta["objectID"], "gone");
@@ -215,7 +200,7 @@ async fn an_object_stored_while_the_css_is_down_arrives_when_it_is_back(transpor
     .await;
     css.restart();
     eventually("the object on the CSS after its restart", &[&css, &ess], || {
-        on_css(&css, "report", "late")
+        listed(&css, "report", "late")
     })
     .await;
     assert_eq!(css.api().data(&css.obj("report", "late")).await, data);
@@ -241,14 +226,14 @@ async fn an_upload_interrupted_by_a_css_crash_resumes(transport: Transport) {
     // restart simply finds the copy complete).
     eventually("a partial upload on the CSS", &[&css, &ess], || async {
         let partial = css.files_in("partial");
-        let done = on_css(&css, "report", "huge").await.is_some();
+        let done = listed(&css, "report", "huge").await.is_some();
         (done || partial.iter().any(|p| p.metadata().map_or(0, |m| m.len()) > 0)).then_some(())
     })
     .await;
     css.kill9();
     css.restart();
     eventually("the object on the CSS after the crash", &[&css, &ess], || {
-        on_css(&css, "report", "huge")
+        listed(&css, "report", "huge")
     })
     .await;
     assert_eq!(css.api().data(&css.obj("report", "huge")).await, data);

@@ -16,9 +16,9 @@
 
 mod common;
 
-use common::sync::{http_ess, wait_registered, Net, Transport, SYNC_DEADLINE as DEADLINE};
+use common::sync::{http_ess, listed, wait_registered, Net, Transport, SYNC_DEADLINE as DEADLINE};
 use common::{pattern, NodeOptions, Role, TestNode};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::future::Future;
 use std::time::Instant;
 
@@ -43,20 +43,6 @@ where
     Fut: Future<Output = Option<T>>,
 {
     common::sync::eventually(what, nodes, DEADLINE, async || probe().await).await
-}
-
-/// The metadata of `id` in the ESS's listing of updated objects of `object_type`.
-async fn listed(ess: &TestNode, object_type: &str, id: &str) -> Option<Value> {
-    let response = ess.api().get(&format!("/api/v1/objects/{object_type}")).await;
-    if response.status != 200 {
-        return None;
-    }
-    response
-        .json()
-        .as_array()?
-        .iter()
-        .find(|m| m["objectID"] == id)
-        .cloned()
 }
 
 /// The delivery status of `path` at `edge`/`id` on the CSS.

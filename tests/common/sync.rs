@@ -61,6 +61,21 @@ pub async fn wait_for(what: &str, nodes: &[&TestNode], timeout: Duration, mut pr
     eventually(what, nodes, timeout, async || probe().await.then_some(())).await
 }
 
+/// The metadata of `id` in `node`'s listing of objects of `object_type` (what its
+/// applications see: copies once complete, own objects).
+pub async fn listed(node: &TestNode, object_type: &str, id: &str) -> Option<serde_json::Value> {
+    let response = node.api().get(&node.type_path(object_type)).await;
+    if response.status != 200 {
+        return None;
+    }
+    response
+        .json()
+        .as_array()?
+        .iter()
+        .find(|m| m["objectID"] == id)
+        .cloned()
+}
+
 /// Waits until the CSS lists the ESS `edge`/`id` among its destinations.
 pub async fn wait_registered(css: &TestNode, ess: &TestNode, id: &str) {
     let api = css.api();
