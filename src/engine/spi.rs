@@ -125,17 +125,60 @@ impl Node {
                 Some(DeliveryStatus::Delivered) => persistent,
                 _ => false,
             };
-            if keep || record.status == crate::model::ObjectStatus::ObjDeleted {
+            if keep {
                 continue;
             }
-            let mut ops = vec![StoreOp::DeleteNotification {
+            let fresh = vec![StoreOp::DeleteNotification {
                 key: key.clone(),
                 remote: remote.clone(),
             }];
-            ops.extend(self.target_ops(&record, remote.clone()));
-            self.0.store.apply(ops).await?;
+            self.target_unless_changed(&key, &remote, fresh, |current| {
+                current.is_sender_copy()
+                    && current.status != crate::model::ObjectStatus::ObjDeleted
+                    && addresses(&current.meta, destination)
+            })
+            .await?;
         }
         Ok(())
+    }
+
+    /// Queues the current instance of `key` for `remote` (after `first`), if `wanted` holds
+    /// for the object as it is now. The object is rewritten unchanged in the same batch, so
+    /// a concurrent change (a deletion's `delete`, a new instance) is never overwritten by
+    /// a decision made on the state before it: the decision is made again instead.
+    pub(super) async fn target_unless_changed<F>(
+        &self,
+        key: &ObjectKey,
+        remote: &Remote,
+        first: Vec<StoreOp>,
+        wanted: F,
+    ) -> EngineResult<()>
+    where
+        F: Fn(&crate::model::ObjectRecord) -> bool,
+    {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(current) = self.0.store.object(key).await? else {
+                return Ok(());
+            };
+            if !wanted(&current) {
+                return Ok(());
+            }
+            let mut ops = vec![StoreOp::WriteObject {
+                expect: crate::store::Expect::Revision(current.revision),
+                record: Box::new(current.clone()),
+                drop_upload: false,
+            }];
+            ops.extend(first.iter().cloned());
+            ops.extend(self.target_ops(&current, remote.clone()));
+            match self.0.store.apply(ops).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!(
+            "{key} is being changed by other requests; retry"
+        )))
     }
 
     /// A node that lost its store gets again what it had received or was fetching.
@@ -148,12 +191,8 @@ impl Node {
             ) {
                 continue;
             }
-            let Some(record) = self.0.store.object(&n.key).await? else {
-                continue;
-            };
-            if deliverable(&record) {
-                self.0.store.apply(self.target_ops(&record, remote.clone())).await?;
-            }
+            self.target_unless_changed(&n.key, &remote, Vec::new(), deliverable)
+                .await?;
         }
         Ok(())
     }
@@ -546,7 +585,10 @@ impl Node {
         };
         for record in self.0.store.objects_of_org(&node.org).await? {
             if deliverable(&record) && addresses(&record.meta, &destination) {
-                self.0.store.apply(self.target_ops(&record, remote.clone())).await?;
+                self.target_unless_changed(&record.key(), &remote, Vec::new(), |current| {
+                    deliverable(current) && addresses(&current.meta, &destination)
+                })
+                .await?;
             }
         }
         self.0.pollers.wake(&node.org, &remote);

@@ -6,8 +6,8 @@
 use super::delivery::now_secs;
 use super::{EngineResult, Node};
 use crate::model::sync::{Notification, NotificationStatus};
-use crate::model::{DeliveryStatus, Role};
-use crate::store::StoreOp;
+use crate::model::Role;
+use crate::store::{Expect, StoreError, StoreOp};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,8 +37,24 @@ impl Node {
                     resend_time: now + self.resend_delay(),
                     ..record.clone()
                 };
-                self.commit(&record.key, vec![StoreOp::PutNotification(again)]).await?;
-                queued += 1;
+                // Guarded by the object's revision: a deletion or a new instance committed
+                // since the read wrote newer records, which must not be overwritten.
+                let Some(object) = self.0.store.object(&record.key).await? else {
+                    continue;
+                };
+                let ops = vec![
+                    StoreOp::WriteObject {
+                        expect: Expect::Revision(object.revision),
+                        record: Box::new(object),
+                        drop_upload: false,
+                    },
+                    StoreOp::PutNotification(again),
+                ];
+                match self.commit(&record.key, ops).await {
+                    Ok(()) => queued += 1,
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => return Err(e.into()),
+                }
                 continue;
             }
             if record.status.sent_form().is_some() {
@@ -50,26 +66,12 @@ impl Node {
             if record.status != NotificationStatus::Error {
                 continue;
             }
-            let Some(object) = self.0.store.object(&record.key).await? else {
-                continue;
-            };
-            if object.meta.instance_id != record.instance_id {
-                continue;
-            }
-            let ops = vec![
-                StoreOp::PutNotification(Notification {
-                    status: NotificationStatus::UpdatePending,
-                    resend_time: now + self.resend_delay(),
-                    ..record.clone()
-                }),
-                StoreOp::SetDelivery {
-                    key: record.key.clone(),
-                    remote: record.remote.clone(),
-                    status: DeliveryStatus::Delivering,
-                    message: String::new(),
-                },
-            ];
-            self.commit(&record.key, ops).await?;
+            let instance = record.instance_id;
+            self.target_unless_changed(&record.key, &record.remote, Vec::new(), |current| {
+                current.meta.instance_id == instance && super::delivery::deliverable(current)
+            })
+            .await?;
+            self.0.pollers.wake(&record.key.org, &record.remote);
             queued += 1;
         }
         Ok(queued)
