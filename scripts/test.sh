@@ -8,10 +8,13 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use, installed only when missing.
 # mosquitto: the MQTT tests start their own brokers on free ports.
+# postgresql: the store conformance and PostgreSQL CSS tests start their own throw-away
+# cluster (initdb, pg_ctl) on a free port; they find the server binaries on PATH or in
+# /usr/lib/postgresql/<version>/bin.
 # python3-venv: the API fuzzer (schemathesis from PyPI) runs in a virtual environment.
 # For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
 # release build, systemd for systemd-analyze (it checks the unit without a running systemd).
-packages=(mosquitto python3-venv shellcheck musl-tools systemd)
+packages=(mosquitto postgresql python3-venv shellcheck musl-tools systemd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

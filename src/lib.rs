@@ -4,7 +4,7 @@
 //! Layers, in the order data flows through them:
 //! - [`config`]: `sync.conf` and environment, with the original's key names and defaults.
 //! - [`model`]: metadata, statuses, names and their validation; the wire types.
-//! - [`store`]: persistent state (SQLite) and object data files.
+//! - [`store`]: persistent state (SQLite, or PostgreSQL for a CSS) and object data files.
 //! - [`auth`]: identities from credentials, and access decisions.
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
@@ -29,9 +29,12 @@ pub mod tls;
 use config::{Config, StorageKind};
 use engine::{Node, NodeSettings};
 use model::Role;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::blobs::BlobStore;
+use store::postgres::PostgresStore;
 use store::sqlite::SqliteStore;
+use store::Store;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,7 +87,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     // The MQTT transport will connect with `client_tls.mqtt`.
     let authenticator = authenticator(&config)?;
     let sync_root = config.persistence_root_path.join("sync");
-    let (store, blobs, store_created) = open_storage(&config, &sync_root)?;
+    let (store, blobs, store_created) = open_storage(&config, &sync_root, client_tls.postgres.clone()).await?;
     let mut node_settings = settings(&config);
     node_settings.store_created = store_created;
     let node = Node::start(node_settings, store.clone(), blobs, authenticator).await?;
@@ -140,6 +143,8 @@ struct ClientTls {
     css: Option<Arc<rustls::ClientConfig>>,
     /// Node → MQTT broker over TLS.
     mqtt: Option<Arc<rustls::ClientConfig>>,
+    /// CSS → PostgreSQL database over TLS.
+    postgres: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ClientTls {
@@ -147,6 +152,7 @@ impl ClientTls {
         Ok(ClientTls {
             css: tls::css_client_config(config)?,
             mqtt: tls::mqtt_client_config(config)?,
+            postgres: tls::postgres_client_config(config)?,
         })
     }
 }
@@ -197,33 +203,49 @@ fn forget_local_state(sync_root: &std::path::Path) -> Result<(), StartError> {
 }
 
 /// Opens the store and the data files; the flag tells whether the database was created now
-/// (a first start, or a persistence folder that was emptied).
-fn open_storage(
+/// (a first start, or a persistence folder that was emptied). On PostgreSQL the data files
+/// stay under the persistence root: CSS instances sharing the database must share that
+/// folder too.
+async fn open_storage(
     config: &Config,
-    sync_root: &std::path::Path,
-) -> Result<(Arc<SqliteStore>, BlobStore, bool), StartError> {
-    let prepare = |path: &std::path::Path| {
-        std::fs::create_dir_all(path).map_err(|source| StartError::Persistence {
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    let role_name = if config.is_css() { "css" } else { "ess" };
-    let (db_dir, durable) = match config.storage_provider {
-        StorageKind::Sqlite => (sync_root.join("db"), true),
-        StorageKind::InMemory => {
-            // Nothing of an unpersisted store may survive a restart.
-            let volatile = sync_root.join("volatile");
-            if volatile.exists() {
-                std::fs::remove_dir_all(&volatile).map_err(|source| StartError::Persistence {
-                    path: volatile.display().to_string(),
-                    source,
-                })?;
-            }
-            (volatile, false)
+    sync_root: &Path,
+    postgres_tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<(Arc<dyn Store>, BlobStore, bool), StartError> {
+    let (store, blob_root, created): (Arc<dyn Store>, PathBuf, bool) = match config.storage_provider {
+        StorageKind::Postgres => {
+            let budget = std::time::Duration::from_secs(u64::try_from(config.database_connect_timeout).unwrap_or(0));
+            let (store, created) = PostgresStore::connect(config.postgres_url.expose(), postgres_tls, budget).await?;
+            (Arc::new(store), sync_root.join("objects"), created)
         }
+        StorageKind::Sqlite | StorageKind::InMemory => open_sqlite(config, sync_root)?,
     };
-    prepare(&db_dir)?;
+    prepare_folder(&blob_root)?;
+    let blobs = BlobStore::open(&blob_root).map_err(|source| StartError::Persistence {
+        path: blob_root.display().to_string(),
+        source,
+    })?;
+    Ok((store, blobs, created))
+}
+
+/// The SQLite store of the persistence root (or of its volatile folder, emptied first, for
+/// the in-memory store); also returns the folder of the data files.
+fn open_sqlite(config: &Config, sync_root: &Path) -> Result<(Arc<dyn Store>, PathBuf, bool), StartError> {
+    let role_name = if config.is_css() { "css" } else { "ess" };
+    let durable = config.storage_provider == StorageKind::Sqlite;
+    let db_dir = if durable {
+        sync_root.join("db")
+    } else {
+        // Nothing of an unpersisted store may survive a restart.
+        let volatile = sync_root.join("volatile");
+        if volatile.exists() {
+            std::fs::remove_dir_all(&volatile).map_err(|source| StartError::Persistence {
+                path: volatile.display().to_string(),
+                source,
+            })?;
+        }
+        volatile
+    };
+    prepare_folder(&db_dir)?;
     let db_file = db_dir.join(format!("{role_name}-sync.sqlite3"));
     let created = !db_file.exists();
     let store = SqliteStore::open(&db_file, durable)?;
@@ -231,12 +253,14 @@ fn open_storage(
         .parent()
         .unwrap_or(sync_root)
         .join(if durable { "objects" } else { "volatile/objects" });
-    prepare(&blob_root)?;
-    let blobs = BlobStore::open(&blob_root).map_err(|source| StartError::Persistence {
-        path: blob_root.display().to_string(),
+    Ok((Arc::new(store), blob_root, created || !durable))
+}
+
+fn prepare_folder(path: &Path) -> Result<(), StartError> {
+    std::fs::create_dir_all(path).map_err(|source| StartError::Persistence {
+        path: path.display().to_string(),
         source,
-    })?;
-    Ok((Arc::new(store), blobs, created || !durable))
+    })
 }
 
 fn timer_settings(config: &Config) -> engine::timers::TimerSettings {

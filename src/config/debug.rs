@@ -82,6 +82,8 @@ impl fmt::Debug for Config {
             objects_data_path,
             storage_maintenance_interval,
             database_connect_timeout,
+            postgres_url,
+            postgres_ca_certificate,
             ess_consumed_objects_kept,
             allowed_data_file_extensions,
             data_uri_roots,
@@ -175,6 +177,8 @@ impl fmt::Debug for Config {
             .field("objects_data_path", objects_data_path)
             .field("storage_maintenance_interval", storage_maintenance_interval)
             .field("database_connect_timeout", database_connect_timeout)
+            .field("postgres_url", postgres_url)
+            .field("postgres_ca_certificate", &Hidden(postgres_ca_certificate))
             .field("ess_consumed_objects_kept", ess_consumed_objects_kept)
             .field("allowed_data_file_extensions", allowed_data_file_extensions)
             .field("data_uri_roots", data_uri_roots)

@@ -147,6 +147,8 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             30,
         )?,
         database_connect_timeout: s.int(Key::new("DatabaseConnectTimeout", "DATABASE_CONNECT_TIMEOUT"), 300)?,
+        postgres_url: Secret::new(s.string(Key::new("PostgresURL", "POSTGRES_URL"), "")),
+        postgres_ca_certificate: s.string(Key::new("PostgresCACertificate", "POSTGRES_CA_CERTIFICATE"), ""),
         ess_consumed_objects_kept: s.int(Key::new("ESSConsumedObjectsKept", "ESS_CONSUMED_OBJECTS_KEPT"), 1000)?,
         allowed_data_file_extensions: s.list(
             Key::new("AllowedDataFileExtensions", "ALLOWED_DATA_FILE_EXTENSIONS"),

@@ -176,8 +176,17 @@ pub struct Config {
     pub objects_data_path: Option<PathBuf>,
     /// `StorageMaintenanceInterval`, seconds (> 0).
     pub storage_maintenance_interval: i16,
-    /// `DatabaseConnectTimeout`, seconds.
+    /// `DatabaseConnectTimeout`, seconds: how long a CSS on PostgreSQL keeps trying to reach
+    /// the database at start.
     pub database_connect_timeout: i64,
+    /// `PostgresURL` (an extension): the database of `StorageProvider postgres`, as a
+    /// `postgres://user:password@host:port/db?sslmode=...` URL or a key=value string. Holds a
+    /// password, so it never appears in the configuration dump.
+    pub postgres_url: Secret,
+    /// `PostgresCACertificate` (an extension): CA that the database's certificate must chain
+    /// to when `sslmode` is `prefer` or `require` (inline PEM or a path, relative paths under
+    /// the persistence root); empty = the system roots.
+    pub postgres_ca_certificate: String,
     /// `ESSConsumedObjectsKept`, objects.
     pub ess_consumed_objects_kept: i64,
     /// `AllowedDataFileExtensions`; empty = all.

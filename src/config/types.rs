@@ -136,6 +136,9 @@ pub enum StorageKind {
     Sqlite,
     /// Everything in memory, lost on restart (`inmemory`).
     InMemory,
+    /// Metadata in a PostgreSQL database (`postgres`, CSS only), so that several CSS
+    /// instances can share it; data files stay under the persistence root.
+    Postgres,
 }
 
 /// Parallel processing of incoming MQTT messages (`MQTTParallelMode`, spec config.md §4.4).

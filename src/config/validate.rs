@@ -126,7 +126,10 @@ pub(super) fn validate(
     }
 
     // Steps 18–19.
-    config.storage_provider = parse_storage_provider(&choices.storage_provider)?;
+    config.storage_provider = parse_storage_provider(&choices.storage_provider, config.node_type)?;
+    if config.storage_provider == StorageKind::Postgres {
+        check_postgres_url(config.postgres_url.expose())?;
+    }
     config.objects_data_path = objects_data_path(config, &choices.objects_data_path, &current_dir)?;
 
     // Step 20.
@@ -215,19 +218,38 @@ fn validate_listening(config: &mut Config, choices: &Choices) -> Result<(), Conf
     Ok(())
 }
 
-/// §5 step 18 with our mapping: empty/`bolt` → SQLite, `inmemory` → memory, `mongo`
-/// refused.
-fn parse_storage_provider(value: &str) -> Result<StorageKind, ConfigError> {
+/// §5 step 18 with our mapping: empty/`bolt` → SQLite, `inmemory` → memory, `postgres` →
+/// PostgreSQL (CSS only), `mongo` refused.
+fn parse_storage_provider(value: &str, node_type: NodeType) -> Result<StorageKind, ConfigError> {
     match value.to_lowercase().as_str() {
         "" | "bolt" => Ok(StorageKind::Sqlite),
         "inmemory" => Ok(StorageKind::InMemory),
+        "postgres" if node_type == NodeType::Css => Ok(StorageKind::Postgres),
+        "postgres" => Err(invalid(
+            "Invalid StorageProvider 'postgres': PostgreSQL is for a CSS only, for ESS please specify any of: 'bolt', 'inmemory', or leave as empty string",
+        )),
         "mongo" => Err(invalid(
-            "StorageProvider 'mongo' is not supported: MongoDB is not available in this implementation, use the embedded store (leave StorageProvider empty or set it to 'bolt'); a PostgreSQL store for several CSS instances is planned",
+            "StorageProvider 'mongo' is not supported: MongoDB is not available in this implementation, use the embedded store (leave StorageProvider empty or set it to 'bolt') or, for several CSS instances sharing one database, 'postgres' with PostgresURL",
         )),
         _ => Err(invalid(format!(
-            "Invalid StorageProvider '{value}', please specify any of: 'bolt', 'inmemory', or leave as empty string"
+            "Invalid StorageProvider '{value}', please specify any of: 'bolt', 'inmemory', 'postgres' (CSS), or leave as empty string"
         ))),
     }
+}
+
+/// `PostgresURL` must be set and readable as a connection string naming a host. Messages
+/// never quote the value: it holds the password.
+fn check_postgres_url(url: &str) -> Result<(), ConfigError> {
+    if url.is_empty() {
+        return Err(invalid(
+            "StorageProvider 'postgres' needs PostgresURL (environment POSTGRES_URL), e.g. postgres://user:password@host:5432/database?sslmode=require",
+        ));
+    }
+    let parsed: tokio_postgres::Config = url.parse().map_err(|e| invalid(format!("Invalid PostgresURL: {e}")))?;
+    if parsed.get_hosts().is_empty() {
+        return Err(invalid("Invalid PostgresURL: it names no host"));
+    }
+    Ok(())
 }
 
 /// §5 step 19, plus the containment check the spec asks for (§11): data files outside

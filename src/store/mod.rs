@@ -1,9 +1,11 @@
 //! Persistent state of a node. [`Store`] is the contract the engine relies on; the embedded
-//! SQLite implementation lives in [`sqlite`], object data files in [`blobs`]. The store knows
+//! SQLite implementation lives in [`sqlite`], the PostgreSQL one (several CSS instances
+//! sharing a database) in [`postgres`], object data files in [`blobs`]. The store knows
 //! nothing of HTTP and makes no domain decisions: the engine reads, decides, and writes back
 //! with an optimistic revision check.
 
 pub mod blobs;
+pub mod postgres;
 pub mod sqlite;
 mod sqlite_pool;
 
@@ -64,6 +66,12 @@ pub struct UploadSession {
 }
 
 impl UploadSession {
+    /// Adds `[start, end)` to the received ranges, keeping them sorted and merged (touching
+    /// or overlapping ranges become one).
+    pub fn add_range(&mut self, start: u64, end: u64) {
+        merge_range(&mut self.ranges, start, end);
+    }
+
     /// True when every byte of `[0, total)` has arrived.
     pub fn is_complete(&self) -> bool {
         match self.ranges.as_slice() {
@@ -72,6 +80,20 @@ impl UploadSession {
             _ => false,
         }
     }
+}
+
+/// Adds `[start, end)` to sorted, merged, end-exclusive ranges.
+fn merge_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    ranges.push((start, end));
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for &(s, e) in ranges.iter() {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    *ranges = merged;
 }
 
 /// One change of an atomic batch ([`Store::apply`]): an object change together with the
@@ -213,6 +235,10 @@ pub trait Store: Send + Sync + 'static {
     async fn referenced_blobs(&self) -> StoreResult<Vec<String>>;
     /// The largest instance ID stored, to seed [`InstanceClock`].
     async fn max_instance_id(&self) -> StoreResult<i64>;
+
+    /// Finishes queued writes and releases the database; later calls fail with
+    /// [`StoreError::Closed`].
+    fn close(&self) {}
 }
 
 /// Hands out strictly increasing instance IDs: nanoseconds since the epoch, or one more than
@@ -262,6 +288,17 @@ mod tests {
         let second = clock.next();
         assert_eq!(first, far_future + 1);
         assert_eq!(second, far_future + 2);
+    }
+
+    #[test]
+    fn ranges_merge_when_touching_or_overlapping() {
+        let mut ranges = Vec::new();
+        merge_range(&mut ranges, 10, 20);
+        merge_range(&mut ranges, 0, 10);
+        assert_eq!(ranges, vec![(0, 20)]);
+        merge_range(&mut ranges, 30, 40);
+        merge_range(&mut ranges, 15, 31);
+        assert_eq!(ranges, vec![(0, 40)]);
     }
 
     #[test]

@@ -79,11 +79,6 @@ impl SqliteStore {
             pool: SqlitePool::open(path, set_up_schema, durable)?,
         })
     }
-
-    /// Waits for queued writes and stops the writer thread.
-    pub fn close(&self) {
-        self.pool.close();
-    }
 }
 
 /// Creates the tables, and adds what later versions added to a database made by an earlier
@@ -401,20 +396,6 @@ fn read_acl(conn: &Connection, org: &str, kind: AclKind, key: &str) -> StoreResu
     Ok(entries)
 }
 
-/// Adds `[start, end)` to sorted, merged, end-exclusive ranges.
-fn merge_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
-    ranges.push((start, end));
-    ranges.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for &(s, e) in ranges.iter() {
-        match merged.last_mut() {
-            Some(last) if s <= last.1 => last.1 = last.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    *ranges = merged;
-}
-
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -535,7 +516,7 @@ impl Store for SqliteStore {
                     .ok_or(StoreError::NotFound)?;
                 let mut session = to_session(raw)?;
                 if len > 0 {
-                    merge_range(&mut session.ranges, start, start + len);
+                    session.add_range(start, start + len);
                 }
                 if start == 0 {
                     session.first_chunk_size = Some(len);
@@ -1014,22 +995,16 @@ impl Store for SqliteStore {
             .read(|conn| Ok(conn.query_row("SELECT COALESCE(MAX(instance_id), 0) FROM objects", [], |r| r.get(0))?))
             .await
     }
+
+    /// Waits for queued writes and stops the writer thread.
+    fn close(&self) {
+        self.pool.close();
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_merge_when_touching_or_overlapping() {
-        let mut ranges = Vec::new();
-        merge_range(&mut ranges, 10, 20);
-        merge_range(&mut ranges, 0, 10);
-        assert_eq!(ranges, vec![(0, 20)]);
-        merge_range(&mut ranges, 30, 40);
-        merge_range(&mut ranges, 15, 31);
-        assert_eq!(ranges, vec![(0, 40)]);
-    }
 
     /// A database written before objects had `due_at` gets the column, filled from the
     /// stored metadata, so the timers find objects stored by the earlier version.

@@ -27,12 +27,16 @@
 //! original) is checked in addition to verification: the broker is accepted only if its
 //! end-entity certificate or one of the intermediates it sends matches a pin.
 //!
+//! The PostgreSQL database of a CSS (`StorageProvider postgres`) is reached over TLS unless its
+//! URL says `sslmode=disable`; its certificate is always verified, against
+//! `PostgresCACertificate` or the system roots (libpq's `require` would not verify it).
+//!
 //! When no trust is configured, the system roots are loaded with `rustls-native-certs`. If
 //! the system has none, start-up goes on with a warning and every handshake fails with an
 //! error naming the key to set (the original behaved the same at connect time).
 
 use super::{parse_certificates, parse_key, provider, setting_bytes, TlsError};
-use crate::config::Config;
+use crate::config::{Config, StorageKind};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -53,6 +57,7 @@ const HTTP_CSS_CA: &str = "HTTPCSSCACertificate";
 const MQTT_CA: &str = "MQTTCACertificate";
 const MQTT_CERT: &str = "MQTTSSLCert";
 const MQTT_KEY: &str = "MQTTSSLKey";
+const POSTGRES_CA: &str = "PostgresCACertificate";
 /// What to set when the system has no roots (read by `rustls-native-certs`).
 const SYSTEM_ROOTS: &str = "SSL_CERT_FILE or SSL_CERT_DIR";
 
@@ -87,6 +92,34 @@ pub fn mqtt_client_config(config: &Config) -> Result<Option<Arc<ClientConfig>>, 
 pub fn webhook_client_config() -> Result<Arc<ClientConfig>, TlsError> {
     let verifier = chain_verifier(SYSTEM_ROOTS, system_roots(), "system roots")?;
     build_client_config(SYSTEM_ROOTS, verifier, None)
+}
+
+/// The client configuration for the connection to the PostgreSQL database: `None` unless the
+/// store is PostgreSQL and `PostgresURL` allows TLS (`sslmode` `prefer`, the default, or
+/// `require`). Trust is `PostgresCACertificate` when set, else the system roots; the server
+/// name is the URL's host. No client certificate.
+pub fn postgres_client_config(config: &Config) -> Result<Option<Arc<ClientConfig>>, TlsError> {
+    if config.storage_provider != StorageKind::Postgres {
+        return Ok(None);
+    }
+    // The configuration checked that the URL parses.
+    let tls_allowed = config
+        .postgres_url
+        .expose()
+        .parse::<tokio_postgres::Config>()
+        .is_ok_and(|url| url.get_ssl_mode() != tokio_postgres::config::SslMode::Disable);
+    if !tls_allowed {
+        return Ok(None);
+    }
+    let value = config.postgres_ca_certificate.trim();
+    let verifier = if value.is_empty() {
+        chain_verifier(POSTGRES_CA, system_roots(), "system roots")?
+    } else {
+        let (roots, origin) =
+            configured_roots(config, POSTGRES_CA, value, Some(&config.allowed_certificate_extensions))?;
+        chain_verifier(POSTGRES_CA, roots, &origin)?
+    };
+    build_client_config(POSTGRES_CA, verifier, None).map(Some)
 }
 
 /// A client certificate chain, its key, and where the certificate came from.

@@ -16,7 +16,7 @@
 
 pub mod client;
 
-pub use client::{css_client_config, mqtt_client_config, webhook_client_config};
+pub use client::{css_client_config, mqtt_client_config, postgres_client_config, webhook_client_config};
 
 use crate::config::Config;
 use rustls::crypto::CryptoProvider;

@@ -393,6 +393,31 @@ fn storage_provider_mapping() {
 }
 
 #[test]
+fn postgres_is_for_a_css_with_a_readable_url() {
+    let url = "postgres://sync:pa55word@db.example:5432/sync?sslmode=require";
+    let c = ok("StorageProvider Postgres\n", &[("POSTGRES_URL", url)]);
+    assert_eq!(c.storage_provider, StorageKind::Postgres);
+    assert_eq!(c.postgres_url.expose(), url);
+    let dump = format!("{c:?}");
+    assert!(
+        !dump.contains("pa55word") && dump.contains("postgres_url: <redacted>"),
+        "{dump}"
+    );
+    let ess = invalid(&format!("{ESS}StorageProvider postgres\n"), &[("POSTGRES_URL", url)]);
+    assert!(ess.contains("StorageProvider") && ess.contains("CSS only"), "{ess}");
+    let missing = invalid("StorageProvider postgres\n", &[]);
+    assert!(missing.contains("PostgresURL"), "{missing}");
+    let secret = "postgres://sync:pa55word@db.example/sync?sslmode=verify-full";
+    let bad = invalid("StorageProvider postgres\n", &[("PostgresURL", secret)]);
+    assert!(
+        bad.starts_with("Invalid PostgresURL") && !bad.contains("pa55word"),
+        "{bad}"
+    );
+    let hostless = invalid("StorageProvider postgres\n", &[("PostgresURL", "dbname=sync")]);
+    assert!(hostless.contains("no host"), "{hostless}");
+}
+
+#[test]
 fn objects_data_path_rules() {
     let root = "PersistenceRootPath /p\n";
     assert_eq!(
