@@ -167,18 +167,22 @@ pub(super) struct EssSync {
     registered: watch::Sender<bool>,
     reregister: Notify,
     busy: Mutex<HashSet<ObjectKey>>,
+    /// Signalled whenever a key is released, for handlers waiting for one.
+    released: Notify,
     backoff: Mutex<HashMap<ObjectKey, Backoff>>,
 }
 
 /// Releases an object key when handling ends.
 pub(super) struct KeyGuard<'a> {
     set: &'a Mutex<HashSet<ObjectKey>>,
+    released: &'a Notify,
     key: ObjectKey,
 }
 
 impl Drop for KeyGuard<'_> {
     fn drop(&mut self) {
         self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+        self.released.notify_waiters();
     }
 }
 
@@ -204,6 +208,7 @@ pub fn spawn(
         registered,
         reregister: Notify::new(),
         busy: Mutex::new(HashSet::new()),
+        released: Notify::new(),
         backoff: Mutex::new(HashMap::new()),
     });
 
@@ -249,8 +254,23 @@ impl EssSync {
         let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
         busy.insert(key.clone()).then(|| KeyGuard {
             set: &self.busy,
+            released: &self.released,
             key: key.clone(),
         })
+    }
+
+    /// Takes `key`, waiting while another task handles it. A notification the CSS pushed
+    /// (MQTT) comes only once, so its handler must not skip a busy key as the outbox does.
+    pub(super) async fn lock_wait(&self, key: &ObjectKey) -> KeyGuard<'_> {
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            if let Some(guard) = self.lock(key) {
+                return guard;
+            }
+            released.await;
+        }
     }
 
     /// True when the outbox may act on `key` now.
@@ -442,9 +462,7 @@ impl EssSync {
     }
 
     async fn handle_update(&self, key: &ObjectKey, meta: MetaData) -> Step {
-        let Some(_guard) = self.lock(key) else {
-            return Step::Nothing;
-        };
+        let _guard = self.lock_wait(key).await;
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         match self.node.receive_update(meta).await {
             Err(e) => {
@@ -477,9 +495,7 @@ impl EssSync {
     }
 
     async fn handle_delete(&self, key: &ObjectKey, meta: MetaData) -> Step {
-        let Some(_guard) = self.lock(key) else {
-            return Step::Nothing;
-        };
+        let _guard = self.lock_wait(key).await;
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         match self.node.receive_delete(meta).await {
             Ok(true) => step_of(

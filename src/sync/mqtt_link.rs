@@ -457,8 +457,8 @@ impl EssLink for MqttLink {
         let mut message = Control::about("getdata", self.meta_for(key, instance_id, data_id, false));
         message.offset = i64::try_from(offset).unwrap_or(0);
         let wait = ("data", key.clone(), instance_id, message.offset);
-        // A chunk may be megabytes; give it the time an HTTP chunk download gets.
-        match self.request(&message, false, wait, self.answer_timeout * 6).await {
+        // A chunk may be megabytes: twice the answer time; a lost one is asked for again.
+        match self.request(&message, false, wait, self.answer_timeout * 2).await {
             Some(Reply::Data(bytes)) => Ok(DataAnswer {
                 status: 206,
                 start: Some(offset),
