@@ -9,6 +9,7 @@
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
 //! - [`server`]: listeners and graceful shutdown.
+//! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
 //! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings;
 //!   client-side trust for the ESS → CSS and MQTT broker connections.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod engine;
 pub mod healthcheck;
+pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod server;
@@ -118,6 +120,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     let router = api::router(api::AppState {
         node,
         control: control.clone(),
+        metrics: Arc::new(metrics::Metrics::new()),
+        metrics_access: config.metrics_access,
     });
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();

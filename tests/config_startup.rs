@@ -182,3 +182,21 @@ fn ess_serves_the_api_over_a_unix_socket() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"nodeType\": \"ESS\""), "{answer}");
 }
+
+#[test]
+fn unknown_log_format_exits_98_naming_the_key() {
+    let (_dir, root, config) = scratch();
+    let (status, output) = run_to_exit(
+        &[
+            ("NODE_TYPE", "CSS"),
+            ("LOG_FORMAT", "xml"),
+            ("PERSISTENCE_ROOT_PATH", &root),
+            ("LISTENING_TYPE", "unsecure"),
+        ],
+        &["-c", &config],
+        LIMIT,
+    );
+    assert_eq!(status.code(), Some(98), "{output}");
+    assert!(output.contains("LogFormat"), "{output}");
+    assert!(output.contains("xml"), "{output}");
+}

@@ -45,6 +45,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    totals_and_unacknowledged_messages_for_metrics,
     objects_are_written_read_and_revised,
     absent_twice_conflicts,
     stale_revision_fails_the_whole_batch,
@@ -833,6 +834,35 @@ async fn counts_and_instance_ids(store: Arc<dyn Store>) {
     let mut blobs = store.referenced_blobs().await.unwrap();
     blobs.sort();
     assert_eq!(blobs, ["blob-a", "blob-b"]);
+}
+
+async fn totals_and_unacknowledged_messages_for_metrics(store: Arc<dyn Store>) {
+    let totals = store.object_totals().await.unwrap();
+    assert_eq!((totals.objects, totals.data_bytes), (0, 0));
+    let mut with_data = record("t", "a");
+    with_data.meta.object_size = 1000;
+    with_data.blob = Some("blob-a".into());
+    let mut without_data = record("t", "b");
+    without_data.meta.object_size = 500;
+    write(&store, with_data.clone()).await;
+    write(&store, without_data).await;
+    let totals = store.object_totals().await.unwrap();
+    assert_eq!((totals.objects, totals.data_bytes), (2, 1000));
+
+    let (n1, n2) = (remote("edge", "n1"), remote("edge", "n2"));
+    let key = with_data.key();
+    let other = record("t", "b").key();
+    let mut acknowledged = notification(&key, &n2, 1, 0);
+    acknowledged.status = NotificationStatus::ConsumedByDest;
+    let ops = vec![
+        StoreOp::PutNotification(notification(&key, &n1, 1, 0)),
+        StoreOp::PutNotification(notification(&other, &n1, 1, 0)),
+        StoreOp::PutNotification(acknowledged),
+    ];
+    store.apply(ops).await.unwrap();
+    let pending = store.unacknowledged_notifications(10).await.unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!((pending[0].remote.clone(), pending[0].count), (n1, 2));
 }
 
 async fn concurrent_writers_of_one_revision_one_wins(store: Arc<dyn Store>) {

@@ -5,12 +5,15 @@
 mod admin;
 mod docs;
 pub mod error;
+mod metrics;
 mod objects;
+mod observe;
 pub mod request;
 pub mod routes;
 mod security;
 mod spi;
 
+use crate::config::MetricsAccess;
 use crate::engine::Node;
 use crate::model::json::to_go_json;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -61,10 +64,15 @@ impl NodeControl {
 pub struct AppState {
     pub node: Node,
     pub control: NodeControl,
+    /// Counted per request, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `/metrics` (`MetricsAccess`).
+    pub metrics_access: MetricsAccess,
 }
 
 /// The application router: the mounts of [`routes::MOUNTS`]; each dispatcher splits the
-/// rest of its path (the served routes are listed in [`routes::ROUTES`]).
+/// rest of its path (the served routes are listed in [`routes::ROUTES`]). Every request,
+/// unknown paths included, runs in a log span and is counted for `/metrics` ([`observe`]).
 pub fn router(state: AppState) -> Router {
     let mut api = Router::new();
     for &(path, mount, prefix) in MOUNTS {
@@ -77,7 +85,8 @@ pub fn router(state: AppState) -> Router {
         }
     }
     let api = api.route_layer(axum::middleware::map_response(common_headers));
-    api.fallback(|| async { not_found() }).with_state(state)
+    let observed = axum::middleware::from_fn_with_state(state.clone(), observe::observe);
+    api.fallback(|| async { not_found() }).with_state(state).layer(observed)
 }
 
 fn handler(mount: Mount) -> MethodRouter<AppState> {
@@ -91,6 +100,7 @@ fn handler(mount: Mount) -> MethodRouter<AppState> {
         Mount::Resend => any(admin::resend),
         Mount::Shutdown => any(admin::shutdown),
         Mount::Docs => any(docs::openapi),
+        Mount::Metrics => any(metrics::serve),
     }
 }
 

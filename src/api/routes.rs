@@ -225,6 +225,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("resendPut", "PUT", "/api/v1/resend", BOTH),
     r("shutdown", "POST", "/api/v1/shutdown", BOTH),
     r("getOpenApi", "GET", "/swagger", BOTH),
+    r("getMetrics", "GET", "/metrics", BOTH),
     r(
         "spiRegister",
         "PUT",
@@ -301,6 +302,7 @@ pub(crate) enum Mount {
     Resend,
     Shutdown,
     Docs,
+    Metrics,
 }
 
 /// What the router mounts: a path and, for prefixes, everything below it.
@@ -314,12 +316,24 @@ pub(crate) const MOUNTS: &[(&str, Mount, bool)] = &[
     ("/api/v1/resend", Mount::Resend, false),
     ("/api/v1/shutdown", Mount::Shutdown, false),
     ("/swagger", Mount::Docs, false),
+    ("/metrics", Mount::Metrics, false),
 ];
 
 /// The `operationId` that would serve `method path` on a node of `role` (one that serves the
 /// node-to-node routes when it is a CSS), or the routing error it would get; nothing is
 /// served. Mirrors the router: the mount, then the dispatcher's own routing function.
 pub fn recognise(role: Role, method: &Method, path: &str) -> ApiResult<&'static str> {
+    recognise_on(role, role == Role::Css, method, path)
+}
+
+/// The `operationId` that serves `method path` on a node of `role` that serves the
+/// node-to-node routes or not (`serves_spi`), or `None` for a request no route takes: the
+/// route label of the request's metrics and log span.
+pub fn operation_of(role: Role, serves_spi: bool, method: &Method, path: &str) -> Option<&'static str> {
+    recognise_on(role, serves_spi, method, path).ok()
+}
+
+fn recognise_on(role: Role, serves_spi: bool, method: &Method, path: &str) -> ApiResult<&'static str> {
     let mount = MOUNTS.iter().find(|(mounted, _, prefix)| {
         path == *mounted || (*prefix && path.strip_prefix(mounted).is_some_and(|rest| rest.starts_with('/')))
     });
@@ -329,8 +343,9 @@ pub fn recognise(role: Role, method: &Method, path: &str) -> ApiResult<&'static 
     match mount {
         Mount::Objects => super::objects::recognise(role, method, path),
         Mount::Security => super::security::recognise(role, method, path),
-        Mount::Spi => super::spi::recognise(role == Role::Css, method, path),
+        Mount::Spi => super::spi::recognise(serves_spi, method, path),
         Mount::Docs => super::docs::recognise(method),
+        Mount::Metrics => super::metrics::recognise(method),
         Mount::Destinations | Mount::Organizations | Mount::Health | Mount::Resend | Mount::Shutdown => {
             super::admin::recognise(mount, role, method, path)
         }

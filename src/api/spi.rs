@@ -222,7 +222,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 })
                 .transpose()?;
             let data = engine.spi_data(&node, &key, instance_id, range).await?;
-            Ok(super::objects::data_response(data))
+            Ok(counted_download(super::objects::data_response(data), &state))
         }
         SpiRoute::Data {
             put: true,
@@ -241,7 +241,11 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                         .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
                 })
                 .transpose()?;
-            let stream = body.into_data_stream().map_err(std::io::Error::other);
+            let metrics = state.metrics.clone();
+            let stream = body
+                .into_data_stream()
+                .map_err(std::io::Error::other)
+                .inspect_ok(move |frame| metrics.count_http_received(frame.len() as u64));
             // A final chunk may carry padding past its range; exactly the range is kept.
             let limit = content_range.map_or(u64::MAX, |r| r.end - r.start + 1);
             let stream = truncated(Box::pin(stream), limit);
@@ -268,6 +272,18 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             }
         }
     }
+}
+
+/// Counts a download's bytes for `/metrics` as its body is sent (a client that stops
+/// reading is counted for what it got).
+fn counted_download(response: Response, state: &AppState) -> Response {
+    let metrics = state.metrics.clone();
+    response.map(|body| {
+        axum::body::Body::from_stream(
+            body.into_data_stream()
+                .inspect_ok(move |chunk| metrics.count_http_sent(chunk.len() as u64)),
+        )
+    })
 }
 
 /// The first `limit` bytes of a body stream; the rest is read and dropped.

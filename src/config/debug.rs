@@ -113,6 +113,8 @@ impl fmt::Debug for Config {
             log_trace_file_size_kb,
             max_compressed_log_trace_files_number,
             log_trace_maintenance_interval,
+            log_format,
+            metrics_access,
             unknown_keys,
             config_file_missing,
         } = self;
@@ -211,6 +213,8 @@ impl fmt::Debug for Config {
                 max_compressed_log_trace_files_number,
             )
             .field("log_trace_maintenance_interval", log_trace_maintenance_interval)
+            .field("log_format", log_format)
+            .field("metrics_access", metrics_access)
             .field("unknown_keys", unknown_keys)
             .field("config_file_missing", config_file_missing)
             .finish()

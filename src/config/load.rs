@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::file::FileProps;
 use super::source::{Key, Sources};
-use super::types::{ListeningType, NodeType, ParallelMode, Protocol, Secret, StorageKind};
+use super::types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind};
 use super::{Config, ConfigError};
 
 /// Default extensions for certificate and CA paths (§4.7).
@@ -26,6 +26,8 @@ pub(super) struct Choices {
     pub(super) persistence_root_path: String,
     pub(super) storage_provider: String,
     pub(super) objects_data_path: String,
+    pub(super) log_format: String,
+    pub(super) metrics_access: String,
 }
 
 /// Reads every field. The enum fields of the returned `Config` are placeholders until
@@ -47,6 +49,8 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
         ),
         storage_provider: s.string(Key::new("StorageProvider", "STORAGE_PROVIDER"), ""),
         objects_data_path: s.string(Key::new("ObjectsDataPath", "OBJECTS_DATA_PATH"), ""),
+        log_format: s.string(Key::new("LogFormat", "LOG_FORMAT"), "text"),
+        metrics_access: s.string(Key::new("MetricsAccess", "METRICS_ACCESS"), "admin"),
     };
 
     let config = Config {
@@ -231,6 +235,8 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             Key::new("LogTraceMaintenanceInterval", "LOG_TRACE_MAINTENANCE_INTERVAL"),
             60,
         )?,
+        log_format: LogFormat::Text,
+        metrics_access: MetricsAccess::Admin,
 
         unknown_keys: Vec::new(),
         config_file_missing: props.missing,

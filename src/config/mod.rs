@@ -22,7 +22,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use types::{ListeningType, NodeType, ParallelMode, Protocol, Secret, StorageKind};
+pub use types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind};
 
 /// Why the configuration could not be used. The message is meant to be shown as is.
 #[derive(Debug, thiserror::Error)]
@@ -253,6 +253,11 @@ pub struct Config {
     pub max_compressed_log_trace_files_number: i64,
     /// `LogTraceMaintenanceInterval`, seconds (> 0).
     pub log_trace_maintenance_interval: i16,
+    /// `LogFormat` (an extension of this implementation): `text` (default) or `json` lines.
+    pub log_format: LogFormat,
+    /// `MetricsAccess` (an extension of this implementation): who may read `/metrics`;
+    /// `admin` (default), `open` or `off`.
+    pub metrics_access: MetricsAccess,
 
     // --- About the load itself ---
     /// Keys found in the file that no field uses (probably typos), in file order.

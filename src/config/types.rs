@@ -1,5 +1,5 @@
 //! The closed value sets of the configuration (node type, listening mode, protocol,
-//! store, MQTT parallel mode) and the `Secret` wrapper that keeps passwords and private
+//! store, MQTT parallel mode, log format, metrics access) and the `Secret` wrapper that keeps passwords and private
 //! keys out of `Debug` output. Parsing of the raw strings into these types is done by
 //! `validate`; this file only defines them.
 
@@ -139,6 +139,27 @@ pub enum StorageKind {
     /// Metadata in a PostgreSQL database (`postgres`, CSS only), so that several CSS
     /// instances can share it; data files stay under the persistence root.
     Postgres,
+}
+
+/// How log lines are written to stderr (`LogFormat`, an extension of this implementation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (`text`, the default).
+    Text,
+    /// One JSON object per line, for log collectors (`json`).
+    Json,
+}
+
+/// Who may read `GET /metrics` (`MetricsAccess`, an extension of this implementation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsAccess {
+    /// Sync admins only, with the usual Basic credentials (`admin`, the default).
+    Admin,
+    /// Anyone who reaches the listener, without credentials (`open`): for a Prometheus
+    /// scraper on a trusted network.
+    Open,
+    /// The route is not served (`off`): the router's 404.
+    Off,
 }
 
 /// Parallel processing of incoming MQTT messages (`MQTTParallelMode`, spec config.md §4.4).

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::load::Choices;
 use super::paths;
 use super::protocol::{validate_broker, ProtocolKinds};
-use super::types::{ListeningType, NodeType, ParallelMode, Protocol, StorageKind};
+use super::types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, StorageKind};
 use super::{Config, ConfigError};
 use crate::model::names::is_valid_name;
 
@@ -140,6 +140,10 @@ pub(super) fn validate(
         config.verify_queue_buffer_size = 500;
     }
 
+    // Our extensions.
+    config.log_format = parse_log_format(&choices.log_format)?;
+    config.metrics_access = parse_metrics_access(&choices.metrics_access)?;
+
     // Step 21, then our own checks.
     check_paths(config, kinds)?;
     check_positive_periods(config)
@@ -216,6 +220,29 @@ fn validate_listening(config: &mut Config, choices: &Choices) -> Result<(), Conf
         config.unix_socket_file_permissions = mode;
     }
     Ok(())
+}
+
+/// `LogFormat`: `text` or `json`, any case.
+fn parse_log_format(value: &str) -> Result<LogFormat, ConfigError> {
+    match value.to_lowercase().as_str() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(invalid(format!(
+            "Invalid LogFormat '{value}', please specify 'text' or 'json'"
+        ))),
+    }
+}
+
+/// `MetricsAccess`: `admin`, `open` or `off`, any case.
+fn parse_metrics_access(value: &str) -> Result<MetricsAccess, ConfigError> {
+    match value.to_lowercase().as_str() {
+        "admin" => Ok(MetricsAccess::Admin),
+        "open" => Ok(MetricsAccess::Open),
+        "off" => Ok(MetricsAccess::Off),
+        _ => Err(invalid(format!(
+            "Invalid MetricsAccess '{value}', please specify 'admin', 'open' or 'off'"
+        ))),
+    }
 }
 
 /// §5 step 18 with our mapping: empty/`bolt` → SQLite, `inmemory` → memory, `postgres` →

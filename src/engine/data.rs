@@ -204,6 +204,7 @@ impl Node {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let _receiving = self.receiving();
         let Some(range) = content_range else {
             let guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
             let instance_id = self.0.clock.next();

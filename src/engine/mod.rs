@@ -142,6 +142,9 @@ struct Inner {
     /// Data streams served at once; further downloads wait for a slot, so a thousand nodes
     /// fetching together cannot grow memory without bound.
     stream_slots: Arc<tokio::sync::Semaphore>,
+    /// Data bodies being written right now (uploads, chunks, downloads from the other
+    /// node), for `/metrics`.
+    receiving: std::sync::atomic::AtomicUsize,
     started: Instant,
     client_requests: AtomicU64,
     pollers: pollers::PollRegistry,
@@ -193,6 +196,7 @@ impl Node {
             uploads_in_flight: Mutex::new(HashSet::new()),
             ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
             stream_slots: Arc::new(tokio::sync::Semaphore::new(DATA_STREAM_SLOTS)),
+            receiving: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
@@ -251,6 +255,21 @@ impl Node {
         self.0.client_requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Data transfers in progress: streams being served (each holds a stream slot until
+    /// its body is sent) and bodies being received.
+    pub fn transfers_in_flight(&self) -> TransfersInFlight {
+        TransfersInFlight {
+            sending: DATA_STREAM_SLOTS.saturating_sub(self.0.stream_slots.available_permits()),
+            receiving: self.0.receiving.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts a data body as being received until the guard is dropped.
+    fn receiving(&self) -> ReceivingGuard<'_> {
+        self.0.receiving.fetch_add(1, Ordering::Relaxed);
+        ReceivingGuard(&self.0.receiving)
+    }
+
     /// API calls counted so far.
     pub fn client_requests(&self) -> u64 {
         self.0.client_requests.load(Ordering::Relaxed)
@@ -301,6 +320,22 @@ impl Node {
     /// Keeps a resend request for the next pass.
     pub fn keep_resend_request(&self) {
         self.0.resend_requested.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Data transfers in progress ([`Node::transfers_in_flight`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransfersInFlight {
+    pub sending: usize,
+    pub receiving: usize,
+}
+
+/// Ends the count of one received body however its write ends.
+struct ReceivingGuard<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for ReceivingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -348,6 +348,7 @@ impl Node {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let _receiving = self.receiving();
         let room = session.total.saturating_sub(offset);
         let written = self.0.blobs.write_chunk(session.id, offset, body, room).await?;
         Ok(self.0.store.record_chunk(session.id, offset, written).await?)

@@ -99,6 +99,14 @@ impl NotificationStatus {
         }
     }
 
+    /// Statuses of messages owed to the remote node and not acknowledged by it yet: queued
+    /// (`*Pending`) or sent and awaiting the acknowledgement (for `/metrics`).
+    pub fn unacknowledged() -> impl Iterator<Item = Self> {
+        Self::ALL
+            .into_iter()
+            .filter(|s| s.sent_form().is_some() || s.pending_form().is_some())
+    }
+
     /// The queued form of a sent status: what a resend turns it back into.
     pub fn pending_form(self) -> Option<Self> {
         Self::ALL.into_iter().find(|pending| pending.sent_form() == Some(self))

@@ -360,6 +360,7 @@ impl CssMqtt {
 
     /// Pulls an edge node's object data chunk by chunk with `getdata` (spec §4.6), from the
     /// first byte the CSS does not have yet; a chunk that does not come is asked for again.
+    #[tracing::instrument(name = "pull", skip_all, fields(%key, instance = meta.instance_id))]
     async fn pull(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let total = u64::try_from(meta.object_size).unwrap_or(0);
         let mut offset = match self.node.store().upload_session(key, total).await {

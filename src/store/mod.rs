@@ -96,6 +96,24 @@ fn merge_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
     *ranges = merged;
 }
 
+/// What the objects of a node add up to (for `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectTotals {
+    /// Every stored object record (sender copies, received copies, deletion markers).
+    pub objects: u64,
+    /// Summed `objectSize` of the objects whose data is held in a data file of this node
+    /// (data URI files and data still arriving are not counted).
+    pub data_bytes: u64,
+}
+
+/// Messages owed to one remote node and not acknowledged yet (for `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnacknowledgedCount {
+    pub org: String,
+    pub remote: Remote,
+    pub count: u64,
+}
+
 /// One change of an atomic batch ([`Store::apply`]): an object change together with the
 /// messages it owes other nodes (the outbox) and the delivery states it implies.
 #[derive(Debug, Clone)]
@@ -239,6 +257,15 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes queued writes and releases the database; later calls fail with
     /// [`StoreError::Closed`].
     fn close(&self) {}
+
+    // Read at every scrape of `/metrics`: keep each one a single aggregate query.
+
+    /// Object count and stored data bytes ([`ObjectTotals`]).
+    async fn object_totals(&self) -> StoreResult<ObjectTotals>;
+    /// Notification records in a status of [`crate::model::sync::NotificationStatus::unacknowledged`],
+    /// counted per org and remote node: the `limit` nodes with the most, most first (ties in
+    /// any order).
+    async fn unacknowledged_notifications(&self, limit: usize) -> StoreResult<Vec<UnacknowledgedCount>>;
 }
 
 /// Hands out strictly increasing instance IDs: nanoseconds since the epoch, or one more than

@@ -525,6 +525,7 @@ impl EssSync {
 
     /// Downloads the missing data of a received copy, chunk by chunk in offset order,
     /// resuming where a previous attempt stopped; completes the copy and reports `received`.
+    #[tracing::instrument(name = "download", skip_all, fields(%key, instance))]
     async fn download(&self, key: &ObjectKey, instance: i64) -> Step {
         let mut download = match self.node.begin_download(key, instance).await {
             Ok(Some(download)) => download,

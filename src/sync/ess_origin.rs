@@ -145,6 +145,7 @@ impl EssSync {
 
     /// Uploads the data of `instance` (§3.8), from where a previous attempt stopped (also
     /// before a restart); after the last part the record becomes `data`.
+    #[tracing::instrument(name = "upload", skip_all, fields(%key, instance))]
     async fn upload(&self, key: &ObjectKey, instance: i64) -> Step {
         if !self.client.pushes_data() {
             // The CSS pulls the data with `getdata`; the link answers those requests.

@@ -509,3 +509,30 @@ fn non_positive_periods_are_rejected_by_name() {
     assert!(invalid("ResendInterval -2\n", &[]).contains("ResendInterval"));
     assert!(build("RemoveESSRegistrationTime 0\n", &[]).is_ok());
 }
+
+// --- Our extensions: log format and metrics access ---
+
+#[test]
+fn log_format_is_text_or_json() {
+    assert_eq!(ok("", &[]).log_format, LogFormat::Text);
+    assert_eq!(ok("LogFormat JSON\n", &[]).log_format, LogFormat::Json);
+    assert_eq!(
+        ok("LogFormat json\n", &[("LOG_FORMAT", "text")]).log_format,
+        LogFormat::Text
+    );
+    assert_eq!(
+        invalid("", &[("LOG_FORMAT", "yaml")]),
+        "Invalid LogFormat 'yaml', please specify 'text' or 'json'"
+    );
+}
+
+#[test]
+fn metrics_access_is_admin_open_or_off() {
+    assert_eq!(ok("", &[]).metrics_access, MetricsAccess::Admin);
+    assert_eq!(ok("MetricsAccess Open\n", &[]).metrics_access, MetricsAccess::Open);
+    assert_eq!(ok("", &[("METRICS_ACCESS", "off")]).metrics_access, MetricsAccess::Off);
+    assert_eq!(
+        invalid("MetricsAccess public\n", &[]),
+        "Invalid MetricsAccess 'public', please specify 'admin', 'open' or 'off'"
+    );
+}

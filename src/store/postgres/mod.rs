@@ -209,6 +209,52 @@ impl Store for PostgresStore {
         nodes::destinations(&self.client().await?, org).await
     }
 
+    async fn object_totals(&self) -> StoreResult<super::ObjectTotals> {
+        let client = self.client().await?;
+        // The size lives in the metadata JSON only, as in the SQLite store.
+        let rows = query(
+            &client,
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN blob IS NOT NULL
+                 THEN (meta::jsonb ->> 'objectSize')::bigint END), 0)::bigint FROM objects",
+            &[],
+        )
+        .await?;
+        let (objects, bytes): (i64, i64) = match rows.first() {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, 0),
+        };
+        Ok(super::ObjectTotals {
+            objects: u64::try_from(objects).unwrap_or(0),
+            data_bytes: u64::try_from(bytes).unwrap_or(0),
+        })
+    }
+
+    async fn unacknowledged_notifications(&self, limit: usize) -> StoreResult<Vec<super::UnacknowledgedCount>> {
+        let statuses: Vec<String> = crate::model::sync::NotificationStatus::unacknowledged()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = query(
+            &self.client().await?,
+            "SELECT org, remote_type, remote_id, COUNT(*) AS pending FROM notifications
+             WHERE status = ANY($1) GROUP BY org, remote_type, remote_id ORDER BY pending DESC LIMIT $2",
+            &[&statuses, &limit],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(super::UnacknowledgedCount {
+                    org: row.try_get(0)?,
+                    remote: Remote {
+                        dest_type: row.try_get(1)?,
+                        dest_id: row.try_get(2)?,
+                    },
+                    count: u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     async fn count_destinations(&self) -> StoreResult<u64> {
         count(&query(&self.client().await?, "SELECT COUNT(*) FROM destinations", &[]).await?)
     }
