@@ -33,6 +33,8 @@ python="$venv/bin/python"
 rm -rf "$work"
 mkdir -p "$work"
 pids=()
+# Called by the EXIT trap (shellcheck cannot see that and would call it unreachable).
+# shellcheck disable=SC2317
 cleanup() {
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
