@@ -18,6 +18,17 @@ use crate::store::{Expect, StoreError, StoreOp};
 use bytes::Bytes;
 use futures_util::Stream;
 
+/// Which unfinished receptions [`Node::unfinished_receptions`] returns.
+#[derive(Debug, Clone, Copy)]
+pub enum ReceptionScope<'a> {
+    /// Those of one node.
+    Node(&'a NodeAddress),
+    /// All of them.
+    All,
+    /// Those without progress for 6 x `ResendInterval`.
+    Stalled,
+}
+
 fn remote_of(node: &NodeAddress) -> Remote {
     Remote {
         dest_type: node.dest_type.clone(),
@@ -268,13 +279,29 @@ impl Node {
 
     /// Acknowledgements from a node for messages about its own objects: the copy is
     /// removed once the node knows it was consumed or its deletion acknowledged.
-    /// Copies of nodes' objects whose data the CSS must fetch itself (over MQTT it pulls)
-    /// and whose transfer has made no progress for 6 x `ResendInterval`: the node and the
-    /// copy's metadata. Each is given another period before it is returned again.
-    pub async fn stalled_receptions(&self, communication: &str) -> EngineResult<Vec<(NodeAddress, MetaData)>> {
+    /// Copies of nodes' objects whose data the CSS fetches itself (over MQTT it pulls) and
+    /// that still miss data: the node and the copy's metadata. `scope` picks which: one
+    /// node's (after it registers), every one (after a restart), or those whose transfer
+    /// made no progress for 6 x `ResendInterval`; the last are given another period before
+    /// they are returned again.
+    pub async fn unfinished_receptions(
+        &self,
+        communication: &str,
+        scope: ReceptionScope<'_>,
+    ) -> EngineResult<Vec<(NodeAddress, MetaData)>> {
         let now = now_secs();
-        let mut stalled = Vec::new();
-        for record in self.0.store.due_notifications(now).await? {
+        let records = match scope {
+            ReceptionScope::Node(node) => {
+                self.0
+                    .store
+                    .notifications_for_remote(&node.org, &remote_of(node))
+                    .await?
+            }
+            ReceptionScope::All => self.0.store.due_notifications(i64::MAX).await?,
+            ReceptionScope::Stalled => self.0.store.due_notifications(now).await?,
+        };
+        let mut unfinished = Vec::new();
+        for record in records {
             if record.status != NotificationStatus::HandleUpdate {
                 continue;
             }
@@ -296,14 +323,16 @@ impl Node {
             {
                 continue;
             }
-            let later = Notification {
-                resend_time: now + self.resend_delay(),
-                ..record
-            };
-            self.0.store.apply(vec![StoreOp::PutNotification(later)]).await?;
-            stalled.push((node, copy.meta));
+            if matches!(scope, ReceptionScope::Stalled) {
+                let later = Notification {
+                    resend_time: now + self.resend_delay(),
+                    ..record
+                };
+                self.0.store.apply(vec![StoreOp::PutNotification(later)]).await?;
+            }
+            unfinished.push((node, copy.meta));
         }
-        Ok(stalled)
+        Ok(unfinished)
     }
 
     pub(super) async fn receiver_ack_ops(

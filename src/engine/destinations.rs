@@ -6,7 +6,7 @@ use crate::model::json::{from_lenient, Shape};
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::validate::parse_destination_entry;
 use crate::model::{DeliveryStatus, ObjectKey, Role};
-use crate::store::{Expect, StoreError, StoreOp};
+use crate::store::{StoreError, StoreOp};
 use serde::Deserialize;
 
 static BULK_SHAPE: Shape = Shape {
@@ -127,11 +127,7 @@ impl Node {
             let (added, removed) = change.split(&current);
             // Rewriting the unchanged object makes the batch fail if the object changed
             // since it was read, so the decision is made again on the new state.
-            let mut ops = vec![StoreOp::WriteObject {
-                expect: Expect::Revision(record.revision),
-                record: Box::new(record.clone()),
-                drop_upload: false,
-            }];
+            let mut ops = vec![StoreOp::unchanged(&record)];
             for (remote, status) in removed {
                 ops.push(StoreOp::DeleteDelivery {
                     key: key.clone(),

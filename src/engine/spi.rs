@@ -163,11 +163,7 @@ impl Node {
             if !wanted(&current) {
                 return Ok(());
             }
-            let mut ops = vec![StoreOp::WriteObject {
-                expect: crate::store::Expect::Revision(current.revision),
-                record: Box::new(current.clone()),
-                drop_upload: false,
-            }];
+            let mut ops = vec![StoreOp::unchanged(&current)];
             ops.extend(first.iter().cloned());
             ops.extend(self.target_ops(&current, remote.clone()));
             match self.0.store.apply(ops).await {
@@ -327,11 +323,7 @@ impl Node {
                 }
                 // Rewriting the object unchanged makes the batch fail when the object (and so
                 // possibly its records) changed since they were read.
-                ops.push(StoreOp::WriteObject {
-                    expect: crate::store::Expect::Revision(object.revision),
-                    record: Box::new(object.clone()),
-                    drop_upload: false,
-                });
+                ops.push(StoreOp::unchanged(&object));
                 ops.push(StoreOp::PutNotification(Notification {
                     status: sent,
                     resend_time: now_secs() + self.resend_delay(),

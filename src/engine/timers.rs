@@ -7,7 +7,7 @@ use super::delivery::now_secs;
 use super::{EngineResult, Node};
 use crate::model::sync::{Notification, NotificationStatus};
 use crate::model::Role;
-use crate::store::{Expect, StoreError, StoreOp};
+use crate::store::{StoreError, StoreOp};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -42,14 +42,7 @@ impl Node {
                 let Some(object) = self.0.store.object(&record.key).await? else {
                     continue;
                 };
-                let ops = vec![
-                    StoreOp::WriteObject {
-                        expect: Expect::Revision(object.revision),
-                        record: Box::new(object),
-                        drop_upload: false,
-                    },
-                    StoreOp::PutNotification(again),
-                ];
+                let ops = vec![StoreOp::unchanged(&object), StoreOp::PutNotification(again)];
                 match self.commit(&record.key, ops).await {
                     Ok(()) => queued += 1,
                     Err(StoreError::Conflict) => {}

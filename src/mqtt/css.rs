@@ -9,8 +9,8 @@ use super::connection::{Connection, Incoming};
 use crate::auth::edge::NodeAddress;
 use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
-use crate::engine::{ContentRange, EngineError, Node, RangeRequest};
-use crate::model::sync::{Action, Feedback, NotificationStatus, Remote};
+use crate::engine::{ContentRange, EngineError, Node, RangeRequest, ReceptionScope};
+use crate::model::sync::{Action, Feedback, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectStatus};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -96,7 +96,7 @@ pub fn spawn(
             _ = shutdown.cancelled() => {}
             _ = async {
                 resumer.connection.connected().await;
-                if let Err(e) = resumer.resume_pulls(None).await {
+                if let Err(e) = resumer.resume_pulls(ReceptionScope::All).await {
                     tracing::warn!(error = %e, "MQTT: resuming unfinished pulls failed");
                 }
             } => {}
@@ -182,7 +182,7 @@ impl CssMqtt {
                 // The node has a new broker session: chunks requested before are lost, and
                 // pulls that gave up can go on (spec §7.2: `getdata` records are resent).
                 let _ = self.registrations.send(node.clone());
-                self.resume_pulls(Some(node)).await?;
+                self.resume_pulls(ReceptionScope::Node(node)).await?;
             }
             Err(EngineError::NotFound) => self.send(node, &Control::new("registerAsNew")).await,
             Err(e) => return Err(e),
@@ -275,17 +275,8 @@ impl CssMqtt {
     async fn resume_stalled_pulls(self: Arc<Self>, period: Duration) {
         loop {
             tokio::time::sleep(period).await;
-            let stalled = match self.node.stalled_receptions("mqtt").await {
-                Ok(stalled) => stalled,
-                Err(e) => {
-                    tracing::warn!(error = %e, "MQTT: looking for stalled transfers failed");
-                    continue;
-                }
-            };
-            for (node, meta) in stalled {
-                let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
-                tracing::info!(%key, instance = meta.instance_id, "MQTT: resuming the transfer of an edge node's object");
-                self.start_pull(&node, &key, &meta);
+            if let Err(e) = self.resume_pulls(ReceptionScope::Stalled).await {
+                tracing::warn!(error = %e, "MQTT: looking for stalled transfers failed");
             }
         }
     }
@@ -309,44 +300,16 @@ impl CssMqtt {
     }
 
     /// Starts the pulls that are owed and not running (spec §6, §7.2): copies of MQTT nodes'
-    /// objects still waiting for their data. With `node`, those of that node (it registered:
-    /// a pull that gave up while it was away goes on); without, every node's (at start-up:
-    /// the pulls of a previous run).
-    async fn resume_pulls(self: &Arc<Self>, node: Option<&NodeAddress>) -> Result<(), EngineError> {
-        let store = self.node.store();
-        let records = match node {
-            Some(node) => {
-                let remote = Remote {
-                    dest_type: node.dest_type.clone(),
-                    dest_id: node.dest_id.clone(),
-                };
-                store.notifications_for_remote(&node.org, &remote).await?
+    /// objects still waiting for their data, of one node (it registered: a pull that gave
+    /// up while it was away goes on), of every node (at start-up: the pulls of a previous
+    /// run), or those that stalled.
+    async fn resume_pulls(self: &Arc<Self>, scope: ReceptionScope<'_>) -> Result<(), EngineError> {
+        for (node, meta) in self.node.unfinished_receptions("mqtt", scope).await? {
+            let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
+            if !self.is_pulling(&key, meta.instance_id) {
+                tracing::info!(%key, instance = meta.instance_id, "MQTT: resuming the pull of an edge node's object");
             }
-            None => store.due_notifications(i64::MAX).await?,
-        };
-        for record in records {
-            if record.status != NotificationStatus::HandleUpdate {
-                continue;
-            }
-            let Some(copy) = store.object(&record.key).await? else {
-                continue;
-            };
-            if copy.sender
-                || copy.status != ObjectStatus::PartiallyReceived
-                || copy.meta.instance_id != record.instance_id
-            {
-                continue;
-            }
-            // Over HTTP (a hybrid CSS) the node uploads; only MQTT nodes are pulled from.
-            match store.destination(&record.key.org, &record.remote).await? {
-                Some(destination) if destination.communication == "mqtt" => {}
-                _ => continue,
-            }
-            let from = address(&record.key.org, &record.remote.dest_type, &record.remote.dest_id);
-            if !self.is_pulling(&record.key, record.instance_id) {
-                tracing::info!(key = %record.key, instance = record.instance_id, "MQTT: resuming the pull of an edge node's object");
-            }
-            self.start_pull(&from, &record.key, &copy.meta);
+            self.start_pull(&node, &key, &meta);
         }
         Ok(())
     }

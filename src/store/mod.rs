@@ -147,6 +147,20 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// Writes `record` back as it is, expecting its revision: in a batch, it makes the batch
+    /// fail with [`StoreError::Conflict`] when the object changed since it was read, so a
+    /// decision made on that state (which messages to queue) is made again instead of
+    /// overwriting what the change wrote.
+    pub fn unchanged(record: &ObjectRecord) -> Self {
+        StoreOp::WriteObject {
+            expect: Expect::Revision(record.revision),
+            record: Box::new(record.clone()),
+            drop_upload: false,
+        }
+    }
+}
+
 /// The persistent state every role needs. Implementations must make each call atomic.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
