@@ -227,6 +227,10 @@ impl EssLink for EssClient {
         self.persistent
     }
 
+    fn notifications_repeat(&self) -> bool {
+        true
+    }
+
     fn pushes_data(&self) -> bool {
         true
     }

@@ -259,9 +259,18 @@ impl EssSync {
         })
     }
 
-    /// Takes `key`, waiting while another task handles it. A notification the CSS pushed
-    /// (MQTT) comes only once, so its handler must not skip a busy key as the outbox does.
-    pub(super) async fn lock_wait(&self, key: &ObjectKey) -> KeyGuard<'_> {
+    /// Takes `key` for handling a notification: skipped while another task handles it when
+    /// the CSS hands the notification out again (HTTP polls); waited for when it comes only
+    /// once (MQTT).
+    pub(super) async fn lock_for_notification(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
+        if self.client.notifications_repeat() {
+            return self.lock(key);
+        }
+        Some(self.lock_wait(key).await)
+    }
+
+    /// Takes `key`, waiting while another task handles it.
+    async fn lock_wait(&self, key: &ObjectKey) -> KeyGuard<'_> {
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -462,7 +471,9 @@ impl EssSync {
     }
 
     async fn handle_update(&self, key: &ObjectKey, meta: MetaData) -> Step {
-        let _guard = self.lock_wait(key).await;
+        let Some(_guard) = self.lock_for_notification(key).await else {
+            return Step::Nothing;
+        };
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         match self.node.receive_update(meta).await {
             Err(e) => {
@@ -495,7 +506,9 @@ impl EssSync {
     }
 
     async fn handle_delete(&self, key: &ObjectKey, meta: MetaData) -> Step {
-        let _guard = self.lock_wait(key).await;
+        let Some(_guard) = self.lock_for_notification(key).await else {
+            return Step::Nothing;
+        };
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         match self.node.receive_delete(meta).await {
             Ok(true) => step_of(

@@ -262,7 +262,9 @@ impl EssSync {
     /// A poll element about an own object: `received`, `consumed` or `deleted` (§3.7,
     /// §5.4 origin side), acknowledged in every case once the local change is stored.
     pub(super) async fn handle_origin_item(&self, key: &ObjectKey, kind: &str, meta: MetaData) -> Step {
-        let _guard = self.lock_wait(key).await;
+        let Some(_guard) = self.lock_for_notification(key).await else {
+            return Step::Nothing;
+        };
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         let (result, ack) = match kind {
             "received" => (self.node.origin_received(&meta).await, Action::AckReceived),

@@ -27,6 +27,9 @@ pub trait EssLink: Send + Sync {
     /// True when the ESS pushes its objects' data (HTTP); false when the CSS pulls it with
     /// `getdata` (MQTT), so the ESS only answers requests.
     fn pushes_data(&self) -> bool;
+    /// True when the CSS hands out a notification again until it is answered (HTTP polls),
+    /// false when it is pushed once (MQTT) and must not be skipped.
+    fn notifications_repeat(&self) -> bool;
     /// Resolves when the transport lost the CSS's view of this node (a new broker session):
     /// the node must register again.
     async fn session_lost(&self);

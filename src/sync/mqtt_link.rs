@@ -317,6 +317,10 @@ impl EssLink for MqttLink {
         self.persistent
     }
 
+    fn notifications_repeat(&self) -> bool {
+        false
+    }
+
     fn pushes_data(&self) -> bool {
         false
     }
