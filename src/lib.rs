@@ -8,6 +8,7 @@
 //! - [`auth`]: identities from credentials, and access decisions.
 //! - [`api`]: the REST API; the only layer that speaks HTTP to applications.
 //! - [`engine`]: object operations shared by both roles.
+//! - [`cluster`]: several CSS instances on one PostgreSQL store: leader election, wake-ups.
 //! - [`server`]: listeners and graceful shutdown.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
@@ -17,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod healthcheck;
@@ -89,16 +91,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     // The MQTT transport will connect with `client_tls.mqtt`.
     let authenticator = authenticator(&config)?;
     let sync_root = config.persistence_root_path.join("sync");
-    let (store, blobs, store_created) = open_storage(&config, &sync_root, client_tls.postgres.clone()).await?;
+    let storage = open_storage(&config, &sync_root, client_tls.postgres.clone()).await?;
+    let store = storage.store.clone();
     let mut node_settings = settings(&config);
-    node_settings.store_created = store_created;
-    let node = Node::start(node_settings, store.clone(), blobs, authenticator).await?;
+    node_settings.store_created = storage.created;
+    if let Some(shared) = &storage.shared {
+        node_settings.instance_slot = Some(shared.next_instance_slot().await?);
+    }
+    let node = Node::start(node_settings, store.clone(), storage.blobs, authenticator).await?;
     let listeners = server::bind(&config).await?;
     for listener in &listeners {
         tracing::info!(role = ?node.role(), address = %listener.describe(), "edge-sync-service listening");
     }
     let control = api::NodeControl::new(shutdown.clone());
     let tracker = TaskTracker::new();
+    if let Some(shared) = storage.shared {
+        let timeout = std::time::Duration::from_secs(u64::try_from(config.leadership_timeout).unwrap_or(45).max(1));
+        cluster::join(&node, shared, timeout, &tracker, &shutdown);
+    }
     engine::timers::spawn_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
     let transport_tls = sync::TransportTls {
         css: client_tls.css.clone(),
@@ -108,7 +118,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         sync::spawn_ess(node.clone(), &config, &transport_tls, &tracker, shutdown.clone())?;
     }
     if config.is_css() && config.communication_protocol.uses_mqtt() {
-        mqtt::css::spawn(
+        // Instances sharing a store leave the broker to their leader.
+        let start = if config.storage_provider == StorageKind::Postgres {
+            mqtt::css::spawn_while_leading
+        } else {
+            mqtt::css::spawn
+        };
+        start(
             node.clone(),
             &config,
             transport_tls.mqtt.clone(),
@@ -206,29 +222,46 @@ fn forget_local_state(sync_root: &std::path::Path) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Opens the store and the data files; the flag tells whether the database was created now
-/// (a first start, or a persistence folder that was emptied). On PostgreSQL the data files
-/// stay under the persistence root: CSS instances sharing the database must share that
-/// folder too.
+/// The opened store and data files.
+struct Storage {
+    store: Arc<dyn Store>,
+    blobs: BlobStore,
+    /// The database was created now (a first start, or a persistence folder that was emptied).
+    created: bool,
+    /// The store other CSS instances may share.
+    shared: Option<Arc<PostgresStore>>,
+}
+
+/// Opens the store and the data files. On PostgreSQL the data files stay under the
+/// persistence root: CSS instances sharing the database must share that folder too.
 async fn open_storage(
     config: &Config,
     sync_root: &Path,
     postgres_tls: Option<Arc<rustls::ClientConfig>>,
-) -> Result<(Arc<dyn Store>, BlobStore, bool), StartError> {
-    let (store, blob_root, created): (Arc<dyn Store>, PathBuf, bool) = match config.storage_provider {
+) -> Result<Storage, StartError> {
+    let (store, shared, blob_root, created): (Arc<dyn Store>, _, PathBuf, bool) = match config.storage_provider {
         StorageKind::Postgres => {
             let budget = std::time::Duration::from_secs(u64::try_from(config.database_connect_timeout).unwrap_or(0));
             let (store, created) = PostgresStore::connect(config.postgres_url.expose(), postgres_tls, budget).await?;
-            (Arc::new(store), sync_root.join("objects"), created)
+            let store = Arc::new(store);
+            (store.clone(), Some(store), sync_root.join("objects"), created)
         }
-        StorageKind::Sqlite | StorageKind::InMemory => open_sqlite(config, sync_root)?,
+        StorageKind::Sqlite | StorageKind::InMemory => {
+            let (store, blob_root, created) = open_sqlite(config, sync_root)?;
+            (store, None, blob_root, created)
+        }
     };
     prepare_folder(&blob_root)?;
     let blobs = BlobStore::open(&blob_root).map_err(|source| StartError::Persistence {
         path: blob_root.display().to_string(),
         source,
     })?;
-    Ok((store, blobs, created))
+    Ok(Storage {
+        store,
+        blobs,
+        created,
+        shared,
+    })
 }
 
 /// The SQLite store of the persistence root (or of its volatile folder, emptied first, for
@@ -314,5 +347,6 @@ fn settings(config: &Config) -> NodeSettings {
         data_uri_reserved: vec![config.persistence_root_path.join("sync")],
         allowed_data_file_extensions: config.allowed_data_file_extensions.clone(),
         max_object_size: u64::try_from(config.max_object_size).ok().filter(|&limit| limit > 0),
+        instance_slot: None,
     }
 }

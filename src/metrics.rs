@@ -157,6 +157,11 @@ impl Metrics {
         };
 
         registry.register(
+            "leader",
+            "1 while this instance is the leader of the instances sharing its store (always on a store of its own)",
+            gauge(u64::from(snapshot.leader)),
+        );
+        registry.register(
             "store_up",
             "1 when the store answered this scrape's queries, 0 when one failed (their metrics are then missing)",
             gauge(u64::from(snapshot.store_ok)),
@@ -256,6 +261,8 @@ pub struct Snapshot {
     pub serves_spi: bool,
     /// When the node talks MQTT.
     pub broker: Option<BrokerHealth>,
+    /// This node does the cluster-wide periodic work (always, alone on its store).
+    pub leader: bool,
 }
 
 impl Snapshot {
@@ -294,6 +301,7 @@ impl Snapshot {
             transfers: node.transfers_in_flight(),
             serves_spi: node.settings().serves_spi,
             broker: node.broker().map(|b| b.health()),
+            leader: node.is_leader(),
         }
     }
 }
@@ -325,6 +333,7 @@ mod tests {
             },
             serves_spi: true,
             broker: None,
+            leader: true,
         }
     }
 
@@ -344,6 +353,7 @@ mod tests {
             "edge_sync_http_request_duration_seconds_count{route=\"getObject\"} 2",
             "edge_sync_http_request_duration_seconds_bucket{route=\"getObject\",le=\"0.005\"} 1",
             "edge_sync_store_up 1",
+            "edge_sync_leader 1",
             "edge_sync_objects_stored 3",
             "edge_sync_objects_stored_bytes 1234",
             "edge_sync_notifications_pending{org=\"org\",dest_type=\"edge\",dest_id=\"node1\"} 2",

@@ -63,6 +63,7 @@ conformance!(
     counts_and_instance_ids,
     concurrent_writers_of_one_revision_one_wins,
     concurrent_changes_of_one_acl_and_one_upload_all_count,
+    a_batch_guarded_by_a_notification_fails_once_it_changed,
 );
 
 async fn postgres_store() -> Arc<dyn Store> {
@@ -967,4 +968,57 @@ async fn postgres_migrations_run_once_and_refuse_a_newer_schema() {
         Err(other) => panic!("{other}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
+}
+
+async fn a_batch_guarded_by_a_notification_fails_once_it_changed(store: Arc<dyn Store>) {
+    let object = key("model", "guarded");
+    let node = remote("edge", "n1");
+    let queued = notification(&object, &node, 7, 0);
+    store
+        .apply(vec![StoreOp::PutNotification(queued.clone())])
+        .await
+        .unwrap();
+    let read = store.notification(&object, &node).await.unwrap().expect("stored");
+
+    // Another writer queues a newer message for the node after the read.
+    let newer = Notification {
+        status: NotificationStatus::ConsumedPending,
+        ..queued.clone()
+    };
+    store
+        .apply(vec![StoreOp::PutNotification(newer.clone())])
+        .await
+        .unwrap();
+    let acknowledged = Notification {
+        status: NotificationStatus::AckReceived,
+        ..read.clone()
+    };
+    let stale = vec![
+        StoreOp::expect_notification(&read),
+        StoreOp::PutNotification(acknowledged.clone()),
+    ];
+    assert!(matches!(store.apply(stale).await, Err(StoreError::Conflict)));
+    assert_eq!(store.notification(&object, &node).await.unwrap(), Some(newer.clone()));
+
+    // Guarded by what is stored now, the batch goes through; a missing record fails it.
+    let current = vec![
+        StoreOp::expect_notification(&newer),
+        StoreOp::PutNotification(acknowledged.clone()),
+    ];
+    store.apply(current).await.unwrap();
+    assert_eq!(store.notification(&object, &node).await.unwrap(), Some(acknowledged));
+    let other_instance = Notification {
+        instance_id: 8,
+        ..newer.clone()
+    };
+    let guarded = vec![StoreOp::expect_notification(&other_instance)];
+    assert!(matches!(store.apply(guarded).await, Err(StoreError::Conflict)));
+    let missing = Notification {
+        remote: remote("edge", "n2"),
+        ..newer
+    };
+    assert!(matches!(
+        store.apply(vec![StoreOp::expect_notification(&missing)]).await,
+        Err(StoreError::Conflict)
+    ));
 }

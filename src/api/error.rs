@@ -38,7 +38,7 @@ impl ApiError {
                 EngineError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
                 EngineError::Busy => StatusCode::TOO_MANY_REQUESTS,
                 EngineError::NotRegistered => StatusCode::FAILED_DEPENDENCY,
-                EngineError::Store(StoreError::Closed) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Store(StoreError::Closed | StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::Store(_) | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -62,6 +62,9 @@ impl ApiError {
             ApiError::Engine(EngineError::Forbidden) => "Unauthorized".into(),
             ApiError::Engine(EngineError::NotFound) => String::new(),
             ApiError::Engine(EngineError::Store(StoreError::Closed)) => String::new(),
+            ApiError::Engine(EngineError::Store(StoreError::Unavailable(_))) => {
+                "The database is not reachable right now; retry later\n".into()
+            }
             ApiError::Engine(EngineError::Store(_) | EngineError::Io(_)) => {
                 "Internal error: the request could not be completed; see the service log\n".into()
             }

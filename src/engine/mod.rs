@@ -123,7 +123,14 @@ pub struct NodeSettings {
     pub allowed_data_file_extensions: Vec<String>,
     /// Largest object data accepted, in bytes; `None` for no limit.
     pub max_object_size: Option<u64>,
+    /// Set when other processes write the same store and data folder (CSS instances on
+    /// PostgreSQL): this process's slot of instance IDs, which also name data files.
+    pub instance_slot: Option<i64>,
 }
+
+/// Age after which an unreferenced file in a data folder shared by several instances is
+/// taken for a leftover of a crash rather than a write in progress.
+const SHARED_LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Cheap handle to the node's state; clone it freely.
 #[derive(Clone)]
@@ -159,11 +166,14 @@ struct Inner {
     /// The CSS confirmed the unregistration: the local store is wiped after stopping.
     unregistered: std::sync::atomic::AtomicBool,
     /// The broker connection's state, when the node talks MQTT (health, metrics).
-    broker: std::sync::OnceLock<Arc<crate::mqtt::connection::State>>,
+    broker: Mutex<Option<Arc<crate::mqtt::connection::State>>>,
     /// Failed verifications per (object, node, instance), to stop re-sending data that a
     /// node can never verify.
     verification_failures: Mutex<std::collections::HashMap<(ObjectKey, crate::model::sync::Remote, i64), u32>>,
     webhooks: webhooks::Notifier,
+    /// Whether this instance does the cluster-wide periodic work; unset on a node alone on
+    /// its store, which always does.
+    leadership: std::sync::OnceLock<Arc<crate::cluster::leadership::Leadership>>,
 }
 
 impl Node {
@@ -176,11 +186,18 @@ impl Node {
     ) -> EngineResult<Self> {
         let referenced: HashSet<String> = store.referenced_blobs().await?.into_iter().collect();
         let sessions: HashSet<i64> = store.upload_session_ids().await?.into_iter().collect();
-        let removed = blobs.collect_garbage(referenced, sessions).await?;
+        // Files another instance is writing right now are not referenced yet: with a shared
+        // data folder only files untouched for a long time are leftovers.
+        let min_age = settings.instance_slot.map(|_| SHARED_LEFTOVER_AGE);
+        let removed = blobs.collect_garbage(referenced, sessions, min_age).await?;
         if removed > 0 {
             tracing::info!(files = removed, "removed data files left over by an interrupted write");
         }
         let clock = InstanceClock::starting_after(store.max_instance_id().await?);
+        let clock = match settings.instance_slot {
+            Some(slot) => clock.in_slot(slot),
+            None => clock,
+        };
         let slots = settings.ranged_download_slots.max(1);
         let data_uri_rules = Arc::new(data_uri::Rules {
             roots: settings.data_uri_roots.clone(),
@@ -205,9 +222,10 @@ impl Node {
             resend_requested: std::sync::atomic::AtomicBool::new(false),
             unregister_requested: std::sync::atomic::AtomicBool::new(false),
             unregistered: std::sync::atomic::AtomicBool::new(false),
-            broker: std::sync::OnceLock::new(),
+            broker: Mutex::new(None),
             verification_failures: Mutex::new(std::collections::HashMap::new()),
             webhooks: webhooks::Notifier::start(),
+            leadership: std::sync::OnceLock::new(),
         })))
     }
 
@@ -217,14 +235,57 @@ impl Node {
     }
 
     /// The node's settings.
-    /// Makes the broker connection's state part of the node's health.
+    /// Makes the broker connection's state part of the node's health (replacing the one of
+    /// a connection closed before).
     pub fn set_broker(&self, state: Arc<crate::mqtt::connection::State>) {
-        let _ = self.0.broker.set(state);
+        *self.0.broker.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+    }
+
+    /// The node stopped talking MQTT (a CSS instance that is no longer the leader).
+    pub fn forget_broker(&self) {
+        *self.0.broker.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// The broker connection's state, when the node talks MQTT.
-    pub fn broker(&self) -> Option<&crate::mqtt::connection::State> {
-        self.0.broker.get().map(|s| s.as_ref())
+    pub fn broker(&self) -> Option<Arc<crate::mqtt::connection::State>> {
+        self.0.broker.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Makes this node one of several instances sharing its store, leading only as
+    /// `leadership` says.
+    pub fn set_leadership(&self, leadership: Arc<crate::cluster::leadership::Leadership>) {
+        let _ = self.0.leadership.set(leadership);
+    }
+
+    /// True when this node does the cluster-wide periodic work: always, unless it shares its
+    /// store with other instances and another one leads.
+    pub fn is_leader(&self) -> bool {
+        self.0.leadership.get().is_none_or(|leadership| leadership.is_leader())
+    }
+
+    /// Follows [`Node::is_leader`].
+    pub fn leadership_changes(&self) -> tokio::sync::watch::Receiver<bool> {
+        match self.0.leadership.get() {
+            Some(leadership) => leadership.changes(),
+            None => crate::cluster::leadership::Leadership::standalone().changes(),
+        }
+    }
+
+    /// Every node with new messages is also sent to `peers` (the other instances sharing the
+    /// store).
+    pub fn announce_wakeups_to(&self, peers: tokio::sync::mpsc::UnboundedSender<(String, crate::model::sync::Remote)>) {
+        self.0.pollers.set_peers(peers);
+    }
+
+    /// Wakes the long polls of a node waiting in this instance, and its MQTT pusher if it
+    /// runs one (news from another instance).
+    pub fn wake_polls_of(&self, org: &str, remote: &crate::model::sync::Remote) {
+        self.0.pollers.wake_here(org, remote);
+    }
+
+    /// Wakes every long poll waiting in this instance, to look for news again.
+    pub fn wake_all_polls(&self) {
+        self.0.pollers.wake_all_polls();
     }
 
     /// Every node with new messages is sent to `pusher` (the MQTT transport of a CSS).

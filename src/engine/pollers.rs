@@ -13,6 +13,9 @@ pub struct PollRegistry {
     signals: Mutex<HashMap<(String, Remote), Arc<Notify>>>,
     /// A transport that pushes messages (MQTT) learns of every node with news.
     pusher: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, Remote)>>>,
+    /// Other instances sharing the store learn of them too: an edge node's poll may wait in
+    /// any of them.
+    peers: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, Remote)>>>,
 }
 
 impl PollRegistry {
@@ -25,16 +28,42 @@ impl PollRegistry {
     /// Wakes every poll of the node waiting now; a poll that starts later finds the
     /// notification in the store.
     pub fn wake(&self, org: &str, remote: &Remote) {
-        {
-            let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(signal) = signals.get(&(org.to_string(), remote.clone())) {
-                signal.notify_waiters();
-            }
+        self.wake_here(org, remote);
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(peers) = peers.as_ref() {
+            let _ = peers.send((org.to_string(), remote.clone()));
         }
+    }
+
+    /// Wakes the node's polls waiting in this process, and the pusher when this process
+    /// runs one; not the other instances (news announced by one of them).
+    pub fn wake_here(&self, org: &str, remote: &Remote) {
+        self.wake_polls(org, remote);
         let pusher = self.pusher.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(pusher) = pusher.as_ref() {
             let _ = pusher.send((org.to_string(), remote.clone()));
         }
+    }
+
+    fn wake_polls(&self, org: &str, remote: &Remote) {
+        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(signal) = signals.get(&(org.to_string(), remote.clone())) {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Wakes every poll waiting in this process; each one looks for news and waits again if
+    /// there is none.
+    pub fn wake_all_polls(&self) {
+        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        for signal in signals.values() {
+            signal.notify_waiters();
+        }
+    }
+
+    /// Makes every later wake also reach the other instances through `peers`.
+    pub fn set_peers(&self, peers: tokio::sync::mpsc::UnboundedSender<(String, Remote)>) {
+        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = Some(peers);
     }
 
     /// Makes every later wake also reach `pusher`.

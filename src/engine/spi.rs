@@ -252,16 +252,22 @@ impl Node {
         let Some(wait) = wait.map(|w| w.min(MAX_LONG_POLL)).filter(|w| !w.is_zero()) else {
             return self.pending_items(node).await;
         };
+        let deadline = tokio::time::Instant::now() + wait;
         let signal = self.0.pollers.signal(&node.org, &remote);
-        let notified = signal.notified();
-        tokio::pin!(notified);
-        // Registered before the store is read, so a commit in between is not missed.
-        notified.as_mut().enable();
-        if let Some(items) = self.pending_items(node).await? {
-            return Ok(Some(items));
+        loop {
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            // Registered before the store is read, so a commit in between is not missed.
+            notified.as_mut().enable();
+            if let Some(items) = self.pending_items(node).await? {
+                return Ok(Some(items));
+            }
+            // A wake-up without news for this node (all polls woken after a lost connection
+            // between instances) waits again for the rest of the time.
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.pending_items(node).await;
+            }
         }
-        let _ = tokio::time::timeout(wait, notified).await;
-        self.pending_items(node).await
     }
 
     async fn pending_items(&self, node: &NodeAddress) -> EngineResult<Option<Vec<PollItem>>> {
@@ -381,19 +387,22 @@ impl Node {
             Action::Deleted => deleted_remote(body).unwrap_or_else(|| remote_of(node)),
             _ => remote_of(node),
         };
-        let Some(record) = self.0.store.notification(key, &remote).await? else {
-            return Ok(ActionOutcome::Ignored);
-        };
-        if record.instance_id != instance_id {
-            return Ok(ActionOutcome::Ignored);
-        }
-        // The batch may carry an object change (autodelete, removal after the last
-        // deletion); when the object changed meanwhile, decide again.
+        // The batch is decided on the record as read and guarded by it: a message queued for
+        // the node meanwhile (a `consumed` right after a `received`) makes it decide again
+        // instead of being overwritten; so does a change of the object the batch may carry
+        // (autodelete, removal after the last deletion).
         for _ in 0..WRITE_ATTEMPTS {
-            let ops = match self.action_ops(action, &record, body).await? {
+            let Some(record) = self.0.store.notification(key, &remote).await? else {
+                return Ok(ActionOutcome::Ignored);
+            };
+            if record.instance_id != instance_id {
+                return Ok(ActionOutcome::Ignored);
+            }
+            let mut ops = match self.action_ops(action, &record, body).await? {
                 Some(ops) => ops,
                 None => return Ok(ActionOutcome::Ignored),
             };
+            ops.insert(0, StoreOp::expect_notification(&record));
             match self.0.store.apply(ops).await {
                 Ok(()) => return Ok(ActionOutcome::Done),
                 Err(StoreError::Conflict) => continue,

@@ -1,7 +1,9 @@
 //! Periodic work (spec: lifecycle.md §14, css-ess-protocol.md §6, §8): on the CSS,
 //! re-queueing deliveries that failed, removing edge nodes that stopped registering and
 //! pinging, and expiring objects; on both roles, activating objects whose time has come.
-//! Each loop waits on its timer or the shutdown token, never spins.
+//! Each loop waits on its timer or the shutdown token, never spins. When several CSS
+//! instances share a store, only the leader runs the passes (spec: css-ess-protocol.md §9);
+//! the others skip their ticks until they lead.
 
 use super::delivery::now_secs;
 use super::{EngineResult, Node};
@@ -105,6 +107,9 @@ pub fn spawn_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, 
             let (node, previous_pass) = (node.clone(), previous_pass.clone());
             async move {
                 let since = previous_pass.swap(now_secs(), std::sync::atomic::Ordering::SeqCst);
+                if !node.is_leader() {
+                    return;
+                }
                 if let Err(e) = node.remove_inactive_nodes(since).await {
                     tracing::warn!(error = %e, "removal of inactive nodes failed");
                 }
@@ -127,8 +132,12 @@ fn spawn_pass<F, Fut>(
 {
     let node = node.clone();
     tracker.spawn(every(period, shutdown.clone(), move || {
+        let leads = node.is_leader();
         let run = pass(node.clone());
         async move {
+            if !leads {
+                return;
+            }
             if let Err(e) = run.await {
                 tracing::warn!(error = %e, "{name} pass failed");
             }

@@ -126,7 +126,7 @@ impl NotificationStatus {
 
 /// A remote node as notification records name it: destination type and ID (`Cloud`/`Cloud`
 /// for the CSS).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Remote {
     pub dest_type: String,
     pub dest_id: String,

@@ -104,6 +104,54 @@ pub fn spawn(
     });
 }
 
+/// Starts the CSS's MQTT transport whenever this instance becomes the leader of the
+/// instances sharing its store, and stops it when it no longer leads: the cluster talks to
+/// the broker through one connection, so every message from an edge node is handled once and
+/// the pulls of edge nodes' data, whose chunks go to whoever requested them, run in one
+/// place. Messages committed by the other instances reach the leader's publisher through
+/// the wake-ups between instances.
+pub fn spawn_while_leading(
+    node: Node,
+    config: &Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    tracker: &TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let config = config.clone();
+    let terms = tracker.clone();
+    let mut leads = node.leadership_changes();
+    tracker.spawn(async move {
+        loop {
+            if !wait_for(&mut leads, true, &shutdown).await {
+                return;
+            }
+            tracing::info!("MQTT: this instance leads; connecting to the broker");
+            let term = shutdown.child_token();
+            spawn(node.clone(), &config, tls.clone(), &terms, term.clone());
+            let stopping = !wait_for(&mut leads, false, &shutdown).await;
+            term.cancel();
+            node.forget_broker();
+            if stopping {
+                return;
+            }
+            tracing::info!("MQTT: this instance no longer leads; leaving the broker to the new leader");
+        }
+    });
+}
+
+/// Waits until the leadership is `wanted`; false when `shutdown` came first.
+async fn wait_for(leads: &mut tokio::sync::watch::Receiver<bool>, wanted: bool, shutdown: &CancellationToken) -> bool {
+    while *leads.borrow_and_update() != wanted {
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            changed = leads.changed() => if changed.is_err() {
+                return false;
+            },
+        }
+    }
+    !shutdown.is_cancelled()
+}
+
 fn address(org: &str, dest_type: &str, dest_id: &str) -> NodeAddress {
     NodeAddress {
         org: org.to_string(),

@@ -130,18 +130,34 @@ impl BlobStore {
     }
 
     /// Deletes temporary files, data files no object references and partial files of
-    /// sessions that no longer exist: the leftovers of a crash.
-    pub async fn collect_garbage(&self, referenced: HashSet<String>, sessions: HashSet<i64>) -> std::io::Result<usize> {
+    /// sessions that no longer exist: the leftovers of a crash. With `min_age`, only files
+    /// not modified for that long go (other processes may be writing into the folder).
+    pub async fn collect_garbage(
+        &self,
+        referenced: HashSet<String>,
+        sessions: HashSet<i64>,
+        min_age: Option<std::time::Duration>,
+    ) -> std::io::Result<usize> {
         let (data_dir, tmp_dir, partial_dir) = (self.data_dir.clone(), self.tmp_dir.clone(), self.partial_dir.clone());
         blocking(move || {
+            let old_enough = |entry: &std::fs::DirEntry| -> std::io::Result<bool> {
+                let Some(min_age) = min_age else {
+                    return Ok(true);
+                };
+                let modified = entry.metadata()?.modified()?;
+                Ok(modified.elapsed().is_ok_and(|age| age >= min_age))
+            };
             let mut removed = 0;
             for entry in std::fs::read_dir(&tmp_dir)? {
-                std::fs::remove_file(entry?.path())?;
-                removed += 1;
+                let entry = entry?;
+                if old_enough(&entry)? {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
             }
             for entry in std::fs::read_dir(&data_dir)? {
                 let entry = entry?;
-                if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) {
+                if !referenced.contains(entry.file_name().to_string_lossy().as_ref()) && old_enough(&entry)? {
                     std::fs::remove_file(entry.path())?;
                     removed += 1;
                 }
@@ -150,7 +166,7 @@ impl BlobStore {
                 let entry = entry?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let session = name.strip_suffix(".part").and_then(|n| n.parse::<i64>().ok());
-                if !session.is_some_and(|s| sessions.contains(&s)) {
+                if !session.is_some_and(|s| sessions.contains(&s)) && old_enough(&entry)? {
                     std::fs::remove_file(entry.path())?;
                     removed += 1;
                 }

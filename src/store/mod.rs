@@ -33,6 +33,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     Closed,
+    /// The database cannot be reached right now (a restart, a network failure); retrying
+    /// later may succeed.
+    #[error("the database is unreachable: {0}")]
+    Unavailable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -145,9 +149,29 @@ pub enum StoreOp {
         key: ObjectKey,
         remote: Remote,
     },
+    /// Writes nothing: the batch fails with [`StoreError::Conflict`] unless the notification
+    /// record of `key` at `remote` still exists with this status and instance, so that a
+    /// decision made on the record (acknowledging a message) never overwrites a newer one
+    /// queued meanwhile.
+    ExpectNotification {
+        key: ObjectKey,
+        remote: Remote,
+        status: crate::model::sync::NotificationStatus,
+        instance_id: i64,
+    },
 }
 
 impl StoreOp {
+    /// Guards a batch with the state of a notification record ([`StoreOp::ExpectNotification`]).
+    pub fn expect_notification(record: &Notification) -> Self {
+        StoreOp::ExpectNotification {
+            key: record.key.clone(),
+            remote: record.remote.clone(),
+            status: record.status,
+            instance_id: record.instance_id,
+        }
+    }
+
     /// Writes `record` back as it is, expecting its revision: in a batch, it makes the batch
     /// fail with [`StoreError::Conflict`] when the object changed since it was read, so a
     /// decision made on that state (which messages to queue) is made again instead of
@@ -282,30 +306,56 @@ pub trait Store: Send + Sync + 'static {
     async fn unacknowledged_notifications(&self, limit: usize) -> StoreResult<Vec<UnacknowledgedCount>>;
 }
 
-/// Hands out strictly increasing instance IDs: nanoseconds since the epoch, or one more than
-/// the last one handed out when the clock has not moved on (the original's millisecond IDs
-/// could repeat; see metadata.md §7).
+/// Hands out strictly increasing instance IDs: nanoseconds since the epoch, or the next free
+/// value after the last one handed out when the clock has not moved on (the original's
+/// millisecond IDs could repeat; see metadata.md §7).
+///
+/// Instance IDs also name data files. When several processes write one store, each takes a
+/// different slot and only hands out IDs congruent to it modulo [`INSTANCE_SLOTS`], so two
+/// processes can never hand out the same ID, whatever their clocks say.
 #[derive(Debug)]
 pub struct InstanceClock {
     last: AtomicI64,
+    slot: Option<i64>,
 }
 
+/// Processes that can write one shared store at the same time with disjoint instance IDs.
+pub const INSTANCE_SLOTS: i64 = 1024;
+
 impl InstanceClock {
-    /// Starts above every ID already stored.
+    /// Starts above every ID already stored; the only writer of its store.
     pub fn starting_after(stored_max: i64) -> Self {
         Self {
             last: AtomicI64::new(stored_max),
+            slot: None,
+        }
+    }
+
+    /// Hands out only IDs in slot `slot` (taken modulo [`INSTANCE_SLOTS`]).
+    pub fn in_slot(self, slot: i64) -> Self {
+        Self {
+            slot: Some(slot.rem_euclid(INSTANCE_SLOTS)),
+            ..self
         }
     }
 
     /// The next ID.
     pub fn next(&self) -> i64 {
         let now = now_nanos();
+        let step = |last: i64| self.first_in_slot_from(now.max(last.saturating_add(1)));
         let previous = self
             .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(now.max(last + 1)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(step(last)))
             .unwrap_or_else(|last| last);
-        now.max(previous + 1)
+        step(previous)
+    }
+
+    /// The smallest ID of this clock's slot that is at least `from`.
+    fn first_in_slot_from(&self, from: i64) -> i64 {
+        match self.slot {
+            None => from,
+            Some(slot) => from.saturating_add((slot - from.rem_euclid(INSTANCE_SLOTS)).rem_euclid(INSTANCE_SLOTS)),
+        }
     }
 }
 
@@ -320,6 +370,7 @@ pub fn now_nanos() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn instance_ids_strictly_increase_even_after_a_future_seed() {
@@ -329,6 +380,23 @@ mod tests {
         let second = clock.next();
         assert_eq!(first, far_future + 1);
         assert_eq!(second, far_future + 2);
+    }
+
+    #[test]
+    fn clocks_in_different_slots_never_hand_out_the_same_id() {
+        let seed = now_nanos();
+        let first = InstanceClock::starting_after(seed).in_slot(3);
+        let second = InstanceClock::starting_after(seed).in_slot(INSTANCE_SLOTS + 4);
+        let mut seen = HashSet::new();
+        let mut previous = (seed, seed);
+        for _ in 0..2000 {
+            let (a, b) = (first.next(), second.next());
+            assert_eq!(a.rem_euclid(INSTANCE_SLOTS), 3);
+            assert_eq!(b.rem_euclid(INSTANCE_SLOTS), 4);
+            assert!(a > previous.0 && b > previous.1, "IDs strictly increase");
+            previous = (a, b);
+            assert!(seen.insert(a) && seen.insert(b), "an ID was handed out twice");
+        }
     }
 
     #[test]

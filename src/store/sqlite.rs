@@ -333,6 +333,32 @@ fn apply_op(conn: &Connection, op: &StoreOp) -> StoreResult<()> {
                 remote.dest_id
             ])?;
         }
+        StoreOp::ExpectNotification {
+            key,
+            remote,
+            status,
+            instance_id,
+        } => {
+            let stored: Option<(String, i64)> = conn
+                .prepare_cached(
+                    "SELECT status, instance_id FROM notifications WHERE org = ?1 AND object_type = ?2
+                     AND object_id = ?3 AND remote_type = ?4 AND remote_id = ?5",
+                )?
+                .query_row(
+                    params![
+                        key.org,
+                        key.object_type,
+                        key.object_id,
+                        remote.dest_type,
+                        remote.dest_id
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            if stored != Some((status.as_str().to_string(), *instance_id)) {
+                return Err(StoreError::Conflict);
+            }
+        }
         StoreOp::DeleteNotificationsOf(key) => {
             conn.prepare_cached("DELETE FROM notifications WHERE org = ?1 AND object_type = ?2 AND object_id = ?3")?
                 .execute(params![key.org, key.object_type, key.object_id])?;

@@ -24,6 +24,8 @@ pub struct PgCluster {
     port: u16,
     pid: u32,
     watchdog: Option<Child>,
+    /// The server options it was started with, to start it again.
+    options: String,
 }
 
 /// The cluster of this test binary, started on first use.
@@ -66,6 +68,7 @@ impl PgCluster {
             port: 0,
             pid: 0,
             watchdog: None,
+            options: String::new(),
         };
         cluster.run(
             "initdb",
@@ -110,6 +113,7 @@ impl PgCluster {
                 ],
             );
             if started.is_ok() {
+                cluster.options = options;
                 cluster.pid = postmaster_pid(&data);
                 cluster.watchdog = Some(cluster.spawn_watchdog(&data));
                 return cluster;
@@ -121,6 +125,26 @@ impl PgCluster {
             );
         }
         panic!("no free port for the PostgreSQL server after 5 attempts");
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: sessions are disconnected, as in a restart
+    /// by an operator); the data stays.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-w", "-t", "60", "stop", "-m", "fast"]);
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&mut self) {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("server.log").display().to_string();
+        let options = self.options.clone();
+        let data_arg = data.display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &data_arg, "-l", &log, "-o", &options, "-w", "-t", "60", "start"],
+        );
+        self.pid = postmaster_pid(&data);
     }
 
     /// The port the server listens on (127.0.0.1).

@@ -5,9 +5,10 @@ use super::super::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
+use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Most connections one instance holds.
 const MAX_CONNECTIONS: usize = 16;
@@ -18,34 +19,94 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause between start-up attempts while the server is unreachable.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
-/// A pool for `url`. Nothing is connected yet. `tls` is used unless the URL says
-/// `sslmode=disable`; without it, TLS is never attempted (`prefer` falls back to plain).
-pub(super) fn pool(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> StoreResult<Pool> {
-    // The error names the problem, never the value: the URL holds the password.
-    let mut config: tokio_postgres::Config = url.parse().map_err(StoreError::from)?;
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(CONNECT_TIMEOUT);
-    }
-    if config.get_application_name().is_none() {
-        config.application_name("edge-sync-service");
-    }
-    let manager_config = ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    };
-    let manager = match tls {
-        Some(tls) if config.get_ssl_mode() != SslMode::Disable => Manager::from_config(
-            config,
-            tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()),
-            manager_config,
-        ),
-        _ => {
-            if config.get_ssl_mode() == SslMode::Require {
+/// How to open a connection: the parsed URL and the TLS to use, if any.
+#[derive(Clone)]
+pub(super) struct Connector {
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+impl Connector {
+    /// For `url`; `tls` is used unless the URL says `sslmode=disable`; without it, TLS is
+    /// never attempted (`prefer` falls back to plain).
+    pub(super) fn new(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> StoreResult<Self> {
+        // The error names the problem, never the value: the URL holds the password.
+        let mut config: tokio_postgres::Config = url.parse().map_err(StoreError::from)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("edge-sync-service");
+        }
+        let tls = match tls {
+            Some(tls) if config.get_ssl_mode() != SslMode::Disable => {
+                Some(tokio_postgres_rustls::MakeRustlsConnect::new((*tls).clone()))
+            }
+            _ if config.get_ssl_mode() == SslMode::Require => {
                 return Err(StoreError::Corrupt(
                     "PostgresURL requires TLS (sslmode=require) but no TLS configuration was prepared".into(),
                 ));
             }
-            Manager::from_config(config, NoTls, manager_config)
+            _ => None,
+        };
+        Ok(Self { config, tls })
+    }
+
+    /// A connection of its own, outside the pool (for `LISTEN`), whose asynchronous
+    /// notifications' payloads arrive on the returned channel. The channel closes when the
+    /// connection ends.
+    pub(super) async fn dedicated(&self) -> StoreResult<(tokio_postgres::Client, mpsc::UnboundedReceiver<String>)> {
+        let (sender, payloads) = mpsc::unbounded_channel();
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self.config.connect(tls.clone()).await?;
+                tokio::spawn(forward_notifications(connection, sender));
+                client
+            }
+            None => {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                tokio::spawn(forward_notifications(connection, sender));
+                client
+            }
+        };
+        Ok((client, payloads))
+    }
+}
+
+/// Drives a dedicated connection, passing on the payload of every notification it receives.
+async fn forward_notifications<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    payloads: mpsc::UnboundedSender<String>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(notification))) => {
+                if payloads.send(notification.payload().to_string()).is_err() {
+                    return;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(error)) => {
+                tracing::warn!(error = %super::PostgresError(error), "the PostgreSQL notification connection ended");
+                return;
+            }
+            None => return,
         }
+    }
+}
+
+/// A pool over `connector`. Nothing is connected yet.
+pub(super) fn pool(connector: &Connector) -> StoreResult<Pool> {
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let config = connector.config.clone();
+    let manager = match &connector.tls {
+        Some(tls) => Manager::from_config(config, tls.clone(), manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
     };
     Pool::builder(manager)
         .max_size(MAX_CONNECTIONS)

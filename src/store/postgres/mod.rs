@@ -12,9 +12,11 @@
 //!
 //! Modules: [`schema`] (versioned migrations), `connect` (pool and TLS), then the queries by
 //! subject: `objects`, `uploads`, `nodes` (destinations, deliveries, notifications),
-//! `admin` (organizations, webhooks, ACLs).
+//! `admin` (organizations, webhooks, ACLs), and `cluster` (what instances sharing the
+//! database coordinate through: the leader lease, instance ID slots, wake-up messages).
 
 mod admin;
+mod cluster;
 mod connect;
 mod nodes;
 mod objects;
@@ -36,6 +38,7 @@ use tokio_postgres::Row;
 /// PostgreSQL-backed [`Store`].
 pub struct PostgresStore {
     pool: Pool,
+    connector: connect::Connector,
 }
 
 impl PostgresStore {
@@ -49,10 +52,11 @@ impl PostgresStore {
         tls: Option<Arc<rustls::ClientConfig>>,
         connect_budget: Duration,
     ) -> StoreResult<(Self, bool)> {
-        let pool = connect::pool(url, tls)?;
+        let connector = connect::Connector::new(url, tls)?;
+        let pool = connect::pool(&connector)?;
         let mut client = connect::first_connection(&pool, connect_budget).await?;
         let created = schema::migrate(&mut client).await?;
-        Ok((Self { pool }, created))
+        Ok((Self { pool, connector }, created))
     }
 
     /// The connection pool, for what goes beyond the [`Store`] contract (leader election,
@@ -96,9 +100,32 @@ impl From<tokio_postgres::Error> for StoreError {
             Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED => {
                 StoreError::Conflict
             }
+            Some(code)
+                if *code == SqlState::ADMIN_SHUTDOWN
+                    || *code == SqlState::CRASH_SHUTDOWN
+                    || *code == SqlState::CANNOT_CONNECT_NOW =>
+            {
+                StoreError::Unavailable(PostgresError(e).to_string())
+            }
+            None if is_connection_failure(&e) => StoreError::Unavailable(PostgresError(e).to_string()),
             _ => StoreError::Backend(Box::new(PostgresError(e))),
         }
     }
+}
+
+/// The connection to the server was lost or could not be made (not a refused statement).
+fn is_connection_failure(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl From<PoolError> for StoreError {
@@ -106,6 +133,7 @@ impl From<PoolError> for StoreError {
         match e {
             PoolError::Closed => StoreError::Closed,
             PoolError::Backend(e) => e.into(),
+            PoolError::Timeout(_) => StoreError::Unavailable(e.to_string()),
             other => StoreError::Backend(Box::new(other)),
         }
     }

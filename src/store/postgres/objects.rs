@@ -150,6 +150,20 @@ async fn delete_of_object(client: &impl GenericClient, table: &str, key: &Object
     Ok(())
 }
 
+/// The key of a notification record: object key, then remote node.
+fn record_params<'a>(
+    key: &'a ObjectKey,
+    remote: &'a crate::model::sync::Remote,
+) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 5] {
+    [
+        &key.org,
+        &key.object_type,
+        &key.object_id,
+        &remote.dest_type,
+        &remote.dest_id,
+    ]
+}
+
 /// One operation of [`crate::store::Store::apply`].
 pub(super) async fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> StoreResult<()> {
     match op {
@@ -184,19 +198,27 @@ pub(super) async fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> StoreResult<
             .await?;
         }
         StoreOp::DeleteNotification { key, remote } => {
-            execute(
-                tx,
-                "DELETE FROM notifications WHERE org = $1 AND object_type = $2 AND object_id = $3
-                 AND remote_type = $4 AND remote_id = $5",
-                &[
-                    &key.org,
-                    &key.object_type,
-                    &key.object_id,
-                    &remote.dest_type,
-                    &remote.dest_id,
-                ],
-            )
-            .await?;
+            let sql = "DELETE FROM notifications WHERE org = $1 AND object_type = $2 AND object_id = $3
+                 AND remote_type = $4 AND remote_id = $5";
+            execute(tx, sql, &record_params(key, remote)).await?;
+        }
+        StoreOp::ExpectNotification {
+            key,
+            remote,
+            status,
+            instance_id,
+        } => {
+            // Locked until the batch commits: the check holds for the writes that follow.
+            let sql = "SELECT status, instance_id FROM notifications WHERE org = $1 AND object_type = $2
+                 AND object_id = $3 AND remote_type = $4 AND remote_id = $5 FOR UPDATE";
+            let rows = query(tx, sql, &record_params(key, remote)).await?;
+            let stored = match rows.first() {
+                Some(row) => Some((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?)),
+                None => None,
+            };
+            if stored != Some((status.as_str().to_string(), *instance_id)) {
+                return Err(StoreError::Conflict);
+            }
         }
         StoreOp::DeleteNotificationsOf(key) => delete_of_object(tx, "notifications", key).await?,
         StoreOp::SetDelivery {

@@ -13,7 +13,7 @@ use deadpool_postgres::Object;
 const MIGRATION_LOCK: i64 = 0x0065_7373_6d69_6772;
 
 /// The migrations, oldest first; a version is never changed once released, only appended to.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1_INITIAL)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1_INITIAL), (2, V2_CLUSTER)];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE objects (
@@ -70,6 +70,17 @@ CREATE TABLE uploads (
     total BIGINT NOT NULL, first_chunk_size BIGINT, ranges TEXT NOT NULL,
     UNIQUE (org, object_type, object_id)
 );
+"#;
+
+/// What CSS instances sharing the database coordinate through: the leader lease (one row,
+/// times from the database server's clock so that instances' clocks never matter) and the
+/// sequence that gives every starting instance its own slot of instance IDs.
+const V2_CLUSTER: &str = r#"
+CREATE TABLE leader_lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL, heartbeat TIMESTAMPTZ NOT NULL, version BIGINT NOT NULL
+);
+CREATE SEQUENCE instance_slots;
 "#;
 
 /// The newest schema version this program knows.
