@@ -201,6 +201,30 @@ async fn an_original_ess_polling_without_wait_is_answered_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
+/// Nodes registering together each get every published object: queueing an object for one
+/// node must not make another node's registration fail (it used to, with 409, once many
+/// nodes registered at once while many objects were published).
+#[tokio::test]
+async fn nodes_registering_together_all_get_every_published_object() {
+    let css = css_with(&[]);
+    let api = css.api();
+    const OBJECTS: usize = 100;
+    for i in 0..OBJECTS {
+        api.create(&css.obj("model", &format!("b{i}")), json!({"noData": true}), None)
+            .await;
+    }
+    let nodes: Vec<FakeEss> = (0..24)
+        .map(|i| FakeEss::new(&css, "org", "edge", &format!("n{i}")))
+        .collect();
+    let statuses = futures_util::future::join_all(nodes.iter().map(|node| node.register(true))).await;
+    assert!(statuses.iter().all(|&status| status == 204), "{statuses:?}");
+    for node in &nodes {
+        let (status, items) = node.poll(None).await;
+        assert_eq!(status, 200);
+        assert_eq!(items.len(), OBJECTS, "{}", node.dest);
+    }
+}
+
 #[tokio::test]
 async fn a_new_node_gets_the_objects_published_before_it_registered() {
     let css = css_with(&[]);

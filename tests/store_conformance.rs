@@ -64,6 +64,7 @@ conformance!(
     concurrent_writers_of_one_revision_one_wins,
     concurrent_changes_of_one_acl_and_one_upload_all_count,
     a_batch_guarded_by_a_notification_fails_once_it_changed,
+    a_batch_guarded_by_an_object_revision_leaves_the_object_as_it_is,
 );
 
 async fn postgres_store() -> Arc<dyn Store> {
@@ -1019,6 +1020,47 @@ async fn a_batch_guarded_by_a_notification_fails_once_it_changed(store: Arc<dyn 
     };
     assert!(matches!(
         store.apply(vec![StoreOp::expect_notification(&missing)]).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+async fn a_batch_guarded_by_an_object_revision_leaves_the_object_as_it_is(store: Arc<dyn Store>) {
+    let revision = store
+        .write_object(record("model", "checked"), Expect::Absent, false)
+        .await
+        .unwrap();
+    let read = store.object(&key("model", "checked")).await.unwrap().expect("stored");
+    assert_eq!(read.revision, revision);
+    // Two batches decided on the same read both pass: the guard does not bump the revision.
+    for node in ["n1", "n2"] {
+        let queued = notification(&read.key(), &remote("edge", node), 1, 0);
+        store
+            .apply(vec![StoreOp::expect_object(&read), StoreOp::PutNotification(queued)])
+            .await
+            .unwrap();
+    }
+    let after = store.object(&read.key()).await.unwrap().expect("stored");
+    assert_eq!(after.revision, revision);
+    // A change of the object fails a batch decided before it, with none of its writes kept.
+    let mut changed = after.clone();
+    changed.meta.instance_id = 2;
+    store
+        .write_object(changed, Expect::Revision(revision), false)
+        .await
+        .unwrap();
+    let late = notification(&read.key(), &remote("edge", "n3"), 1, 0);
+    let batch = vec![StoreOp::expect_object(&read), StoreOp::PutNotification(late)];
+    assert!(matches!(store.apply(batch).await, Err(StoreError::Conflict)));
+    assert_eq!(
+        store.notification(&read.key(), &remote("edge", "n3")).await.unwrap(),
+        None
+    );
+    let gone = ObjectRecord {
+        revision,
+        ..record("model", "never-stored")
+    };
+    assert!(matches!(
+        store.apply(vec![StoreOp::expect_object(&gone)]).await,
         Err(StoreError::Conflict)
     ));
 }

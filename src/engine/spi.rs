@@ -143,9 +143,10 @@ impl Node {
     }
 
     /// Queues the current instance of `key` for `remote` (after `first`), if `wanted` holds
-    /// for the object as it is now. The object is rewritten unchanged in the same batch, so
-    /// a concurrent change (a deletion's `delete`, a new instance) is never overwritten by
-    /// a decision made on the state before it: the decision is made again instead.
+    /// for the object as it is now. The batch is guarded by the object's revision, so a
+    /// concurrent change (a deletion's `delete`, a new instance) is never overwritten by a
+    /// decision made on the state before it: the decision is made again instead. The guard
+    /// does not change the object, so nodes registering together do not fail each other.
     pub(super) async fn target_unless_changed<F>(
         &self,
         key: &ObjectKey,
@@ -163,7 +164,7 @@ impl Node {
             if !wanted(&current) {
                 return Ok(());
             }
-            let mut ops = vec![StoreOp::unchanged(&current)];
+            let mut ops = vec![StoreOp::expect_object(&current)];
             ops.extend(first.iter().cloned());
             ops.extend(self.target_ops(&current, remote.clone()));
             match self.0.store.apply(ops).await {
@@ -327,9 +328,10 @@ impl Node {
                 {
                     continue;
                 }
-                // Rewriting the object unchanged makes the batch fail when the object (and so
-                // possibly its records) changed since they were read.
-                ops.push(StoreOp::unchanged(&object));
+                // The batch fails when the object (and so possibly its records) or the record
+                // changed since they were read: another instance took the message first.
+                ops.push(StoreOp::expect_object(&object));
+                ops.push(StoreOp::expect_notification(&record));
                 ops.push(StoreOp::PutNotification(Notification {
                     status: sent,
                     resend_time: now_secs() + self.resend_delay(),

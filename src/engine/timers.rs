@@ -44,7 +44,11 @@ impl Node {
                 let Some(object) = self.0.store.object(&record.key).await? else {
                     continue;
                 };
-                let ops = vec![StoreOp::unchanged(&object), StoreOp::PutNotification(again)];
+                let ops = vec![
+                    StoreOp::expect_object(&object),
+                    StoreOp::expect_notification(&record),
+                    StoreOp::PutNotification(again),
+                ];
                 match self.commit(&record.key, ops).await {
                     Ok(()) => queued += 1,
                     Err(StoreError::Conflict) => {}

@@ -149,6 +149,13 @@ pub enum StoreOp {
         key: ObjectKey,
         remote: Remote,
     },
+    /// Writes nothing: the batch fails with [`StoreError::Conflict`] unless the object still
+    /// carries this revision. Unlike [`StoreOp::unchanged`] it does not bump the revision, so
+    /// batches that only queue messages for different nodes never fail each other.
+    ExpectObject {
+        key: ObjectKey,
+        revision: i64,
+    },
     /// Writes nothing: the batch fails with [`StoreError::Conflict`] unless the notification
     /// record of `key` at `remote` still exists with this status and instance, so that a
     /// decision made on the record (acknowledging a message) never overwrites a newer one
@@ -162,6 +169,14 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    /// Guards a batch with the object as read ([`StoreOp::ExpectObject`]).
+    pub fn expect_object(record: &ObjectRecord) -> Self {
+        StoreOp::ExpectObject {
+            key: record.key(),
+            revision: record.revision,
+        }
+    }
+
     /// Guards a batch with the state of a notification record ([`StoreOp::ExpectNotification`]).
     pub fn expect_notification(record: &Notification) -> Self {
         StoreOp::ExpectNotification {

@@ -333,6 +333,15 @@ fn apply_op(conn: &Connection, op: &StoreOp) -> StoreResult<()> {
                 remote.dest_id
             ])?;
         }
+        StoreOp::ExpectObject { key, revision } => {
+            let stored: Option<i64> = conn
+                .prepare_cached("SELECT revision FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3")?
+                .query_row(params![key.org, key.object_type, key.object_id], |row| row.get(0))
+                .optional()?;
+            if stored != Some(*revision) {
+                return Err(StoreError::Conflict);
+            }
+        }
         StoreOp::ExpectNotification {
             key,
             remote,

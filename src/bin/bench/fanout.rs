@@ -481,7 +481,15 @@ async fn simulated_on(css: &mut Server, nodes: usize) -> Result<FanoutStats, Str
     let admin = crate::http_client()?;
     let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{}", css.port));
     css.wait_healthy(&admin, &base, Duration::from_secs(30)).await?;
-    let pid = css.pid();
+    fanout_over(&[(base, css.pid())], nodes).await
+}
+
+/// The simulated fan-out over CSS instances sharing one store, given by base URL and
+/// process ID: node `i` registers with and polls instance `i % n`, the object is published
+/// through the first; CPU is summed over the instances, RSS is the first one's.
+pub async fn fanout_over(instances: &[(Arc<str>, u32)], nodes: usize) -> Result<FanoutStats, String> {
+    let admin = crate::http_client()?;
+    let (base, pid) = instances.first().cloned().ok_or("no CSS instance")?;
     let client = node_client(nodes + 16)?;
 
     crate::progress(&format!("fan-out: registering {nodes} simulated edge nodes"));
@@ -492,7 +500,8 @@ async fn simulated_on(css: &mut Server, nodes: usize) -> Result<FanoutStats, Str
     let setup_start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..nodes {
-        let node = SimNode::new(client.clone(), base.clone(), "edge", &format!("n{i}"));
+        let polled = instances[i % instances.len()].0.clone();
+        let node = SimNode::new(client.clone(), polled, "edge", &format!("n{i}"));
         let (registered, signal, gate, done) = (
             registered.clone(),
             registered_signal.clone(),
@@ -548,7 +557,8 @@ async fn simulated_on(css: &mut Server, nodes: usize) -> Result<FanoutStats, Str
     let data = Content::new().block(0, FANOUT_SIZE);
     let ticks = server::clock_ticks_per_second();
     let sampler = RssSampler::start(pid);
-    let cpu_before = server::cpu_ticks(pid);
+    let cpu_ticks = || -> Option<u64> { instances.iter().map(|(_, pid)| server::cpu_ticks(*pid)).sum() };
+    let cpu_before = cpu_ticks();
     let sent = put_data(&admin, &base, FANOUT_TYPE, id, data).await;
     let start = Instant::now();
     let mut finished = Vec::with_capacity(nodes);
@@ -567,7 +577,7 @@ async fn simulated_on(css: &mut Server, nodes: usize) -> Result<FanoutStats, Str
         }
     }
     let total = start.elapsed();
-    let cpu = cpu_seconds(cpu_before, server::cpu_ticks(pid), ticks);
+    let cpu = cpu_seconds(cpu_before, cpu_ticks(), ticks);
     let (start_rss_kb, peak_rss_kb) = sampler.finish();
     tasks.abort_all();
     if let Some(e) = failure {

@@ -34,13 +34,21 @@
 //!    to one of them), when the binary works as an HTTP ESS; otherwise reported as not yet
 //!    measurable.
 //!
+//! `--ha` runs only the several-instances benchmark: a PostgreSQL server (Debian package
+//! `postgresql`, durable settings), then one CSS on SQLite, one on PostgreSQL and two on
+//! PostgreSQL sharing a persistence folder; for each, metadata PUT and GET rates at
+//! concurrency 32 spread over the instances, server CPU per GET, and the fan-out of a 1 MB
+//! object to simulated edge nodes polling the instances in turn (`--quick`: fewer).
+//!
 //! `--mqtt` runs only the MQTT transport benchmark: a real mosquitto broker (Debian package
 //! `mosquitto`), a CSS and one ESS over it; propagation latency of 200 noData objects
 //! (`--quick`: 50) and the arrival of a 256 MB object (`--quick`: 64 MB) on the ESS.
 
 mod fanout;
+mod ha;
 mod load;
 mod mqtt;
+mod postgres;
 mod propagation;
 mod server;
 mod transfer;
@@ -81,6 +89,9 @@ struct Args {
     /// Run only the MQTT transport benchmark (needs mosquitto installed).
     #[arg(long, conflicts_with = "sync")]
     mqtt: bool,
+    /// Run only the several-instances benchmark (needs PostgreSQL's server binaries).
+    #[arg(long, conflicts_with_all = ["sync", "mqtt"])]
+    ha: bool,
 }
 
 /// How much work each phase does.
@@ -175,8 +186,13 @@ fn main() -> ExitCode {
         }
     };
     let json = args.json;
-    if args.mqtt {
-        return match runtime.block_on(run_mqtt(args)) {
+    if args.ha || args.mqtt {
+        let outcome = if args.ha {
+            runtime.block_on(run_ha(args))
+        } else {
+            runtime.block_on(run_mqtt(args))
+        };
+        return match outcome {
             Ok(value) => {
                 if json {
                     println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
@@ -642,6 +658,75 @@ async fn run_mqtt(args: Args) -> Result<serde_json::Value, String> {
         "large_seconds": stats.large_secs,
         "large_mb_per_s": stats.large_mb_per_s(),
     }))
+}
+
+async fn run_ha(args: Args) -> Result<serde_json::Value, String> {
+    let binary = match args.server {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    let work = if args.quick {
+        ha::Work {
+            puts: 2_000,
+            gets: 20_000,
+            nodes: 100,
+        }
+    } else {
+        ha::Work {
+            puts: 10_000,
+            gets: 100_000,
+            nodes: 500,
+        }
+    };
+    fanout::ensure_descriptors(work.nodes as u64 * 2 + 512, "the simulated edge nodes")?;
+    let setups = ha::run(&binary, &work).await?;
+    let mut table = format!(
+        "edge-sync-service several-instances benchmark{}  ({} CPUs, concurrency 32, loopback)\n\
+         {:<20} {:>10} {:>9} {:>10} {:>9} {:>11} {:>12} {:>12} {:>9}\n",
+        if args.quick { " --quick" } else { "" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "set-up",
+        "PUT ops/s",
+        "PUT p99",
+        "GET ops/s",
+        "GET p99",
+        "CPU us/GET",
+        "fan-out (n)",
+        "fan-out time",
+        "node p99"
+    );
+    let mut rows = Vec::new();
+    for setup in &setups {
+        let _ = writeln!(
+            table,
+            "{:<20} {:>10.0} {:>7.1}ms {:>10.0} {:>7.1}ms {:>11.0} {:>12} {:>10.0}ms {:>7.0}ms",
+            setup.name,
+            setup.put.ops_per_second(),
+            setup.put.quantile_ms(0.99),
+            setup.get.ops_per_second(),
+            setup.get.quantile_ms(0.99),
+            setup.get_cpu_us,
+            setup.fanout.nodes,
+            setup.fanout.total.as_secs_f64() * 1e3,
+            fanout::quantile_ms(&setup.fanout.per_node, 0.99),
+        );
+        rows.push(json!({
+            "setup": setup.name,
+            "put_ops_per_s": setup.put.ops_per_second(),
+            "put_p99_ms": setup.put.quantile_ms(0.99),
+            "get_ops_per_s": setup.get.ops_per_second(),
+            "get_p99_ms": setup.get.quantile_ms(0.99),
+            "get_cpu_us": setup.get_cpu_us,
+            "fanout_nodes": setup.fanout.nodes,
+            "fanout_ms": setup.fanout.total.as_secs_f64() * 1e3,
+        }));
+    }
+    if args.json {
+        eprint!("{table}");
+    } else {
+        print!("{table}");
+    }
+    Ok(json!(rows))
 }
 
 /// First line of an error (the server log tail follows on later lines).

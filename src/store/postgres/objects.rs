@@ -202,6 +202,23 @@ pub(super) async fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> StoreResult<
                  AND remote_type = $4 AND remote_id = $5";
             execute(tx, sql, &record_params(key, remote)).await?;
         }
+        StoreOp::ExpectObject { key, revision } => {
+            // Shared lock until the batch commits: a change of the object waits for it, other
+            // guarded batches do not.
+            let rows = query(
+                tx,
+                "SELECT revision FROM objects WHERE org = $1 AND object_type = $2 AND object_id = $3 FOR SHARE",
+                &[&key.org, &key.object_type, &key.object_id],
+            )
+            .await?;
+            let stored = match rows.first() {
+                Some(row) => Some(row.try_get::<_, i64>(0)?),
+                None => None,
+            };
+            if stored != Some(*revision) {
+                return Err(StoreError::Conflict);
+            }
+        }
         StoreOp::ExpectNotification {
             key,
             remote,
