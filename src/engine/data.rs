@@ -1,7 +1,7 @@
 //! Object data: whole and chunked uploads, full and ranged downloads (spec: rest-api.md §4.8).
 //! Data is streamed both ways; an upload becomes visible only once it is complete and durable.
 
-use super::objects::{blob_name, Change};
+use super::objects::Change;
 use super::verify::verify_file;
 use super::{DataFileError, EngineError, EngineResult, Node, UploadGuard};
 use crate::auth::{access, Identity};
@@ -208,7 +208,7 @@ impl Node {
         let Some(range) = content_range else {
             let guard = UploadGuard::acquire(&self.0.uploads_in_flight, key)?;
             let instance_id = self.0.clock.next();
-            let name = blob_name(instance_id);
+            let name = self.blob_name(instance_id);
             let limit = self.object_size_limit();
             let len = self
                 .0
@@ -258,7 +258,7 @@ impl Node {
             return Ok(None);
         };
         let instance_id = self.0.clock.next();
-        let name = blob_name(instance_id);
+        let name = self.blob_name(instance_id);
         self.0.blobs.promote_partial(session.id, &name, session.total).await?;
         Ok(Some(StoredData {
             instance_id,

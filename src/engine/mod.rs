@@ -124,7 +124,8 @@ pub struct NodeSettings {
     /// Largest object data accepted, in bytes; `None` for no limit.
     pub max_object_size: Option<u64>,
     /// Set when other processes write the same store and data folder (CSS instances on
-    /// PostgreSQL): this process's slot of instance IDs, which also name data files.
+    /// PostgreSQL): a number no other process gets, which picks this process's slot of
+    /// instance IDs and is part of its data file names.
     pub instance_slot: Option<i64>,
 }
 

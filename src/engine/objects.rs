@@ -120,7 +120,7 @@ impl Node {
                 return Err(EngineError::Invalid(refusal));
             }
             if let (Some(bytes), None) = (&inline, &stored_blob) {
-                let name = blob_name(instance_id);
+                let name = self.blob_name(instance_id);
                 let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(bytes))]);
                 let len = self.0.blobs.write_whole(&name, body, u64::MAX).await?;
                 stored_blob = Some((name, len));
@@ -470,7 +470,15 @@ impl Node {
     }
 }
 
-/// Data file name for data stored by the change with this instance ID (unique per node).
-pub(super) fn blob_name(instance_id: i64) -> String {
-    format!("{instance_id}.bin")
+impl Node {
+    /// Data file name for data stored by the change with this instance ID. Instance IDs are
+    /// unique per process; when several processes share the data folder, the name also
+    /// carries this process's number, which no other process ever gets, so names stay
+    /// unique even if two processes' IDs met.
+    pub(super) fn blob_name(&self, instance_id: i64) -> String {
+        match self.0.settings.instance_slot {
+            Some(process) => format!("{instance_id}-{process}.bin"),
+            None => format!("{instance_id}.bin"),
+        }
+    }
 }

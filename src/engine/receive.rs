@@ -9,7 +9,6 @@
 //! exchange itself lives in `crate::sync`; nothing here speaks HTTP.
 
 use super::data_files::writes_destination_file;
-use super::objects::blob_name;
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::model::sync::{Notification, NotificationStatus, Remote};
@@ -358,7 +357,7 @@ impl Node {
     /// is signed, marks the copy `completelyReceived`, records `received` and queues the webhook calls.
     pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
         let meta = &download.meta;
-        let name = blob_name(self.0.clock.next());
+        let name = self.blob_name(self.0.clock.next());
         let total = download.session.total;
         if let Err(e) = self.0.blobs.promote_partial(download.session.id, &name, total).await {
             // The partial file is unusable (e.g. lost in a crash): start the download over.
