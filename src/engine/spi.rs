@@ -10,6 +10,7 @@ use crate::model::acl::{AclKind, ORG_WIDE_KEY};
 use crate::model::sync::{Action, Feedback, Notification, NotificationStatus, PollItem, Remote};
 use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
 use crate::store::{StoreError, StoreOp};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Feedback code of a security error: the receiver could not verify the data (spec §5.5).
@@ -19,6 +20,8 @@ pub const MAX_VERIFICATION_FAILURES: u32 = 3;
 
 /// Longest time a poll is held open, well inside the ESS's 120 s request timeout.
 pub const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+/// Objects queued for a registering node per transaction.
+const DISPATCH_BATCH: usize = 256;
 
 /// How the CSS answers an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,36 +111,64 @@ impl Node {
     }
 
     /// A node registering from scratch gets every deliverable object that addresses it,
-    /// except what it already has (persistent store) or consumed.
+    /// except what it already has (persistent store) or consumed. Objects are queued in
+    /// batches, each one transaction guarded by the revisions read; a batch that meets a
+    /// concurrent change is decided again object by object.
     async fn dispatch_to_new_node(&self, destination: &Destination, persistent: bool) -> EngineResult<()> {
         let remote = Remote {
             dest_type: destination.dest_type.clone(),
             dest_id: destination.dest_id.clone(),
         };
-        for record in self.0.store.objects_of_org(&destination.org).await? {
-            if !record.is_sender_copy() || !addresses(&record.meta, destination) {
-                continue;
-            }
-            let key = record.key();
-            let delivered = self.delivery_status(&key, &remote).await?;
-            let keep = match delivered {
-                Some(DeliveryStatus::Consumed) => true,
-                Some(DeliveryStatus::Delivered) => persistent,
-                _ => false,
-            };
-            if keep {
-                continue;
-            }
-            let fresh = vec![StoreOp::DeleteNotification {
-                key: key.clone(),
-                remote: remote.clone(),
-            }];
-            self.target_unless_changed(&key, &remote, fresh, |current| {
-                current.is_sender_copy()
-                    && current.status != crate::model::ObjectStatus::ObjDeleted
-                    && addresses(&current.meta, destination)
+        let delivered: HashMap<(String, String), DeliveryStatus> = self
+            .0
+            .store
+            .objects_for_destination(&destination.org, &remote.dest_type, &remote.dest_id)
+            .await?
+            .into_iter()
+            .map(|view| ((view.object_type, view.object_id), view.status))
+            .collect();
+        let wanted = |record: &crate::model::ObjectRecord| {
+            record.is_sender_copy()
+                && record.status != crate::model::ObjectStatus::ObjDeleted
+                && addresses(&record.meta, destination)
+        };
+        let owed: Vec<_> = self
+            .0
+            .store
+            .objects_of_org(&destination.org)
+            .await?
+            .into_iter()
+            .filter(|record| wanted(record))
+            .filter(|record| {
+                let id = (record.meta.object_type.clone(), record.meta.object_id.clone());
+                match delivered.get(&id) {
+                    Some(DeliveryStatus::Consumed) => false,
+                    Some(DeliveryStatus::Delivered) => !persistent,
+                    _ => true,
+                }
             })
-            .await?;
+            .collect();
+        let fresh = |key: &ObjectKey| StoreOp::DeleteNotification {
+            key: key.clone(),
+            remote: remote.clone(),
+        };
+        for batch in owed.chunks(DISPATCH_BATCH) {
+            let mut ops = Vec::new();
+            for record in batch {
+                ops.push(StoreOp::expect_object(record));
+                ops.push(fresh(&record.key()));
+                ops.extend(self.target_ops(record, remote.clone()));
+            }
+            match self.0.store.apply(ops).await {
+                Ok(()) => continue,
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+            for record in batch {
+                let key = record.key();
+                self.target_unless_changed(&key, &remote, vec![fresh(&key)], wanted)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -192,17 +223,6 @@ impl Node {
                 .await?;
         }
         Ok(())
-    }
-
-    async fn delivery_status(&self, key: &ObjectKey, remote: &Remote) -> EngineResult<Option<DeliveryStatus>> {
-        Ok(self
-            .0
-            .store
-            .destination_statuses(key)
-            .await?
-            .into_iter()
-            .find(|d| d.dest_type == remote.dest_type && d.dest_id == remote.dest_id)
-            .map(|d| d.status))
     }
 
     /// `ping`: 404 for an unknown node (it then registers as new).
