@@ -429,3 +429,82 @@ async fn mqtt_nodes_are_served_by_the_leader_and_then_by_its_successor() {
     .await;
     assert_eq!(second.api().data(&on_cloud).await, b"from the edge");
 }
+
+/// A TCP balancer on a free port that hands each new connection to the next of `ports` in
+/// turn, as a load balancer without session affinity does; it runs until the test ends.
+async fn round_robin(ports: Vec<u16>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    tokio::spawn(async move {
+        for turn in 0.. {
+            let Ok((mut client, _)) = listener.accept().await else {
+                return;
+            };
+            let backend = ports[turn % ports.len()];
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// `/spi/v1` requests an instance answered, from its metrics.
+async fn node_requests_served(node: &TestNode) -> f64 {
+    node.api()
+        .get("/metrics")
+        .await
+        .text()
+        .lines()
+        .filter(|line| line.starts_with("edge_sync_http_requests_total{route=\"spi"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An ESS behind a balancer that spreads its connections over both instances: whichever
+/// instance each request reaches, objects flow both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ess_behind_a_round_robin_balancer_is_served_by_both_instances() {
+    let cluster = common::postgres::shared();
+    let (first, second) = two_instances(cluster).await;
+    let balancer = round_robin(vec![first.port(), second.port()]).await;
+    let ess = ess_of(balancer, "node1");
+    wait_registered(&first, &ess, "node1").await;
+    for (i, css) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let id = format!("spread{i}");
+        let data = format!("object {i}");
+        css.api()
+            .create(
+                &css.obj("model", &id),
+                json!({"destinationType": "edge", "destinationID": "node1"}),
+                Some(data.as_bytes()),
+            )
+            .await;
+        eventually(
+            &format!("{id} on the ESS"),
+            &[&first, &second, &ess],
+            WOKEN_DEADLINE,
+            async || listed(&ess, "model", &id).await,
+        )
+        .await;
+        assert_eq!(ess.api().data(&ess.obj("model", &id)).await, data.as_bytes());
+    }
+    let report = ess.obj("report", "through-the-balancer");
+    ess.api().create(&report, json!({}), Some(b"edge data")).await;
+    for css in [&first, &second] {
+        let on_cloud = css.obj("report", "through-the-balancer");
+        wait_for(
+            "the edge's object on every instance",
+            &[&first, &second, &ess],
+            DEADLINE,
+            async || css.api().get(&format!("{on_cloud}/data")).await.status == 200,
+        )
+        .await;
+        assert_eq!(css.api().data(&on_cloud).await, b"edge data");
+    }
+    for css in [&first, &second] {
+        assert!(node_requests_served(css).await > 0.0, "every instance served the ESS");
+    }
+}
