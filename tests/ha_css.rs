@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::metrics::{parse, value, Sample};
 use common::postgres::PgCluster;
 use common::sync::{eventually, http_ess, listed, wait_for, wait_registered};
 use common::{NodeOptions, Role, TestNode, ADMIN, ORG};
@@ -62,15 +63,16 @@ async fn two_instances_with(cluster: &PgCluster, extra: Vec<(String, String)>) -
     (first, second)
 }
 
+/// The instance's metrics; `None` while it does not answer.
+async fn scrape(node: &TestNode) -> Option<Vec<Sample>> {
+    let response = node.api().get("/metrics").await;
+    (response.status == 200).then(|| parse(&response.text()))
+}
+
 /// The instance's `edge_sync_leader` metric; `None` while it does not answer.
 async fn leads(node: &TestNode) -> Option<bool> {
-    let response = node.api().get("/metrics").await;
-    if response.status != 200 {
-        return None;
-    }
-    let text = response.text();
-    let value = text.lines().find_map(|line| line.strip_prefix("edge_sync_leader "))?;
-    Some(value.trim() == "1")
+    let samples = scrape(node).await?;
+    Some(value(&samples, "edge_sync_leader", &[])? == 1.0)
 }
 
 /// An ESS `edge`/`id` polling the instance on `port`, with long polls held for
@@ -453,13 +455,13 @@ async fn round_robin(ports: Vec<u16>) -> u16 {
 
 /// `/spi/v1` requests an instance answered, from its metrics.
 async fn node_requests_served(node: &TestNode) -> f64 {
-    node.api()
-        .get("/metrics")
+    scrape(node)
         .await
-        .text()
-        .lines()
-        .filter(|line| line.starts_with("edge_sync_http_requests_total{route=\"spi"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s.name == "edge_sync_http_requests_total")
+        .filter(|s| s.labels.get("route").is_some_and(|route| route.starts_with("spi")))
+        .map(|s| s.value)
         .sum()
 }
 

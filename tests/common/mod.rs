@@ -6,6 +6,7 @@
 
 pub mod broker;
 mod client;
+pub mod metrics;
 pub mod postgres;
 mod raw;
 pub mod sync;
