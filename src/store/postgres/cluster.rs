@@ -70,28 +70,27 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Opens a connection of its own that listens for wake-up messages; their payloads arrive
-    /// on the channel, which closes when the connection is lost (the caller opens another).
-    pub async fn listen_for_wakeups(&self) -> StoreResult<mpsc::UnboundedReceiver<String>> {
+    /// Opens a connection of its own that listens for wake-up messages.
+    pub async fn listen_for_wakeups(&self) -> StoreResult<WakeupListener> {
         let (client, payloads) = self.connector.dedicated().await?;
         client.batch_execute(&format!("LISTEN {WAKE_CHANNEL}")).await?;
-        // The client must live as long as the connection: dropping it would close it.
-        let mut payloads = payloads;
-        let (forward, received) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let _client = client;
-            loop {
-                tokio::select! {
-                    _ = forward.closed() => return,
-                    payload = payloads.recv() => {
-                        let Some(payload) = payload else { return };
-                        if forward.send(payload).is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        Ok(received)
+        Ok(WakeupListener {
+            _client: client,
+            payloads,
+        })
+    }
+}
+
+/// The wake-up messages of the other instances, while its connection lasts.
+pub struct WakeupListener {
+    /// Dropping the client would close the connection.
+    _client: tokio_postgres::Client,
+    payloads: mpsc::UnboundedReceiver<String>,
+}
+
+impl WakeupListener {
+    /// The next message's payload; `None` once the connection is lost (open another).
+    pub async fn recv(&mut self) -> Option<String> {
+        self.payloads.recv().await
     }
 }

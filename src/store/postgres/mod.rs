@@ -17,6 +17,7 @@
 
 mod admin;
 mod cluster;
+pub use cluster::WakeupListener;
 mod connect;
 mod nodes;
 mod objects;
