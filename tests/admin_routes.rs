@@ -166,6 +166,10 @@ async fn destinations_listing_differs_by_role(role: Role) {
             assert_eq!(api.put_empty_as(ADMIN, "/api/v1/destinations").await.status, 405);
             let nested = api.get("/api/v1/destinations/org").await;
             assert_eq!(nested.text(), "404 page not found\n");
+            // The original's management tool lists destinations with a trailing slash and
+            // shows the 404 as an empty list.
+            let slash = api.get("/api/v1/destinations/").await;
+            assert_eq!((slash.status, slash.text()), (404, "404 page not found\n".to_string()));
         }
     }
 }

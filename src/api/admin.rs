@@ -34,10 +34,12 @@ impl DestinationsRoute {
     }
 }
 
-/// The destinations route of a request. On the ESS only the bare path exists.
+/// The destinations route of a request. On the ESS only the bare path exists, without a
+/// trailing slash: the original's management tool asks for `/api/v1/destinations/` and reads
+/// the original's `404` as "no destinations", so that path must stay unknown.
 fn destinations_route(role: Role, method: &Method, path: &str, query: Option<&str>) -> ApiResult<DestinationsRoute> {
     if role == Role::Ess {
-        if path.trim_end_matches('/') != DESTINATIONS {
+        if path != DESTINATIONS {
             return Err(ApiError::NoRoute);
         }
         if method != Method::GET {

@@ -538,6 +538,7 @@ mod tests {
             (Role::Ess, "/api/v1/objects/"),
             (Role::Ess, "/api/v1/security/objects/myorg"),
             (Role::Ess, "/api/v1/destinations/myorg"),
+            (Role::Ess, "/api/v1/destinations/"),
             (Role::Ess, "/spi/v1/objects/"),
             (Role::Css, "/swagger/ui"),
         ] {
