@@ -622,6 +622,37 @@ async fn usernames_extension() {
     );
 }
 
+/// The original's SDKs and management tool send ACL entries under `usernames`: they must
+/// change the ACL as entries under `users` do.
+#[tokio::test]
+async fn entries_under_usernames_as_the_original_tools_send_them() {
+    let node = TestNode::css();
+    let api = node.api();
+    let path = format!("{OBJECTS}/model");
+    put_ok(
+        &api,
+        &path,
+        &json!({"action": "add", "usernames": [entry("bob", "user", "aclReader"), entry("n1", "node", "aclWriter")]}),
+    )
+    .await;
+    let mut listed = triples(&api.get_as(ORG_ADMIN, &path).await);
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![t("bob", "user", "aclReader"), t("n1", "node", "aclWriter")]
+    );
+    put_ok(
+        &api,
+        &path,
+        &json!({"action": "remove", "usernames": [entry("n1", "node", "")]}),
+    )
+    .await;
+    assert_eq!(
+        triples(&api.get_as(ORG_ADMIN, &path).await),
+        vec![t("bob", "user", "aclReader")]
+    );
+}
+
 #[tokio::test]
 async fn go_style_json_escapes_markup_characters() {
     let node = TestNode::css();

@@ -23,7 +23,10 @@ static ENTRY_SHAPE: Shape = Shape {
 };
 static UPDATE_SHAPE: Shape = Shape {
     fields: &["action", "users", "usernames"],
-    nested: &[("users", Nested::ArrayOf(&ENTRY_SHAPE))],
+    nested: &[
+        ("users", Nested::ArrayOf(&ENTRY_SHAPE)),
+        ("usernames", Nested::ArrayOf(&ENTRY_SHAPE)),
+    ],
 };
 
 /// Body of the bulk update.
@@ -32,8 +35,18 @@ static UPDATE_SHAPE: Shape = Shape {
 struct UpdateRequest {
     action: String,
     users: Vec<RawEntry>,
-    /// Extension: plain names, taken as `user` entries.
-    usernames: Vec<String>,
+    /// The name the original's SDKs and management tool send their entries under (the
+    /// original's server ignores it, so their ACL changes were lost): entries as in `users`,
+    /// or plain names, taken as `user` entries.
+    usernames: Vec<UsernameItem>,
+}
+
+/// One item of `usernames`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum UsernameItem {
+    Name(String),
+    Entry(RawEntry),
 }
 
 /// An entry as sent, checked field by field so that a bad value is an entry error and not
@@ -203,6 +216,11 @@ fn decode_update(body: &[u8]) -> Result<UpdateRequest, String> {
             return Err("every item of users must be a JSON object".into());
         }
     }
+    if let Some(Value::Array(usernames)) = value.get("usernames") {
+        if usernames.iter().any(|u| !u.is_object() && !u.is_string()) {
+            return Err("every item of usernames must be a name or a JSON object".into());
+        }
+    }
     serde_json::from_value(value).map_err(|e| e.to_string())
 }
 
@@ -243,7 +261,7 @@ fn check_username(username: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks every entry of the request (the `users` list, then the `usernames` extension) and
+/// Checks every entry of the request (the `users` list, then the `usernames` list) and
 /// returns them ready to store: roles forced to `na` for destinations ACLs, ignored for
 /// removals, and one entry per (user type, name), a later duplicate replacing an earlier one.
 fn checked_entries(kind: AclKind, action: Action, request: UpdateRequest) -> EngineResult<Vec<AclEntry>> {
@@ -252,7 +270,24 @@ fn checked_entries(kind: AclKind, action: Action, request: UpdateRequest) -> Eng
         AclKind::Destinations => AclRole::NotApplicable,
     };
     let mut entries: Vec<AclEntry> = Vec::with_capacity(request.users.len() + request.usernames.len());
-    for (index, raw) in request.users.into_iter().enumerate() {
+    let items = request
+        .users
+        .into_iter()
+        .map(UsernameItem::Entry)
+        .chain(request.usernames);
+    for (index, item) in items.enumerate() {
+        let raw = match item {
+            UsernameItem::Entry(raw) => raw,
+            UsernameItem::Name(username) => {
+                check_username(&username).map_err(|e| entry_error(index, &e))?;
+                entries.push(AclEntry {
+                    username,
+                    user_type: AclUserType::User,
+                    role: default_role,
+                });
+                continue;
+            }
+        };
         check_username(&raw.username).map_err(|e| entry_error(index, &e))?;
         let user_type = AclUserType::parse(&raw.user_type).ok_or_else(|| {
             entry_error(
@@ -276,15 +311,6 @@ fn checked_entries(kind: AclKind, action: Action, request: UpdateRequest) -> Eng
             username: raw.username,
             user_type,
             role,
-        });
-    }
-    let offset = entries.len();
-    for (index, username) in request.usernames.into_iter().enumerate() {
-        check_username(&username).map_err(|e| entry_error(offset + index, &e))?;
-        entries.push(AclEntry {
-            username,
-            user_type: AclUserType::User,
-            role: default_role,
         });
     }
     let mut unique: Vec<AclEntry> = Vec::with_capacity(entries.len());
@@ -369,6 +395,27 @@ mod tests {
         let names: Vec<(&str, AclRole)> = entries.iter().map(|e| (e.username.as_str(), e.role)).collect();
         assert_eq!(names, vec![("a", AclRole::Writer), ("b", AclRole::Writer)]);
         assert!(checked_entries(AclKind::Objects, Action::Add, request(r#"{"usernames":[""]}"#)).is_err());
+    }
+
+    #[test]
+    fn entries_sent_under_usernames_as_the_sdks_send_them() {
+        let body = r#"{"action":"add","usernames":[{"Username":"bob","ACLUserType":"node","ACLRole":"aclReader"},
+                       {"username":"carol","aclusertype":"user","aclrole":"aclWriter"}]}"#;
+        let entries = checked_entries(AclKind::Objects, Action::Add, request(body)).unwrap();
+        let found: Vec<(&str, AclUserType, AclRole)> = entries
+            .iter()
+            .map(|e| (e.username.as_str(), e.user_type, e.role))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("bob", AclUserType::Node, AclRole::Reader),
+                ("carol", AclUserType::User, AclRole::Writer)
+            ]
+        );
+        let bad = r#"{"action":"add","usernames":[{"Username":"x","ACLUserType":"admin"}]}"#;
+        assert!(checked_entries(AclKind::Objects, Action::Add, request(bad)).is_err());
+        assert!(decode_update(br#"{"usernames":[1]}"#).is_err());
     }
 
     #[test]
