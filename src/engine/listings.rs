@@ -95,7 +95,10 @@ impl Node {
             .into_iter()
             .filter(|r| !r.is_sender_copy())
             .filter(|r| match r.status {
-                ObjectStatus::CompletelyReceived | ObjectStatus::ObjDeleted => true,
+                ObjectStatus::CompletelyReceived => true,
+                // Once every consumer acknowledged the deletion the copy only waits for its
+                // sender's acknowledgement: the applications are done with it.
+                ObjectStatus::ObjDeleted => r.remaining_consumers > 0,
                 ObjectStatus::ObjReceived => include_received,
                 _ => false,
             })
