@@ -11,6 +11,7 @@
 use super::data_files::writes_destination_file;
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::model::lifecycle::deleted_by_expiration;
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::{Expect, StoreError, StoreOp, UploadSession};
@@ -615,10 +616,16 @@ impl Node {
     /// `objdeleted` with `deleted: true`, without data and with a reset consumer counter (a
     /// data-less deleted copy when there was none, so applications learn of the deletion);
     /// all its records go. Returns false when the key is an object this node created.
+    ///
+    /// An expired object goes quietly: the original's applications are never shown the
+    /// expiration of an object (the original's CSS does not tell its nodes), so the copy is
+    /// hidden from them at once, as if they had acknowledged the deletion, and the CSS is
+    /// told `deleted` right away.
     pub async fn receive_delete(&self, mut meta: MetaData) -> EngineResult<bool> {
         let key = self.received_key(&meta);
         meta.destination_org_id = key.org.clone();
         meta.deleted = true;
+        let expired = deleted_by_expiration(&meta, now_secs());
         for _ in 0..WRITE_ATTEMPTS {
             let local = self.0.store.object(&key).await?;
             if local.as_ref().is_some_and(ObjectRecord::is_sender_copy) {
@@ -633,9 +640,10 @@ impl Node {
                 return Ok(true);
             }
             let partial = self.partial_session(&key, local.as_ref()).await?;
+            let consumers = if expired { 0 } else { meta.consumers.max(1) };
             let copy = ObjectRecord {
-                remaining_consumers: meta.consumers,
-                remaining_receivers: meta.consumers,
+                remaining_consumers: consumers,
+                remaining_receivers: consumers,
                 meta: meta.clone(),
                 status: ObjectStatus::ObjDeleted,
                 sender: false,
@@ -643,7 +651,7 @@ impl Node {
                 blob: None,
                 revision: local.as_ref().map_or(0, |l| l.revision),
             };
-            let ops = vec![
+            let mut ops = vec![
                 StoreOp::WriteObject {
                     record: Box::new(copy),
                     expect: local.as_ref().map_or(Expect::Absent, |l| Expect::Revision(l.revision)),
@@ -651,6 +659,13 @@ impl Node {
                 },
                 StoreOp::DeleteNotificationsOf(key.clone()),
             ];
+            if expired {
+                ops.push(StoreOp::PutNotification(self.cloud_record(
+                    &key,
+                    NotificationStatus::Deleted,
+                    &meta,
+                )));
+            }
             match self.0.store.apply(ops).await {
                 Ok(()) => {
                     self.discard_destination_file(local.as_ref()).await;

@@ -3,7 +3,7 @@
 //! so values written with a numeric offset are handled right (the original's flaw).
 
 use super::validate::parse_rfc3339;
-use super::{ObjectRecord, ObjectStatus};
+use super::{MetaData, ObjectRecord, ObjectStatus};
 
 /// Seconds after the last destination consumed an `autodelete` object before it expires.
 pub const AUTODELETE_DELAY_SECS: i64 = 60 * 60;
@@ -16,6 +16,18 @@ pub fn instant_secs(value: &str) -> Option<i64> {
     }
     let at = parse_rfc3339(value).ok()?;
     Some(at.unix_timestamp() + i64::from(at.nanosecond() > 0))
+}
+
+/// How far a node's clock may trail its CSS's when it decides whether a deletion is an
+/// expiration: the CSS expired the object by its own clock.
+pub const EXPIRATION_CLOCK_ALLOWANCE_SECS: i64 = 60;
+
+/// True when a deletion of an object with `meta` is its expiration, seen at `now` on a node
+/// whose clock may trail the CSS's: the object's expiration time has come, or comes within
+/// [`EXPIRATION_CLOCK_ALLOWANCE_SECS`]. The protocol's `delete` does not say why an object
+/// went, so its expiration time is the only evidence.
+pub fn deleted_by_expiration(meta: &MetaData, now: i64) -> bool {
+    instant_secs(&meta.expiration).is_some_and(|at| at <= now + EXPIRATION_CLOCK_ALLOWANCE_SECS)
 }
 
 /// The RFC 3339 (UTC, `Z`) form of a Unix time, as the original writes times.
@@ -63,7 +75,6 @@ impl ObjectRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::MetaData;
 
     fn origin(meta: MetaData, status: ObjectStatus) -> ObjectRecord {
         ObjectRecord {
@@ -121,5 +132,21 @@ mod tests {
         copy.sender = false;
         assert_eq!(copy.lifecycle_due(), None);
         assert_eq!(origin(meta, ObjectStatus::ObjDeleted).lifecycle_due(), None);
+    }
+
+    #[test]
+    fn a_deletion_is_an_expiration_once_the_expiration_time_is_near_or_past() {
+        let now = 1_700_000_000;
+        let expiring_at = |secs: i64| MetaData {
+            expiration: rfc3339_utc(secs),
+            ..MetaData::default()
+        };
+        assert!(deleted_by_expiration(&expiring_at(now - 5), now));
+        assert!(
+            deleted_by_expiration(&expiring_at(now + 30), now),
+            "a node whose clock trails the CSS's"
+        );
+        assert!(!deleted_by_expiration(&expiring_at(now + 3600), now));
+        assert!(!deleted_by_expiration(&MetaData::default(), now), "no expiration");
     }
 }
