@@ -36,6 +36,35 @@ fn remote_of(node: &NodeAddress) -> Remote {
     }
 }
 
+/// The data-less deleted copy of a node's object the CSS no longer holds, for its
+/// applications to acknowledge.
+fn deleted_copy(node: &NodeAddress, key: &ObjectKey, instance_id: i64) -> ObjectRecord {
+    let meta = MetaData {
+        object_type: key.object_type.clone(),
+        object_id: key.object_id.clone(),
+        destination_org_id: key.org.clone(),
+        destination_type: node.dest_type.clone(),
+        destination_id: node.dest_id.clone(),
+        origin_type: node.dest_type.clone(),
+        origin_id: node.dest_id.clone(),
+        owner_id: format!("{}/{}", key.org, node.dest_id),
+        instance_id,
+        consumers: 1,
+        deleted: true,
+        ..MetaData::default()
+    };
+    ObjectRecord {
+        remaining_consumers: 1,
+        remaining_receivers: 1,
+        meta,
+        status: ObjectStatus::ObjDeleted,
+        sender: false,
+        policy_received: false,
+        blob: None,
+        revision: 0,
+    }
+}
+
 impl Node {
     fn node_record(
         &self,
@@ -231,8 +260,11 @@ impl Node {
     }
 
     /// `delete` from a node: its object was deleted there. The received copy is marked
-    /// deleted for the CSS's applications to acknowledge; without a copy the node is told at
-    /// once that the deletion is acknowledged.
+    /// deleted for the CSS's applications to acknowledge. Without a copy (its applications
+    /// consumed it and the node acknowledged, or an application deleted it here) they get a
+    /// data-less deleted copy, as an ESS does for a CSS object it no longer holds: an
+    /// application that consumed an object still learns that its edge node deleted it,
+    /// however quickly the consumption handshake ran.
     pub async fn spi_receive_delete(&self, node: &NodeAddress, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
         let remote = remote_of(node);
         let result = self
@@ -265,13 +297,25 @@ impl Node {
                 Ok(())
             }
             Err(EngineError::NotFound) => {
-                let meta = MetaData {
-                    instance_id,
-                    ..MetaData::default()
-                };
-                let deleted = self.node_record(key, remote, NotificationStatus::DeletedPending, &meta);
-                self.commit(key, vec![StoreOp::PutNotification(deleted)]).await?;
-                Ok(())
+                let placeholder = deleted_copy(node, key, instance_id);
+                let ops = vec![
+                    StoreOp::WriteObject {
+                        record: Box::new(placeholder),
+                        expect: Expect::Absent,
+                        drop_upload: true,
+                    },
+                    StoreOp::DeleteNotification {
+                        key: key.clone(),
+                        remote,
+                    },
+                ];
+                match self.commit(key, ops).await {
+                    Ok(()) => Ok(()),
+                    // An object appeared meanwhile (a new update of the node): it is newer
+                    // than the deletion.
+                    Err(StoreError::Conflict) => Ok(()),
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(e) => Err(e),
         }

@@ -152,14 +152,22 @@ impl Node {
     }
 
     /// True when deleting an own object must go through the deletion handshake: the CSS
-    /// acknowledged the object's update, so it holds a copy (ESS only). An update still
-    /// unacknowledged is simply dropped with the object.
+    /// acknowledged the object's update, so it holds a copy, or its applications consumed it
+    /// (ESS only). An update still unacknowledged is simply dropped with the object.
+    ///
+    /// A consumed object is no longer on the CSS, but the original's CSS applications learn
+    /// of its deletion when it comes before the CSS's `consumed` reached the node; told always,
+    /// they learn of it however quickly that handshake ran.
     pub(super) async fn ess_sent_to_css(&self, key: &ObjectKey) -> EngineResult<bool> {
         if self.role() != Role::Ess {
             return Ok(false);
         }
         let record = self.0.store.notification(key, &self.own_remote()).await?;
-        Ok(record.is_some_and(|r| r.status != NotificationStatus::Update))
+        if record.is_some_and(|r| r.status != NotificationStatus::Update) {
+            return Ok(true);
+        }
+        let object = self.0.store.object(key).await?;
+        Ok(object.is_some_and(|o| o.is_sender_copy() && o.status == ObjectStatus::ConsumedByDest))
     }
 
     /// True when an ESS commit changed an own object or queued a message for the CSS, so the
