@@ -6,9 +6,7 @@ use super::delivery::now_secs;
 use super::objects::{retirement, Change};
 use super::{EngineResult, Node};
 use crate::model::lifecycle::{rfc3339_utc, AUTODELETE_DELAY_SECS};
-use crate::model::sync::Remote;
 use crate::model::{DeliveryStatus, ObjectKey, Role};
-use crate::store::{Expect, StoreOp};
 
 impl Node {
     /// One activation pass: every inactive own object whose activation time has come is
@@ -79,29 +77,26 @@ impl Node {
         Ok(expired)
     }
 
-    /// Operations that go with `consumer` reporting an object consumed: when the object is
-    /// `autodelete`, has no expiration, and every other destination consumed it too, it is
+    /// Once every destination consumed an `autodelete` object without an expiration, it is
     /// set to expire an hour later (the original's delay).
-    pub(super) async fn autodelete_ops(&self, key: &ObjectKey, consumer: &Remote) -> EngineResult<Vec<StoreOp>> {
-        let Some(mut object) = self.0.store.object(key).await? else {
-            return Ok(Vec::new());
-        };
-        if !object.is_sender_copy() || !object.meta.autodelete || !object.meta.expiration.is_empty() {
-            return Ok(Vec::new());
+    pub(super) async fn autodelete_when_all_consumed(&self, key: &ObjectKey) -> EngineResult<()> {
+        let statuses = self.0.store.destination_statuses(key).await?;
+        if statuses.iter().any(|d| d.status != DeliveryStatus::Consumed) {
+            return Ok(());
         }
-        let others_pending = self.0.store.destination_statuses(key).await?.iter().any(|d| {
-            !(d.dest_type == consumer.dest_type && d.dest_id == consumer.dest_id)
-                && d.status != DeliveryStatus::Consumed
-        });
-        if others_pending {
-            return Ok(Vec::new());
+        let expires = rfc3339_utc(now_secs() + AUTODELETE_DELAY_SECS);
+        let changed = self
+            .change_object(key, |mut object| {
+                if !object.is_sender_copy() || !object.meta.autodelete || !object.meta.expiration.is_empty() {
+                    return Ok(Change::Keep);
+                }
+                object.meta.expiration = expires.clone();
+                Ok(Change::Write(Box::new(object)))
+            })
+            .await;
+        match changed {
+            Ok(_) | Err(super::EngineError::NotFound) => Ok(()),
+            Err(e) => Err(e),
         }
-        let revision = object.revision;
-        object.meta.expiration = rfc3339_utc(now_secs() + AUTODELETE_DELAY_SECS);
-        Ok(vec![StoreOp::WriteObject {
-            record: Box::new(object),
-            expect: Expect::Revision(revision),
-            drop_upload: false,
-        }])
     }
 }

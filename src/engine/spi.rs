@@ -3,12 +3,13 @@
 //! the CSS's objects. Every state change is one store batch.
 
 use super::delivery::{addresses, deliverable, now_secs};
+use super::objects::Change;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::edge::{self, NodeAddress};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::acl::{AclKind, ORG_WIDE_KEY};
 use crate::model::sync::{Action, Feedback, Notification, NotificationStatus, PollItem, Remote};
-use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
+use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, ObjectStatus, Role};
 use crate::store::{StoreError, StoreOp};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -426,7 +427,10 @@ impl Node {
             };
             ops.insert(0, StoreOp::expect_notification(&record));
             match self.0.store.apply(ops).await {
-                Ok(()) => return Ok(ActionOutcome::Done),
+                Ok(()) => {
+                    self.after_destination_change(action, key).await?;
+                    return Ok(ActionOutcome::Done);
+                }
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -434,6 +438,20 @@ impl Node {
         Err(EngineError::Conflict(format!(
             "{key} is being changed by other requests; retry"
         )))
+    }
+
+    /// What follows once a node's report is committed and every destination may have
+    /// reached the same state: the last consumption sets an `autodelete` object's
+    /// expiration, the last acknowledged deletion removes the object. Decided on the
+    /// destination statuses read after the commit, so that when nodes report at the same
+    /// time the last one to commit sees all the others (deciding inside each node's batch,
+    /// every batch saw the others still pending and none acted).
+    async fn after_destination_change(&self, action: Action, key: &ObjectKey) -> EngineResult<()> {
+        match action {
+            Action::Consumed => self.autodelete_when_all_consumed(key).await,
+            Action::AckDelete | Action::Deleted => self.remove_when_all_deleted(key).await,
+            _ => Ok(()),
+        }
     }
 
     /// The store batch an action causes, or `None` when it is ignored (spec §5.4).
@@ -476,23 +494,26 @@ impl Node {
                         S::Data | S::Updated | S::Update | S::UpdatePending | S::ReceivedByDest
                     ) =>
             {
-                let mut ops = vec![
+                Some(vec![
                     set(S::ConsumedByDest),
                     delivery(DeliveryStatus::Consumed, String::new()),
-                ];
-                ops.extend(self.autodelete_ops(key, remote).await?);
-                Some(ops)
+                ])
             }
-            Action::AckDelete if matches!(record.status, S::Delete | S::DeletePending | S::Deleted) => {
-                let mut ops = vec![set(S::AckDelete), delivery(DeliveryStatus::Deleted, String::new())];
-                ops.extend(self.remove_when_all_deleted(key, remote).await?);
-                Some(ops)
-            }
+            Action::AckDelete if matches!(record.status, S::Delete | S::DeletePending | S::Deleted) => Some(vec![
+                set(S::AckDelete),
+                delivery(DeliveryStatus::Deleted, String::new()),
+            ]),
             Action::Deleted if matches!(record.status, S::Delete | S::DeletePending | S::AckDelete) => {
-                Some(vec![StoreOp::DeleteNotification {
+                let mut ops = vec![StoreOp::DeleteNotification {
                     key: key.clone(),
                     remote: remote.clone(),
-                }])
+                }];
+                // A node that reports its copy deleted got the `delete`, whether or not its
+                // `ackDelete` arrived first (a node deletes an expired copy at once).
+                if record.status != S::AckDelete {
+                    ops.push(delivery(DeliveryStatus::Deleted, String::new()));
+                }
+                Some(ops)
             }
             Action::AckReceived => self.receiver_ack_ops(record, S::ReceivedPending).await?,
             Action::AckConsumed => self.receiver_ack_ops(record, S::ConsumedPending).await?,
@@ -545,25 +566,31 @@ impl Node {
     }
 
     /// Once every destination acknowledged a deletion, the CSS's copy goes.
-    async fn remove_when_all_deleted(&self, key: &ObjectKey, acknowledging: &Remote) -> EngineResult<Vec<StoreOp>> {
-        let others_pending = self.0.store.destination_statuses(key).await?.iter().any(|d| {
-            !(d.dest_type == acknowledging.dest_type && d.dest_id == acknowledging.dest_id)
-                && d.status != DeliveryStatus::Deleted
-        });
-        if others_pending {
-            return Ok(Vec::new());
+    async fn remove_when_all_deleted(&self, key: &ObjectKey) -> EngineResult<()> {
+        let statuses = self.0.store.destination_statuses(key).await?;
+        if statuses.iter().any(|d| d.status != DeliveryStatus::Deleted) {
+            return Ok(());
         }
-        match self.0.store.object(key).await? {
-            Some(object) if object.status == crate::model::ObjectStatus::ObjDeleted => {
-                if let Some(blob) = &object.blob {
-                    self.0.blobs.remove(blob).await;
+        let removed = self
+            .change_object(key, |object| {
+                Ok(
+                    if object.is_sender_copy() && object.status == ObjectStatus::ObjDeleted {
+                        Change::Delete
+                    } else {
+                        Change::Keep
+                    },
+                )
+            })
+            .await;
+        match removed {
+            Ok(previous) => {
+                if let Some(blob) = previous.and_then(|p| p.blob) {
+                    self.0.blobs.remove(&blob).await;
                 }
-                Ok(vec![StoreOp::DeleteObject {
-                    key: key.clone(),
-                    revision: object.revision,
-                }])
+                Ok(())
             }
-            _ => Ok(Vec::new()),
+            Err(EngineError::NotFound) => Ok(()),
+            Err(e) => Err(e),
         }
     }
 
@@ -575,6 +602,7 @@ impl Node {
         key: &ObjectKey,
         instance_id: i64,
         range: Option<super::RangeRequest>,
+        admission: super::RangedRead,
     ) -> EngineResult<super::DataStream> {
         Self::require_same_org(node, &key.org)?;
         let record = self
@@ -596,7 +624,7 @@ impl Node {
                 "{key} instance {instance_id} is not current"
             )));
         }
-        self.open_data(&object, range).await
+        self.open_data(&object, range, admission).await
     }
 
     /// `resend`: every deliverable object addressed to the node is queued again.
