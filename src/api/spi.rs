@@ -221,7 +221,9 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     RangeRequest::parse(text).map_err(ApiError::BadRequest)
                 })
                 .transpose()?;
-            let data = engine.spi_data(&node, &key, instance_id, range).await?;
+            let data = engine
+                .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
+                .await?;
             Ok(counted_download(super::objects::data_response(data), &state))
         }
         SpiRoute::Data {

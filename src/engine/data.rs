@@ -123,6 +123,18 @@ pub(super) struct StoredData<'a> {
     _guard: UploadGuard<'a>,
 }
 
+/// Whether a ranged read counts against the limit of concurrent ranged downloads
+/// (`HTTPCSSObjDownloadConcurrencyMultiplier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangedRead {
+    /// A request of an application or of an edge node over HTTP: refused (`Busy`, the
+    /// original's 429) when every slot is taken; the caller asks again.
+    Limited,
+    /// A chunk the CSS publishes to a node over MQTT: the node asks for one chunk at a time
+    /// and takes a refusal for "the object is gone", so it is never refused for load.
+    Paced,
+}
+
 /// An open data file positioned at the start of the requested range.
 pub struct DataStream {
     pub file: tokio::fs::File,
@@ -362,7 +374,7 @@ impl Node {
             Err(EngineError::Forbidden) => return Err(EngineError::DataForbidden),
             other => other?.ok_or(EngineError::NotFound)?,
         };
-        self.open_data(&record, range).await
+        self.open_data(&record, range, RangedRead::Limited).await
     }
 
     /// Waits for a free data stream slot.
@@ -380,6 +392,7 @@ impl Node {
         &self,
         record: &ObjectRecord,
         range: Option<RangeRequest>,
+        admission: RangedRead,
     ) -> EngineResult<DataStream> {
         let data_file = self.data_file(record).ok_or(EngineError::NotFound)?;
         let (mut file, size) = self.open_data_file(&data_file).await.map_err(|e| match e {
@@ -403,12 +416,16 @@ impl Node {
             });
         };
         let (start, end) = range.resolve(size).ok_or(EngineError::RangeNotSatisfiable(size))?;
-        let permit = self
-            .0
-            .ranged_downloads
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| EngineError::Busy)?;
+        let permit = match admission {
+            RangedRead::Limited => Some(
+                self.0
+                    .ranged_downloads
+                    .clone()
+                    .try_acquire_owned()
+                    .map_err(|_| EngineError::Busy)?,
+            ),
+            RangedRead::Paced => None,
+        };
         let slot = self.stream_slot().await?;
         file.seek(std::io::SeekFrom::Start(start)).await?;
         let len = end - start + 1;
@@ -421,7 +438,7 @@ impl Node {
                 size,
                 partial,
             },
-            permit: Some(permit),
+            permit,
             slot,
         })
     }

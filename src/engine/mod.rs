@@ -25,7 +25,7 @@ mod webhooks;
 
 pub use consumer::Report;
 pub use css_receive::ReceptionScope;
-pub use data::{ContentRange, DataRange, DataStream, RangeRequest};
+pub use data::{ContentRange, DataRange, DataStream, RangeRequest, RangedRead};
 pub use data_files::{DataFile, DataFileError};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
 

@@ -9,7 +9,7 @@ use super::connection::{Connection, Incoming};
 use crate::auth::edge::NodeAddress;
 use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
-use crate::engine::{ContentRange, EngineError, Node, RangeRequest, ReceptionScope};
+use crate::engine::{ContentRange, EngineError, Node, RangeRequest, RangedRead, ReceptionScope};
 use crate::model::sync::{Action, Feedback, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectStatus};
 use bytes::Bytes;
@@ -484,8 +484,15 @@ impl CssMqtt {
             .filter(|c| *c > 0)
             .unwrap_or(u64::MAX);
         let range = RangeRequest::FromTo(start, start.saturating_add(chunk - 1));
-        let stream = match self.node.spi_data(node, &key, meta.instance_id, Some(range)).await {
+        let served = self
+            .node
+            .spi_data(node, &key, meta.instance_id, Some(range), RangedRead::Paced)
+            .await;
+        let stream = match served {
             Ok(stream) => stream,
+            // Code 5 tells the node the object is gone: only for what is gone (or replaced
+            // by another instance). After a passing failure the node asks again.
+            Err(e) if !matches!(e, EngineError::NotFound | EngineError::Conflict(_)) => return Err(e),
             Err(e) => {
                 tracing::debug!(%key, error = %e, "MQTT: a chunk cannot be served");
                 let mut feedback = Control::about("feedback", meta.clone());
