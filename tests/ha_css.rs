@@ -7,73 +7,19 @@
 
 mod common;
 
-use common::metrics::{parse, value, Sample};
+use common::cluster::{leads, scrape, two_instances, two_instances_with, LEADERSHIP_TIMEOUT};
 use common::postgres::PgCluster;
+use common::proxy::RoundRobin;
 use common::sync::{eventually, http_ess, listed, wait_for, wait_registered};
 use common::{NodeOptions, Role, TestNode, ADMIN, ORG};
 use serde_json::json;
-use std::path::Path;
 use std::time::Duration;
 
-/// `LeadershipTimeout` of the test instances, seconds: renewals every half second.
-const LEADERSHIP_TIMEOUT: u64 = 3;
 /// Longer than any wait below: an ESS only gets news earlier when its long poll is woken.
 const POLLING_INTERVAL: &str = "30";
 /// Well below the polling interval: news that arrives within this came through a wake-up.
 const WOKEN_DEADLINE: Duration = Duration::from_secs(10);
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A CSS instance on the database of `url` with `extra` settings; `root` shares another
-/// instance's persistence root (and so its data files).
-fn instance_with(url: &str, root: Option<&Path>, extra: Vec<(String, String)>) -> TestNode {
-    let mut options = NodeOptions::new(Role::Css);
-    options.storage = "postgres";
-    let timeout = LEADERSHIP_TIMEOUT.to_string();
-    let mut env = vec![
-        ("POSTGRES_URL", url.to_string()),
-        ("LEADERSHIP_TIMEOUT", timeout),
-        ("RESEND_INTERVAL", "1".to_string()),
-        ("OBJECT_ACTIVATION_INTERVAL", "1".to_string()),
-        ("STORAGE_MAINTENANCE_INTERVAL", "1".to_string()),
-        ("METRICS_ACCESS", "open".to_string()),
-    ];
-    if let Some(root) = root {
-        env.push(("PERSISTENCE_ROOT_PATH", root.display().to_string()));
-    }
-    options.env.extend(env.into_iter().map(|(k, v)| (k.to_string(), v)));
-    options.env.extend(extra);
-    TestNode::start(options)
-}
-
-/// Two instances sharing a new database of `cluster` and a persistence root; the first one
-/// started leads.
-async fn two_instances(cluster: &PgCluster) -> (TestNode, TestNode) {
-    two_instances_with(cluster, Vec::new()).await
-}
-
-/// [`two_instances`] with extra settings for both.
-async fn two_instances_with(cluster: &PgCluster, extra: Vec<(String, String)>) -> (TestNode, TestNode) {
-    let url = cluster.create_database().await;
-    let first = instance_with(&url, None, extra.clone());
-    wait_for("the first instance to lead", &[&first], DEADLINE, async || {
-        leads(&first).await == Some(true)
-    })
-    .await;
-    let second = instance_with(&url, Some(first.root()), extra);
-    (first, second)
-}
-
-/// The instance's metrics; `None` while it does not answer.
-async fn scrape(node: &TestNode) -> Option<Vec<Sample>> {
-    let response = node.api().get("/metrics").await;
-    (response.status == 200).then(|| parse(&response.text()))
-}
-
-/// The instance's `edge_sync_leader` metric; `None` while it does not answer.
-async fn leads(node: &TestNode) -> Option<bool> {
-    let samples = scrape(node).await?;
-    Some(value(&samples, "edge_sync_leader", &[])? == 1.0)
-}
 
 /// An ESS `edge`/`id` polling the instance on `port`, with long polls held for
 /// [`POLLING_INTERVAL`].
@@ -432,27 +378,6 @@ async fn mqtt_nodes_are_served_by_the_leader_and_then_by_its_successor() {
     assert_eq!(second.api().data(&on_cloud).await, b"from the edge");
 }
 
-/// A TCP balancer on a free port that hands each new connection to the next of `ports` in
-/// turn, as a load balancer without session affinity does; it runs until the test ends.
-async fn round_robin(ports: Vec<u16>) -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("address").port();
-    tokio::spawn(async move {
-        for turn in 0.. {
-            let Ok((mut client, _)) = listener.accept().await else {
-                return;
-            };
-            let backend = ports[turn % ports.len()];
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-        }
-    });
-    port
-}
-
 /// `/spi/v1` requests an instance answered, from its metrics.
 async fn node_requests_served(node: &TestNode) -> f64 {
     scrape(node)
@@ -471,8 +396,8 @@ async fn node_requests_served(node: &TestNode) -> f64 {
 async fn an_ess_behind_a_round_robin_balancer_is_served_by_both_instances() {
     let cluster = common::postgres::shared();
     let (first, second) = two_instances(cluster).await;
-    let balancer = round_robin(vec![first.port(), second.port()]).await;
-    let ess = ess_of(balancer, "node1");
+    let balancer = RoundRobin::start(vec![first.port(), second.port()]).await;
+    let ess = ess_of(balancer.port(), "node1");
     wait_registered(&first, &ess, "node1").await;
     for (i, css) in [&first, &second, &first, &second].into_iter().enumerate() {
         let id = format!("spread{i}");

@@ -4,11 +4,15 @@
 //! away (`..`, raw `%00`, odd headers), through a raw HTTP/1.1 exchange on a TCP socket.
 #![allow(dead_code)]
 
+pub mod app;
 pub mod broker;
 mod client;
+pub mod cluster;
 pub mod metrics;
 pub mod postgres;
+pub mod proxy;
 mod raw;
+pub mod sequence;
 pub mod sync;
 
 // Each test crate uses a different subset of the harness.
@@ -313,22 +317,12 @@ impl TestNode {
 
     /// Path of a type route (list, webhooks).
     pub fn type_path(&self, object_type: &str) -> String {
-        match self.role {
-            Role::Css => format!("/api/v1/objects/{ORG}/{object_type}"),
-            Role::Ess => format!("/api/v1/objects/{object_type}"),
-        }
+        type_path(self.role, object_type)
     }
 
     /// A client for this node, acting as [`ADMIN`] unless told otherwise.
     pub fn api(&self) -> Api {
-        Api {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .expect("client"),
-            base: self.base(),
-        }
+        api_at(self.port)
     }
 
     /// Sends raw bytes as one HTTP/1.1 request (a `Connection: close` is added) and reads
@@ -368,6 +362,27 @@ fn wait_for_text(log: &Arc<Mutex<String>>, needle: &str, timeout: Duration) -> S
             return text;
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Path of a type route (list, webhooks) on a node of `role`: with the org on the CSS.
+pub fn type_path(role: Role, object_type: &str) -> String {
+    match role {
+        Role::Css => format!("/api/v1/objects/{ORG}/{object_type}"),
+        Role::Ess => format!("/api/v1/objects/{object_type}"),
+    }
+}
+
+/// A client for whatever answers on the loopback `port` (a node, or a front door to nodes),
+/// acting as [`ADMIN`] unless told otherwise.
+pub fn api_at(port: u16) -> Api {
+    Api {
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("client"),
+        base: format!("http://127.0.0.1:{port}"),
     }
 }
 

@@ -1,0 +1,67 @@
+//! The original's end-to-end update sequence (`common::sequence`) between one CSS and one
+//! ESS, as its client test suite runs it: from the CSS to the ESS for each way of addressing
+//! a node, and from the ESS to the CSS; each on HTTP and on MQTT. Applications on the
+//! receiving side poll as the original's SDKs do and must see exactly what the original's
+//! see.
+
+mod common;
+
+use common::sequence::{run, Addressing, Receiver, Sender};
+use common::sync::{wait_registered, Net, Transport};
+use common::TestNode;
+
+/// Timers at their shortest, as the original's suite sets them.
+const FAST_TIMERS: [(&str, &str); 4] = [
+    ("STORAGE_MAINTENANCE_INTERVAL", "1"),
+    ("OBJECT_ACTIVATION_INTERVAL", "1"),
+    ("RESEND_INTERVAL", "1"),
+    ("HTTP_POLLING_INTERVAL", "1"),
+];
+
+/// A CSS and one ESS (`edge`/`node1`, on the store `ess_storage`) on `net`, registered.
+async fn pair(net: &Net, ess_storage: &'static str) -> (TestNode, TestNode) {
+    let css = net.css(&FAST_TIMERS);
+    let mut options = net.ess_options(&css, &FAST_TIMERS);
+    options.storage = ess_storage;
+    let ess = TestNode::start(options);
+    wait_registered(&css, &ess, "node1").await;
+    (css, ess)
+}
+
+async fn to_the_ess(transport: Transport, addressing: Addressing, ess_storage: &'static str) {
+    let net = Net::new(transport);
+    let (css, ess) = pair(&net, ess_storage).await;
+    let receivers = [Receiver::start(&ess, "node1")];
+    run(&Sender::of(&css), &receivers, addressing, &[&css, &ess]).await;
+}
+
+async fn addressed_to_the_node(transport: Transport) {
+    to_the_ess(transport, Addressing::Node, "bolt").await;
+}
+
+async fn addressed_to_the_node_with_an_unpersisted_edge_store(transport: Transport) {
+    to_the_ess(transport, Addressing::Node, "inmemory").await;
+}
+
+async fn addressed_to_the_destination_type(transport: Transport) {
+    to_the_ess(transport, Addressing::Type, "bolt").await;
+}
+
+async fn addressed_by_a_destinations_list(transport: Transport) {
+    to_the_ess(transport, Addressing::List, "bolt").await;
+}
+
+async fn from_the_ess_to_the_css(transport: Transport) {
+    let net = Net::new(transport);
+    let (css, ess) = pair(&net, "bolt").await;
+    let receivers = [Receiver::start(&css, "cloud")];
+    run(&Sender::of(&ess), &receivers, Addressing::ToCss, &[&css, &ess]).await;
+}
+
+on_both_transports!(
+    addressed_to_the_node,
+    addressed_to_the_node_with_an_unpersisted_edge_store,
+    addressed_to_the_destination_type,
+    addressed_by_a_destinations_list,
+    from_the_ess_to_the_css,
+);

@@ -1,0 +1,123 @@
+//! TCP front doors for nodes: a round-robin balancer over several CSS instances, and a gate
+//! that keeps a node unreachable until a test opens it. Both run on a free loopback port
+//! until they are dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A listener task that stops when its owner is dropped.
+struct Front {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Front {
+    async fn start<F, Fut>(mut serve: F) -> Self
+    where
+        F: FnMut(TcpStream, u64) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            for turn in 0.. {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(client, turn));
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Relays `client` to the node on `port` until either side closes.
+async fn relay(mut client: TcpStream, port: u16) {
+    if let Ok(mut server) = TcpStream::connect(("127.0.0.1", port)).await {
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    }
+}
+
+/// Hands each new connection to the next of several ports in turn, as a load balancer
+/// without session affinity does.
+pub struct RoundRobin(Front);
+
+impl RoundRobin {
+    pub async fn start(ports: Vec<u16>) -> Self {
+        Self(Front::start(move |client, turn| relay(client, ports[turn as usize % ports.len()])).await)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.0.port
+    }
+}
+
+/// What a closed [`Gate`] does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Answers `502 Bad Gateway`, as a reverse proxy whose backend is unreachable does.
+    BadGateway,
+    /// Closes it at once, as a broker that cannot be reached.
+    Dropped,
+}
+
+/// A front door to one node, closed until [`Gate::open`]; connections made while it is
+/// closed are refused as `closed` says, later ones are relayed.
+pub struct Gate {
+    front: Front,
+    open: Arc<AtomicBool>,
+}
+
+impl Gate {
+    pub async fn start(port: u16, closed: Closed) -> Self {
+        let open = Arc::new(AtomicBool::new(false));
+        let is_open = open.clone();
+        let front = Front::start(move |mut client, _| {
+            let is_open = is_open.load(Ordering::SeqCst);
+            async move {
+                if is_open {
+                    return relay(client, port).await;
+                }
+                if closed == Closed::BadGateway && read_request_head(&mut client).await {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .await;
+                }
+                let _ = client.shutdown().await;
+            }
+        })
+        .await;
+        Self { front, open }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.front.port
+    }
+
+    /// Lets the next connections through.
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Reads a request's head (up to its blank line), so that the answer comes after the request
+/// as clients expect; false when the client went away first.
+async fn read_request_head(client: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+        match client.read(&mut buffer).await {
+            Ok(0) | Err(_) => return false,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    true
+}
