@@ -58,8 +58,10 @@ USER 65532:65532
 # Everything the node keeps (database, object data, the ESS's generated certificate).
 # Configuration comes from environment variables (NODE_TYPE, ORG_ID, ...), or from a file
 # mounted at the default path /etc/edge-sync-service/sync.conf, which the health check
-# reads too.
-ENV PERSISTENCE_ROOT_PATH=/var/edge-sync-service
+# reads too. Logs go to the container log (stdout); LOG_TRACE_DESTINATION=file would write
+# them under /var/edge-sync-service/log and /var/edge-sync-service/trace instead.
+ENV PERSISTENCE_ROOT_PATH=/var/edge-sync-service \
+    LOG_TRACE_DESTINATION=stdout
 VOLUME /var/edge-sync-service
 # UnsecureListeningPort (HTTP, the CSS's default) and SecureListeningPort (HTTPS, the ESS's).
 EXPOSE 8080 8443

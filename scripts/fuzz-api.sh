@@ -56,7 +56,7 @@ start_node() {
   mkdir -p "$root/sync"
   echo '{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}' >"$root/sync/dummy-auth.json"
   env -i PATH="$PATH" LISTENING_TYPE=unsecure LISTENING_ADDRESS=127.0.0.1 UNSECURE_LISTENING_PORT="$port" \
-    PERSISTENCE_ROOT_PATH="$root" COMMUNICATION_PROTOCOL=http LOG_LEVEL=INFO NO_COLOR=1 "$@" \
+    PERSISTENCE_ROOT_PATH="$root" COMMUNICATION_PROTOCOL=http LOG_LEVEL=INFO LOG_TRACE_DESTINATION=stdout NO_COLOR=1 "$@" \
     "$binary" -c "$root/absent-sync.conf" >"$work/$name.log" 2>&1 &
   pids+=($!)
 }

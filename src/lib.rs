@@ -12,6 +12,7 @@
 //! - [`server`]: listeners and graceful shutdown.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
+//! - [`logging`]: log and trace destinations, levels, files and rotation (`LogTraceDestination`).
 //! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings;
 //!   client-side trust for the ESS → CSS and MQTT broker connections.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod healthcheck;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod mqtt;

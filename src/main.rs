@@ -3,8 +3,8 @@
 //! describes and exits 0 (healthy) or 1.
 
 use clap::Parser;
-use edge_sync_service::config::{Config, LogFormat};
-use edge_sync_service::{run, RunOutcome};
+use edge_sync_service::config::Config;
+use edge_sync_service::{logging, run, RunOutcome};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,13 @@ fn main() {
     if args.healthcheck {
         std::process::exit(healthcheck(&config));
     }
-    init_logging(&config.log_level, config.log_format);
+    let logging = match logging::init(&config) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(logging::LoggingError::EXIT_CODE);
+        }
+    };
     if config.config_file_missing {
         tracing::warn!(file = %args.config.display(), "configuration file not found; using environment and defaults");
     }
@@ -46,6 +52,7 @@ fn main() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Failed to start the async runtime. Error: {e}");
+            drop(logging);
             std::process::exit(98);
         }
     };
@@ -68,6 +75,8 @@ fn main() {
             }
         }
     });
+    // `exit` runs no destructors: write out the lines the file writers still hold first.
+    drop(logging);
     std::process::exit(code);
 }
 
@@ -111,36 +120,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     }
     tracing::info!("stop signal received");
     shutdown.cancel();
-}
-
-/// Maps the original's LogLevel names onto tracing levels; `LogFormat` picks human-readable
-/// lines or one JSON object per line (event fields flattened next to `level` and `message`,
-/// with the fields of the enclosing request or transfer span under `span`).
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = match level.to_ascii_uppercase().as_str() {
-        "NONE" => "off",
-        "STATUS" | "FATAL" | "ERROR" => "error",
-        "WARNING" => "warn",
-        "DEBUG" => "debug",
-        "TRACE" | "XTRACE" => "trace",
-        _ => "info",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    match format {
-        LogFormat::Text => {
-            let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            builder.with_ansi(colours).init();
-        }
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .init(),
-    }
 }

@@ -150,6 +150,7 @@ fn ess_serves_the_api_over_a_unix_socket() {
             ("COMMUNICATION_PROTOCOL", "http"),
             ("HTTP_CSS_HOST", "127.0.0.1"),
             ("HTTP_CSS_PORT", "9"),
+            ("LOG_TRACE_DESTINATION", "stdout"),
         ])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -95,6 +95,7 @@ fn probe_unix_socket_node(listening_type: &str) {
         ("LISTENING_TYPE", listening_type),
         ("LISTENING_ADDRESS", "run/ess.sock"),
         ("PERSISTENCE_ROOT_PATH", root.as_str()),
+        ("LOG_TRACE_DESTINATION", "stdout"),
         ("NO_COLOR", "1"),
     ]
     .into_iter()

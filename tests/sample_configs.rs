@@ -61,6 +61,8 @@ async fn start(
     fs::create_dir_all(root.join("sync")).unwrap();
     fs::write(root.join("sync/preset-auth.json"), preset.to_string()).unwrap();
     let log = root.join("node.log");
+    // The samples log to stdout; start-up errors go to stderr.
+    let output = fs::File::create(&log).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_edge-sync-service"))
         .arg("-c")
         .arg(sample(config))
@@ -69,8 +71,8 @@ async fn start(
         .env("NO_COLOR", "1")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
+        .stdout(output.try_clone().unwrap())
+        .stderr(output)
         .spawn()
         .expect("spawn the service");
     let mut node = Node { child, log };

@@ -68,10 +68,14 @@ fn command(root: &Path, log: &Path, env: &[(&str, String)]) -> Command {
         .env("HTTP_CSS_PORT", "9")
         .env("LISTENING_ADDRESS", "127.0.0.1")
         .env("PERSISTENCE_ROOT_PATH", root)
+        .env("LOG_TRACE_DESTINATION", "stdout")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(fs::File::create(log.with_extension("out")).unwrap()))
-        .stderr(Stdio::from(fs::File::create(log).unwrap()));
+        .stdin(Stdio::null());
+    // The log lines (stdout) and the start-up errors (stderr), in one file in order.
+    let output = fs::File::create(log).unwrap();
+    command
+        .stdout(Stdio::from(output.try_clone().unwrap()))
+        .stderr(Stdio::from(output));
     command
 }
 

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use super::file::FileProps;
 use super::source::{Key, Sources};
-use super::types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind};
+use super::types::{
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind,
+};
 use super::{Config, ConfigError};
 
 /// Default extensions for certificate and CA paths (§4.7).
@@ -26,6 +28,7 @@ pub(super) struct Choices {
     pub(super) persistence_root_path: String,
     pub(super) storage_provider: String,
     pub(super) objects_data_path: String,
+    pub(super) log_trace_destination: String,
     pub(super) log_format: String,
     pub(super) metrics_access: String,
 }
@@ -49,6 +52,7 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
         ),
         storage_provider: s.string(Key::new("StorageProvider", "STORAGE_PROVIDER"), ""),
         objects_data_path: s.string(Key::new("ObjectsDataPath", "OBJECTS_DATA_PATH"), ""),
+        log_trace_destination: s.string(Key::new("LogTraceDestination", "LOG_TRACE_DESTINATION"), "file"),
         log_format: s.string(Key::new("LogFormat", "LOG_FORMAT"), "text"),
         metrics_access: s.string(Key::new("MetricsAccess", "METRICS_ACCESS"), "admin"),
     };
@@ -215,7 +219,7 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
 
         log_level: s.string(Key::new("LogLevel", "LOG_LEVEL"), "INFO"),
         trace_level: s.string(Key::new("TraceLevel", "TRACE_LEVEL"), "INFO"),
-        log_trace_destination: s.string(Key::new("LogTraceDestination", "LOG_TRACE_DESTINATION"), "file"),
+        log_trace_destination: LogDestinations::default(),
         log_root_path: PathBuf::from(s.string(Key::new("LogRootPath", "LOG_ROOT_PATH"), "/var/edge-sync-service/log")),
         log_file_name: s.string(Key::new("LogFileName", "LOG_FILE_NAME"), "sync-service"),
         trace_root_path: PathBuf::from(s.string(

@@ -22,7 +22,9 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
-pub use types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind};
+pub use types::{
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind,
+};
 
 /// Why the configuration could not be used. The message is meant to be shown as is.
 #[derive(Debug, thiserror::Error)]
@@ -237,8 +239,8 @@ pub struct Config {
     pub log_level: String,
     /// `TraceLevel` as given.
     pub trace_level: String,
-    /// `LogTraceDestination` as given (comma-separated).
-    pub log_trace_destination: String,
+    /// `LogTraceDestination`: the recognised items of the comma-separated list.
+    pub log_trace_destination: LogDestinations,
     /// `LogRootPath`.
     pub log_root_path: PathBuf,
     /// `LogFileName`.
@@ -247,9 +249,9 @@ pub struct Config {
     pub trace_root_path: PathBuf,
     /// `TraceFileName`.
     pub trace_file_name: String,
-    /// `LogTraceFileSizeKB`, KiB.
+    /// `LogTraceFileSizeKB`, KiB (> 0 when logging to files).
     pub log_trace_file_size_kb: i64,
-    /// `MaxCompressedlLogTraceFilesNumber` (sic in the key), files.
+    /// `MaxCompressedlLogTraceFilesNumber` (sic in the key), files (≥ 0 when logging to files).
     pub max_compressed_log_trace_files_number: i64,
     /// `LogTraceMaintenanceInterval`, seconds (> 0).
     pub log_trace_maintenance_interval: i16,

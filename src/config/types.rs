@@ -1,6 +1,6 @@
 //! The closed value sets of the configuration (node type, listening mode, protocol,
-//! store, MQTT parallel mode, log format, metrics access) and the `Secret` wrapper that keeps passwords and private
-//! keys out of `Debug` output. Parsing of the raw strings into these types is done by
+//! store, MQTT parallel mode, log destinations, log format, metrics access) and the `Secret`
+//! wrapper that keeps passwords and private keys out of `Debug` output. Parsing of the raw strings into these types is done by
 //! `validate`; this file only defines them.
 
 use std::fmt;
@@ -141,7 +141,30 @@ pub enum StorageKind {
     Postgres,
 }
 
-/// How log lines are written to stderr (`LogFormat`, an extension of this implementation).
+/// Where the log and the trace go (`LogTraceDestination`, spec config.md §4.8): any
+/// non-empty combination of the four destinations the original knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogDestinations {
+    /// `file`: `{LogRootPath}/{LogFileName}.log` and `{TraceRootPath}/{TraceFileName}.log`,
+    /// rotated by size.
+    pub file: bool,
+    /// `stdout`: standard output.
+    pub stdout: bool,
+    /// `syslog`: the local syslog socket, tagged with `LogFileName`.
+    pub syslog: bool,
+    /// `glog`: the original's Google-logging destination; standard error here.
+    pub glog: bool,
+}
+
+impl LogDestinations {
+    /// True when no destination is chosen (the original refuses to start then).
+    pub fn is_empty(self) -> bool {
+        !(self.file || self.stdout || self.syslog || self.glog)
+    }
+}
+
+/// How log lines are written (`LogFormat`, an extension of this implementation); syslog
+/// always gets text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     /// Human-readable lines (`text`, the default).

@@ -1,7 +1,8 @@
 //! Validation and derived values, in the order of spec config.md §5 (every failure is
-//! `ConfigError::Invalid`, exit 98), followed by our additional checks (non-positive
-//! periods). Works on a freshly read `Config` plus the raw [`Choices`] text; no I/O
-//! except asking for the working directory when a relative path needs it.
+//! `ConfigError::Invalid`, exit 98), followed by the log destinations (checked by the
+//! original when it opens its log, also exit 98) and our additional checks (non-positive
+//! periods, log file limits). Works on a freshly read `Config` plus the raw [`Choices`]
+//! text; no I/O except asking for the working directory when a relative path needs it.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use super::load::Choices;
 use super::paths;
 use super::protocol::{validate_broker, ProtocolKinds};
-use super::types::{ListeningType, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, StorageKind};
+use super::types::{
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, StorageKind,
+};
 use super::{Config, ConfigError};
 use crate::model::names::is_valid_name;
 
@@ -140,13 +143,15 @@ pub(super) fn validate(
         config.verify_queue_buffer_size = 500;
     }
 
-    // Our extensions.
+    // Start-up step 6 of the original (opening the log), then our extensions.
+    config.log_trace_destination = parse_log_destinations(&choices.log_trace_destination)?;
     config.log_format = parse_log_format(&choices.log_format)?;
     config.metrics_access = parse_metrics_access(&choices.metrics_access)?;
 
     // Step 21, then our own checks.
     check_paths(config, kinds)?;
-    check_positive_periods(config)
+    check_positive_periods(config)?;
+    check_log_file_limits(config)
 }
 
 fn parse_node_type(value: &str) -> Result<NodeType, ConfigError> {
@@ -220,6 +225,27 @@ fn validate_listening(config: &mut Config, choices: &Choices) -> Result<(), Conf
         config.unix_socket_file_permissions = mode;
     }
     Ok(())
+}
+
+/// `LogTraceDestination`: comma-separated `file`, `stdout`, `syslog`, `glog`, any case;
+/// unknown items are ignored as in the original, but at least one must be known.
+fn parse_log_destinations(value: &str) -> Result<LogDestinations, ConfigError> {
+    let mut destinations = LogDestinations::default();
+    for item in value.split(',').map(str::trim) {
+        match item.to_lowercase().as_str() {
+            "file" => destinations.file = true,
+            "stdout" => destinations.stdout = true,
+            "syslog" => destinations.syslog = true,
+            "glog" => destinations.glog = true,
+            _ => {}
+        }
+    }
+    if destinations.is_empty() {
+        return Err(invalid(format!(
+            "Invalid log/trace destinations list: LogTraceDestination '{value}' names none of file, stdout, syslog, glog (comma-separated)"
+        )));
+    }
+    Ok(destinations)
 }
 
 /// `LogFormat`: `text` or `json`, any case.
@@ -370,4 +396,26 @@ fn check_positive_periods(config: &Config) -> Result<(), ConfigError> {
         Some((name, value)) => Err(invalid(format!("{name} must be greater than zero (got {value})"))),
         None => Ok(()),
     }
+}
+
+/// Log files need a positive rotation size and a non-negative number of kept files; the
+/// original would rotate at every check or keep nothing useful. Without file logging the
+/// values are unused and not checked, as in the original.
+fn check_log_file_limits(config: &Config) -> Result<(), ConfigError> {
+    if !config.log_trace_destination.file {
+        return Ok(());
+    }
+    if config.log_trace_file_size_kb <= 0 {
+        return Err(invalid(format!(
+            "LogTraceFileSizeKB must be greater than zero (got {})",
+            config.log_trace_file_size_kb
+        )));
+    }
+    if config.max_compressed_log_trace_files_number < 0 {
+        return Err(invalid(format!(
+            "MaxCompressedlLogTraceFilesNumber must be zero or more (got {})",
+            config.max_compressed_log_trace_files_number
+        )));
+    }
+    Ok(())
 }

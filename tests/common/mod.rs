@@ -150,6 +150,8 @@ impl TestNode {
             ("STORAGE_PROVIDER", self.options.storage.to_string()),
             ("COMMUNICATION_PROTOCOL", "http".to_string()),
             ("LOG_LEVEL", "INFO".to_string()),
+            // The original's default is files under /var; tests read the log from stdout.
+            ("LOG_TRACE_DESTINATION", "stdout".to_string()),
             ("NO_COLOR", "1".to_string()),
         ]
         .into_iter()
@@ -185,20 +187,13 @@ impl TestNode {
             .env_clear()
             .envs(self.environment())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the service");
-        let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        collect_lines(child.stdout.take().expect("stdout"), &log);
+        collect_lines(child.stderr.take().expect("stderr"), &log);
         self.log = log;
         self.child = Some(child);
         let deadline = Instant::now() + START_DEADLINE;
@@ -304,7 +299,7 @@ impl TestNode {
         }
     }
 
-    /// What the process wrote on stderr so far.
+    /// What the process wrote on stdout and stderr so far, line by line.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -386,6 +381,18 @@ pub fn api_at(port: u16) -> Api {
     }
 }
 
+/// Appends the lines `output` carries to `log`, on a thread of its own, until it closes.
+fn collect_lines(output: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -400,12 +407,16 @@ pub fn basic(user: &str) -> String {
     )
 }
 
-/// Runs the binary to completion with exactly `env` and `args`; returns its exit status
-/// and stderr. Killed if it runs longer than `timeout`.
+/// Runs the binary to completion with exactly `env` and `args` (plus logging to stdout
+/// unless `env` chooses a `LOG_TRACE_DESTINATION`); returns its exit status and its stderr
+/// followed by its stdout. Killed if it runs longer than `timeout`.
 pub fn run_to_exit(env: &[(&str, &str)], args: &[&str], timeout: Duration) -> (ExitStatus, String) {
+    let chooses_destination = env.iter().any(|(name, _)| *name == "LOG_TRACE_DESTINATION");
+    let console = (!chooses_destination).then_some(("LOG_TRACE_DESTINATION", "stdout"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_edge-sync-service"))
         .args(args)
         .env_clear()
+        .envs(console)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

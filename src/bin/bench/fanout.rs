@@ -721,9 +721,14 @@ impl EssFleet {
                 .env("PERSISTENCE_ROOT_PATH", &persist)
                 .env("HTTP_POLLING_INTERVAL", "10")
                 .env("LOG_LEVEL", "WARNING")
+                .env("LOG_TRACE_DESTINATION", "stdout")
                 .env_remove("RUST_LOG")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(
+                    log_file
+                        .try_clone()
+                        .map_err(|e| format!("cannot share {}: {e}", log.display()))?,
+                )
                 .stderr(log_file)
                 .spawn()
                 .map_err(|e| format!("cannot start ESS {id} ({}): {e}", binary.display()))?;

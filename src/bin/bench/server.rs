@@ -77,10 +77,15 @@ impl Server {
             .env("STORAGE_PROVIDER", "bolt")
             .env("COMMUNICATION_PROTOCOL", "http")
             .env("LOG_LEVEL", "WARNING")
+            .env("LOG_TRACE_DESTINATION", "stdout")
             .env_remove("RUST_LOG")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(
+                log_file
+                    .try_clone()
+                    .map_err(|e| format!("cannot share {}: {e}", log.display()))?,
+            )
             .stderr(log_file)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;

@@ -1,0 +1,91 @@
+//! The original's level names (`LogLevel`, `TraceLevel`) mapped onto tracing's levels, and
+//! the per-stream filter, which `RUST_LOG` replaces when set.
+
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+
+/// The tracing level of one of the original's level names (any case); `None` when the name
+/// is unknown. STATUS and FATAL have no tracing level of their own and count as errors.
+fn level_filter(name: &str) -> Option<LevelFilter> {
+    match name.to_ascii_uppercase().as_str() {
+        "NONE" => Some(LevelFilter::OFF),
+        "STATUS" | "FATAL" | "ERROR" => Some(LevelFilter::ERROR),
+        "WARNING" => Some(LevelFilter::WARN),
+        "INFO" => Some(LevelFilter::INFO),
+        "DEBUG" => Some(LevelFilter::DEBUG),
+        "TRACE" | "XTRACE" => Some(LevelFilter::TRACE),
+        _ => None,
+    }
+}
+
+/// Like [`level_filter`], with the original's fallback: an unknown name means INFO, said
+/// once on stderr (stdout may be carrying JSON log lines).
+pub(super) fn level_or_info(key: &str, name: &str) -> LevelFilter {
+    level_filter(name).unwrap_or_else(|| {
+        eprintln!("Invalid log level {name} specified for {key}. Using INFO instead");
+        LevelFilter::INFO
+    })
+}
+
+/// The filter of one stream: `level`, unless `rust_log` (the `RUST_LOG` variable) holds a
+/// valid, non-empty filter, which then applies to every stream as it did before.
+pub(super) fn stream_filter(level: LevelFilter, rust_log: Option<&str>) -> EnvFilter {
+    rust_log
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| EnvFilter::default().add_directive(level.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn original_names_map_onto_tracing_levels() {
+        let cases = [
+            ("NONE", LevelFilter::OFF),
+            ("status", LevelFilter::ERROR),
+            ("Fatal", LevelFilter::ERROR),
+            ("ERROR", LevelFilter::ERROR),
+            ("warning", LevelFilter::WARN),
+            ("INFO", LevelFilter::INFO),
+            ("debug", LevelFilter::DEBUG),
+            ("TRACE", LevelFilter::TRACE),
+            ("xtrace", LevelFilter::TRACE),
+        ];
+        for (name, level) in cases {
+            assert_eq!(level_filter(name), Some(level), "{name}");
+        }
+        assert_eq!(level_filter("WARN"), None);
+        assert_eq!(level_filter(""), None);
+    }
+
+    #[test]
+    fn unknown_names_fall_back_to_info() {
+        assert_eq!(level_or_info("LogLevel", "verbose"), LevelFilter::INFO);
+        assert_eq!(level_or_info("TraceLevel", "DEBUG"), LevelFilter::DEBUG);
+    }
+
+    #[test]
+    fn rust_log_replaces_the_level_when_it_is_usable() {
+        assert_eq!(
+            stream_filter(LevelFilter::WARN, None).max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+        assert_eq!(
+            stream_filter(LevelFilter::OFF, None).max_level_hint(),
+            Some(LevelFilter::OFF)
+        );
+        assert_eq!(
+            stream_filter(LevelFilter::WARN, Some("debug")).max_level_hint(),
+            Some(LevelFilter::DEBUG)
+        );
+        assert_eq!(
+            stream_filter(LevelFilter::WARN, Some(" ")).max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+        assert_eq!(
+            stream_filter(LevelFilter::WARN, Some("=[bogus")).max_level_hint(),
+            Some(LevelFilter::WARN)
+        );
+    }
+}

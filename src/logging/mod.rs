@@ -1,0 +1,128 @@
+//! Log and trace output as the original's logging keys ask (spec config.md §4.8): which
+//! destinations (`LogTraceDestination`), at which levels (`LogLevel` for the log,
+//! `TraceLevel` for the trace), in which files, and in which format (`LogFormat`, ours).
+//!
+//! Every event goes through `tracing`; the two streams are two level filters:
+//! - `file`: the log file gets the events at `LogLevel`, the trace file those at
+//!   `TraceLevel` (see `files`; one file at the more verbose level when both are one).
+//! - `stdout`, `glog` (standard error here: no Google-logging library) and `syslog`: one
+//!   stream each, at the more verbose of the two levels, so that no line comes twice.
+//!
+//! `RUST_LOG`, when set, replaces the level of every stream. Text lines start with the
+//! original's prefixes (`CSS: ` for the log, `* CSS: ` for the trace); `LogFormat json`
+//! writes JSON lines to every destination but syslog.
+
+mod files;
+mod format;
+mod levels;
+mod syslog;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::config::{Config, LogFormat};
+use format::{BoxedLayer, PrefixedTime, Stream};
+
+/// Why the log or the trace could not be set up: the message names the stream, the path and
+/// the key. Start-up ends with exit status [`LoggingError::EXIT_CODE`].
+#[derive(Debug, thiserror::Error)]
+#[error("Failed to initialize the {stream}. Error: {detail}")]
+pub struct LoggingError {
+    stream: &'static str,
+    detail: String,
+}
+
+impl LoggingError {
+    /// The original's exit status when its log cannot be opened.
+    pub const EXIT_CODE: i32 = 98;
+
+    fn new(stream: &'static str, detail: String) -> LoggingError {
+        LoggingError { stream, detail }
+    }
+}
+
+/// Keeps the file writers' threads; dropping it writes out the lines they still hold.
+/// `std::process::exit` runs no destructors, so drop it before calling that.
+#[must_use = "dropping the guard stops file logging"]
+pub struct LoggingGuard {
+    _file_writers: Vec<WorkerGuard>,
+}
+
+/// Installs the global `tracing` subscriber for `config`. Call once, before the first event.
+pub fn init(config: &Config) -> Result<LoggingGuard, LoggingError> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let rust_log = rust_log.as_deref();
+    let destinations = config.log_trace_destination;
+    let format = config.log_format;
+    let log_level = levels::level_or_info("LogLevel", &config.log_level);
+    let trace_level = levels::level_or_info("TraceLevel", &config.trace_level);
+    let console_level = log_level.max(trace_level);
+    let log_prefix = Stream::Log.prefix(config.node_type);
+
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    let mut file_writers = Vec::new();
+    if destinations.file {
+        for file in files::open(config, log_level, trace_level)? {
+            let timer = PrefixedTime::with_clock(file.target.stream.prefix(config.node_type));
+            let filter = levels::stream_filter(file.target.level, rust_log);
+            layers.push(format::layer(file.writer, format, false, timer, filter));
+            file_writers.push(file.guard);
+        }
+    }
+    if destinations.stdout {
+        let ansi = colours(std::io::stdout().is_terminal());
+        let timer = PrefixedTime::with_clock(log_prefix.clone());
+        let filter = levels::stream_filter(console_level, rust_log);
+        layers.push(format::layer(std::io::stdout, format, ansi, timer, filter));
+    }
+    if destinations.glog {
+        let ansi = colours(std::io::stderr().is_terminal());
+        let timer = PrefixedTime::with_clock(log_prefix.clone());
+        let filter = levels::stream_filter(console_level, rust_log);
+        layers.push(format::layer(std::io::stderr, format, ansi, timer, filter));
+    }
+    if destinations.syslog {
+        if let Some(layer) = syslog_layer(config, console_level, rust_log) {
+            layers.push(layer);
+        }
+    }
+
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
+        .map_err(|e| LoggingError::new("log", format!("a logger is already installed: {e}")))?;
+    Ok(LoggingGuard {
+        _file_writers: file_writers,
+    })
+}
+
+/// Colours for a terminal, unless `NO_COLOR` asks for none (no-color.org).
+fn colours(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
+/// The syslog layer (always text, no colours, the daemon adds the time); `None`, after a
+/// warning on stderr, when no syslog daemon listens: the node runs on without it rather
+/// than not at all.
+fn syslog_layer(config: &Config, level: LevelFilter, rust_log: Option<&str>) -> Option<BoxedLayer> {
+    let socket = Path::new(syslog::SYSTEM_SOCKET);
+    match syslog::SyslogWriter::connect(socket, &config.log_file_name) {
+        Ok(writer) => {
+            let timer = PrefixedTime::without_clock(Stream::Log.prefix(config.node_type));
+            let filter = levels::stream_filter(level, rust_log);
+            Some(format::layer(writer, LogFormat::Text, false, timer, filter))
+        }
+        Err(e) => {
+            eprintln!(
+                "Warning: LogTraceDestination syslog: cannot reach the syslog socket {} ({e}); going on without syslog",
+                socket.display()
+            );
+            None
+        }
+    }
+}
