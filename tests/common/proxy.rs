@@ -2,7 +2,7 @@
 //! that keeps a node unreachable until a test opens it. Both run on a free loopback port
 //! until they are dropped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -74,14 +74,19 @@ pub enum Closed {
 pub struct Gate {
     front: Front,
     open: Arc<AtomicBool>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Gate {
     pub async fn start(port: u16, closed: Closed) -> Self {
         let open = Arc::new(AtomicBool::new(false));
-        let is_open = open.clone();
+        let refused = Arc::new(AtomicU64::new(0));
+        let (is_open, refusals) = (open.clone(), refused.clone());
         let front = Front::start(move |mut client, _| {
             let is_open = is_open.load(Ordering::SeqCst);
+            if !is_open {
+                refusals.fetch_add(1, Ordering::SeqCst);
+            }
             async move {
                 if is_open {
                     return relay(client, port).await;
@@ -95,11 +100,16 @@ impl Gate {
             }
         })
         .await;
-        Self { front, open }
+        Self { front, open, refused }
     }
 
     pub fn port(&self) -> u16 {
         self.front.port
+    }
+
+    /// Connections refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// Lets the next connections through.

@@ -6,6 +6,7 @@
 //! Afterwards the sender's view of each node's objects must match what the applications did.
 
 use super::app::{ReceivingApp, Seen};
+use super::proxy::Gate;
 use super::sync::eventually;
 use super::{Api, Role, TestNode, ORG};
 use serde_json::{json, Value};
@@ -96,6 +97,15 @@ pub const STEPS: [Step; 17] = [
     meta_only(step("u10", Op::Update, false)),
     no_data(step("u11", Op::Update, false)),
     step("u12", Op::Expire, false),
+];
+
+/// The objects of the original's blocked-registration test: created while the receiving
+/// node cannot reach the CSS, with and without data, consumed or only received.
+pub const WHILE_UNREACHABLE: [Step; 4] = [
+    step("r1", Op::Update, true),
+    step("r2", Op::Update, false),
+    no_data(step("r3", Op::Update, true)),
+    no_data(step("r4", Op::Update, false)),
 ];
 
 /// The data of an object: the same for every instance, so a `metaOnly` update keeps it.
@@ -233,8 +243,45 @@ pub async fn run(sender: &Sender, receivers: &[Receiver<'_>], addressing: Addres
     }
     if addressing != Addressing::ToCss {
         for receiver in receivers {
-            check_delivery_statuses(sender, receiver, addressing, nodes).await;
+            check_delivery_statuses(sender, receiver, addressing, &STEPS, nodes).await;
         }
+    }
+}
+
+/// Creates [`WHILE_UNREACHABLE`]'s objects while the receiving node cannot reach the CSS
+/// through `gate`: its application sees none of them while the node keeps trying, then all
+/// of them once the gate opens, and the CSS reports them as the application left them.
+pub async fn run_while_unreachable(
+    sender: &Sender,
+    receiver: &Receiver<'_>,
+    addressing: Addressing,
+    gate: &Gate,
+    nodes: &[&TestNode],
+) {
+    for step in WHILE_UNREACHABLE.iter().filter(|s| !s.consume) {
+        receiver.app.only_receive(step.id);
+    }
+    for step in &WHILE_UNREACHABLE {
+        assert!(perform(sender, std::slice::from_ref(receiver), addressing, step).await);
+    }
+    let refused = gate.refused();
+    super::sync::wait_for("the node to try the CSS again", nodes, STEP_DEADLINE, async || {
+        gate.refused() >= refused + 2
+    })
+    .await;
+    receiver.app.wait_polls(2, nodes, STEP_DEADLINE).await;
+    assert_eq!(
+        receiver.app.seen(),
+        Vec::new(),
+        "nothing arrives while the CSS is unreachable"
+    );
+    gate.open();
+    for step in &WHILE_UNREACHABLE {
+        let seen = wait_for_new(receiver, step.id, false, 0, nodes).await;
+        check_seen(0, step, &seen);
+    }
+    if addressing != Addressing::ToCss {
+        check_delivery_statuses(sender, receiver, addressing, &WHILE_UNREACHABLE, nodes).await;
     }
 }
 
@@ -376,9 +423,15 @@ async fn settle(
 
 /// The statuses the CSS reports for the objects of one node: `consumed` or `delivered` as
 /// its application did, and nothing for deleted or expired objects.
-async fn check_delivery_statuses(css: &Sender, receiver: &Receiver<'_>, addressing: Addressing, nodes: &[&TestNode]) {
+async fn check_delivery_statuses(
+    css: &Sender,
+    receiver: &Receiver<'_>,
+    addressing: Addressing,
+    steps: &[Step],
+    nodes: &[&TestNode],
+) {
     let mut expected = BTreeMap::new();
-    for step in STEPS.iter() {
+    for step in steps {
         let id = receiver.object_id(step.id, addressing);
         match step.op {
             Op::Delete | Op::Expire => {
