@@ -39,11 +39,26 @@ impl Node {
     /// Starts a CSS with its persistence root and output files in `dir`, `env` added last,
     /// and waits until it answers its health route.
     fn start(dir: &Path, env: &[(&str, &str)]) -> Node {
+        let stdout = dir.join("stdout.txt");
+        let stderr = dir.join("stderr.txt");
+        let console = (
+            Stdio::from(fs::File::create(&stdout).unwrap()),
+            Stdio::from(fs::File::create(&stderr).unwrap()),
+        );
+        Self::start_with(dir, env, console, stdout, stderr)
+    }
+
+    /// As [`Node::start`], with standard output and error on pipes that nobody reads: once
+    /// they are full, every write to them waits.
+    fn start_unread(dir: &Path, env: &[(&str, &str)]) -> Node {
+        let unread = dir.join("unread");
+        Self::start_with(dir, env, (Stdio::piped(), Stdio::piped()), unread.clone(), unread)
+    }
+
+    fn start_with(dir: &Path, env: &[(&str, &str)], console: (Stdio, Stdio), stdout: PathBuf, stderr: PathBuf) -> Node {
         let root = dir.join("persist");
         fs::create_dir_all(&root).unwrap();
         let port = free_port();
-        let stdout = dir.join("stdout.txt");
-        let stderr = dir.join("stderr.txt");
         let child = Command::new(env!("CARGO_BIN_EXE_edge-sync-service"))
             .arg("-c")
             .arg(dir.join("absent-sync.conf"))
@@ -57,8 +72,8 @@ impl Node {
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap())
+            .stdout(console.0)
+            .stderr(console.1)
             .spawn()
             .expect("spawn the service");
         let mut node = Node {
@@ -373,4 +388,23 @@ fn the_health_probe_creates_no_log_files() {
     let (status, output) = run_to_exit(&env, &["--healthcheck"], DEADLINE);
     assert_eq!(status.code(), Some(1), "{output}");
     assert!(!log_root.exists(), "{output}");
+}
+
+/// A console nobody reads (a parent that pipes the output and reads it only at the end, as
+/// the original's test suite does) must cost log lines, never requests or the stop: written
+/// from the runtime's threads, full pipes once stalled every request and the stop signal.
+#[test]
+fn a_console_nobody_reads_stalls_neither_requests_nor_the_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("LOG_TRACE_DESTINATION", "stdout,glog"),
+        ("LOG_LEVEL", "TRACE"),
+        ("TRACE_LEVEL", "TRACE"),
+    ];
+    let mut node = Node::start_unread(dir.path(), &env);
+    // Each request writes lines at the trace level: together far more than a pipe holds.
+    for _ in 0..2000 {
+        assert_eq!(node.health(), Some(200), "a request answered while the console is full");
+    }
+    assert!(node.stop().success());
 }

@@ -16,15 +16,13 @@ use std::path::{Path, PathBuf};
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
 use file_rotate::{ContentLimit, FileRotate};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
 
 use super::format::Stream;
 use super::LoggingError;
 use crate::config::Config;
 
-/// Lines waiting for the writer thread, at most (then new ones are dropped).
-const BUFFERED_LINES: usize = 16_384;
 
 /// `LogTraceFileSizeKB`'s default, the only value the original adapts to the file system.
 const DEFAULT_SIZE_KIB: i64 = 20_000;
@@ -144,11 +142,7 @@ fn open_target(target: FileTarget, config: &Config) -> Result<OpenedFile, Loggin
         Compression::OnRotate(0),
         None,
     );
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(BUFFERED_LINES)
-        .thread_name(&format!("{name}-file"))
-        .finish(rotating);
+    let (writer, guard) = super::in_background(rotating, &format!("{name}-file"));
     Ok(OpenedFile { target, writer, guard })
 }
 

@@ -20,7 +20,7 @@ mod syslog;
 use std::io::IsTerminal;
 use std::path::Path;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -46,11 +46,26 @@ impl LoggingError {
     }
 }
 
-/// Keeps the file writers' threads; dropping it writes out the lines they still hold.
+/// Keeps the writers' threads; dropping it writes out the lines they still hold.
 /// `std::process::exit` runs no destructors, so drop it before calling that.
-#[must_use = "dropping the guard stops file logging"]
+#[must_use = "dropping the guard stops logging"]
 pub struct LoggingGuard {
-    _file_writers: Vec<WorkerGuard>,
+    _writers: Vec<WorkerGuard>,
+}
+
+/// Lines waiting for a writer thread, at most; further lines are dropped until it catches up.
+const BUFFERED_LINES: usize = 16_384;
+
+/// Hands `writer` to a thread of its own behind a bounded queue. A destination that stops
+/// taking lines (a slow disk, or a console pipe its reader no longer drains) then costs
+/// lines, never the service: written from the runtime's threads, a full standard-error pipe
+/// once blocked every one of them, and with them every request and the stop signal.
+fn in_background<W: std::io::Write + Send + 'static>(writer: W, name: &str) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(BUFFERED_LINES)
+        .thread_name(name)
+        .finish(writer)
 }
 
 /// Installs the global `tracing` subscriber for `config`. Call once, before the first event.
@@ -65,26 +80,30 @@ pub fn init(config: &Config) -> Result<LoggingGuard, LoggingError> {
     let log_prefix = Stream::Log.prefix(config.node_type);
 
     let mut layers: Vec<BoxedLayer> = Vec::new();
-    let mut file_writers = Vec::new();
+    let mut writers = Vec::new();
     if destinations.file {
         for file in files::open(config, log_level, trace_level)? {
             let timer = PrefixedTime::with_clock(file.target.stream.prefix(config.node_type));
             let filter = levels::stream_filter(file.target.level, rust_log);
             layers.push(format::layer(file.writer, format, false, timer, filter));
-            file_writers.push(file.guard);
+            writers.push(file.guard);
         }
     }
     if destinations.stdout {
         let ansi = colours(std::io::stdout().is_terminal());
         let timer = PrefixedTime::with_clock(log_prefix.clone());
         let filter = levels::stream_filter(console_level, rust_log);
-        layers.push(format::layer(std::io::stdout, format, ansi, timer, filter));
+        let (stdout, guard) = in_background(std::io::stdout(), "log-stdout");
+        writers.push(guard);
+        layers.push(format::layer(stdout, format, ansi, timer, filter));
     }
     if destinations.glog {
         let ansi = colours(std::io::stderr().is_terminal());
         let timer = PrefixedTime::with_clock(log_prefix.clone());
         let filter = levels::stream_filter(console_level, rust_log);
-        layers.push(format::layer(std::io::stderr, format, ansi, timer, filter));
+        let (stderr, guard) = in_background(std::io::stderr(), "log-stderr");
+        writers.push(guard);
+        layers.push(format::layer(stderr, format, ansi, timer, filter));
     }
     if destinations.syslog {
         if let Some(layer) = syslog_layer(config, console_level, rust_log) {
@@ -96,9 +115,7 @@ pub fn init(config: &Config) -> Result<LoggingGuard, LoggingError> {
         .with(layers)
         .try_init()
         .map_err(|e| LoggingError::new("log", format!("a logger is already installed: {e}")))?;
-    Ok(LoggingGuard {
-        _file_writers: file_writers,
-    })
+    Ok(LoggingGuard { _writers: writers })
 }
 
 /// Colours for a terminal, unless `NO_COLOR` asks for none (no-color.org).
