@@ -10,6 +10,7 @@
 //! - [`engine`]: object operations shared by both roles.
 //! - [`cluster`]: several CSS instances on one PostgreSQL store: leader election, wake-ups.
 //! - [`server`]: listeners and graceful shutdown.
+//! - [`signals`]: the stop signals, and the deadline of a stop.
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
 //! - [`logging`]: log and trace destinations, levels, files and rotation (`LogTraceDestination`).
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod server;
+pub mod signals;
 pub mod store;
 pub mod sync;
 pub mod tls;
@@ -81,6 +83,9 @@ impl StartError {
         }
     }
 }
+
+/// How long a stopping node lets requests and transfers in progress finish.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Opens the store, binds the listeners and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutcome, StartError> {
@@ -143,7 +148,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
     });
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();
-    tracker.wait().await;
+    shutdown.cancelled().await;
+    unregistering.stop_holding_polls();
+    // Requests and transfers still running get a grace period, not forever: an upload whose
+    // client went silent would otherwise hold the stop indefinitely.
+    if tokio::time::timeout(STOP_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!(grace = ?STOP_GRACE, unfinished = tracker.len(), "stopping with requests or transfers still running");
+    }
     // A restart runs the next node in this runtime: the old node's calls must not linger.
     unregistering.stop_webhooks();
     store.close();

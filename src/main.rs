@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use edge_sync_service::config::Config;
-use edge_sync_service::{logging, run, RunOutcome};
+use edge_sync_service::{logging, run, signals, RunOutcome};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
@@ -56,11 +56,16 @@ fn main() {
             std::process::exit(98);
         }
     };
+    let stop = CancellationToken::new();
+    if let Err(e) = signals::watch(stop.clone()) {
+        eprintln!("Failed to watch the stop signals. Error: {e}");
+        drop(logging);
+        std::process::exit(98);
+    }
     let code = runtime.block_on(async move {
         loop {
-            let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            match run(config.clone(), shutdown).await {
+            // A restart asked through the API ends one run; a stop signal ends them all.
+            match run(config.clone(), stop.child_token()).await {
                 Ok(RunOutcome::RestartRequested) => tracing::info!("restarting"),
                 Ok(RunOutcome::Stopped) => return 0,
                 Err(e) => {
@@ -100,24 +105,4 @@ fn healthcheck(config: &Config) -> i32 {
             1
         }
     }
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = terminate => {}
-        _ = shutdown.cancelled() => return,
-    }
-    tracing::info!("stop signal received");
-    shutdown.cancel();
 }

@@ -289,6 +289,11 @@ impl Node {
         self.0.pollers.wake_all_polls();
     }
 
+    /// The node is stopping: held long polls answer now, later ones are not held.
+    pub fn stop_holding_polls(&self) {
+        self.0.pollers.stop_holding();
+    }
+
     /// Every node with new messages is sent to `pusher` (the MQTT transport of a CSS).
     pub fn push_messages_to(&self, pusher: tokio::sync::mpsc::UnboundedSender<(String, crate::model::sync::Remote)>) {
         self.0.pollers.set_pusher(pusher);

@@ -16,6 +16,8 @@ pub struct PollRegistry {
     /// Other instances sharing the store learn of them too: an edge node's poll may wait in
     /// any of them.
     peers: Mutex<Option<tokio::sync::mpsc::UnboundedSender<(String, Remote)>>>,
+    /// The node is stopping: polls answer at once instead of being held.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl PollRegistry {
@@ -59,6 +61,18 @@ impl PollRegistry {
         for signal in signals.values() {
             signal.notify_waiters();
         }
+    }
+
+    /// Ends every held poll and holds none from now on: a held poll would keep its
+    /// connection, and with it the stop of the node, waiting for up to a minute.
+    pub fn stop_holding(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.wake_all_polls();
+    }
+
+    /// True once the node stops.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Makes every later wake also reach the other instances through `peers`.

@@ -284,6 +284,9 @@ impl Node {
             if let Some(items) = self.pending_items(node).await? {
                 return Ok(Some(items));
             }
+            if self.0.pollers.stopping() {
+                return Ok(None);
+            }
             // A wake-up without news for this node (all polls woken after a lost connection
             // between instances) waits again for the rest of the time.
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

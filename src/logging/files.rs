@@ -23,7 +23,6 @@ use super::format::Stream;
 use super::LoggingError;
 use crate::config::Config;
 
-
 /// `LogTraceFileSizeKB`'s default, the only value the original adapts to the file system.
 const DEFAULT_SIZE_KIB: i64 = 20_000;
 

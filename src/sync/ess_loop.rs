@@ -188,8 +188,9 @@ impl Drop for KeyGuard<'_> {
 
 type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// Longest wait for the CSS to confirm an unregistration at shutdown.
-const UNREGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the CSS to confirm an unregistration at shutdown: well within the
+/// grace a stopping node gives its tasks, so that the outcome is known before it stops.
+const UNREGISTER_TIMEOUT: Duration = crate::STOP_GRACE.saturating_sub(Duration::from_secs(2));
 
 /// Starts the sync tasks of an HTTP ESS on `tracker`; they end when `shutdown` is cancelled.
 pub fn spawn(

@@ -221,6 +221,15 @@ impl TestNode {
         }
     }
 
+    /// Asks the process to stop with SIGTERM, as a service manager does.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "SIGTERM could not be sent");
+    }
+
     /// Kills the process with SIGKILL and reaps it; the persistence root stays.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -67,6 +67,8 @@ pub enum Closed {
     BadGateway,
     /// Closes it at once, as a broker that cannot be reached.
     Dropped,
+    /// Takes the request and never answers, as a peer that hangs.
+    Silent,
 }
 
 /// A front door to one node, closed until [`Gate::open`]; connections made while it is
@@ -90,6 +92,11 @@ impl Gate {
             async move {
                 if is_open {
                     return relay(client, port).await;
+                }
+                if closed == Closed::Silent {
+                    let mut sink = [0u8; 4096];
+                    while matches!(client.read(&mut sink).await, Ok(read) if read > 0) {}
+                    return;
                 }
                 if closed == Closed::BadGateway && read_request_head(&mut client).await {
                     let _ = client
