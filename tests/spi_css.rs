@@ -282,6 +282,62 @@ async fn deleting_a_delivered_object_waits_for_the_nodes_acknowledgement() {
     );
 }
 
+/// A node that reports its copy deleted got the `delete`, even when its `ackDelete` has not
+/// arrived (or never will): the deletion completes all the same.
+#[tokio::test]
+async fn a_deleted_report_before_the_ack_delete_completes_the_deletion() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let api = css.api();
+    let path = css.obj("model", "quick");
+    api.create(&path, json!({"destinationType": "edge", "noData": true}), None)
+        .await;
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(ess.action(&items[0]["MetaData"], "received").await, 204);
+    assert_eq!(api.delete_as(ADMIN, &path).await.status, 204);
+    let (_, items) = ess.poll(None).await;
+    assert_eq!(items[0]["Type"], "delete");
+    assert_eq!(ess.action(&items[0]["MetaData"], "deleted").await, 204);
+    assert_eq!(api.get(&path).await.status, 404, "the only node deleted its copy");
+}
+
+/// Several nodes acknowledging a deletion at the same moment: the last one to commit removes
+/// the object (each deciding inside its own batch saw the others pending, and none did).
+#[tokio::test]
+async fn nodes_acknowledging_a_deletion_together_remove_the_object() {
+    let css = css_with(&[]);
+    let nodes: Vec<FakeEss> = (0..8)
+        .map(|i| FakeEss::new(&css, "org", "edge", &format!("n{i}")))
+        .collect();
+    for node in &nodes {
+        assert_eq!(node.register(true).await, 204);
+    }
+    let api = css.api();
+    let path = css.obj("model", "shared");
+    api.create(&path, json!({"destinationType": "edge", "noData": true}), None)
+        .await;
+    for node in &nodes {
+        let (_, items) = node.poll(None).await;
+        assert_eq!(node.action(&items[0]["MetaData"], "received").await, 204);
+    }
+    assert_eq!(api.delete_as(ADMIN, &path).await.status, 204);
+    let mut deletes = Vec::new();
+    for node in &nodes {
+        let (_, items) = node.poll(None).await;
+        assert_eq!(items[0]["Type"], "delete");
+        deletes.push(items[0]["MetaData"].clone());
+    }
+    let acks = nodes
+        .iter()
+        .zip(&deletes)
+        .map(|(node, meta)| node.action(meta, "ackDelete"));
+    for status in futures_util::future::join_all(acks).await {
+        assert_eq!(status, 204);
+    }
+    assert_eq!(api.get(&path).await.status, 404, "every node acknowledged");
+}
+
 #[tokio::test]
 async fn a_node_may_not_act_for_another_node_or_org() {
     let css = css_with(&[]);
@@ -423,6 +479,51 @@ async fn a_node_deleting_its_object_marks_the_css_copy_deleted_until_apps_acknow
         .body(meta.to_string());
     assert_eq!(delete.send().await.unwrap().status().as_u16(), 204);
     assert_eq!(api.meta(path).await["deleted"], true);
+    assert_eq!(api.put_empty_as(ADMIN, &format!("{path}/deleted")).await.status, 204);
+    assert_eq!(
+        api.get("/api/v1/objects/org/sensor").await.status,
+        404,
+        "not listed again once the application acknowledged, though the node has yet to"
+    );
+    let (_, items) = ess.poll(None).await;
+    let deleted = items
+        .iter()
+        .find(|i| i["Type"] == "deleted")
+        .expect("a deleted element");
+    assert_eq!(ess.action(&deleted["MetaData"], "ackDeleted").await, 204);
+    assert_eq!(api.get(path).await.status, 404);
+}
+
+/// The applications consumed a node's object and the node acknowledged, so the CSS no
+/// longer holds it; when the node deletes it, they still learn of it, as the original's do.
+#[tokio::test]
+async fn a_node_deleting_an_object_the_css_consumed_gives_apps_a_deleted_copy() {
+    let css = css_with(&[]);
+    let ess = FakeEss::new(&css, "org", "edge", "n1");
+    assert_eq!(ess.register(true).await, 204);
+    let mut meta = edge_object("s3", 0, 65_536, 2000);
+    meta["noData"] = json!(true);
+    assert_eq!(send_update(&ess, &meta).await, 204);
+    let api = css.api();
+    let path = "/api/v1/objects/org/sensor/s3";
+    assert_eq!(api.put_empty_as(ADMIN, &format!("{path}/consumed")).await.status, 204);
+    let (_, items) = ess.poll(None).await;
+    let consumed = items.iter().find(|i| i["Type"] == "consumed").expect("consumed");
+    assert_eq!(ess.action(&consumed["MetaData"], "ackconsumed").await, 204);
+    assert_eq!(api.get(path).await.status, 404, "the consumed copy is gone");
+
+    let delete = ess
+        .request(reqwest::Method::PUT, &object_path(&meta, "delete"))
+        .body(meta.to_string());
+    assert_eq!(delete.send().await.unwrap().status().as_u16(), 204);
+    let listing = api.get("/api/v1/objects/org/sensor").await;
+    assert_eq!(listing.status, 200, "{}", listing.text());
+    let copy = &listing.json()[0];
+    assert_eq!(
+        (copy["objectID"].as_str(), copy["deleted"].as_bool()),
+        (Some("s3"), Some(true))
+    );
+    assert_eq!(copy["instanceID"], meta["instanceID"]);
     assert_eq!(api.put_empty_as(ADMIN, &format!("{path}/deleted")).await.status, 204);
     let (_, items) = ess.poll(None).await;
     let deleted = items
