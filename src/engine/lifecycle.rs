@@ -1,12 +1,14 @@
 //! Timed events of origin objects (spec: lifecycle.md §6-7): activation of inactive objects
-//! whose `activationTime` passed, expiration, and the expiration that `autodelete` sets once
-//! every destination consumed the object.
+//! whose `activationTime` passed, expiration, and the end of an object's life once every
+//! destination reached the same state: removal after the last acknowledged deletion, the
+//! expiration that `autodelete` sets after the last consumption.
 
 use super::delivery::now_secs;
 use super::objects::{retirement, Change};
-use super::{EngineResult, Node};
+use super::{EngineError, EngineResult, Node};
 use crate::model::lifecycle::{rfc3339_utc, AUTODELETE_DELAY_SECS};
-use crate::model::{DeliveryStatus, ObjectKey, Role};
+use crate::model::sync::Action;
+use crate::model::{DeliveryStatus, ObjectKey, ObjectStatus, Role};
 
 impl Node {
     /// One activation pass: every inactive own object whose activation time has come is
@@ -32,7 +34,7 @@ impl Node {
                 .await;
             match changed {
                 Ok(Some(_)) => activated += 1,
-                Ok(None) | Err(super::EngineError::NotFound) => {}
+                Ok(None) | Err(EngineError::NotFound) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -70,16 +72,59 @@ impl Node {
                     }
                     expired += 1;
                 }
-                Ok(None) | Err(super::EngineError::NotFound) => {}
+                Ok(None) | Err(EngineError::NotFound) => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(expired)
     }
 
+    /// What follows once a node's report is committed and every destination may have
+    /// reached the same state: the last consumption sets an `autodelete` object's
+    /// expiration, the last acknowledged deletion removes the object. Decided on the
+    /// destination statuses read after the commit, so that when nodes report at the same
+    /// time the last one to commit sees all the others (deciding inside each node's batch,
+    /// every batch saw the others still pending and none acted).
+    pub(super) async fn after_destination_change(&self, action: Action, key: &ObjectKey) -> EngineResult<()> {
+        match action {
+            Action::Consumed => self.autodelete_when_all_consumed(key).await,
+            Action::AckDelete | Action::Deleted => self.remove_when_all_deleted(key).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Once every destination acknowledged a deletion, the CSS's copy goes.
+    async fn remove_when_all_deleted(&self, key: &ObjectKey) -> EngineResult<()> {
+        let statuses = self.0.store.destination_statuses(key).await?;
+        if statuses.iter().any(|d| d.status != DeliveryStatus::Deleted) {
+            return Ok(());
+        }
+        let removed = self
+            .change_object(key, |object| {
+                Ok(
+                    if object.is_sender_copy() && object.status == ObjectStatus::ObjDeleted {
+                        Change::Delete
+                    } else {
+                        Change::Keep
+                    },
+                )
+            })
+            .await;
+        match removed {
+            Ok(previous) => {
+                if let Some(blob) = previous.and_then(|p| p.blob) {
+                    self.0.blobs.remove(&blob).await;
+                }
+                Ok(())
+            }
+            Err(EngineError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Once every destination consumed an `autodelete` object without an expiration, it is
     /// set to expire an hour later (the original's delay).
-    pub(super) async fn autodelete_when_all_consumed(&self, key: &ObjectKey) -> EngineResult<()> {
+    async fn autodelete_when_all_consumed(&self, key: &ObjectKey) -> EngineResult<()> {
         let statuses = self.0.store.destination_statuses(key).await?;
         if statuses.iter().any(|d| d.status != DeliveryStatus::Consumed) {
             return Ok(());
@@ -95,7 +140,7 @@ impl Node {
             })
             .await;
         match changed {
-            Ok(_) | Err(super::EngineError::NotFound) => Ok(()),
+            Ok(_) | Err(EngineError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }

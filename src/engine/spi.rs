@@ -3,13 +3,12 @@
 //! the CSS's objects. Every state change is one store batch.
 
 use super::delivery::{addresses, deliverable, now_secs};
-use super::objects::Change;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::edge::{self, NodeAddress};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::acl::{AclKind, ORG_WIDE_KEY};
 use crate::model::sync::{Action, Feedback, Notification, NotificationStatus, PollItem, Remote};
-use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, ObjectStatus, Role};
+use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, Role};
 use crate::store::{StoreError, StoreOp};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -443,20 +442,6 @@ impl Node {
         )))
     }
 
-    /// What follows once a node's report is committed and every destination may have
-    /// reached the same state: the last consumption sets an `autodelete` object's
-    /// expiration, the last acknowledged deletion removes the object. Decided on the
-    /// destination statuses read after the commit, so that when nodes report at the same
-    /// time the last one to commit sees all the others (deciding inside each node's batch,
-    /// every batch saw the others still pending and none acted).
-    async fn after_destination_change(&self, action: Action, key: &ObjectKey) -> EngineResult<()> {
-        match action {
-            Action::Consumed => self.autodelete_when_all_consumed(key).await,
-            Action::AckDelete | Action::Deleted => self.remove_when_all_deleted(key).await,
-            _ => Ok(()),
-        }
-    }
-
     /// The store batch an action causes, or `None` when it is ignored (spec §5.4).
     async fn action_ops(
         &self,
@@ -566,35 +551,6 @@ impl Node {
             .or_insert(0);
         *count += 1;
         *count >= MAX_VERIFICATION_FAILURES
-    }
-
-    /// Once every destination acknowledged a deletion, the CSS's copy goes.
-    async fn remove_when_all_deleted(&self, key: &ObjectKey) -> EngineResult<()> {
-        let statuses = self.0.store.destination_statuses(key).await?;
-        if statuses.iter().any(|d| d.status != DeliveryStatus::Deleted) {
-            return Ok(());
-        }
-        let removed = self
-            .change_object(key, |object| {
-                Ok(
-                    if object.is_sender_copy() && object.status == ObjectStatus::ObjDeleted {
-                        Change::Delete
-                    } else {
-                        Change::Keep
-                    },
-                )
-            })
-            .await;
-        match removed {
-            Ok(previous) => {
-                if let Some(blob) = previous.and_then(|p| p.blob) {
-                    self.0.blobs.remove(&blob).await;
-                }
-                Ok(())
-            }
-            Err(EngineError::NotFound) => Ok(()),
-            Err(e) => Err(e),
-        }
     }
 
     /// Data of one of the CSS's objects for a node that was sent it (404 when the node has no
