@@ -17,6 +17,7 @@ mod organizations;
 pub mod origin;
 mod pollers;
 pub mod receive;
+mod receive_plan;
 pub mod security;
 pub mod spi;
 pub mod timers;
