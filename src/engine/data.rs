@@ -130,9 +130,9 @@ pub enum RangedRead {
     /// A request of an application or of an edge node over HTTP: refused (`Busy`, the
     /// original's 429) when every slot is taken; the caller asks again.
     Limited,
-    /// A chunk the CSS publishes to a node over MQTT: the node asks for one chunk at a time
-    /// and takes a refusal for "the object is gone", so it is never refused for load.
-    Paced,
+    /// A chunk the CSS publishes to a node over MQTT: the node takes a refusal for "the
+    /// object is gone", so it waits for a slot instead of being refused.
+    Queued,
 }
 
 /// An open data file positioned at the start of the requested range.
@@ -416,15 +416,10 @@ impl Node {
             });
         };
         let (start, end) = range.resolve(size).ok_or(EngineError::RangeNotSatisfiable(size))?;
+        let slots = self.0.ranged_downloads.clone();
         let permit = match admission {
-            RangedRead::Limited => Some(
-                self.0
-                    .ranged_downloads
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| EngineError::Busy)?,
-            ),
-            RangedRead::Paced => None,
+            RangedRead::Limited => slots.try_acquire_owned().map_err(|_| EngineError::Busy)?,
+            RangedRead::Queued => slots.acquire_owned().await.map_err(|_| EngineError::Busy)?,
         };
         let slot = self.stream_slot().await?;
         file.seek(std::io::SeekFrom::Start(start)).await?;
@@ -438,7 +433,7 @@ impl Node {
                 size,
                 partial,
             },
-            permit,
+            permit: Some(permit),
             slot,
         })
     }

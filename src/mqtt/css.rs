@@ -486,7 +486,7 @@ impl CssMqtt {
         let range = RangeRequest::FromTo(start, start.saturating_add(chunk - 1));
         let served = self
             .node
-            .spi_data(node, &key, meta.instance_id, Some(range), RangedRead::Paced)
+            .spi_data(node, &key, meta.instance_id, Some(range), RangedRead::Queued)
             .await;
         let stream = match served {
             Ok(stream) => stream,
