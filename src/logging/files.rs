@@ -1,9 +1,9 @@
 //! The `file` destination: `{LogRootPath}/{LogFileName}.log` for the log and
 //! `{TraceRootPath}/{TraceFileName}.log` for the trace, rotated by size into gzip files
 //! (`….log.1.gz` newest, at most `MaxCompressedlLogTraceFilesNumber` kept), as the original
-//! does. Lines are handed to a writer thread, so logging never waits for the disk; when that
-//! thread falls behind by more than [`BUFFERED_LINES`], new lines are dropped rather than
-//! slowing the node down.
+//! does. Lines are handed to a writer thread (see `in_background`), so logging never waits
+//! for the disk; when that thread falls behind, new lines are dropped rather than slowing the
+//! node down.
 //!
 //! The original checks sizes every `LogTraceMaintenanceInterval` seconds; here every write
 //! checks, so a file never grows past the limit by more than one line.
