@@ -4,7 +4,6 @@
 
 use std::fmt;
 
-use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::MakeWriter;
@@ -69,20 +68,19 @@ impl FormatTime for PrefixedTime {
 /// A layer writing `format` lines to `writer` with `timer`; colours only if `ansi` (text).
 /// JSON lines flatten the event's fields next to `level` and `message` and put the fields of
 /// the enclosing request or transfer span under `span`.
-pub(super) fn layer<W>(writer: W, format: LogFormat, ansi: bool, timer: PrefixedTime, filter: EnvFilter) -> BoxedLayer
+pub(super) fn layer<W>(writer: W, format: LogFormat, ansi: bool, timer: PrefixedTime) -> BoxedLayer
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
     match format {
-        LogFormat::Text => layer.with_ansi(ansi).with_timer(timer).with_filter(filter).boxed(),
+        LogFormat::Text => layer.with_ansi(ansi).with_timer(timer).boxed(),
         LogFormat::Json => layer
             .with_ansi(false)
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .with_filter(filter)
             .boxed(),
     }
 }

@@ -23,7 +23,8 @@ use std::path::Path;
 use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::util::{SubscriberInitExt, TryInitError};
+use tracing_subscriber::Layer;
 
 use crate::config::{Config, LogFormat};
 use format::{BoxedLayer, PrefixedTime, Stream};
@@ -54,7 +55,8 @@ pub struct LoggingGuard {
 }
 
 /// Lines waiting for a writer thread, at most; further lines are dropped until it catches up.
-const BUFFERED_LINES: usize = 16_384;
+/// The queue's slots are allocated up front, so this is resident memory per destination.
+const BUFFERED_LINES: usize = 2_048;
 
 /// Hands `writer` to a thread of its own behind a bounded queue. A destination that stops
 /// taking lines (a slow disk, or a console pipe its reader no longer drains) then costs
@@ -79,43 +81,57 @@ pub fn init(config: &Config) -> Result<LoggingGuard, LoggingError> {
     let console_level = log_level.max(trace_level);
     let log_prefix = Stream::Log.prefix(config.node_type);
 
-    let mut layers: Vec<BoxedLayer> = Vec::new();
+    // Each destination's layer with the level of its stream.
+    let mut streams: Vec<(BoxedLayer, LevelFilter)> = Vec::new();
     let mut writers = Vec::new();
     if destinations.file {
         for file in files::open(config, log_level, trace_level)? {
             let timer = PrefixedTime::with_clock(file.target.stream.prefix(config.node_type));
-            let filter = levels::stream_filter(file.target.level, rust_log);
-            layers.push(format::layer(file.writer, format, false, timer, filter));
+            streams.push((format::layer(file.writer, format, false, timer), file.target.level));
             writers.push(file.guard);
         }
     }
     if destinations.stdout {
         let ansi = colours(std::io::stdout().is_terminal());
         let timer = PrefixedTime::with_clock(log_prefix.clone());
-        let filter = levels::stream_filter(console_level, rust_log);
         let (stdout, guard) = in_background(std::io::stdout(), "log-stdout");
         writers.push(guard);
-        layers.push(format::layer(stdout, format, ansi, timer, filter));
+        streams.push((format::layer(stdout, format, ansi, timer), console_level));
     }
     if destinations.glog {
         let ansi = colours(std::io::stderr().is_terminal());
         let timer = PrefixedTime::with_clock(log_prefix.clone());
-        let filter = levels::stream_filter(console_level, rust_log);
         let (stderr, guard) = in_background(std::io::stderr(), "log-stderr");
         writers.push(guard);
-        layers.push(format::layer(stderr, format, ansi, timer, filter));
+        streams.push((format::layer(stderr, format, ansi, timer), console_level));
     }
     if destinations.syslog {
-        if let Some(layer) = syslog_layer(config, console_level, rust_log) {
-            layers.push(layer);
+        if let Some(layer) = syslog_layer(config) {
+            streams.push((layer, console_level));
         }
     }
-
-    tracing_subscriber::registry()
-        .with(layers)
-        .try_init()
-        .map_err(|e| LoggingError::new("log", format!("a logger is already installed: {e}")))?;
+    install(streams, rust_log).map_err(|e| LoggingError::new("log", format!("a logger is already installed: {e}")))?;
     Ok(LoggingGuard { _writers: writers })
+}
+
+/// Installs the streams. When they all take the same events (one level, or `RUST_LOG` for
+/// all), one filter in front of them all decides: events and spans below it cost nothing,
+/// while a filter per stream is consulted for every span of every request.
+fn install(streams: Vec<(BoxedLayer, LevelFilter)>, rust_log: Option<&str>) -> Result<(), TryInitError> {
+    let first = streams.first().map_or(LevelFilter::OFF, |(_, level)| *level);
+    let one_filter = rust_log.is_some_and(|d| !d.trim().is_empty()) || streams.iter().all(|(_, level)| *level == first);
+    if one_filter {
+        let layers: Vec<BoxedLayer> = streams.into_iter().map(|(layer, _)| layer).collect();
+        return tracing_subscriber::registry()
+            .with(layers)
+            .with(levels::stream_filter(first, rust_log))
+            .try_init();
+    }
+    let layers: Vec<BoxedLayer> = streams
+        .into_iter()
+        .map(|(layer, level)| layer.with_filter(levels::stream_filter(level, rust_log)).boxed())
+        .collect();
+    tracing_subscriber::registry().with(layers).try_init()
 }
 
 /// Colours for a terminal, unless `NO_COLOR` asks for none (no-color.org).
@@ -126,13 +142,12 @@ fn colours(terminal: bool) -> bool {
 /// The syslog layer (always text, no colours, the daemon adds the time); `None`, after a
 /// warning on stderr, when no syslog daemon listens: the node runs on without it rather
 /// than not at all.
-fn syslog_layer(config: &Config, level: LevelFilter, rust_log: Option<&str>) -> Option<BoxedLayer> {
+fn syslog_layer(config: &Config) -> Option<BoxedLayer> {
     let socket = Path::new(syslog::SYSTEM_SOCKET);
     match syslog::SyslogWriter::connect(socket, &config.log_file_name) {
         Ok(writer) => {
             let timer = PrefixedTime::without_clock(Stream::Log.prefix(config.node_type));
-            let filter = levels::stream_filter(level, rust_log);
-            Some(format::layer(writer, LogFormat::Text, false, timer, filter))
+            Some(format::layer(writer, LogFormat::Text, false, timer))
         }
         Err(e) => {
             eprintln!(

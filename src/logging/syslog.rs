@@ -143,7 +143,9 @@ mod tests {
         let writer = SyslogWriter::connect(&path, "edge-sync").unwrap();
         let timer = PrefixedTime::without_clock(Stream::Log.prefix(NodeType::Ess));
         let filter = stream_filter(LevelFilter::INFO, None);
-        let subscriber = tracing_subscriber::registry().with(layer(writer, LogFormat::Text, false, timer, filter));
+        let subscriber = tracing_subscriber::registry()
+            .with(layer(writer, LogFormat::Text, false, timer))
+            .with(filter);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(object = "o1", "object received");
             tracing::debug!("filtered out");
