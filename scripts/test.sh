@@ -34,6 +34,9 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --all-targets --locked
+echo "== the README's run command starts the service"
+help=$(cargo run --locked -q -- --help)
+grep -q "^Usage: edge-sync-service " <<<"$help"
 echo "== API fuzzing (schemathesis, FUZZ_EXAMPLES per operation)"
 scripts/fuzz-api.sh
 
