@@ -207,6 +207,9 @@ fn file_destination_writes_the_log_and_the_trace_at_their_own_levels() {
         "{log}"
     );
     assert!(!log.contains("request answered"), "{log}");
+    // Each field once, though two streams format the request.
+    let answered = trace.lines().find(|l| l.contains("request answered")).unwrap();
+    assert_eq!(answered.matches("status=200").count(), 1, "{answered}");
     // The original's prefixes: `CSS: ` in the log, `* CSS: ` in the trace; never colours.
     assert!(log.lines().all(|l| l.starts_with("CSS: ")), "{log}");
     assert!(trace.lines().all(|l| l.starts_with("* CSS: ")), "{trace}");

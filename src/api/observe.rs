@@ -1,9 +1,10 @@
-//! What every HTTP request leaves behind: a log span (method, route, then status and
-//! latency) around its handling, and its count and latency in the node's metrics. The route
-//! is the request's OpenAPI `operationId`, found by the same routing functions the
-//! dispatchers use (`routes::operation_of`), so it is known before the handler runs and
-//! every log line of the request carries it; paths no route takes are `unknown`, so neither
-//! logs nor metrics get a series or field per path (paths carry object names).
+//! What every HTTP request leaves behind: a log span (method, route) around its handling, a
+//! debug line with its status and latency when it is answered, and its count and latency in
+//! the node's metrics. The route is the request's OpenAPI `operationId`, found by the same
+//! routing functions the dispatchers use (`routes::operation_of`), so it is known before the
+//! handler runs and every log line of the request carries it; paths no route takes are
+//! `unknown`, so neither logs nor metrics get a series or field per path (paths carry object
+//! names).
 
 use super::routes::operation_of;
 use super::AppState;
@@ -12,7 +13,6 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::time::Instant;
-use tracing::field::Empty;
 use tracing::Instrument;
 
 /// Middleware over the whole router. The latency is the time to the answer's head: a
@@ -27,24 +27,19 @@ pub(super) async fn observe(State(state): State<AppState>, request: Request, nex
         request.uri().path(),
     )
     .unwrap_or(UNKNOWN_ROUTE);
-    let span = tracing::info_span!(
-        "request",
-        method = %request.method(),
-        route,
-        status = Empty,
-        latency_ms = Empty,
-    );
+    let span = tracing::info_span!("request", method = %request.method(), route);
     let response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    // Recorded only for the line that shows them: every stream formats a recorded field at
-    // once, whether or not a line is ever written.
-    if tracing::enabled!(tracing::Level::DEBUG) {
-        span.record("status", status);
-        // Whole microseconds, so the field prints as a short decimal.
-        span.record("latency_ms", elapsed.as_micros() as f64 / 1000.0);
-        tracing::debug!(parent: &span, "request answered");
-    }
+    // Fields of the answer's line, not of the span: a field recorded into a span is
+    // formatted at once by every log stream, whether or not a line is ever written, and
+    // appended once per stream. Whole microseconds, so the latency prints short.
+    tracing::debug!(
+        parent: &span,
+        status,
+        latency_ms = elapsed.as_micros() as f64 / 1000.0,
+        "request answered"
+    );
     state.metrics.record_request(route, status, elapsed);
     response
 }
