@@ -111,22 +111,6 @@ impl ReceivingApp {
         self.shared.lock().unwrap().polls
     }
 
-    /// Waits until the application saw `object_id` (deleted or not, as `deleted` says) and
-    /// returns that event; panics with the nodes' logs after `timeout`.
-    pub async fn wait_for(&self, object_id: &str, deleted: bool, nodes: &[&TestNode], timeout: Duration) -> Seen {
-        super::sync::eventually(
-            &format!("the application to see {object_id} (deleted: {deleted})"),
-            nodes,
-            timeout,
-            async || {
-                self.seen()
-                    .into_iter()
-                    .find(|s| s.object_id == object_id && s.deleted == deleted)
-            },
-        )
-        .await
-    }
-
     /// Waits until the application completed `rounds` more polls, so that anything listed by
     /// then has been seen.
     pub async fn wait_polls(&self, rounds: u64, nodes: &[&TestNode], timeout: Duration) {
