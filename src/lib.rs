@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backoff;
 pub mod cluster;
 pub mod config;
 pub mod engine;
@@ -27,12 +28,13 @@ pub mod healthcheck;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod mqtt;
+pub mod random;
 pub mod server;
 pub mod signals;
 pub mod store;
 pub mod sync;
 pub mod tls;
+pub mod transport;
 
 use config::{Config, StorageKind};
 use engine::{Node, NodeSettings};
@@ -70,7 +72,7 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot start the synchronization with the CSS: {0}")]
-    Sync(#[from] sync::SyncStartError),
+    Sync(#[from] transport::SyncStartError),
 }
 
 impl StartError {
@@ -84,8 +86,7 @@ impl StartError {
     }
 }
 
-/// How long a stopping node lets requests and transfers in progress finish.
-pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub use signals::STOP_GRACE;
 
 /// Opens the store, binds the listeners and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutcome, StartError> {
@@ -117,19 +118,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         cluster::join(&node, shared, timeout, &tracker, &shutdown);
     }
     engine::timers::spawn_timers(node.clone(), timer_settings(&config), &tracker, &shutdown);
-    let transport_tls = sync::TransportTls {
+    let transport_tls = transport::TransportTls {
         css: client_tls.css.clone(),
         mqtt: client_tls.mqtt.clone(),
     };
     if !config.is_css() && (config.communication_protocol.uses_http() || config.communication_protocol.uses_mqtt()) {
-        sync::spawn_ess(node.clone(), &config, &transport_tls, &tracker, shutdown.clone())?;
+        transport::start_ess(node.clone(), &config, &transport_tls, &tracker, shutdown.clone())?;
     }
     if config.is_css() && config.communication_protocol.uses_mqtt() {
         // Instances sharing a store leave the broker to their leader.
         let start = if config.storage_provider == StorageKind::Postgres {
-            mqtt::css::spawn_while_leading
+            transport::mqtt::css::spawn_while_leading
         } else {
-            mqtt::css::spawn
+            transport::mqtt::css::spawn
         };
         start(
             node.clone(),

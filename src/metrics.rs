@@ -11,9 +11,9 @@
 //! Labels never carry object names or credentials: only route names, statuses and the
 //! org/type/ID of destinations (at most [`MAX_DESTINATION_SERIES`] of them).
 
+use crate::engine::BrokerHealth;
 use crate::engine::{Node, TransfersInFlight};
 use crate::model::Role;
-use crate::mqtt::connection::BrokerHealth;
 use crate::store::{ObjectTotals, UnacknowledgedCount};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;

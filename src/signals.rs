@@ -6,8 +6,11 @@
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How long a stopping node lets requests and transfers in progress finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Longest a stop may take before the process ends regardless: the node itself gives
-/// in-flight work [`crate::STOP_GRACE`], and its clean-up needs a few seconds more.
+/// in-flight work [`STOP_GRACE`], and its clean-up needs a few seconds more.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
 
 /// Exit status of a stop that had to be forced.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// Logs of the nodes' broker connection at debug level: every failed connection attempt is
 /// logged with its count, so a test can wait for reconnection attempts.
-const CONNECTION_DEBUG: (&str, &str) = ("RUST_LOG", "info,edge_sync_service::mqtt::connection=debug");
+const CONNECTION_DEBUG: (&str, &str) = ("RUST_LOG", "info,edge_sync_service::transport::mqtt::connection=debug");
 /// 64 KiB chunks: a 16 MiB object travels in 256 data messages.
 const CHUNK: (&str, &str) = ("MAX_DATA_CHUNK_SIZE", "65536");
 const BIG: usize = 16 << 20;

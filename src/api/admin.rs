@@ -227,7 +227,7 @@ impl MqttHealth {
     /// Red while disconnected or after a recent subscribe failure; yellow after an older
     /// subscribe failure or a recent publish failure (recent = 12, older = 60 resend
     /// intervals).
-    fn of(health: crate::mqtt::connection::BrokerHealth, resend_secs: u64) -> Self {
+    fn of(health: crate::engine::BrokerHealth, resend_secs: u64) -> Self {
         let within = |since: Option<u64>, periods: u64| since.is_some_and(|s| s <= periods * resend_secs);
         let status = if !health.connected || within(health.since_subscribe_failure, 12) {
             "red"

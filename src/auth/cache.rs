@@ -104,7 +104,7 @@ impl<A: Authenticator + ?Sized> CachedAuthenticator<A> {
 
     fn remember(&self, app_key: &str, app_secret: &str, identity: &Identity, now: Instant) {
         let mut salt = [0u8; SALT_LEN];
-        if getrandom::getrandom(&mut salt).is_err() {
+        if crate::random::fill(&mut salt).is_err() {
             // Without a random salt nothing is cached; authentication still works.
             self.lock().entries.remove(app_key);
             return;

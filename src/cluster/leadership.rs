@@ -13,27 +13,15 @@ use tokio_util::sync::CancellationToken;
 
 /// Whether this instance leads now; shared by everything that does leader-only work.
 pub struct Leadership {
-    /// False for a node alone on its store: it always leads.
-    elected: bool,
     /// Until when the last renewal makes this instance the leader.
     until: Mutex<Option<Instant>>,
     changes: watch::Sender<bool>,
 }
 
 impl Leadership {
-    /// A node alone on its store.
-    pub fn standalone() -> Arc<Self> {
-        Arc::new(Self {
-            elected: false,
-            until: Mutex::new(None),
-            changes: watch::channel(true).0,
-        })
-    }
-
     /// An instance that leads only while it holds the lease.
     pub fn elected() -> Arc<Self> {
         Arc::new(Self {
-            elected: true,
             until: Mutex::new(None),
             changes: watch::channel(false).0,
         })
@@ -41,9 +29,6 @@ impl Leadership {
 
     /// True while this instance leads.
     pub fn is_leader(&self) -> bool {
-        if !self.elected {
-            return true;
-        }
         let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
         until.is_some_and(|until| Instant::now() < until)
     }
@@ -144,5 +129,15 @@ pub async fn campaign<L: Lease + ?Sized>(
             Ok(Err(error)) => tracing::warn!(%error, "could not give the leadership up"),
             Err(_) => tracing::warn!("giving the leadership up did not answer in time"),
         }
+    }
+}
+
+impl crate::engine::LeaderRole for Leadership {
+    fn is_leader(&self) -> bool {
+        Leadership::is_leader(self)
+    }
+
+    fn changes(&self) -> watch::Receiver<bool> {
+        Leadership::changes(self)
     }
 }

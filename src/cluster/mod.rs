@@ -45,8 +45,5 @@ fn instance_name() -> String {
         .ok()
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "css".to_string());
-    let mut random = [0u8; 8];
-    // A failed read leaves zeros; host and process ID still tell the instances apart.
-    let _ = getrandom::getrandom(&mut random);
-    format!("{host}-{}-{:016x}", std::process::id(), u64::from_le_bytes(random))
+    format!("{host}-{}-{:016x}", std::process::id(), crate::random::u64())
 }

@@ -2,6 +2,7 @@
 //! pure functions of `model` and `auth::access`, and writes back with a revision check so
 //! that concurrent requests never lose each other's changes. It knows nothing of HTTP.
 
+mod attached;
 mod consumer;
 mod css_receive;
 mod data;
@@ -24,6 +25,7 @@ pub mod timers;
 pub mod verify;
 mod webhooks;
 
+pub use attached::{BrokerHealth, BrokerStatus, LeaderRole};
 pub use consumer::Report;
 pub use css_receive::ReceptionScope;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest, RangedRead};
@@ -168,14 +170,14 @@ struct Inner {
     /// The CSS confirmed the unregistration: the local store is wiped after stopping.
     unregistered: std::sync::atomic::AtomicBool,
     /// The broker connection's state, when the node talks MQTT (health, metrics).
-    broker: Mutex<Option<Arc<crate::mqtt::connection::State>>>,
+    broker: Mutex<Option<Arc<dyn BrokerStatus>>>,
     /// Failed verifications per (object, node, instance), to stop re-sending data that a
     /// node can never verify.
     verification_failures: Mutex<std::collections::HashMap<(ObjectKey, crate::model::sync::Remote, i64), u32>>,
     webhooks: webhooks::Notifier,
     /// Whether this instance does the cluster-wide periodic work; unset on a node alone on
     /// its store, which always does.
-    leadership: std::sync::OnceLock<Arc<crate::cluster::leadership::Leadership>>,
+    leadership: std::sync::OnceLock<Arc<dyn LeaderRole>>,
 }
 
 impl Node {
@@ -239,7 +241,7 @@ impl Node {
     /// The node's settings.
     /// Makes the broker connection's state part of the node's health (replacing the one of
     /// a connection closed before).
-    pub fn set_broker(&self, state: Arc<crate::mqtt::connection::State>) {
+    pub fn set_broker(&self, state: Arc<dyn BrokerStatus>) {
         *self.0.broker.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
     }
 
@@ -249,13 +251,13 @@ impl Node {
     }
 
     /// The broker connection's state, when the node talks MQTT.
-    pub fn broker(&self) -> Option<Arc<crate::mqtt::connection::State>> {
+    pub fn broker(&self) -> Option<Arc<dyn BrokerStatus>> {
         self.0.broker.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Makes this node one of several instances sharing its store, leading only as
     /// `leadership` says.
-    pub fn set_leadership(&self, leadership: Arc<crate::cluster::leadership::Leadership>) {
+    pub fn set_leadership(&self, leadership: Arc<dyn LeaderRole>) {
         let _ = self.0.leadership.set(leadership);
     }
 
@@ -269,7 +271,8 @@ impl Node {
     pub fn leadership_changes(&self) -> tokio::sync::watch::Receiver<bool> {
         match self.0.leadership.get() {
             Some(leadership) => leadership.changes(),
-            None => crate::cluster::leadership::Leadership::standalone().changes(),
+            // A node alone on its store always leads; with the sender gone nothing changes.
+            None => tokio::sync::watch::channel(true).1,
         }
     }
 

@@ -10,6 +10,7 @@
 //! of times; other answers are final.
 
 use super::Node;
+use crate::backoff::Backoff;
 use crate::model::json::to_go_json;
 use crate::model::ObjectKey;
 use bytes::Bytes;
@@ -29,8 +30,8 @@ const WORKERS: usize = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 3;
-/// Wait before the first retry; it doubles for each further one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+/// Waits between attempts: 500 ms, then doubling.
+const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
 /// One `POST` to make.
 struct Call {
@@ -148,7 +149,6 @@ fn build_client() -> Result<reqwest::Client, String> {
 
 /// Makes one call with its retries; every outcome but success is logged.
 async fn call_webhook(client: &reqwest::Client, call: &Call) {
-    let mut backoff = FIRST_BACKOFF;
     for attempt in 1..=ATTEMPTS {
         let sent = client
             .post(&call.url)
@@ -177,8 +177,7 @@ async fn call_webhook(client: &reqwest::Client, call: &Call) {
             return;
         }
         if attempt < ATTEMPTS {
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+            tokio::time::sleep(RETRY.delay(attempt)).await;
         }
     }
     tracing::warn!(url = %call.shown, key = %call.key, attempts = ATTEMPTS, "webhook call given up");

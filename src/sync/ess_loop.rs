@@ -1,9 +1,9 @@
-//! The ESS's synchronization tasks over HTTP (spec: css-ess-protocol.md §3.6-3.8, §6, §7):
+//! The ESS's synchronization tasks over an [`EssLink`] (spec: css-ess-protocol.md §3.6-3.8, §6, §7):
 //!
-//! - **registration**: `register` at start (retried every `ResendInterval` until `204`); a
-//!   `404` means "unknown node": clean up (§7.3) and `register-new`. Then a `ping` every
-//!   `ESSPingInterval` hours; a `404` there, or a `424` to a poll, registers again.
-//! - **poll**: `GET /spi/v1/objects/?wait=N` while registered; `update` and `delete` elements
+//! - **registration**: `register` at start (retried every `ResendInterval` until accepted);
+//!   an unknown node cleans up (§7.3) and registers as new. Then a `ping` every
+//!   `ESSPingInterval` hours; an unknown node there, or in answer to a poll, registers again.
+//! - **poll**: notifications (a long poll, or pushed messages) while registered; `update` and `delete` elements
 //!   are handled at once (the data is downloaded inside the poll cycle, as in the spec), with
 //!   one attempt per follow-up request; what fails is left to the outbox.
 //! - **outbox**: every `ResendInterval`, or when an application report recorded something,
@@ -14,8 +14,8 @@
 //! Both the poll and the outbox may act on an object; a per-key lock makes them take turns.
 //! Every wait is on a timer, the long poll or the cancellation token.
 
-use super::ess_client::{Outcome, RetryPolicy};
-use super::link::EssLink;
+use super::link::{EssLink, Reply};
+use super::retry::RetryPolicy;
 use crate::config::Config;
 use crate::engine::receive::{next_request, ChunkRequest, Completion, UpdateReply};
 use crate::engine::Node;
@@ -137,12 +137,12 @@ pub(super) enum Step {
     /// Nothing to do (stale, busy, already handled).
     Nothing,
     /// A transient failure: try again after a backoff.
-    Retry(Outcome),
+    Retry(Reply),
     /// A final refusal: try again only at the normal resend cadence.
-    Final(Outcome),
+    Final(Reply),
 }
 
-pub(super) fn step_of(outcome: Outcome) -> Step {
+pub(super) fn step_of(outcome: Reply) -> Step {
     if outcome.acknowledged() {
         Step::Progress
     } else if outcome.is_transient() {
@@ -153,7 +153,7 @@ pub(super) fn step_of(outcome: Outcome) -> Step {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Backoff {
+struct RetryState {
     failures: u32,
     next: Instant,
 }
@@ -169,7 +169,7 @@ pub(super) struct EssSync {
     busy: Mutex<HashSet<ObjectKey>>,
     /// Signalled whenever a key is released, for handlers waiting for one.
     released: Notify,
-    backoff: Mutex<HashMap<ObjectKey, Backoff>>,
+    backoff: Mutex<HashMap<ObjectKey, RetryState>>,
 }
 
 /// Releases an object key when handling ends.
@@ -190,7 +190,7 @@ type Task = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Longest wait for the CSS to confirm an unregistration at shutdown: well within the
 /// grace a stopping node gives its tasks, so that the outcome is known before it stops.
-const UNREGISTER_TIMEOUT: Duration = crate::STOP_GRACE.saturating_sub(Duration::from_secs(2));
+const UNREGISTER_TIMEOUT: Duration = crate::signals::STOP_GRACE.saturating_sub(Duration::from_secs(2));
 
 /// Starts the sync tasks of an HTTP ESS on `tracker`; they end when `shutdown` is cancelled.
 pub fn spawn(
@@ -221,8 +221,12 @@ pub fn spawn(
         if !leaving.node.unregister_requested() {
             return;
         }
-        match tokio::time::timeout(UNREGISTER_TIMEOUT, leaving.client.unregister()).await {
-            Ok(Outcome::Status(204 | 404)) => {
+        let Some(unregistration) = leaving.client.unregistration() else {
+            tracing::warn!("ESS: the transport has no unregistration; stopping without it");
+            return;
+        };
+        match tokio::time::timeout(UNREGISTER_TIMEOUT, unregistration.unregister()).await {
+            Ok(Reply::Accepted | Reply::UnknownNode) => {
                 tracing::info!("ESS: unregistered from the CSS; the local store is wiped");
                 leaving.node.mark_unregistered();
             }
@@ -309,7 +313,7 @@ impl EssSync {
                 tracing::debug!(%key, %outcome, ?delay, "CSS request failed; retrying later");
                 backoff.insert(
                     key.clone(),
-                    Backoff {
+                    RetryState {
                         failures,
                         next: Instant::now() + delay,
                     },
@@ -319,7 +323,7 @@ impl EssSync {
                 tracing::warn!(%key, %outcome, "the CSS refused a message; resending later");
                 backoff.insert(
                     key.clone(),
-                    Backoff {
+                    RetryState {
                         failures: 0,
                         next: Instant::now() + self.settings.resend_interval * 6,
                     },
@@ -346,8 +350,8 @@ impl EssSync {
             loop {
                 let outcome = self.client.register(as_new).await;
                 match outcome {
-                    Outcome::Status(204) => break,
-                    Outcome::Status(404) if !as_new => {
+                    Reply::Accepted => break,
+                    Reply::UnknownNode if !as_new => {
                         tracing::info!("ESS: the CSS does not know this node; registering as new");
                         if let Err(e) = self.node.reset_for_new_registration(self.client.persistent()).await {
                             tracing::error!(error = %e, "cleaning up for a new registration failed");
@@ -376,9 +380,9 @@ impl EssSync {
                 tokio::select! {
                     _ = ping => {
                         match self.client.ping().await {
-                            Outcome::Status(204) => continue,
-                            Outcome::Status(404) => {
-                                tracing::info!("ESS: ping answered 404; registering as new");
+                            Reply::Accepted => continue,
+                            Reply::UnknownNode => {
+                                tracing::info!("ESS: the CSS no longer knows this node; registering as new");
                                 self.registered.send_replace(false);
                                 if let Err(e) = self.node.reset_for_new_registration(self.client.persistent()).await {
                                     tracing::error!(error = %e, "cleaning up for a new registration failed");
@@ -425,8 +429,8 @@ impl EssSync {
                         self.handle_items(answer.items).await
                     }
                 }
-                Err(Outcome::Status(424)) => {
-                    tracing::warn!("ESS: the CSS no longer knows this node (424); registering again");
+                Err(Reply::UnknownNode) => {
+                    tracing::warn!("ESS: the CSS no longer knows this node; registering again");
                     self.reregister.notify_one();
                     // Wait until the registration task took notice.
                     let mut registered = self.registered.subscribe();
@@ -546,7 +550,7 @@ impl EssSync {
             Ok(None) => return Step::Nothing,
             Err(e) => {
                 tracing::error!(%key, error = %e, "ESS: cannot start a download");
-                return Step::Retry(Outcome::Invalid(e.to_string()));
+                return Step::Retry(Reply::Invalid(e.to_string()));
             }
         };
         let data_id = download.meta.data_id;
@@ -562,12 +566,7 @@ impl EssSync {
             };
             let answer = match self.client.data(key, instance, data_id, range).await {
                 Ok(answer) => answer,
-                Err(outcome) => return step_of(outcome),
-            };
-            let offset = match answer.status {
-                200 => 0,
-                206 => answer.start.or(range.map(|(start, _)| start)).unwrap_or(0),
-                404 => {
+                Err(Reply::UnknownObject) => {
                     tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
                     if let Err(e) = self.node.drop_received(key, instance).await {
                         tracing::error!(%key, error = %e, "ESS: dropping a copy failed");
@@ -575,32 +574,30 @@ impl EssSync {
                     return Step::Progress;
                 }
                 // The data belongs to another instance by now: a newer update will come.
-                409 => return Step::Nothing,
-                other => {
-                    let outcome = Outcome::Status(other);
-                    if outcome.is_transient() {
-                        return Step::Retry(outcome);
-                    }
+                Err(Reply::Superseded) => return Step::Nothing,
+                Err(Reply::Refused(reason)) => {
                     return self
                         .reception_failed(
                             key,
                             instance,
                             data_id,
                             FEEDBACK_INTERNAL,
-                            &format!("data download answered {other}"),
+                            &format!("data download refused: {reason}"),
                             false,
                         )
                         .await;
                 }
+                Err(other) => return step_of(other),
             };
+            let offset = answer.start;
             let before = covered(&download.session.ranges);
             let body = answer.body;
             match self.node.write_download(&download.session, offset, body).await {
                 Ok(session) => download.session = session,
-                Err(e) => return Step::Retry(Outcome::Transport(format!("storing downloaded data: {e}"))),
+                Err(e) => return Step::Retry(Reply::RetryLater(format!("storing downloaded data: {e}"))),
             }
             if !download.session.is_complete() && covered(&download.session.ranges) <= before {
-                return Step::Retry(Outcome::Transport("the CSS sent no new data".into()));
+                return Step::Retry(Reply::RetryLater("the CSS sent no new data".into()));
             }
         }
         match self.node.complete_download(key, &download).await {
@@ -617,7 +614,7 @@ impl EssSync {
                 self.reception_failed(key, instance, data_id, FEEDBACK_INTERNAL, &reason, true)
                     .await
             }
-            Err(e) => Step::Retry(Outcome::Invalid(format!("completing the download: {e}"))),
+            Err(e) => Step::Retry(Reply::Invalid(format!("completing the download: {e}"))),
         }
     }
 
@@ -639,7 +636,7 @@ impl EssSync {
         }
         let outcome = self.client.feedback(key, instance, data_id, code, reason).await;
         match step_of(outcome) {
-            Step::Progress => Step::Final(Outcome::Invalid(reason.to_string())),
+            Step::Progress => Step::Final(Reply::Invalid(reason.to_string())),
             other => other,
         }
     }
@@ -706,7 +703,7 @@ impl EssSync {
     }
 
     /// After `consumed`/`deleted`: on `204`/`409` the copy and its records go (§3.6).
-    async fn finish(&self, key: &ObjectKey, instance: i64, expected: NotificationStatus, outcome: Outcome) -> Step {
+    async fn finish(&self, key: &ObjectKey, instance: i64, expected: NotificationStatus, outcome: Reply) -> Step {
         if outcome.acknowledged() {
             match self.node.finish_handshake(key, instance, expected).await {
                 Ok(_) => tracing::info!(%key, kind = expected.as_str(), "ESS: acknowledged by the CSS; copy removed"),
@@ -774,11 +771,11 @@ mod tests {
 
     #[test]
     fn outcomes_map_to_steps() {
-        assert_eq!(step_of(Outcome::Status(204)), Step::Progress);
-        assert_eq!(step_of(Outcome::Status(409)), Step::Progress);
-        assert!(matches!(step_of(Outcome::Status(503)), Step::Retry(_)));
-        assert!(matches!(step_of(Outcome::Transport("reset".into())), Step::Retry(_)));
-        assert!(matches!(step_of(Outcome::Status(500)), Step::Final(_)));
+        assert_eq!(step_of(Reply::Accepted), Step::Progress);
+        assert_eq!(step_of(Reply::Superseded), Step::Progress);
+        assert!(matches!(step_of(Reply::RetryLater("reset".into())), Step::Retry(_)));
+        assert!(matches!(step_of(Reply::Refused("status 500".into())), Step::Final(_)));
+        assert!(matches!(step_of(Reply::UnknownObject), Step::Final(_)));
         assert_eq!(covered(&[(0, 10), (20, 25)]), 15);
     }
 }

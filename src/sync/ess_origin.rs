@@ -10,11 +10,12 @@
 //! exponential backoff. Within a process an upload resumes at the chunk where it stopped;
 //! after a restart it starts over.
 
-use super::ess_client::Outcome;
 use super::ess_loop::{step_of, EssSync, Step};
+use super::link::{DataPush, Reply};
 use crate::engine::origin::{AfterUpdate, OriginMessage, UploadSource};
 use crate::model::sync::{Action, NotificationStatus};
 use crate::model::{MetaData, ObjectKey};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Read buffer of an upload stream.
@@ -89,7 +90,7 @@ impl EssSync {
         let instance = meta.instance_id;
         let outcome = self.client.action_with_meta(key, meta, Action::Update).await;
         match outcome {
-            Outcome::Status(204) => match self.node.origin_update_accepted(key, instance).await {
+            Reply::Accepted => match self.node.origin_update_accepted(key, instance).await {
                 Ok(AfterUpdate::Upload) => {
                     tracing::info!(%key, instance, "ESS: update accepted by the CSS; uploading the data");
                     self.forget_upload(key).await;
@@ -102,10 +103,10 @@ impl EssSync {
                 Ok(AfterUpdate::Stale) => Step::Nothing,
                 Err(e) => {
                     tracing::error!(%key, error = %e, "ESS: recording updated failed");
-                    Step::Retry(Outcome::Invalid(e.to_string()))
+                    Step::Retry(Reply::Invalid(e.to_string()))
                 }
             },
-            Outcome::Status(409) => {
+            Reply::Superseded => {
                 tracing::debug!(%key, instance, "ESS: the CSS ignored the update; resending later");
                 self.postpone(key, instance, NotificationStatus::Update).await;
                 Step::Progress
@@ -120,7 +121,7 @@ impl EssSync {
         let instance = meta.instance_id;
         let outcome = self.client.action_with_meta(key, meta, Action::Delete).await;
         match outcome {
-            Outcome::Status(204) => {
+            Reply::Accepted => {
                 self.forget_upload(key).await;
                 match self.node.origin_delete_acked(key, instance).await {
                     Ok(true) => tracing::info!(%key, "ESS: deletion acknowledged by the CSS; object removed"),
@@ -129,7 +130,7 @@ impl EssSync {
                 }
                 Step::Progress
             }
-            Outcome::Status(409) => {
+            Reply::Superseded => {
                 self.postpone(key, instance, NotificationStatus::Delete).await;
                 Step::Progress
             }
@@ -147,14 +148,14 @@ impl EssSync {
     /// before a restart); after the last part the record becomes `data`.
     #[tracing::instrument(name = "upload", skip_all, fields(%key, instance))]
     async fn upload(&self, key: &ObjectKey, instance: i64) -> Step {
-        if !self.client.pushes_data() {
+        let Some(pusher) = self.client.data_push() else {
             // The CSS pulls the data with `getdata`; the link answers those requests.
             return Step::Nothing;
-        }
+        };
         let source = match self.node.origin_upload_source(key, instance).await {
             Ok(Some(source)) => source,
             Ok(None) => return Step::Nothing,
-            Err(e) => return Step::Retry(Outcome::Invalid(format!("reading the object: {e}"))),
+            Err(e) => return Step::Retry(Reply::Invalid(format!("reading the object: {e}"))),
         };
         let mut offset = self.upload_offset(key, instance).await;
         if offset > 0 {
@@ -169,11 +170,11 @@ impl EssSync {
                     self.forget_upload(key).await;
                     return Step::Nothing;
                 }
-                Err(e) => return Step::Retry(Outcome::Invalid(format!("reading the record: {e}"))),
+                Err(e) => return Step::Retry(Reply::Invalid(format!("reading the record: {e}"))),
             }
             let len = if source.total == 0 { 0 } else { end - start + 1 };
-            let outcome = self.put_part(key, instance, &source, start, len, chunk).await;
-            if outcome != Outcome::Status(204) {
+            let outcome = self.put_part(pusher, key, instance, &source, start, len, chunk).await;
+            if outcome != Reply::Accepted {
                 return self.upload_failed(key, instance, outcome).await;
             }
             offset = start + len.max(1);
@@ -189,59 +190,54 @@ impl EssSync {
                 Step::Progress
             }
             Ok(false) => Step::Nothing,
-            Err(e) => Step::Retry(Outcome::Invalid(format!("recording the upload: {e}"))),
+            Err(e) => Step::Retry(Reply::Invalid(format!("recording the upload: {e}"))),
         }
     }
 
     /// One `PUT .../data`, streaming `len` bytes at `start` of the data file.
+    #[allow(clippy::too_many_arguments)]
     async fn put_part(
         &self,
+        pusher: &dyn DataPush,
         key: &ObjectKey,
         instance: i64,
         source: &UploadSource,
         start: u64,
         len: u64,
         chunk: bool,
-    ) -> Outcome {
+    ) -> Reply {
         // A `sourceDataUri` file is confined and compared with what the PUT measured at
         // every part, so a file changed or swapped for a symlink mid-upload stops it.
         let mut file = match self.node.open_data_file(&source.file).await {
             Ok((file, on_disk)) if on_disk >= start + len => file,
             Ok((_, on_disk)) => {
-                return Outcome::Invalid(format!(
+                return Reply::Invalid(format!(
                     "the data file has {on_disk} bytes, the object {}",
                     source.total
                 ))
             }
-            Err(e) => return Outcome::Invalid(format!("cannot open the data: {e}")),
+            Err(e) => return Reply::Invalid(format!("cannot open the data: {e}")),
         };
         if start > 0 {
             if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
-                return Outcome::Invalid(format!("cannot read the data: {e}"));
+                return Reply::Invalid(format!("cannot read the data: {e}"));
             }
         }
         let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BUFFER);
         let range = chunk.then_some((start, start + len - 1, source.total));
-        self.client
-            .upload(
-                key,
-                instance,
-                source.data_id,
-                range,
-                len,
-                reqwest::Body::wrap_stream(stream),
-            )
+        pusher
+            .upload(key, instance, source.data_id, range, len, stream.boxed())
             .await
     }
 
     /// A part was not accepted: transient failures are retried with backoff (the upload
-    /// resumes at that part); a CSS that does not take the data (`400` object unknown,
-    /// `404`, `409` other instance) gets the `update` again after 6 x `ResendInterval`.
-    async fn upload_failed(&self, key: &ObjectKey, instance: i64, outcome: Outcome) -> Step {
+    /// resumes at that part); a CSS that does not take the data (object unknown, or
+    /// another instance) gets the `update` again after 6 x `ResendInterval`.
+    async fn upload_failed(&self, key: &ObjectKey, instance: i64, outcome: Reply) -> Step {
         if outcome.is_transient() {
             return Step::Retry(outcome);
         }
-        if let Outcome::Invalid(reason) = &outcome {
+        if let Reply::Invalid(reason) = &outcome {
             // The object changed under the upload (new data, deletion), or its file is bad.
             if matches!(self.node.origin_upload_source(key, instance).await, Ok(None)) {
                 self.forget_upload(key).await;
@@ -250,7 +246,7 @@ impl EssSync {
             tracing::error!(%key, instance, %reason, "ESS: cannot read the data to upload");
             return Step::Final(outcome);
         }
-        if matches!(outcome, Outcome::Status(400 | 404 | 409)) {
+        if matches!(outcome, Reply::UnknownObject | Reply::Superseded) {
             self.forget_upload(key).await;
             if let Err(e) = self.node.origin_upload_refused(key, instance).await {
                 tracing::error!(%key, error = %e, "ESS: recording a refused upload failed");

@@ -1,44 +1,98 @@
-//! What the ESS's synchronization tasks need from a transport to the CSS: requests that end
-//! in an [`Outcome`] shaped like the HTTP transport's answers. HTTP implements it with
-//! `/spi/v1` requests ([`super::ess_client::EssClient`]); MQTT with messages whose answers
-//! are the CSS's acknowledgement messages ([`super::mqtt_link::MqttLink`]). The tasks'
+//! What the ESS's synchronization tasks need from a transport to the CSS, in terms of
+//! neither HTTP nor MQTT: each request ends in a [`Reply`]. The HTTP transport maps status
+//! codes to it, the MQTT transport the CSS's answer messages (and their absence); the tasks'
 //! decisions (retry, backoff, what to record) are the same for both.
 
-use super::ess_client::{Outcome, PollAnswer};
-use crate::model::sync::Action;
+use crate::model::sync::{Action, PollItem};
 use crate::model::{MetaData, ObjectKey};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 
-/// Data received for a download request: the status (`200` whole, `206` partial, or an
-/// error status), where the bytes start, and the bytes.
-pub struct DataAnswer {
-    pub status: u16,
-    pub start: Option<u64>,
+/// How the CSS answered a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Taken.
+    Accepted,
+    /// Ignored because the CSS already holds a later state of the object (a duplicate or
+    /// an older instance); where the protocol says so this counts as acknowledged.
+    Superseded,
+    /// The CSS does not know this node: it must register (again, or as new).
+    UnknownNode,
+    /// The CSS does not know the object, or no longer has its instance.
+    UnknownObject,
+    /// No answer, or the CSS asked to come back later; worth another attempt.
+    RetryLater(String),
+    /// Refused for good; the text says what the CSS answered.
+    Refused(String),
+    /// This node could not make the request (not retryable).
+    Invalid(String),
+}
+
+impl Reply {
+    /// True for answers worth retrying.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::RetryLater(_))
+    }
+
+    /// True when the CSS took the request or already had what it says.
+    pub fn acknowledged(&self) -> bool {
+        matches!(self, Self::Accepted | Self::Superseded)
+    }
+}
+
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Accepted => f.write_str("accepted"),
+            Self::Superseded => f.write_str("superseded by a later state"),
+            Self::UnknownNode => f.write_str("node unknown to the CSS"),
+            Self::UnknownObject => f.write_str("object unknown to the CSS"),
+            Self::RetryLater(e) => write!(f, "transient failure: {e}"),
+            Self::Refused(e) => write!(f, "refused: {e}"),
+            Self::Invalid(e) => write!(f, "invalid request: {e}"),
+        }
+    }
+}
+
+/// What a poll returned.
+#[derive(Debug)]
+pub struct PollAnswer {
+    pub items: Vec<PollItem>,
+    /// The CSS holds polls until it has news (so polling again at once costs nothing).
+    pub long_poll: bool,
+}
+
+/// Data bytes of a CSS object, starting at `start`.
+pub struct DataChunk {
+    pub start: u64,
     pub body: BoxStream<'static, Result<Bytes, String>>,
 }
+
+/// Bytes of a data file being uploaded.
+pub type UploadBody = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// A transport from an ESS to its CSS.
 #[async_trait]
 pub trait EssLink: Send + Sync {
     /// True when the node's store survives restarts (`persistent-storage`).
     fn persistent(&self) -> bool;
-    /// True when the ESS pushes its objects' data (HTTP); false when the CSS pulls it with
-    /// `getdata` (MQTT), so the ESS only answers requests.
-    fn pushes_data(&self) -> bool;
-    /// True when the CSS hands out a notification again until it is answered (HTTP polls),
-    /// false when it is pushed once (MQTT) and must not be skipped.
+    /// True when the CSS hands out a notification again until it is answered (polls), false
+    /// when it is delivered once (pushed messages) and must not be skipped.
     fn notifications_repeat(&self) -> bool;
+    /// The upload of own objects' data, for a transport over which the ESS sends it; `None`
+    /// where the CSS pulls it instead (the link then answers the CSS's data requests).
+    fn data_push(&self) -> Option<&dyn DataPush>;
+    /// The unregistration of a stopping node, for a transport whose protocol has one.
+    fn unregistration(&self) -> Option<&dyn Unregistration>;
     /// Resolves when the transport lost the CSS's view of this node (a new broker session):
     /// the node must register again.
     async fn session_lost(&self);
-    async fn register(&self, as_new: bool) -> Outcome;
-    async fn resend(&self) -> Outcome;
-    async fn unregister(&self) -> Outcome;
-    async fn ping(&self) -> Outcome;
+    async fn register(&self, as_new: bool) -> Reply;
+    async fn resend(&self) -> Reply;
+    async fn ping(&self) -> Reply;
     /// Notifications for this node, waiting up to `wait_secs` for the first one.
-    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome>;
+    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Reply>;
     async fn action(
         &self,
         key: &ObjectKey,
@@ -46,22 +100,12 @@ pub trait EssLink: Send + Sync {
         data_id: i64,
         action: Action,
         body: Option<Vec<u8>>,
-    ) -> Outcome;
+    ) -> Reply;
     /// `deleted` for a copy whose deletion the applications acknowledged.
-    async fn deleted(&self, meta: &MetaData) -> Outcome;
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome;
+    async fn deleted(&self, meta: &MetaData) -> Reply;
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply;
     /// `update` or `delete` of one of the ESS's own objects.
-    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome;
-    /// Pushes data of an own object (only when [`EssLink::pushes_data`]).
-    async fn upload(
-        &self,
-        key: &ObjectKey,
-        instance_id: i64,
-        data_id: i64,
-        range: Option<(u64, u64, u64)>,
-        len: u64,
-        body: reqwest::Body,
-    ) -> Outcome;
+    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Reply;
     /// Data of a CSS object, whole or one inclusive byte range.
     async fn data(
         &self,
@@ -69,5 +113,27 @@ pub trait EssLink: Send + Sync {
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
-    ) -> Result<DataAnswer, Outcome>;
+    ) -> Result<DataChunk, Reply>;
+}
+
+/// Sends the data of the ESS's own objects to the CSS.
+#[async_trait]
+pub trait DataPush: Send + Sync {
+    /// The whole data (`range` `None`) or the part `(start, end inclusive, total)`, `len`
+    /// bytes from `body`.
+    async fn upload(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        range: Option<(u64, u64, u64)>,
+        len: u64,
+        body: UploadBody,
+    ) -> Reply;
+}
+
+/// Tells the CSS that this node leaves for good.
+#[async_trait]
+pub trait Unregistration: Send + Sync {
+    async fn unregister(&self) -> Reply;
 }

@@ -3,6 +3,8 @@
 //! the connection retries with exponential backoff and jitter, never spins, never exits;
 //! [`Connection::is_connected`] tells health and metrics how things stand.
 
+use crate::backoff::Backoff;
+use crate::engine::{BrokerHealth, BrokerStatus};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use std::pin::Pin;
@@ -13,10 +15,9 @@ use tokio::sync::futures::Notified;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// First wait after a failed connection attempt; doubled up to [`MAX_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-/// Longest wait between attempts (the original waits at most 30 s).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Waits between connection attempts: from 200 ms up to 30 s (the original's longest wait),
+/// jittered so that many nodes losing one broker do not come back in lockstep.
+const RECONNECT: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30)).jittered();
 /// Largest chunk accepted from the other node even when this node's own chunks are
 /// smaller: the original's default chunk (5 MiB) with room to spare.
 const MIN_INCOMING_CHUNK: usize = 64 * 1024 * 1024;
@@ -68,25 +69,10 @@ pub struct State {
     session_renewed: tokio::sync::Notify,
 }
 
-/// A consistent reading of [`State`], in the health report's terms (spec rest-api.md §8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BrokerHealth {
-    pub connected: bool,
-    pub subscribe_failures: u64,
-    pub publish_failures: u64,
-    /// Milliseconds the connection has been down (0 while connected).
-    pub disconnected_for_ms: u64,
-    /// Seconds since the last failure of each kind (`None` = never).
-    pub since_subscribe_failure: Option<u64>,
-    pub since_publish_failure: Option<u64>,
-    pub sent_bytes: u64,
-    pub received_bytes: u64,
-}
-
-impl State {
+impl BrokerStatus for State {
     /// Reads the counters at once (each is atomic; together they are a snapshot, not a
     /// torn read of a shared struct as in the original).
-    pub fn health(&self) -> BrokerHealth {
+    fn health(&self) -> BrokerHealth {
         let now_ms = now_millis();
         let since = |at: &AtomicI64| {
             let at = at.load(Ordering::SeqCst);
@@ -211,7 +197,7 @@ impl Connection {
                         tracing::warn!(broker = %address, error = %e, "MQTT: cannot reach the broker; retrying");
                     }
                     failures = failures.saturating_add(1);
-                    let delay = backoff(failures);
+                    let delay = RECONNECT.delay(failures);
                     tracing::debug!(broker = %address, failures, retry_in = ?delay, error = %e, "MQTT: no broker connection");
                     tokio::time::sleep(delay).await;
                 }
@@ -273,40 +259,5 @@ impl Connection {
             return;
         }
         renewed.await;
-    }
-}
-
-/// Exponential backoff with jitter, so that many nodes losing one broker do not come back in
-/// lockstep.
-fn backoff(failures: u32) -> Duration {
-    let exponent = failures.saturating_sub(1).min(16);
-    let base = FIRST_BACKOFF.saturating_mul(1u32 << exponent).min(MAX_BACKOFF);
-    let jitter = rand_fraction();
-    base.mul_f64(0.5 + jitter / 2.0)
-}
-
-/// A number in [0, 1) that differs between calls and processes; good enough for jitter.
-fn rand_fraction() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let first = backoff(1);
-        assert!(first >= FIRST_BACKOFF / 2 && first <= FIRST_BACKOFF, "{first:?}");
-        let late = backoff(40);
-        assert!(late >= MAX_BACKOFF / 2 && late <= MAX_BACKOFF, "{late:?}");
-        assert!(backoff(3) >= FIRST_BACKOFF * 2);
     }
 }

@@ -1,13 +1,14 @@
 //! The ESS's HTTP client for its CSS (spec: css-ess-protocol.md §3): registration, ping,
 //! poll, object actions and data downloads under `/spi/v1`. Every request carries the Basic
-//! credentials the authenticator gives for the CSS URL and `X-Sync-Service-Dest`. Answers are
-//! classified once ([`Outcome`]); retrying is the caller's decision ([`RetryPolicy`]).
+//! credentials the authenticator gives for the CSS URL and `X-Sync-Service-Dest`. Status codes
+//! become protocol-neutral [`Reply`]s here, once per kind of request; retrying is the sync
+//! tasks' decision.
 
-use super::link::{DataAnswer, EssLink};
 use crate::config::Config;
 use crate::engine::Node;
 use crate::model::sync::{Action, PollItem, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::{MetaData, ObjectKey};
+use crate::sync::link::{DataChunk, DataPush, EssLink, PollAnswer, Reply, Unregistration, UploadBody};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -28,49 +29,38 @@ pub fn segment(value: &str) -> String {
     utf8_percent_encode(value, SEGMENT).to_string()
 }
 
-/// How a request ended, as far as retrying is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The CSS answered with this status.
-    Status(u16),
-    /// The request failed before an answer arrived (refused, reset, timeout, EOF).
-    Transport(String),
-    /// The request could not even be built (not retryable).
-    Invalid(String),
+/// What a status means for the kind of request it answers; the rest is the same for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// `register`, `ping`, `unregister`: `404` is a node the CSS does not know.
+    Node,
+    /// A poll: `424` is a node the CSS does not know.
+    Poll,
+    /// An object's action or data: `404` is an unknown object; a data upload's `400` too
+    /// (the CSS has no metadata for it).
+    Object,
+    /// `resend`.
+    Other,
 }
 
-impl Outcome {
-    /// True for answers worth retrying (spec §3.4): transport failures and 502, 503, 504,
-    /// 408, 429, 307. Every other status is final.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Transport(_) => true,
-            Self::Status(status) => matches!(status, 502 | 503 | 504 | 408 | 429 | 307),
-            Self::Invalid(_) => false,
-        }
-    }
-
-    /// True for `204`, and for `409` where the spec treats "ignored" as acknowledged.
-    pub fn acknowledged(&self) -> bool {
-        matches!(self, Self::Status(204) | Self::Status(409))
-    }
-
-    fn from_error(e: &reqwest::Error) -> Self {
-        if e.is_builder() {
-            Self::Invalid(e.to_string())
-        } else {
-            Self::Transport(error_chain(e))
-        }
+fn reply_of(route: Route, status: u16) -> Reply {
+    match (route, status) {
+        (_, 200 | 204) => Reply::Accepted,
+        (_, 409) => Reply::Superseded,
+        (Route::Node, 404) | (Route::Poll, 424) => Reply::UnknownNode,
+        (Route::Object, 400 | 404) => Reply::UnknownObject,
+        // The spec's transient answers (§3.4).
+        (_, 502 | 503 | 504 | 408 | 429 | 307) => Reply::RetryLater(format!("status {status}")),
+        _ => Reply::Refused(format!("status {status}")),
     }
 }
 
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Status(status) => write!(f, "status {status}"),
-            Self::Transport(e) => write!(f, "transport error: {e}"),
-            Self::Invalid(e) => write!(f, "invalid request: {e}"),
-        }
+/// A request that got no answer: retried, unless it could not even be built.
+fn failed(e: &reqwest::Error) -> Reply {
+    if e.is_builder() {
+        Reply::Invalid(e.to_string())
+    } else {
+        Reply::RetryLater(error_chain(e))
     }
 }
 
@@ -83,47 +73,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
-}
-
-/// Exponential backoff for transient failures: `ESSCallSPIRetryInterval x 2^k`, at most
-/// 60 s, for at most `ESSSPIMaxRetry` attempts (the spec's fixed 2 s x 1000 with the flaw
-/// fixes of §3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub base: Duration,
-    pub max_attempts: u64,
-}
-
-/// Upper bound of one backoff step.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-impl RetryPolicy {
-    /// From `ESSCallSPIRetryInterval` and `ESSSPIMaxRetry`.
-    pub fn from_config(config: &Config) -> Self {
-        Self {
-            base: Duration::from_secs(u64::try_from(config.ess_call_spi_retry_interval).unwrap_or(0).max(1)),
-            max_attempts: u64::try_from(config.ess_spi_max_retry).unwrap_or(0).max(1),
-        }
-    }
-
-    /// Delay after the `failures`-th consecutive transient failure (1-based).
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exponent = failures.saturating_sub(1).min(16);
-        self.base.saturating_mul(1 << exponent).min(MAX_BACKOFF)
-    }
-
-    /// True while another attempt is allowed after `failures` failures.
-    pub fn may_retry(&self, failures: u32) -> bool {
-        u64::from(failures) < self.max_attempts
-    }
-}
-
-/// What a poll returned.
-#[derive(Debug)]
-pub struct PollAnswer {
-    pub items: Vec<PollItem>,
-    /// The CSS honours `wait` (it sent the long-poll header).
-    pub long_poll: bool,
 }
 
 /// The HTTP client of one ESS.
@@ -182,15 +131,15 @@ impl EssClient {
         builder
     }
 
-    async fn status_of(&self, builder: reqwest::RequestBuilder) -> Outcome {
+    async fn send(&self, route: Route, builder: reqwest::RequestBuilder) -> Reply {
         match builder.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 // Read (and drop) the body so the connection can be reused.
                 let _ = response.bytes().await;
-                Outcome::Status(status)
+                reply_of(route, status)
             }
-            Err(e) => Outcome::from_error(&e),
+            Err(e) => failed(&e),
         }
     }
 
@@ -231,8 +180,12 @@ impl EssLink for EssClient {
         true
     }
 
-    fn pushes_data(&self) -> bool {
-        true
+    fn data_push(&self) -> Option<&dyn DataPush> {
+        Some(self)
+    }
+
+    fn unregistration(&self) -> Option<&dyn Unregistration> {
+        Some(self)
     }
 
     async fn session_lost(&self) {
@@ -241,37 +194,31 @@ impl EssLink for EssClient {
     }
 
     /// `PUT /spi/v1/register[-new]/...` (single attempt).
-    async fn register(&self, as_new: bool) -> Outcome {
+    async fn register(&self, as_new: bool) -> Reply {
         let route = if as_new { "register-new" } else { "register" };
         let url = format!("{}?persistent-storage={}", self.node_path(route), self.persistent);
-        self.status_of(self.request(Method::PUT, &url, self.control_timeout))
+        self.send(Route::Node, self.request(Method::PUT, &url, self.control_timeout))
             .await
     }
 
     /// `PUT /spi/v1/objects/{org}/resend`: asks the CSS to send everything again (single
     /// attempt).
-    async fn resend(&self) -> Outcome {
+    async fn resend(&self) -> Reply {
         let url = format!("{}/spi/v1/objects/{}/resend", self.base, segment(&self.org));
-        self.status_of(self.request(Method::PUT, &url, self.control_timeout))
-            .await
-    }
-
-    /// `PUT /spi/v1/unregister/...` (single attempt).
-    async fn unregister(&self) -> Outcome {
-        self.status_of(self.request(Method::PUT, &self.node_path("unregister"), self.control_timeout))
+        self.send(Route::Other, self.request(Method::PUT, &url, self.control_timeout))
             .await
     }
 
     /// `PUT /spi/v1/ping/...` (single attempt).
-    async fn ping(&self) -> Outcome {
+    async fn ping(&self) -> Reply {
         let url = format!("{}?persistent-storage={}", self.node_path("ping"), self.persistent);
-        self.status_of(self.request(Method::PUT, &url, self.control_timeout))
+        self.send(Route::Node, self.request(Method::PUT, &url, self.control_timeout))
             .await
     }
 
     /// `GET /spi/v1/objects/?wait=N`: pending notifications; `Err` for failures and
     /// statuses other than 200/204.
-    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome> {
+    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Reply> {
         let wait = wait_secs.min(MAX_LONG_POLL_SECS);
         let url = format!("{}/spi/v1/objects/?{LONG_POLL_PARAM}={wait}", self.base);
         let timeout = self.control_timeout + Duration::from_secs(u64::from(wait));
@@ -279,7 +226,7 @@ impl EssLink for EssClient {
             .request(Method::GET, &url, timeout)
             .send()
             .await
-            .map_err(|e| Outcome::from_error(&e))?;
+            .map_err(|e| failed(&e))?;
         let long_poll = response.headers().contains_key(LONG_POLL_HEADER);
         match response.status() {
             StatusCode::NO_CONTENT => {
@@ -290,14 +237,14 @@ impl EssLink for EssClient {
                 })
             }
             StatusCode::OK => {
-                let body = response.bytes().await.map_err(|e| Outcome::from_error(&e))?;
+                let body = response.bytes().await.map_err(|e| failed(&e))?;
                 let items: Vec<PollItem> = serde_json::from_slice(&body)
-                    .map_err(|e| Outcome::Invalid(format!("the poll answer is not a notification list: {e}")))?;
+                    .map_err(|e| Reply::Invalid(format!("the poll answer is not a notification list: {e}")))?;
                 Ok(PollAnswer { items, long_poll })
             }
             other => {
                 let _ = response.bytes().await;
-                Err(Outcome::Status(other.as_u16()))
+                Err(reply_of(Route::Poll, other.as_u16()))
             }
         }
     }
@@ -310,7 +257,7 @@ impl EssLink for EssClient {
         data_id: i64,
         action: Action,
         body: Option<Vec<u8>>,
-    ) -> Outcome {
+    ) -> Reply {
         let url = self.object_url(key, instance_id, data_id, action.as_str());
         let mut builder = self.request(Method::PUT, &url, self.control_timeout);
         if let Some(body) = body {
@@ -318,12 +265,12 @@ impl EssLink for EssClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        self.status_of(builder).await
+        self.send(Route::Object, builder).await
     }
 
     /// `PUT .../deleted` with the metadata as body; the destination is this node (so that a
     /// broadcast object's empty type does not hide the CSS's record, spec §3.7).
-    async fn deleted(&self, meta: &MetaData) -> Outcome {
+    async fn deleted(&self, meta: &MetaData) -> Reply {
         let mut meta = meta.clone();
         let mut parts = self.dest.splitn(3, '/').skip(1);
         meta.destination_type = parts.next().unwrap_or_default().to_string();
@@ -334,12 +281,12 @@ impl EssLink for EssClient {
                 self.action(&key, meta.instance_id, meta.data_id, Action::Deleted, Some(body))
                     .await
             }
-            Err(e) => Outcome::Invalid(e.to_string()),
+            Err(e) => Reply::Invalid(e.to_string()),
         }
     }
 
     /// `PUT .../feedback` (single attempt).
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome {
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply {
         let body = crate::model::sync::Feedback {
             code,
             retry_interval: 0,
@@ -351,16 +298,53 @@ impl EssLink for EssClient {
     }
 
     /// `PUT .../{action}` with the object's metadata as body (`update`, `delete`).
-    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
+    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Reply {
         match serde_json::to_vec(meta) {
             Ok(body) => {
                 self.action(key, meta.instance_id, meta.data_id, action, Some(body))
                     .await
             }
-            Err(e) => Outcome::Invalid(e.to_string()),
+            Err(e) => Reply::Invalid(e.to_string()),
         }
     }
 
+    /// `GET .../data`, whole or one inclusive byte range; the body is streamed to the caller.
+    async fn data(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        range: Option<(u64, u64)>,
+    ) -> Result<DataChunk, Reply> {
+        let url = self.object_url(key, instance_id, data_id, "data");
+        let mut builder = self.request(Method::GET, &url, self.data_timeout);
+        if let Some((start, end)) = range {
+            builder = builder.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
+        }
+        let response = builder.send().await.map_err(|e| failed(&e))?;
+        let start = match response.status() {
+            StatusCode::OK => 0,
+            StatusCode::PARTIAL_CONTENT => response
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(content_range_start)
+                .or(range.map(|(start, _)| start))
+                .unwrap_or(0),
+            other => {
+                let _ = response.bytes().await;
+                return Err(reply_of(Route::Object, other.as_u16()));
+            }
+        };
+        Ok(DataChunk {
+            start,
+            body: response.bytes_stream().map_err(|e| error_chain(&e)).boxed(),
+        })
+    }
+}
+
+#[async_trait]
+impl DataPush for EssClient {
     /// `PUT .../data`: the whole data (`range` `None`) or one chunk with
     /// `Content-Range: bytes {start}-{end}/{total}`; `len` bytes streamed from `body`. Uses
     /// the data timeout (the flaw fix of §3.8).
@@ -371,8 +355,8 @@ impl EssLink for EssClient {
         data_id: i64,
         range: Option<(u64, u64, u64)>,
         len: u64,
-        body: reqwest::Body,
-    ) -> Outcome {
+        body: UploadBody,
+    ) -> Reply {
         let url = self.object_url(key, instance_id, data_id, "data");
         let mut builder = self
             .request(Method::PUT, &url, self.data_timeout)
@@ -381,33 +365,20 @@ impl EssLink for EssClient {
         if let Some((start, end, total)) = range {
             builder = builder.header(reqwest::header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
         }
-        self.status_of(builder.body(body)).await
+        self.send(Route::Object, builder.body(reqwest::Body::wrap_stream(body)))
+            .await
     }
+}
 
-    /// `GET .../data`, whole or one inclusive byte range; the body is streamed to the caller.
-    async fn data(
-        &self,
-        key: &ObjectKey,
-        instance_id: i64,
-        data_id: i64,
-        range: Option<(u64, u64)>,
-    ) -> Result<DataAnswer, Outcome> {
-        let url = self.object_url(key, instance_id, data_id, "data");
-        let mut builder = self.request(Method::GET, &url, self.data_timeout);
-        if let Some((start, end)) = range {
-            builder = builder.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
-        }
-        let response = builder.send().await.map_err(|e| Outcome::from_error(&e))?;
-        let start = response
-            .headers()
-            .get(reqwest::header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(content_range_start);
-        Ok(DataAnswer {
-            status: response.status().as_u16(),
-            start,
-            body: response.bytes_stream().map_err(|e| error_chain(&e)).boxed(),
-        })
+#[async_trait]
+impl Unregistration for EssClient {
+    /// `PUT /spi/v1/unregister/...` (single attempt).
+    async fn unregister(&self) -> Reply {
+        self.send(
+            Route::Node,
+            self.request(Method::PUT, &self.node_path("unregister"), self.control_timeout),
+        )
+        .await
     }
 }
 
@@ -424,30 +395,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transport_errors_and_overload_statuses_are_retried() {
+    fn statuses_become_replies_by_kind_of_request() {
         for status in [502, 503, 504, 408, 429, 307] {
-            assert!(Outcome::Status(status).is_transient(), "{status}");
+            for route in [Route::Node, Route::Poll, Route::Object, Route::Other] {
+                assert!(reply_of(route, status).is_transient(), "{status}");
+            }
         }
-        for status in [200, 204, 400, 403, 404, 409, 424, 500] {
-            assert!(!Outcome::Status(status).is_transient(), "{status}");
+        for status in [400, 403, 404, 424, 500] {
+            assert!(!reply_of(Route::Other, status).is_transient(), "{status}");
+            assert!(!reply_of(Route::Other, status).acknowledged(), "{status}");
         }
-        assert!(Outcome::Transport("connection refused".into()).is_transient());
-        assert!(!Outcome::Invalid("bad url".into()).is_transient());
-        assert!(Outcome::Status(204).acknowledged() && Outcome::Status(409).acknowledged());
-        assert!(!Outcome::Status(500).acknowledged());
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute_and_is_bounded() {
-        let policy = RetryPolicy {
-            base: Duration::from_secs(2),
-            max_attempts: 5,
-        };
-        let delays: Vec<u64> = (1..=7).map(|k| policy.delay(k).as_secs()).collect();
-        assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60]);
-        assert_eq!(policy.delay(100), MAX_BACKOFF);
-        assert!(policy.may_retry(4));
-        assert!(!policy.may_retry(5));
+        assert_eq!(reply_of(Route::Node, 404), Reply::UnknownNode);
+        assert_eq!(reply_of(Route::Poll, 424), Reply::UnknownNode);
+        assert_eq!(reply_of(Route::Poll, 404), Reply::Refused("status 404".into()));
+        assert_eq!(reply_of(Route::Object, 404), Reply::UnknownObject);
+        assert_eq!(reply_of(Route::Object, 400), Reply::UnknownObject);
+        assert_eq!(reply_of(Route::Node, 400), Reply::Refused("status 400".into()));
+        assert!(reply_of(Route::Object, 204).acknowledged() && reply_of(Route::Object, 409).acknowledged());
+        assert!(!reply_of(Route::Object, 500).acknowledged());
     }
 
     #[test]

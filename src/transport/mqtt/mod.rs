@@ -1,10 +1,11 @@
 //! The MQTT transport between CSS and ESS nodes through a broker (spec:
 //! css-ess-protocol.md §4): message encoding, the broker connection, and the CSS's handling
-//! of its edge nodes' messages. The ESS side is `crate::sync::mqtt_link`.
+//! of its edge nodes' messages ([`css`]), and the ESS's link to its CSS ([`ess`]).
 
 pub mod codec;
 pub mod connection;
 pub mod css;
+pub mod ess;
 
 use crate::config::Config;
 use connection::BrokerSettings;

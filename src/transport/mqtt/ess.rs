@@ -1,18 +1,17 @@
 //! The ESS's MQTT transport to its CSS (spec: css-ess-protocol.md §4). Requests of the sync
 //! tasks become messages on the ESS's `evt` topic; where the protocol has an answer message
 //! (`regack`, `ackreceived`, `ackconsumed`, `ackDelete`, `ackDeleted`, `updated`, a data
-//! message) the request waits for it, bounded, and ends like the HTTP answer it stands for.
+//! message) the request waits for it, bounded, and ends in the [`Reply`] it stands for.
 //! Notifications the CSS pushes (`update`, `delete`, reports on own objects) are queued for
 //! the poll task, which handles them exactly as polled ones. `getdata` for the ESS's own
 //! objects is answered here with data messages read from the object's data.
 
-use super::ess_client::{Outcome, PollAnswer};
-use super::link::{DataAnswer, EssLink};
+use super::codec::{self, Control, DataChunk as ChunkMessage, Message};
+use super::connection::{Connection, Incoming};
 use crate::engine::Node;
 use crate::model::sync::{Action, Feedback, PollItem};
 use crate::model::{Destination, MetaData, ObjectKey};
-use crate::mqtt::codec::{self, Control, DataChunk, Message};
-use crate::mqtt::connection::{Connection, Incoming};
+use crate::sync::link::{DataChunk, DataPush, EssLink, PollAnswer, Reply, Unregistration};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -26,7 +25,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 const FEEDBACK_INVALID_OBJECT: i32 = 5;
 
 /// What an awaited answer carried.
-enum Reply {
+enum Answer {
     Ack,
     /// `registerAsNew`, or feedback code 5 for a data request.
     NotFound,
@@ -47,7 +46,7 @@ pub struct MqttLink {
     max_chunk: u64,
     /// How long a request waits for its answer before it counts as a transport failure.
     answer_timeout: Duration,
-    waiters: Mutex<HashMap<WaitKey, oneshot::Sender<Reply>>>,
+    waiters: Mutex<HashMap<WaitKey, oneshot::Sender<Answer>>>,
     pushed: tokio::sync::Mutex<mpsc::Receiver<PollItem>>,
     push: mpsc::Sender<PollItem>,
     lost: Notify,
@@ -112,7 +111,7 @@ impl MqttLink {
     }
 
     /// Completes the request waiting for `key`; false when none waits.
-    fn answer(&self, key: WaitKey, reply: Reply) -> bool {
+    fn answer(&self, key: WaitKey, reply: Answer) -> bool {
         let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         waiter.is_some_and(|w| w.send(reply).is_ok())
     }
@@ -122,23 +121,23 @@ impl MqttLink {
         let instance = control.meta.instance_id;
         match control.command.as_str() {
             "regack" => {
-                self.answer(("register", node_key(), 0, 0), Reply::Ack);
+                self.answer(("register", node_key(), 0, 0), Answer::Ack);
             }
             "registerAsNew" => {
-                if !self.answer(("register", node_key(), 0, 0), Reply::NotFound) {
+                if !self.answer(("register", node_key(), 0, 0), Answer::NotFound) {
                     // Unasked (after a ping): the CSS forgot this node; register again.
                     self.lost.notify_one();
                 }
             }
             "ackresend" => {
-                self.answer(("ackresend", node_key(), 0, 0), Reply::Ack);
+                self.answer(("ackresend", node_key(), 0, 0), Answer::Ack);
             }
             "updated" => {
-                self.answer(("updated", key, instance, 0), Reply::Ack);
+                self.answer(("updated", key, instance, 0), Answer::Ack);
             }
             "received" => {
                 // For an own object without data the CSS answers `update` with `received`.
-                self.answer(("updated", key, instance, 0), Reply::Ack);
+                self.answer(("updated", key, instance, 0), Answer::Ack);
                 self.queue("received", control.meta).await;
             }
             "update" | "delete" | "consumed" | "deleted" => {
@@ -152,14 +151,14 @@ impl MqttLink {
                     "ackDelete" => "ackDelete",
                     _ => "ackDeleted",
                 };
-                self.answer((expected, key, instance, 0), Reply::Ack);
+                self.answer((expected, key, instance, 0), Answer::Ack);
             }
             "getdata" => {
                 let link = self.clone();
                 tokio::spawn(async move { link.serve_chunk(control.meta, control.offset).await });
             }
             "feedback" if control.feedback_from_origin && control.feedback_code == FEEDBACK_INVALID_OBJECT => {
-                self.answer(("data", key, instance, control.offset), Reply::NotFound);
+                self.answer(("data", key, instance, control.offset), Answer::NotFound);
             }
             "feedback" => {
                 tracing::warn!(%key, code = control.feedback_code, reason = %control.reason, "MQTT: the CSS reported an error");
@@ -178,11 +177,11 @@ impl MqttLink {
         }
     }
 
-    fn on_data(&self, chunk: DataChunk) {
+    fn on_data(&self, chunk: ChunkMessage) {
         let key = ObjectKey::new(&self.me.org, &chunk.object_type, &chunk.object_id);
         let wait = ("data", key, chunk.instance_id, chunk.offset);
         // A chunk nobody waits for (a duplicate, or one for an abandoned instance) is dropped.
-        self.answer(wait, Reply::Data(chunk.data));
+        self.answer(wait, Answer::Data(chunk.data));
     }
 
     /// Answers a `getdata` for an own object with the chunk at `offset`, or feedback code 5
@@ -213,7 +212,7 @@ impl MqttLink {
             }
         };
         let multi_chunk = start > 0 || len < source.total;
-        let chunk = DataChunk {
+        let chunk = ChunkMessage {
             org: key.org.clone(),
             object_type: key.object_type.clone(),
             object_id: key.object_id.clone(),
@@ -257,7 +256,7 @@ impl MqttLink {
     /// broker session ends the wait at once: with QoS 0 and clean sessions, whatever was
     /// in flight when the connection dropped is lost, and the caller's retry should not
     /// have to wait for the timeout.
-    async fn request(&self, message: &Control, leader: bool, wait: WaitKey, timeout: Duration) -> Option<Reply> {
+    async fn request(&self, message: &Control, leader: bool, wait: WaitKey, timeout: Duration) -> Option<Answer> {
         if tokio::time::timeout(timeout, self.connection.connected())
             .await
             .is_err()
@@ -281,14 +280,22 @@ impl MqttLink {
         reply
     }
 
-    /// Publishes and waits for an acknowledgement: `204` when it came, a transport failure
-    /// when it did not (the caller retries as it would after a lost HTTP answer).
-    async fn acknowledged(&self, message: &Control, wait: WaitKey) -> Outcome {
+    /// Publishes and waits for an acknowledgement; without one in time the request is worth
+    /// another attempt (the original repeats unanswered messages).
+    async fn acknowledged(&self, message: &Control, wait: WaitKey) -> Reply {
         match self.request(message, false, wait, self.answer_timeout).await {
-            Some(Reply::NotFound) => Outcome::Status(404),
-            Some(_) => Outcome::Status(204),
-            None if !self.connection.is_connected() => Outcome::Transport("the MQTT broker is not connected".into()),
-            None => Outcome::Transport(format!("no answer to {} from the CSS", message.command)),
+            // Only a registration is answered so (`registerAsNew`).
+            Some(Answer::NotFound) => Reply::UnknownNode,
+            Some(_) => Reply::Accepted,
+            None => self.unanswered(message),
+        }
+    }
+
+    fn unanswered(&self, message: &Control) -> Reply {
+        if self.connection.is_connected() {
+            Reply::RetryLater(format!("no answer to {} from the CSS", message.command))
+        } else {
+            Reply::RetryLater("the MQTT broker is not connected".into())
         }
     }
 
@@ -321,39 +328,41 @@ impl EssLink for MqttLink {
         false
     }
 
-    fn pushes_data(&self) -> bool {
-        false
+    /// The CSS pulls an ESS's data with `getdata` (spec §4.4); the protocol has no push.
+    fn data_push(&self) -> Option<&dyn DataPush> {
+        None
+    }
+
+    /// The protocol has no unregistration message: the CSS forgets a silent node by itself.
+    fn unregistration(&self) -> Option<&dyn Unregistration> {
+        None
     }
 
     async fn session_lost(&self) {
         self.lost.notified().await
     }
 
-    async fn register(&self, as_new: bool) -> Outcome {
+    async fn register(&self, as_new: bool) -> Reply {
         let command = if as_new { "registerNew" } else { "register" };
         self.acknowledged(&self.node_message(command), ("register", node_key(), 0, 0))
             .await
     }
 
-    async fn resend(&self) -> Outcome {
+    async fn resend(&self) -> Reply {
         let mut message = self.node_message("resend");
         message.destination.code_version.clear();
         message.persistent = false;
         self.acknowledged(&message, ("ackresend", node_key(), 0, 0)).await
     }
 
-    async fn unregister(&self) -> Outcome {
-        Outcome::Invalid("MQTT has no unregistration message".into())
-    }
-
-    async fn ping(&self) -> Outcome {
+    async fn ping(&self) -> Reply {
         // A known node gets no answer; an unknown one gets `registerAsNew`, handled when it
         // arrives.
         self.publish_control(&self.node_message("ping"), false).await;
-        Outcome::Status(204)
+        Reply::Accepted
     }
 
-    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Outcome> {
+    async fn poll(&self, wait_secs: u16) -> Result<PollAnswer, Reply> {
         let mut pushed = self.pushed.lock().await;
         let wait = Duration::from_secs(u64::from(wait_secs.max(1)));
         let mut items = Vec::new();
@@ -373,7 +382,7 @@ impl EssLink for MqttLink {
         data_id: i64,
         action: Action,
         body: Option<Vec<u8>>,
-    ) -> Outcome {
+    ) -> Reply {
         // Acknowledgements of the CSS's reports on own objects name this node as origin;
         // everything else concerns a copy received from the CSS.
         let own = matches!(action, Action::AckReceived | Action::AckConsumed | Action::AckDeleted);
@@ -392,28 +401,28 @@ impl EssLink for MqttLink {
             Action::Consumed => "ackconsumed",
             _ => {
                 self.publish_control(&message, false).await;
-                return Outcome::Status(204);
+                return Reply::Accepted;
             }
         };
         self.acknowledged(&message, (answer, key.clone(), instance_id, 0)).await
     }
 
-    async fn deleted(&self, meta: &MetaData) -> Outcome {
+    async fn deleted(&self, meta: &MetaData) -> Reply {
         let key = self.key_of(meta);
         let message = Control::about("deleted", self.meta_for(&key, meta.instance_id, meta.data_id, false));
         self.acknowledged(&message, ("ackDeleted", key.clone(), meta.instance_id, 0))
             .await
     }
 
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Outcome {
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply {
         let mut message = Control::about("feedback", self.meta_for(key, instance_id, data_id, false));
         message.feedback_code = code;
         message.reason = reason.to_string();
         self.publish_control(&message, false).await;
-        Outcome::Status(204)
+        Reply::Accepted
     }
 
-    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Outcome {
+    async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Reply {
         let mut meta = meta.clone();
         meta.origin_type = self.me.dest_type.clone();
         meta.origin_id = self.me.dest_id.clone();
@@ -433,21 +442,9 @@ impl EssLink for MqttLink {
             )
             .await
         {
-            Some(_) => Outcome::Status(204),
-            None => Outcome::Transport(format!("no answer to {} from the CSS", message.command)),
+            Some(_) => Reply::Accepted,
+            None => self.unanswered(&message),
         }
-    }
-
-    async fn upload(
-        &self,
-        _key: &ObjectKey,
-        _instance_id: i64,
-        _data_id: i64,
-        _range: Option<(u64, u64, u64)>,
-        _len: u64,
-        _body: reqwest::Body,
-    ) -> Outcome {
-        Outcome::Invalid("over MQTT the CSS pulls the data".into())
     }
 
     async fn data(
@@ -456,24 +453,19 @@ impl EssLink for MqttLink {
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
-    ) -> Result<DataAnswer, Outcome> {
+    ) -> Result<DataChunk, Reply> {
         let offset = range.map_or(0, |(start, _)| start);
         let mut message = Control::about("getdata", self.meta_for(key, instance_id, data_id, false));
         message.offset = i64::try_from(offset).unwrap_or(0);
         let wait = ("data", key.clone(), instance_id, message.offset);
         // A chunk may be megabytes: twice the answer time; a lost one is asked for again.
         match self.request(&message, false, wait, self.answer_timeout * 2).await {
-            Some(Reply::Data(bytes)) => Ok(DataAnswer {
-                status: 206,
-                start: Some(offset),
+            Some(Answer::Data(bytes)) => Ok(DataChunk {
+                start: offset,
                 body: futures_util::stream::iter([Ok(bytes)]).boxed(),
             }),
-            Some(Reply::NotFound) => Ok(DataAnswer {
-                status: 404,
-                start: None,
-                body: futures_util::stream::empty().boxed(),
-            }),
-            Some(Reply::Ack) | None => Err(Outcome::Transport(format!("no data for {key} at offset {offset}"))),
+            Some(Answer::NotFound) => Err(Reply::UnknownObject),
+            Some(Answer::Ack) | None => Err(Reply::RetryLater(format!("no data for {key} at offset {offset}"))),
         }
     }
 }
