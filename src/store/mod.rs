@@ -7,7 +7,6 @@
 pub mod blobs;
 pub mod postgres;
 pub mod sqlite;
-mod sqlite_pool;
 
 use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::sync::{Notification, Remote};

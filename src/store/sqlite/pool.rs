@@ -5,7 +5,7 @@
 //! while the writer commits). A fixed set keeps memory flat however many requests wait: each
 //! connection has its own page cache. Nothing here blocks the async runtime.
 
-use super::{StoreError, StoreResult};
+use crate::store::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
