@@ -48,6 +48,14 @@ fn main() {
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, "unknown configuration key ignored");
     }
+    for ignored in &config.ignored_keys {
+        tracing::warn!(
+            key = ignored.key,
+            set_by = %ignored.origin,
+            reason = ignored.reason,
+            "configuration key has no effect in this implementation; ignored"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

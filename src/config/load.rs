@@ -1,85 +1,222 @@
-//! Reading every field from the sources with its names and default: the one place where
-//! keys, environment variables and defaults are listed (spec config.md §4). Only load
-//! errors (exit 99) happen here; values with a closed set of spellings are kept as text
-//! in [`Choices`] for `validate`, which fills the matching enum fields of [`Config`].
+//! Reading every key from the sources with its names and default: the one place where
+//! keys, environment variables and defaults are listed (spec config.md §4), apart from the
+//! ignored keys of `ignored`. Only load errors (exit 99) happen here, so that a value that
+//! cannot be read is reported before any that is wrong. What `validate` still has to decide
+//! stays text here (the `Raw*` fields typed `String` where `Config` has an enum or a path);
+//! everything else already has its final type.
+//!
+//! Keys are read in the order of [`Config`]'s fields: when several values are unreadable,
+//! the first one in that order is reported.
+//!
+//! [`Config`]: super::Config
 
 use std::path::PathBuf;
 
 use super::file::FileProps;
+use super::ignored::{self, IgnoredKey};
 use super::source::{Key, Sources};
-use super::types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind,
-};
-use super::{Config, ConfigError};
+use super::types::Secret;
+use super::ConfigError;
 
 /// Default extensions for certificate and CA paths (§4.7).
-pub(super) const DEFAULT_CERTIFICATE_EXTENSIONS: &[&str] = &[".pem", ".crt", ".cert"];
+const DEFAULT_CERTIFICATE_EXTENSIONS: &[&str] = &[".pem", ".crt", ".cert"];
 /// Default extensions for private-key paths (§4.7).
-pub(super) const DEFAULT_KEY_EXTENSIONS: &[&str] = &[".pem", ".key"];
+const DEFAULT_KEY_EXTENSIONS: &[&str] = &[".pem", ".key"];
 
-/// Raw text of the fields that `validate` turns into enums or checked paths.
-#[derive(Debug)]
-pub(super) struct Choices {
+/// Everything read from the sources, grouped as in spec §4.
+pub(super) struct Raw {
+    pub(super) node: RawNode,
+    pub(super) listening: RawListening,
+    pub(super) comms: Comms,
+    pub(super) mqtt: RawMqtt,
+    pub(super) http: Http,
+    pub(super) storage: RawStorage,
+    pub(super) extensions: Extensions,
+    pub(super) logging: RawLogging,
+    pub(super) report: Report,
+}
+
+/// §4.1.
+pub(super) struct RawNode {
     pub(super) node_type: String,
+    pub(super) destination_type: String,
+    pub(super) destination_id: String,
+    pub(super) org_id: String,
+}
+
+/// §4.2.
+pub(super) struct RawListening {
     pub(super) listening_type: String,
+    pub(super) listening_address: String,
     pub(super) unix_socket_file_permissions: String,
+    pub(super) secure_listening_port: u16,
+    pub(super) unsecure_listening_port: u16,
+    pub(super) server_certificate: String,
+    pub(super) server_key: Secret,
+    pub(super) http_server_read_header_timeout: i64,
+    pub(super) authentication_handler: String,
+}
+
+/// §4.3.
+pub(super) struct Comms {
     pub(super) communication_protocol: String,
+    pub(super) css_on_wiotp: bool,
+    pub(super) using_edge_connector: bool,
+    pub(super) resend_interval: i16,
+    pub(super) ess_ping_interval: i16,
+    pub(super) remove_ess_registration_time: i16,
+    pub(super) remove_ess_registration_seconds: i64,
+    pub(super) enable_data_chunk: bool,
+    pub(super) max_data_chunk_size: i64,
+    pub(super) max_inflight_chunks: i64,
+    pub(super) object_queue_buffer_size: u64,
+    pub(super) verify_queue_buffer_size: u64,
+    pub(super) leadership_timeout: i32,
+    pub(super) object_activation_interval: i16,
+}
+
+/// §4.4.
+pub(super) struct RawMqtt {
+    pub(super) broker_address: String,
+    pub(super) broker_port: u16,
+    pub(super) mqtt_client_id: String,
+    pub(super) mqtt_user_name: String,
+    pub(super) mqtt_password: Secret,
+    pub(super) mqtt_use_ssl: bool,
+    pub(super) mqtt_ca_certificate: String,
+    pub(super) mqtt_ssl_cert: String,
+    pub(super) mqtt_ssl_key: Secret,
+    pub(super) mqtt_allow_invalid_certificates: bool,
+    pub(super) mqtt_pinned_cert_fingerprints: Vec<String>,
     pub(super) mqtt_parallel_mode: String,
+}
+
+/// §4.5.
+pub(super) struct Http {
+    pub(super) http_css_host: String,
+    pub(super) http_css_port: u16,
+    pub(super) http_css_use_ssl: bool,
+    pub(super) http_css_ca_certificate: String,
+    pub(super) http_polling_interval: u16,
+    pub(super) http_ess_client_timeout: i64,
+    pub(super) http_ess_obj_client_timeout: i64,
+    pub(super) ess_call_spi_retry_interval: i32,
+    pub(super) ess_spi_max_retry: i64,
+    pub(super) http_css_obj_download_concurrency_multiplier: i64,
+    pub(super) allow_private_ips: bool,
+}
+
+/// §4.6.
+pub(super) struct RawStorage {
     pub(super) persistence_root_path: String,
     pub(super) storage_provider: String,
     pub(super) objects_data_path: String,
+    pub(super) storage_maintenance_interval: i16,
+    pub(super) database_connect_timeout: i64,
+    pub(super) postgres_url: Secret,
+    pub(super) postgres_ca_certificate: String,
+    pub(super) ess_consumed_objects_kept: i64,
+    pub(super) allowed_data_file_extensions: Vec<String>,
+    pub(super) data_uri_roots: Vec<PathBuf>,
+    pub(super) max_object_size: i64,
+}
+
+/// §4.7.
+pub(super) struct Extensions {
+    pub(super) allowed_certificate_extensions: Vec<String>,
+    pub(super) allowed_key_extensions: Vec<String>,
+}
+
+/// §4.8 and our `LogFormat` and `MetricsAccess`.
+pub(super) struct RawLogging {
+    pub(super) log_level: String,
+    pub(super) trace_level: String,
     pub(super) log_trace_destination: String,
+    pub(super) log_root_path: PathBuf,
+    pub(super) log_file_name: String,
+    pub(super) trace_root_path: PathBuf,
+    pub(super) trace_file_name: String,
+    pub(super) log_trace_file_size_kb: i64,
+    pub(super) max_compressed_log_trace_files_number: i64,
+    pub(super) log_trace_maintenance_interval: i16,
     pub(super) log_format: String,
     pub(super) metrics_access: String,
 }
 
-/// Reads every field. The enum fields of the returned `Config` are placeholders until
-/// `validate` has run; the returned value must not be used before that.
-pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> Result<(Config, Choices), ConfigError> {
-    let mut s = Sources::new(env, props);
-    let choices = Choices {
-        node_type: s.string(Key::new("NodeType", "NODE_TYPE"), "CSS"),
-        listening_type: s.string(Key::new("ListeningType", "LISTENING_TYPE"), ""),
-        unix_socket_file_permissions: s.string(
-            Key::new("UnixSocketFilePermissions", "UNIX_SOCKET_FILE_PERMISSIONS"),
-            "0660",
-        ),
-        communication_protocol: s.string(Key::new("CommunicationProtocol", "COMMUNICATION_PROTOCOL"), "mqtt"),
-        mqtt_parallel_mode: s.string(Key::new("MQTTParallelMode", "PARALLEL_MQTT_MODE"), ""),
-        persistence_root_path: s.string(
-            Key::new("PersistenceRootPath", "PERSISTENCE_ROOT_PATH"),
-            "/var/edge-sync-service/persist",
-        ),
-        storage_provider: s.string(Key::new("StorageProvider", "STORAGE_PROVIDER"), ""),
-        objects_data_path: s.string(Key::new("ObjectsDataPath", "OBJECTS_DATA_PATH"), ""),
-        log_trace_destination: s.string(Key::new("LogTraceDestination", "LOG_TRACE_DESTINATION"), "file"),
-        log_format: s.string(Key::new("LogFormat", "LOG_FORMAT"), "text"),
-        metrics_access: s.string(Key::new("MetricsAccess", "METRICS_ACCESS"), "admin"),
-    };
+/// What the load noticed about the sources themselves, for `main` to report.
+pub(super) struct Report {
+    pub(super) ignored_keys: Vec<IgnoredKey>,
+    pub(super) unknown_keys: Vec<String>,
+    pub(super) config_file_missing: bool,
+}
 
-    let config = Config {
-        node_type: NodeType::Css,
+/// Reads every key.
+pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> Result<Raw, ConfigError> {
+    let mut s = Sources::new(env, props);
+    let node = read_node(&mut s);
+    let listening = read_listening(&mut s)?;
+    let comms = read_comms(&mut s)?;
+    let mqtt = read_mqtt(&mut s)?;
+    let http = read_http(&mut s)?;
+    let storage = read_storage(&mut s)?;
+    let ignored_keys = ignored::read(&mut s)?;
+    let extensions = read_extensions(&mut s);
+    let logging = read_logging(&mut s)?;
+    let report = Report {
+        ignored_keys,
+        // Only now is every key consulted.
+        unknown_keys: s.unknown_keys(),
+        config_file_missing: props.missing,
+    };
+    Ok(Raw {
+        node,
+        listening,
+        comms,
+        mqtt,
+        http,
+        storage,
+        extensions,
+        logging,
+        report,
+    })
+}
+
+fn read_node(s: &mut Sources<'_>) -> RawNode {
+    RawNode {
+        node_type: s.string(Key::new("NodeType", "NODE_TYPE"), "CSS"),
         destination_type: s.string(Key::new("DestinationType", "DESTINATION_TYPE"), ""),
         destination_id: s.string(
             Key::new("DestinationID", "DESTINATION_ID").file_alias("DestinationId"),
             "",
         ),
         org_id: s.string(Key::new("OrgID", "ORG_ID").file_alias("OrgId"), ""),
+    }
+}
 
-        listening_type: ListeningType::Unsecure,
+fn read_listening(s: &mut Sources<'_>) -> Result<RawListening, ConfigError> {
+    Ok(RawListening {
+        listening_type: s.string(Key::new("ListeningType", "LISTENING_TYPE"), ""),
         listening_address: s.string(Key::new("ListeningAddress", "LISTENING_ADDRESS"), ""),
-        unix_socket_file_permissions: 0o660,
+        unix_socket_file_permissions: s.string(
+            Key::new("UnixSocketFilePermissions", "UNIX_SOCKET_FILE_PERMISSIONS"),
+            "0660",
+        ),
         secure_listening_port: s.int(Key::new("SecureListeningPort", "SECURE_LISTENING_PORT"), 8443)?,
         unsecure_listening_port: s.int(Key::new("UnsecureListeningPort", "UNSECURE_LISTENING_PORT"), 8080)?,
         server_certificate: s.string(Key::new("ServerCertificate", "SERVER_CERTIFICATE"), ""),
         server_key: Secret::new(s.string(Key::new("ServerKey", "SERVER_KEY"), "")),
+        // The original's environment variable for this key is the key itself.
         http_server_read_header_timeout: s.int(
             Key::new("HTTPServerReadHeaderTimeout", "HTTPServerReadHeaderTimeout"),
             60,
         )?,
         authentication_handler: s.string(Key::new("AuthenticationHandler", "AUTHENTICATION_HANDLER"), "dummy"),
+    })
+}
 
-        communication_protocol: Protocol::Mqtt,
+fn read_comms(s: &mut Sources<'_>) -> Result<Comms, ConfigError> {
+    Ok(Comms {
+        communication_protocol: s.string(Key::new("CommunicationProtocol", "COMMUNICATION_PROTOCOL"), "mqtt"),
         css_on_wiotp: s.boolean(Key::new("CSSOnWIoTP", "CSS_ON_WIOTP"), false)?,
         using_edge_connector: s.boolean(Key::new("UsingEdgeConnector", "USING_EDGE_CONNECTOR"), false)?,
         resend_interval: s.int(Key::new("ResendInterval", "RESEND_INTERVAL"), 10)?,
@@ -99,8 +236,11 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
         verify_queue_buffer_size: s.int(Key::new("VerifyQueueBufferSize", "VERIFY_QUEUE_BUFFER_SIZE"), 500)?,
         leadership_timeout: s.int(Key::new("LeadershipTimeout", "LEADERSHIP_TIMEOUT"), 45)?,
         object_activation_interval: s.int(Key::new("ObjectActivationInterval", "OBJECT_ACTIVATION_INTERVAL"), 30)?,
-        shutdown_quiesce_time: s.int(Key::new("ShutdownQuiesceTime", "SHUTDOWN_QUIESCE_TIME"), 60)?,
+    })
+}
 
+fn read_mqtt(s: &mut Sources<'_>) -> Result<RawMqtt, ConfigError> {
+    Ok(RawMqtt {
         broker_address: s.string(Key::new("BrokerAddress", "BROKER_ADDRESS"), ""),
         broker_port: s.int(Key::new("BrokerPort", "BROKER_PORT"), 0)?,
         mqtt_client_id: s.string(
@@ -126,9 +266,13 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
                 .legacy_env("MQTT_CERTIFICATE_PINNING_FINGERPRINTS"),
             &[],
         ),
-        mqtt_broker_connect_timeout: s.int(Key::new("MQTTBrokerConnectTimeout", "MQTT_BROKER_CONNECT_TIMEOUT"), 300)?,
-        mqtt_parallel_mode: ParallelMode::None,
+        mqtt_parallel_mode: s.string(Key::new("MQTTParallelMode", "PARALLEL_MQTT_MODE"), ""),
+    })
+}
 
+fn read_http(s: &mut Sources<'_>) -> Result<Http, ConfigError> {
+    // For some of these keys the original's environment variable is the key itself.
+    Ok(Http {
         http_css_host: s.string(Key::new("HTTPCSSHost", "HTTP_CSS_HOST"), ""),
         http_css_port: s.int(Key::new("HTTPCSSPort", "HTTP_CSS_PORT"), 0)?,
         http_css_use_ssl: s.boolean(Key::new("HTTPCSSUseSSL", "HTTP_CSS_USE_SSL"), false)?,
@@ -146,10 +290,17 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             1,
         )?,
         allow_private_ips: s.boolean(Key::new("AllowPrivateIPs", "ALLOW_PRIVATE_IPS"), true)?,
+    })
+}
 
-        persistence_root_path: PathBuf::new(),
-        storage_provider: StorageKind::Sqlite,
-        objects_data_path: None,
+fn read_storage(s: &mut Sources<'_>) -> Result<RawStorage, ConfigError> {
+    Ok(RawStorage {
+        persistence_root_path: s.string(
+            Key::new("PersistenceRootPath", "PERSISTENCE_ROOT_PATH"),
+            "/var/edge-sync-service/persist",
+        ),
+        storage_provider: s.string(Key::new("StorageProvider", "STORAGE_PROVIDER"), ""),
+        objects_data_path: s.string(Key::new("ObjectsDataPath", "OBJECTS_DATA_PATH"), ""),
         storage_maintenance_interval: s.int(
             Key::new("StorageMaintenanceInterval", "STORAGE_MAINTENANCE_INTERVAL"),
             30,
@@ -168,58 +319,29 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             .map(PathBuf::from)
             .collect(),
         max_object_size: s.int(Key::new("MaxObjectSize", "MAX_OBJECT_SIZE"), 0)?,
-        mongo_address_csv: s.string(
-            Key::new("MongoAddressCsv", "MONGO_ADDRESS_CSV"),
-            "mongodb://localhost:27017",
-        ),
-        mongo_auth_mechanism: s.string(Key::new("MongoAuthMechanism", "MONGO_AUTH_MECHANISM"), "SCRAM-SHA-256"),
-        mongo_auth_db_name: s.string(Key::new("MongoAuthDbName", "MONGO_AUTH_DB_NAME"), "admin"),
-        mongo_db_name: s.string(Key::new("MongoDbName", "MONGO_DB_NAME"), "d_edge"),
-        mongo_username: s.string(Key::new("MongoUsername", "MONGO_USERNAME"), ""),
-        mongo_password: Secret::new(s.string(Key::new("MongoPassword", "MONGO_PASSWORD"), "")),
-        mongo_use_ssl: s.boolean(Key::new("MongoUseSSL", "MONGO_USE_SSL"), false)?,
-        mongo_ca_certificate: s.string(
-            Key::new("MongoCACertificate", "MONGO_CA_CERTIFICATE").legacy_env("MONGO_SSL_CA_FILE"),
-            "",
-        ),
-        mongo_allow_invalid_certificates: s.boolean(
-            Key::new("MongoAllowInvalidCertificates", "MONGO_ALLOW_INVALID_CERTIFICATES"),
-            false,
-        )?,
-        mongo_pinned_cert_fingerprints: s.list(
-            Key::new("MongoPinnedCertFingerprints", "MONGO_PINNED_CERT_FINGERPRINTS")
-                .legacy_name("MongoDBCertificatePinningFingerprints")
-                .legacy_env("MONGODB_CERTIFICATE_PINNING_FINGERPRINTS"),
-            &[],
-        ),
-        mongo_sleep_time_between_retry: s.int(
-            Key::new("MongoSleepTimeBetweenRetry", "MONGO_SLEEP_TIME_BETWEEN_RETRY"),
-            4000,
-        )?,
-        mongo_session_cache_size: s.int(Key::new("MongoSessionCacheSize", "MONGO_SESSION_CACHE_SIZE"), 1)?,
-        messaging_group_cache_expiration: s.int(
-            Key::new("MessagingGroupCacheExpiration", "MESSAGING_GROUP_CACHE_EXPIRATION"),
-            60,
-        )?,
+    })
+}
 
-        allowed_certificate_extensions: or_default(
-            s.list(
-                Key::new("AllowedCertificateExtensions", "ALLOWED_CERTIFICATE_EXTENSIONS"),
-                DEFAULT_CERTIFICATE_EXTENSIONS,
-            ),
+fn read_extensions(s: &mut Sources<'_>) -> Extensions {
+    Extensions {
+        allowed_certificate_extensions: extension_list(
+            s,
+            Key::new("AllowedCertificateExtensions", "ALLOWED_CERTIFICATE_EXTENSIONS"),
             DEFAULT_CERTIFICATE_EXTENSIONS,
         ),
-        allowed_key_extensions: or_default(
-            s.list(
-                Key::new("AllowedKeyExtensions", "ALLOWED_KEY_EXTENSIONS"),
-                DEFAULT_KEY_EXTENSIONS,
-            ),
+        allowed_key_extensions: extension_list(
+            s,
+            Key::new("AllowedKeyExtensions", "ALLOWED_KEY_EXTENSIONS"),
             DEFAULT_KEY_EXTENSIONS,
         ),
+    }
+}
 
+fn read_logging(s: &mut Sources<'_>) -> Result<RawLogging, ConfigError> {
+    Ok(RawLogging {
         log_level: s.string(Key::new("LogLevel", "LOG_LEVEL"), "INFO"),
         trace_level: s.string(Key::new("TraceLevel", "TRACE_LEVEL"), "INFO"),
-        log_trace_destination: LogDestinations::default(),
+        log_trace_destination: s.string(Key::new("LogTraceDestination", "LOG_TRACE_DESTINATION"), "file"),
         log_root_path: PathBuf::from(s.string(Key::new("LogRootPath", "LOG_ROOT_PATH"), "/var/edge-sync-service/log")),
         log_file_name: s.string(Key::new("LogFileName", "LOG_FILE_NAME"), "sync-service"),
         trace_root_path: PathBuf::from(s.string(
@@ -239,21 +361,14 @@ pub(super) fn read(props: &FileProps, env: &dyn Fn(&str) -> Option<String>) -> R
             Key::new("LogTraceMaintenanceInterval", "LOG_TRACE_MAINTENANCE_INTERVAL"),
             60,
         )?,
-        log_format: LogFormat::Text,
-        metrics_access: MetricsAccess::Admin,
-
-        unknown_keys: Vec::new(),
-        config_file_missing: props.missing,
-    };
-    let config = Config {
-        unknown_keys: s.unknown_keys(),
-        ..config
-    };
-    Ok((config, choices))
+        log_format: s.string(Key::new("LogFormat", "LOG_FORMAT"), "text"),
+        metrics_access: s.string(Key::new("MetricsAccess", "METRICS_ACCESS"), "admin"),
+    })
 }
 
 /// An explicitly empty extension list means "the default list" (§4.7).
-fn or_default(list: Vec<String>, default: &[&str]) -> Vec<String> {
+fn extension_list(s: &mut Sources<'_>, key: Key, default: &[&str]) -> Vec<String> {
+    let list = s.list(key, default);
     if list.is_empty() {
         default.iter().map(|s| s.to_string()).collect()
     } else {

@@ -1,15 +1,22 @@
 //! Service configuration (spec `config.md`): the `sync.conf` file, the environment and
 //! built-in defaults merged into one validated [`Config`], with derived values filled in.
 //!
-//! Data flow: `file` parses the file, `source` looks each field up in the environment
-//! and the file by precedence, `load` reads every field (load errors, exit 99),
-//! `validate` checks and completes the values in the order of spec §5 (exit 98), with
-//! the protocol and broker rules in `protocol` and the path rules in `paths`;
-//! `debug` redacts secrets. This module does no logging and opens no sockets or
-//! stores; `main` reports `unknown_keys` and `config_file_missing`.
+//! Data flow, in one step with no half-built `Config` in between: `file` parses the file,
+//! `source` looks each key up in the environment and the file by precedence, `load` reads
+//! every key (load errors, exit 99) and `ignored` the keys without effect here; `validate`
+//! checks and decides the rest in the order of spec §5 (exit 98), with the closed value
+//! sets in `choices`, the protocol and broker rules in `protocol` and the path rules in
+//! `paths`; `assemble` builds the `Config` and `checks` runs the checks that need it
+//! finished. `debug` redacts secrets. This module does no logging and opens no sockets or
+//! stores, because logging is set up from its result: `main` reports `ignored_keys`,
+//! `unknown_keys` and `config_file_missing` once it is.
 
+mod assemble;
+mod checks;
+mod choices;
 mod debug;
 mod file;
+mod ignored;
 mod load;
 mod paths;
 mod protocol;
@@ -22,6 +29,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use ignored::{ignored_key_names, IgnoredKey};
 pub use types::{
     ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind,
 };
@@ -48,9 +56,12 @@ impl ConfigError {
     }
 }
 
-/// The effective configuration. Every key of spec config.md §4 is a field named after it
-/// in snake case; durations are plain integers in the unit named on the field. `Debug`
-/// redacts secrets and credentials (security.md §9).
+/// The effective configuration, complete and validated: [`Config::load`] builds it in one
+/// step once every check has passed, and no field has an "undecided" value. Every key of
+/// spec config.md §4 is a field named after it in snake case, except those of
+/// [`ignored_key_names`] (reported in `ignored_keys` when set); durations are plain
+/// integers in the unit named on the field. `Debug` redacts secrets and credentials
+/// (security.md §9).
 #[derive(Clone)]
 pub struct Config {
     // --- Node identity (§4.1) ---
@@ -114,8 +125,6 @@ pub struct Config {
     pub leadership_timeout: i32,
     /// `ObjectActivationInterval`, seconds (> 0).
     pub object_activation_interval: i16,
-    /// `ShutdownQuiesceTime`, seconds.
-    pub shutdown_quiesce_time: i64,
 
     // --- MQTT (§4.4) ---
     /// `BrokerAddress`, derived when empty (§6).
@@ -140,8 +149,6 @@ pub struct Config {
     pub mqtt_allow_invalid_certificates: bool,
     /// `MQTTPinnedCertFingerprints` (legacy name `MQTTCertificatePinningFingerprints`).
     pub mqtt_pinned_cert_fingerprints: Vec<String>,
-    /// `MQTTBrokerConnectTimeout`, seconds.
-    pub mqtt_broker_connect_timeout: i64,
     /// `MQTTParallelMode` (environment variable `PARALLEL_MQTT_MODE`).
     pub mqtt_parallel_mode: ParallelMode,
 
@@ -200,33 +207,6 @@ pub struct Config {
     /// `MaxObjectSize` (an extension of this implementation), bytes; larger object data is
     /// refused with 413. 0 means no limit, as in the original.
     pub max_object_size: i64,
-    /// `MongoAddressCsv` (accepted, unused: MongoDB is not supported).
-    pub mongo_address_csv: String,
-    /// `MongoAuthMechanism` (unused).
-    pub mongo_auth_mechanism: String,
-    /// `MongoAuthDbName` (unused).
-    pub mongo_auth_db_name: String,
-    /// `MongoDbName` (unused).
-    pub mongo_db_name: String,
-    /// `MongoUsername` (unused).
-    pub mongo_username: String,
-    /// `MongoPassword` (unused).
-    pub mongo_password: Secret,
-    /// `MongoUseSSL` (unused).
-    pub mongo_use_ssl: bool,
-    /// `MongoCACertificate` (unused; legacy env `MONGO_SSL_CA_FILE`).
-    pub mongo_ca_certificate: String,
-    /// `MongoAllowInvalidCertificates` (unused).
-    pub mongo_allow_invalid_certificates: bool,
-    /// `MongoPinnedCertFingerprints` (unused; legacy name
-    /// `MongoDBCertificatePinningFingerprints`).
-    pub mongo_pinned_cert_fingerprints: Vec<String>,
-    /// `MongoSleepTimeBetweenRetry`, milliseconds (unused).
-    pub mongo_sleep_time_between_retry: i64,
-    /// `MongoSessionCacheSize` (inert in the original too).
-    pub mongo_session_cache_size: i64,
-    /// `MessagingGroupCacheExpiration`, minutes (inert in the original too).
-    pub messaging_group_cache_expiration: i16,
 
     // --- Path validation (§4.7) ---
     /// `AllowedCertificateExtensions`; empty became `.pem,.crt,.cert`.
@@ -262,6 +242,9 @@ pub struct Config {
     pub metrics_access: MetricsAccess,
 
     // --- About the load itself ---
+    /// Keys of the original that were set but have no effect here (see
+    /// [`ignored_key_names`]), in a fixed order.
+    pub ignored_keys: Vec<IgnoredKey>,
     /// Keys found in the file that no field uses (probably typos), in file order.
     pub unknown_keys: Vec<String>,
     /// True when the configuration file did not exist and was treated as empty.
@@ -284,16 +267,13 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         cwd: &dyn Fn() -> std::io::Result<PathBuf>,
     ) -> Result<Config, ConfigError> {
-        let (mut config, choices) = load::read(props, env)?;
-        validate::validate(&mut config, choices, cwd)?;
-        Ok(config)
+        validate::validate(load::read(props, env)?, cwd)
     }
 
     /// The organization a single-org CSS serves (CSS, not on WIoTP, `OrgID` set); `None`
     /// on an ESS and on a multi-org CSS.
     pub fn single_org(&self) -> Option<&str> {
-        let single = self.is_css() && !self.css_on_wiotp && !self.org_id.is_empty();
-        single.then_some(self.org_id.as_str())
+        single_org(self.node_type, self.css_on_wiotp, &self.org_id)
     }
 
     /// True when this node is a CSS.
@@ -313,4 +293,10 @@ impl Config {
     pub fn resolve_path(&self, value: &str) -> PathBuf {
         self.persistence_root_path.join(value)
     }
+}
+
+/// See [`Config::single_org`]; also needed while the `Config` is being built.
+fn single_org(node_type: NodeType, css_on_wiotp: bool, org_id: &str) -> Option<&str> {
+    let single = node_type == NodeType::Css && !css_on_wiotp && !org_id.is_empty();
+    single.then_some(org_id)
 }

@@ -5,9 +5,10 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use super::types::{NodeType, Protocol};
-use super::validate::invalid;
-use super::{Config, ConfigError};
+use super::load::Raw;
+use super::types::{NodeType, Protocol, Secret};
+use super::validate::{invalid, Node};
+use super::{single_org, ConfigError};
 
 /// Which protocol names `CommunicationProtocol` lists (§5 step 8).
 #[derive(Debug, Clone, Copy, Default)]
@@ -75,75 +76,94 @@ impl ProtocolKinds {
     }
 }
 
+/// The broker settings after §6's defaults.
+pub(super) struct Broker {
+    pub(super) address: String,
+    pub(super) port: u16,
+    pub(super) client_id: String,
+    pub(super) user_name: String,
+}
+
 /// §5 steps 9–13: broker checks and broker defaults (§6).
-pub(super) fn validate_broker(config: &mut Config, kinds: ProtocolKinds) -> Result<(), ConfigError> {
-    let css = config.is_css();
-    if css && config.css_on_wiotp && kinds.mqtt {
+pub(super) fn broker(raw: &Raw, node: &Node, protocol: Protocol, kinds: ProtocolKinds) -> Result<Broker, ConfigError> {
+    let (comms, mqtt) = (&raw.comms, &raw.mqtt);
+    let css = node.node_type == NodeType::Css;
+    if css && comms.css_on_wiotp && kinds.mqtt {
         return Err(invalid("CSS on Watson IoTP should use wiotp protocol"));
     }
-    let user_name_needed = kinds.mqtt || (kinds.wiotp && (css || config.using_edge_connector));
-    if user_name_needed && config.mqtt_user_name.is_empty() && !config.mqtt_password.is_empty() {
+    let user_name_needed = kinds.mqtt || (kinds.wiotp && (css || comms.using_edge_connector));
+    if user_name_needed && mqtt.mqtt_user_name.is_empty() && !mqtt.mqtt_password.is_empty() {
         return Err(invalid(
             "Please specify the user name for MQTT communication in the configuration file",
         ));
     }
-    if config.communication_protocol == Protocol::Http {
-        return Ok(());
+    let mut broker = Broker {
+        address: mqtt.broker_address.clone(),
+        port: mqtt.broker_port,
+        client_id: mqtt.mqtt_client_id.clone(),
+        user_name: mqtt.mqtt_user_name.clone(),
+    };
+    if protocol == Protocol::Http {
+        return Ok(broker);
     }
-    let broker_list = config.broker_address.starts_with('[');
+    let broker_list = broker.address.starts_with('[');
     if css {
-        if config.css_on_wiotp && !broker_list {
+        if comms.css_on_wiotp && !broker_list {
             return Err(invalid("Please specify the broker addresses for messaging groups"));
         }
-        if !config.css_on_wiotp && broker_list {
+        if !comms.css_on_wiotp && broker_list {
             return Err(invalid("Please provide one broker address for CSS outside WIoTP"));
         }
-        css_broker_defaults(config, kinds);
-        return Ok(());
-    }
-    if broker_list {
+        let single_org = single_org(node.node_type, comms.css_on_wiotp, &node.org_id);
+        css_broker_defaults(&mut broker, kinds, comms.css_on_wiotp, single_org);
+    } else if broker_list {
         return Err(invalid("Please provide one broker address"));
-    }
-    if kinds.wiotp {
-        if config.using_edge_connector {
-            default_to(&mut config.mqtt_client_id, || "a:sync-service".to_string());
-            default_to(&mut config.broker_address, || "edge-connector".to_string());
-        } else {
-            if config.mqtt_password.is_empty() {
-                return Err(invalid("Please provide password for MQTT connection"));
-            }
-            config.mqtt_user_name = "use-token-auth".to_string();
-            let client_id = format!(
-                "g:{}:{}:{}",
-                config.org_id, config.destination_type, config.destination_id
-            );
-            default_to(&mut config.mqtt_client_id, || client_id);
-            let broker = wiotp_broker(Some(&config.org_id));
-            default_to(&mut config.broker_address, || broker);
-        }
-        default_port(&mut config.broker_port, 8883);
+    } else if kinds.wiotp {
+        ess_wiotp_defaults(&mut broker, node, comms.using_edge_connector, &mqtt.mqtt_password)?;
     } else {
-        default_to(&mut config.mqtt_client_id, || format!("ESS-{}", random_id()));
-        default_to(&mut config.broker_address, || "localhost".to_string());
-        default_port(&mut config.broker_port, 1883);
+        default_to(&mut broker.client_id, || format!("ESS-{}", random_id()));
+        default_to(&mut broker.address, || "localhost".to_string());
+        default_port(&mut broker.port, 1883);
     }
+    Ok(broker)
+}
+
+/// §5 step 12 / §6 for an ESS on the Watson IoT Platform.
+fn ess_wiotp_defaults(
+    broker: &mut Broker,
+    node: &Node,
+    using_edge_connector: bool,
+    password: &Secret,
+) -> Result<(), ConfigError> {
+    if using_edge_connector {
+        default_to(&mut broker.client_id, || "a:sync-service".to_string());
+        default_to(&mut broker.address, || "edge-connector".to_string());
+    } else {
+        if password.is_empty() {
+            return Err(invalid("Please provide password for MQTT connection"));
+        }
+        broker.user_name = "use-token-auth".to_string();
+        default_to(&mut broker.client_id, || {
+            format!("g:{}:{}:{}", node.org_id, node.destination_type, node.destination_id)
+        });
+        default_to(&mut broker.address, || wiotp_broker(Some(&node.org_id)));
+    }
+    default_port(&mut broker.port, 8883);
     Ok(())
 }
 
 /// §5 step 13 / §6 for a CSS that uses a broker.
-fn css_broker_defaults(config: &mut Config, kinds: ProtocolKinds) {
-    let single_org = config.single_org().map(str::to_string);
-    if kinds.wiotp && !config.css_on_wiotp {
-        let broker = wiotp_broker(single_org.as_deref());
-        default_to(&mut config.broker_address, || broker);
-        default_port(&mut config.broker_port, 8883);
+fn css_broker_defaults(broker: &mut Broker, kinds: ProtocolKinds, css_on_wiotp: bool, single_org: Option<&str>) {
+    if kinds.wiotp && !css_on_wiotp {
+        default_to(&mut broker.address, || wiotp_broker(single_org));
+        default_port(&mut broker.port, 8883);
         if let Some(org) = single_org {
-            default_to(&mut config.mqtt_client_id, || format!("A:{org}:CSS"));
+            default_to(&mut broker.client_id, || format!("A:{org}:CSS"));
         }
     } else if kinds.mqtt {
-        default_to(&mut config.broker_address, || "localhost".to_string());
-        default_port(&mut config.broker_port, 1883);
-        default_to(&mut config.mqtt_client_id, || format!("CSS-{}", random_id()));
+        default_to(&mut broker.address, || "localhost".to_string());
+        default_port(&mut broker.port, 1883);
+        default_to(&mut broker.client_id, || format!("CSS-{}", random_id()));
     }
 }
 

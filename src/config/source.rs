@@ -135,28 +135,39 @@ impl<'a> Sources<'a> {
 
     /// A boolean field: `1`/`t`/`true` or `0`/`f`/`false` in any case; empty is false.
     pub(super) fn boolean(&mut self, key: Key, default: bool) -> Result<bool, ConfigError> {
-        let Some((value, origin)) = self.lookup(&key) else {
-            return Ok(default);
-        };
-        parse_bool(&value).ok_or_else(|| {
-            ConfigError::Load(format!(
-                "Invalid value '{value}' for {} ({origin}): expected true/false, t/f or 1/0",
-                key.name
-            ))
-        })
+        match self.lookup(&key) {
+            Some((value, origin)) => bool_value(&key, &value, origin),
+            None => Ok(default),
+        }
     }
 
     /// An integer field of type `T`: see [`parse_int`].
     pub(super) fn int<T: ConfigInt>(&mut self, key: Key, default: T) -> Result<T, ConfigError> {
+        match self.lookup(&key) {
+            Some((value, origin)) => int_value(&key, &value, origin),
+            None => Ok(default),
+        }
+    }
+
+    /// A key whose value configures nothing: where it was set, if anywhere. The value is
+    /// still parsed as `kind`, because the original refuses an unparsable value for it too.
+    pub(super) fn unused(&mut self, key: Key, kind: ValueKind) -> Result<Option<String>, ConfigError> {
         let Some((value, origin)) = self.lookup(&key) else {
-            return Ok(default);
+            return Ok(None);
         };
-        parse_int::<T>(&value).map_err(|problem| {
-            ConfigError::Load(format!(
-                "Invalid value '{value}' for {} ({origin}): {problem}",
-                key.name
-            ))
-        })
+        match kind {
+            ValueKind::Text => {}
+            ValueKind::Bool => {
+                bool_value(&key, &value, origin)?;
+            }
+            ValueKind::Int16 => {
+                int_value::<i16>(&key, &value, origin)?;
+            }
+            ValueKind::Int64 => {
+                int_value::<i64>(&key, &value, origin)?;
+            }
+        }
+        Ok(Some(origin.to_string()))
     }
 
     /// A list field: comma-separated, elements trimmed, empty elements dropped.
@@ -176,6 +187,37 @@ impl<'a> Sources<'a> {
             .cloned()
             .collect()
     }
+}
+
+/// How an unused key's value is spelled, so that it is checked as the original checks it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ValueKind {
+    /// Any text (also lists).
+    Text,
+    /// A boolean, see [`parse_bool`].
+    Bool,
+    /// A 16-bit integer, see [`parse_int`].
+    Int16,
+    /// A 64-bit integer, see [`parse_int`].
+    Int64,
+}
+
+fn bool_value(key: &Key, value: &str, origin: Origin<'_>) -> Result<bool, ConfigError> {
+    parse_bool(value).ok_or_else(|| {
+        ConfigError::Load(format!(
+            "Invalid value '{value}' for {} ({origin}): expected true/false, t/f or 1/0",
+            key.name
+        ))
+    })
+}
+
+fn int_value<T: ConfigInt>(key: &Key, value: &str, origin: Origin<'_>) -> Result<T, ConfigError> {
+    parse_int::<T>(value).map_err(|problem| {
+        ConfigError::Load(format!(
+            "Invalid value '{value}' for {} ({origin}): {problem}",
+            key.name
+        ))
+    })
 }
 
 /// Parses a boolean; `None` for a spelling we do not accept (`yes`, `on`, …).

@@ -1,7 +1,8 @@
 //! The closed value sets of the configuration (node type, listening mode, protocol,
 //! store, MQTT parallel mode, log destinations, log format, metrics access) and the `Secret`
-//! wrapper that keeps passwords and private keys out of `Debug` output. Parsing of the raw strings into these types is done by
-//! `validate`; this file only defines them.
+//! wrapper that keeps passwords and private keys out of `Debug` output. Parsing of the raw
+//! strings into these types is done by `choices` (the protocol by `protocol`); this file
+//! only defines them.
 
 use std::fmt;
 

@@ -1,19 +1,19 @@
 //! Validation and derived values, in the order of spec config.md §5 (every failure is
 //! `ConfigError::Invalid`, exit 98), followed by the log destinations (checked by the
-//! original when it opens its log, also exit 98) and our additional checks (non-positive
-//! periods, log file limits). Works on a freshly read `Config` plus the raw [`Choices`]
-//! text; no I/O except asking for the working directory when a relative path needs it.
+//! original when it opens its log, also exit 98) and our additional checks. Turns what
+//! `load` read into the finished [`Config`]; the checks run in the original's order, so
+//! that of several problems the same one is reported. No I/O except asking for the working
+//! directory when a relative path needs it.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::load::Choices;
-use super::paths;
-use super::protocol::{validate_broker, ProtocolKinds};
+use super::load::{Raw, RawListening, RawNode, RawStorage};
+use super::protocol::{self, Broker, ProtocolKinds};
 use super::types::{
     ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, StorageKind,
 };
-use super::{Config, ConfigError};
+use super::{assemble, checks, choices, paths, Config, ConfigError};
 use crate::model::names::is_valid_name;
 
 /// Destination type and ID a CSS always uses.
@@ -24,270 +24,242 @@ pub(super) fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(message.into())
 }
 
-/// Checks `config` and fills in its enum fields and derived values from `choices`.
-pub(super) fn validate(
-    config: &mut Config,
-    choices: Choices,
-    cwd: &dyn Fn() -> io::Result<PathBuf>,
-) -> Result<(), ConfigError> {
-    let current_dir = || cwd().map_err(|e| invalid(format!("Couldn't determine the current directory. Error: {e}")));
+/// The working directory, asked for only when a relative path needs it.
+type CurrentDir<'a> = &'a dyn Fn() -> Result<PathBuf, ConfigError>;
 
-    // Step 1 (and 15: we keep the path without a trailing slash).
-    let root = choices.persistence_root_path.as_str();
+/// Who this node is (§5 steps 2–5).
+pub(super) struct Node {
+    pub(super) node_type: NodeType,
+    pub(super) destination_type: String,
+    pub(super) destination_id: String,
+    pub(super) org_id: String,
+}
+
+/// How the API is served (§5 step 7).
+pub(super) struct Listening {
+    pub(super) listening_type: ListeningType,
+    pub(super) unix_socket_file_permissions: u32,
+}
+
+/// Where objects are kept (§5 steps 1, 18, 19, and our data URI roots).
+pub(super) struct Storage {
+    pub(super) persistence_root_path: PathBuf,
+    pub(super) data_uri_roots: Vec<PathBuf>,
+    pub(super) storage_provider: StorageKind,
+    pub(super) objects_data_path: Option<PathBuf>,
+}
+
+/// Everything `validate` decides; the rest of [`Config`] is taken from [`Raw`] as read.
+pub(super) struct Decided {
+    pub(super) node: Node,
+    pub(super) listening: Listening,
+    pub(super) communication_protocol: Protocol,
+    pub(super) broker: Broker,
+    pub(super) mqtt_parallel_mode: ParallelMode,
+    pub(super) storage: Storage,
+    pub(super) log_trace_destination: LogDestinations,
+    pub(super) log_format: LogFormat,
+    pub(super) metrics_access: MetricsAccess,
+}
+
+/// Validates `raw` and completes it into a `Config`.
+pub(super) fn validate(raw: Raw, cwd: &dyn Fn() -> io::Result<PathBuf>) -> Result<Config, ConfigError> {
+    let current_dir = || cwd().map_err(|e| invalid(format!("Couldn't determine the current directory. Error: {e}")));
+    let (decided, kinds) = decide(&raw, &current_dir)?;
+    let config = assemble::config(raw, decided);
+    // Step 21, then our own checks: they only look at finished values.
+    checks::paths(&config, kinds)?;
+    checks::positive_periods(&config)?;
+    checks::log_file_limits(&config)?;
+    Ok(config)
+}
+
+/// §5 steps 1–20 and the log settings, in that order.
+fn decide(raw: &Raw, current_dir: CurrentDir<'_>) -> Result<(Decided, ProtocolKinds), ConfigError> {
+    let root = persistence_root(&raw.storage.persistence_root_path, current_dir)?;
+    let data_uri_roots = data_uri_roots(&raw.storage.data_uri_roots, &root);
+    check_max_object_size(raw.storage.max_object_size)?;
+    let node = node(&raw.node)?;
+    // Step 6 is `Config::single_org`.
+    let listening = listening(&raw.listening, node.node_type)?;
+    let kinds = ProtocolKinds::parse(&raw.comms.communication_protocol);
+    let communication_protocol = kinds.normalise(node.node_type)?;
+    let broker = protocol::broker(raw, &node, communication_protocol, kinds)?;
+    check_ess_http(raw, node.node_type, communication_protocol)?;
+    let mqtt_parallel_mode = choices::parallel_mode(&raw.mqtt.mqtt_parallel_mode)?;
+    let storage = storage(&raw.storage, node.node_type, root, data_uri_roots, current_dir)?;
+    let decided = Decided {
+        node,
+        listening,
+        communication_protocol,
+        broker,
+        mqtt_parallel_mode,
+        storage,
+        // Start-up step 6 of the original (opening the log), then our extensions.
+        log_trace_destination: choices::log_destinations(&raw.logging.log_trace_destination)?,
+        log_format: choices::log_format(&raw.logging.log_format)?,
+        metrics_access: choices::metrics_access(&raw.logging.metrics_access)?,
+    };
+    Ok((decided, kinds))
+}
+
+/// Step 1 (and 15: we keep the path without a trailing slash).
+fn persistence_root(root: &str, current_dir: CurrentDir<'_>) -> Result<PathBuf, ConfigError> {
     if root.is_empty() {
         return Err(invalid("PersistenceRootPath must not be empty"));
     }
-    config.persistence_root_path = if root.starts_with("./") || root.starts_with("../") {
+    Ok(if root.starts_with("./") || root.starts_with("../") {
         paths::absolute(Path::new(root), &current_dir()?)
     } else {
         paths::clean(Path::new(root))
-    };
+    })
+}
 
-    // Data URI roots (an extension): relative entries live in the persistence root; none
-    // configured means the persistence root itself, as in the original.
-    let roots = std::mem::take(&mut config.data_uri_roots);
-    config.data_uri_roots = if roots.is_empty() {
-        vec![config.persistence_root_path.clone()]
-    } else {
-        roots
-            .iter()
-            .map(|r| paths::absolute(r, &config.persistence_root_path))
-            .collect()
-    };
-    if config.max_object_size < 0 {
+/// Data URI roots (an extension): relative entries live in the persistence root; none
+/// configured means the persistence root itself, as in the original.
+fn data_uri_roots(roots: &[PathBuf], persistence_root: &Path) -> Vec<PathBuf> {
+    if roots.is_empty() {
+        return vec![persistence_root.to_path_buf()];
+    }
+    roots.iter().map(|r| paths::absolute(r, persistence_root)).collect()
+}
+
+fn check_max_object_size(size: i64) -> Result<(), ConfigError> {
+    if size < 0 {
         return Err(invalid(format!(
-            "MaxObjectSize must be zero (no limit) or a number of bytes (got {})",
-            config.max_object_size
+            "MaxObjectSize must be zero (no limit) or a number of bytes (got {size})"
         )));
     }
+    Ok(())
+}
 
-    // Step 2, then start-up step 4: a CSS is always destination Cloud/Cloud.
-    config.node_type = parse_node_type(&choices.node_type)?;
-    if config.is_css() {
-        config.destination_type = CLOUD.to_string();
-        config.destination_id = CLOUD.to_string();
-    }
-
-    // Steps 3–5.
-    if config.destination_type.is_empty() {
+/// Steps 2–5, with start-up step 4: a CSS is always destination Cloud/Cloud.
+fn node(raw: &RawNode) -> Result<Node, ConfigError> {
+    let node_type = choices::node_type(&raw.node_type)?;
+    let (destination_type, destination_id) = match node_type {
+        NodeType::Css => (CLOUD.to_string(), CLOUD.to_string()),
+        NodeType::Ess => (raw.destination_type.clone(), raw.destination_id.clone()),
+    };
+    if destination_type.is_empty() {
         return Err(invalid("Please specify the destination type in the configuration file"));
     }
-    if !is_valid_name(&config.destination_type) {
+    if !is_valid_name(&destination_type) {
         return Err(invalid("Destination type contains invalid characters"));
     }
-    if config.destination_id.is_empty() {
+    if destination_id.is_empty() {
         return Err(invalid("Please specify the destination id in the configuration file"));
     }
-    if !is_valid_name(&config.destination_id) {
+    if !is_valid_name(&destination_id) {
         return Err(invalid("Destination ID contains invalid characters"));
     }
-    if config.node_type == NodeType::Ess {
-        if config.org_id.is_empty() {
+    if node_type == NodeType::Ess {
+        if raw.org_id.is_empty() {
             return Err(invalid("Please specify the organization id in the configuration file"));
         }
-        if !is_valid_name(&config.org_id) {
+        if !is_valid_name(&raw.org_id) {
             return Err(invalid("Organization ID contains invalid characters"));
         }
     }
-
-    // Step 6 is `Config::single_org`. Step 7.
-    validate_listening(config, &choices)?;
-
-    // Steps 8–14.
-    let kinds = ProtocolKinds::parse(&choices.communication_protocol);
-    config.communication_protocol = kinds.normalise(config.node_type)?;
-    if config.communication_protocol.uses_mqtt() {
-        config.enable_data_chunk = true;
-    }
-    validate_broker(config, kinds)?;
-    if config.node_type == NodeType::Ess
-        && config.communication_protocol == Protocol::Http
-        && (config.http_css_host.is_empty() || config.http_css_port == 0)
-    {
-        return Err(invalid(
-            "Please specify the host and port of CSS for HTTP communication in the configuration file",
-        ));
-    }
-
-    // Step 16.
-    config.mqtt_parallel_mode = match choices.mqtt_parallel_mode.to_lowercase().as_str() {
-        "" | "none" => ParallelMode::None,
-        "small" => ParallelMode::Small,
-        "medium" => ParallelMode::Medium,
-        "large" => ParallelMode::Large,
-        _ => {
-            return Err(invalid(
-                "Invalid MQTTParallelMode, please specify any off: 'none', 'small', 'medium', 'large', or leave as empty string",
-            ))
-        }
-    };
-
-    // Step 17.
-    config.max_inflight_chunks = config.max_inflight_chunks.max(1);
-    if config.is_css() {
-        config.max_inflight_chunks = config.max_inflight_chunks.min(64);
-    }
-
-    // Steps 18–19.
-    config.storage_provider = parse_storage_provider(&choices.storage_provider, config.node_type)?;
-    if config.storage_provider == StorageKind::Postgres {
-        check_postgres_url(config.postgres_url.expose())?;
-    }
-    config.objects_data_path = objects_data_path(config, &choices.objects_data_path, &current_dir)?;
-
-    // Step 20.
-    if config.object_queue_buffer_size == 0 {
-        config.object_queue_buffer_size = if config.is_css() { 1000 } else { 2 };
-    }
-    if config.verify_queue_buffer_size == 0 {
-        config.verify_queue_buffer_size = 500;
-    }
-
-    // Start-up step 6 of the original (opening the log), then our extensions.
-    config.log_trace_destination = parse_log_destinations(&choices.log_trace_destination)?;
-    config.log_format = parse_log_format(&choices.log_format)?;
-    config.metrics_access = parse_metrics_access(&choices.metrics_access)?;
-
-    // Step 21, then our own checks.
-    check_paths(config, kinds)?;
-    check_positive_periods(config)?;
-    check_log_file_limits(config)
+    Ok(Node {
+        node_type,
+        destination_type,
+        destination_id,
+        org_id: raw.org_id.clone(),
+    })
 }
 
-fn parse_node_type(value: &str) -> Result<NodeType, ConfigError> {
-    if value.eq_ignore_ascii_case("CSS") {
-        Ok(NodeType::Css)
-    } else if value.eq_ignore_ascii_case("ESS") {
-        Ok(NodeType::Ess)
-    } else {
-        Err(invalid(format!(
-            "The node type specified in the configuration file ({value}) is incorrect. It must be CSS or ESS."
-        )))
-    }
-}
-
-/// §5 step 7.
-fn validate_listening(config: &mut Config, choices: &Choices) -> Result<(), ConfigError> {
-    config.listening_type = match choices.listening_type.to_lowercase().as_str() {
-        "" if config.is_css() => ListeningType::Unsecure,
-        "" => ListeningType::Secure,
-        "secure" => ListeningType::Secure,
-        "unsecure" => ListeningType::Unsecure,
-        "both" => ListeningType::Both,
-        "unix" => ListeningType::Unix,
-        "secure-unix" => ListeningType::SecureUnix,
-        _ => {
-            return Err(invalid(
-                "ListeningType must be both, secure, unsecure, unix, or secure-unix",
-            ))
-        }
-    };
-    let listening = config.listening_type;
-    if listening.serves_tcp_plain() && config.unsecure_listening_port == 0 {
+/// Step 7.
+fn listening(raw: &RawListening, node_type: NodeType) -> Result<Listening, ConfigError> {
+    let listening_type = choices::listening_type(&raw.listening_type, node_type)?;
+    let css = node_type == NodeType::Css;
+    if listening_type.serves_tcp_plain() && raw.unsecure_listening_port == 0 {
         return Err(invalid(
             "Have requested unsecure API serving, but the UnsecureListeningPort is zero.",
         ));
     }
-    if listening.serves_tcp_tls() && config.secure_listening_port == 0 {
+    if listening_type.serves_tcp_tls() && raw.secure_listening_port == 0 {
         return Err(invalid(
             "Have requested secure API serving, but the SecureListeningPort is zero.",
         ));
     }
-    if config.is_css() && listening.serves_tcp_tls() {
-        if config.server_certificate.is_empty() {
+    if css && listening_type.serves_tcp_tls() {
+        if raw.server_certificate.is_empty() {
             return Err(invalid(
                 "Have requested secure API serving, but no server certificate has been specified.",
             ));
         }
-        if config.server_key.is_empty() {
+        if raw.server_key.is_empty() {
             return Err(invalid(
                 "Have requested secure API serving, but no server private key has been specified.",
             ));
         }
     }
-    if listening.is_unix() {
-        if config.is_css() {
-            return Err(invalid("Only an ESS can listen via Unix Sockets"));
-        }
-        if config.listening_address.is_empty() {
-            return Err(invalid(
-                "When Listening via Unix Sockets, you must specify the Socket file using the ListeningAddress property",
-            ));
-        }
-        config.unix_socket_file_permissions =
-            u32::from_str_radix(&choices.unix_socket_file_permissions, 8).map_err(|e| {
-                invalid(format!(
-                    "UnixSocketFilePermissions must be a valid octal number (e.g., 0660). Error: {e}"
-                ))
-            })?;
-    } else if let Ok(mode) = u32::from_str_radix(&choices.unix_socket_file_permissions, 8) {
-        // Unused without a Unix socket; the original does not check it then either.
-        config.unix_socket_file_permissions = mode;
+    let unix_socket_file_permissions = if listening_type.is_unix() {
+        unix_socket(raw, css)?
+    } else {
+        // Unused without a Unix socket, and the original does not check it then either.
+        u32::from_str_radix(&raw.unix_socket_file_permissions, 8).unwrap_or(0o660)
+    };
+    Ok(Listening {
+        listening_type,
+        unix_socket_file_permissions,
+    })
+}
+
+/// Step 7 for the Unix-socket modes: the socket's file permissions.
+fn unix_socket(raw: &RawListening, css: bool) -> Result<u32, ConfigError> {
+    if css {
+        return Err(invalid("Only an ESS can listen via Unix Sockets"));
+    }
+    if raw.listening_address.is_empty() {
+        return Err(invalid(
+            "When Listening via Unix Sockets, you must specify the Socket file using the ListeningAddress property",
+        ));
+    }
+    u32::from_str_radix(&raw.unix_socket_file_permissions, 8).map_err(|e| {
+        invalid(format!(
+            "UnixSocketFilePermissions must be a valid octal number (e.g., 0660). Error: {e}"
+        ))
+    })
+}
+
+/// Step 14.
+fn check_ess_http(raw: &Raw, node_type: NodeType, protocol: Protocol) -> Result<(), ConfigError> {
+    if node_type == NodeType::Ess
+        && protocol == Protocol::Http
+        && (raw.http.http_css_host.is_empty() || raw.http.http_css_port == 0)
+    {
+        return Err(invalid(
+            "Please specify the host and port of CSS for HTTP communication in the configuration file",
+        ));
     }
     Ok(())
 }
 
-/// `LogTraceDestination`: comma-separated `file`, `stdout`, `syslog`, `glog`, any case;
-/// unknown items are ignored as in the original, but at least one must be known.
-fn parse_log_destinations(value: &str) -> Result<LogDestinations, ConfigError> {
-    let mut destinations = LogDestinations::default();
-    for item in value.split(',').map(str::trim) {
-        match item.to_lowercase().as_str() {
-            "file" => destinations.file = true,
-            "stdout" => destinations.stdout = true,
-            "syslog" => destinations.syslog = true,
-            "glog" => destinations.glog = true,
-            _ => {}
-        }
+/// Steps 18–19.
+fn storage(
+    raw: &RawStorage,
+    node_type: NodeType,
+    persistence_root_path: PathBuf,
+    data_uri_roots: Vec<PathBuf>,
+    current_dir: CurrentDir<'_>,
+) -> Result<Storage, ConfigError> {
+    let storage_provider = choices::storage_provider(&raw.storage_provider, node_type)?;
+    if storage_provider == StorageKind::Postgres {
+        check_postgres_url(raw.postgres_url.expose())?;
     }
-    if destinations.is_empty() {
-        return Err(invalid(format!(
-            "Invalid log/trace destinations list: LogTraceDestination '{value}' names none of file, stdout, syslog, glog (comma-separated)"
-        )));
-    }
-    Ok(destinations)
-}
-
-/// `LogFormat`: `text` or `json`, any case.
-fn parse_log_format(value: &str) -> Result<LogFormat, ConfigError> {
-    match value.to_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err(invalid(format!(
-            "Invalid LogFormat '{value}', please specify 'text' or 'json'"
-        ))),
-    }
-}
-
-/// `MetricsAccess`: `admin`, `open` or `off`, any case.
-fn parse_metrics_access(value: &str) -> Result<MetricsAccess, ConfigError> {
-    match value.to_lowercase().as_str() {
-        "admin" => Ok(MetricsAccess::Admin),
-        "open" => Ok(MetricsAccess::Open),
-        "off" => Ok(MetricsAccess::Off),
-        _ => Err(invalid(format!(
-            "Invalid MetricsAccess '{value}', please specify 'admin', 'open' or 'off'"
-        ))),
-    }
-}
-
-/// §5 step 18 with our mapping: empty/`bolt` → SQLite, `inmemory` → memory, `postgres` →
-/// PostgreSQL (CSS only), `mongo` refused.
-fn parse_storage_provider(value: &str, node_type: NodeType) -> Result<StorageKind, ConfigError> {
-    match value.to_lowercase().as_str() {
-        "" | "bolt" => Ok(StorageKind::Sqlite),
-        "inmemory" => Ok(StorageKind::InMemory),
-        "postgres" if node_type == NodeType::Css => Ok(StorageKind::Postgres),
-        "postgres" => Err(invalid(
-            "Invalid StorageProvider 'postgres': PostgreSQL is for a CSS only, for ESS please specify any of: 'bolt', 'inmemory', or leave as empty string",
-        )),
-        "mongo" => Err(invalid(
-            "StorageProvider 'mongo' is not supported: MongoDB is not available in this implementation, use the embedded store (leave StorageProvider empty or set it to 'bolt') or, for several CSS instances sharing one database, 'postgres' with PostgresURL",
-        )),
-        _ => Err(invalid(format!(
-            "Invalid StorageProvider '{value}', please specify any of: 'bolt', 'inmemory', 'postgres' (CSS), or leave as empty string"
-        ))),
-    }
+    let objects_data_path = objects_data_path(
+        &raw.objects_data_path,
+        storage_provider,
+        &persistence_root_path,
+        current_dir,
+    )?;
+    Ok(Storage {
+        persistence_root_path,
+        data_uri_roots,
+        storage_provider,
+        objects_data_path,
+    })
 }
 
 /// `PostgresURL` must be set and readable as a connection string naming a host. Messages
@@ -305,25 +277,25 @@ fn check_postgres_url(url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// §5 step 19, plus the containment check the spec asks for (§11): data files outside
-/// the persistence root would be refused at every access.
+/// Step 19, plus the containment check the spec asks for (§11): data files outside the
+/// persistence root would be refused at every access.
 fn objects_data_path(
-    config: &Config,
     value: &str,
-    current_dir: &dyn Fn() -> Result<PathBuf, ConfigError>,
+    provider: StorageKind,
+    root: &Path,
+    current_dir: CurrentDir<'_>,
 ) -> Result<Option<PathBuf>, ConfigError> {
     if value.is_empty() {
         return Ok(None);
     }
-    if config.storage_provider == StorageKind::InMemory {
+    if provider == StorageKind::InMemory {
         return Err(invalid(
             "Invalid ObjectsDataPath, it can only be set when StorageProvider is 'bolt' or empty",
         ));
     }
     let path = Path::new(value);
-    let root = &config.persistence_root_path;
     let (path, root) = if path.is_absolute() && root.is_absolute() {
-        (paths::clean(path), root.clone())
+        (paths::clean(path), root.to_path_buf())
     } else {
         let cwd = current_dir().map_err(|e| {
             invalid(format!(
@@ -339,83 +311,4 @@ fn objects_data_path(
         )));
     }
     Ok(Some(path))
-}
-
-/// §5 step 21, limited to the lexical checks (no symlink resolution).
-fn check_paths(config: &Config, kinds: ProtocolKinds) -> Result<(), ConfigError> {
-    let certs = &config.allowed_certificate_extensions;
-    let keys = &config.allowed_key_extensions;
-    let mut checks: Vec<(&str, &str, &[String])> = Vec::new();
-    if config.is_css() && config.listening_type.serves_tcp_tls() {
-        checks.push(("ServerCertificate", &config.server_certificate, certs));
-        checks.push(("ServerKey", config.server_key.expose(), keys));
-    }
-    if kinds.mqtt && config.mqtt_use_ssl {
-        checks.push(("MQTTCACertificate", &config.mqtt_ca_certificate, certs));
-        checks.push(("MQTTSSLCert", &config.mqtt_ssl_cert, certs));
-        checks.push(("MQTTSSLKey", config.mqtt_ssl_key.expose(), keys));
-    }
-    for (name, value, allowed) in checks {
-        if value.starts_with('/') {
-            paths::check_file_path(value, allowed)
-                .map_err(|detail| invalid(format!("Invalid {name} path: {detail}")))?;
-        }
-    }
-
-    if config.listening_type.is_unix() {
-        let address = &config.listening_address;
-        let socket_error = |detail: String| invalid(format!("Invalid ListeningAddress (Unix socket) path: {detail}"));
-        if address.contains('\0') {
-            return Err(socket_error("invalid file path: path contains null byte".to_string()));
-        }
-        let root = &config.persistence_root_path;
-        let socket = root.join(address);
-        if !Path::new(address).is_absolute() && !paths::is_within(&socket, root) {
-            return Err(socket_error(paths::traversal_detail(&paths::clean(&socket), root)));
-        }
-    }
-    Ok(())
-}
-
-/// Periods of zero or less make the original spin or panic; we refuse them (spec §5).
-fn check_positive_periods(config: &Config) -> Result<(), ConfigError> {
-    let periods: [(&str, i64); 8] = [
-        ("ResendInterval", config.resend_interval.into()),
-        ("ESSPingInterval", config.ess_ping_interval.into()),
-        ("ObjectActivationInterval", config.object_activation_interval.into()),
-        ("StorageMaintenanceInterval", config.storage_maintenance_interval.into()),
-        ("HTTPPollingInterval", config.http_polling_interval.into()),
-        (
-            "LogTraceMaintenanceInterval",
-            config.log_trace_maintenance_interval.into(),
-        ),
-        ("LeadershipTimeout", config.leadership_timeout.into()),
-        ("MaxDataChunkSize", config.max_data_chunk_size),
-    ];
-    match periods.iter().find(|(_, value)| *value <= 0) {
-        Some((name, value)) => Err(invalid(format!("{name} must be greater than zero (got {value})"))),
-        None => Ok(()),
-    }
-}
-
-/// Log files need a positive rotation size and a non-negative number of kept files; the
-/// original would rotate at every check or keep nothing useful. Without file logging the
-/// values are unused and not checked, as in the original.
-fn check_log_file_limits(config: &Config) -> Result<(), ConfigError> {
-    if !config.log_trace_destination.file {
-        return Ok(());
-    }
-    if config.log_trace_file_size_kb <= 0 {
-        return Err(invalid(format!(
-            "LogTraceFileSizeKB must be greater than zero (got {})",
-            config.log_trace_file_size_kb
-        )));
-    }
-    if config.max_compressed_log_trace_files_number < 0 {
-        return Err(invalid(format!(
-            "MaxCompressedlLogTraceFilesNumber must be zero or more (got {})",
-            config.max_compressed_log_trace_files_number
-        )));
-    }
-    Ok(())
 }

@@ -32,6 +32,7 @@ fn empty_css_config_starts_with_documented_defaults() {
     assert_eq!(c.allowed_key_extensions, vec![".pem", ".key"]);
     assert_eq!(c.single_org(), None);
     assert!(c.unknown_keys.is_empty() && !c.config_file_missing);
+    assert!(c.ignored_keys.is_empty());
 }
 
 #[test]
@@ -77,17 +78,39 @@ fn legacy_documented_names_rank_below_real_names() {
     assert_eq!(ok("", &env).mqtt_pinned_cert_fingerprints, vec!["dd"]);
     let c = ok("MQTTPinnedCertFingerprints cc\n", &env);
     assert_eq!(c.mqtt_pinned_cert_fingerprints, vec!["cc"]);
+    // The Mongo keys are ignored, so which name was used shows in the report only.
     let mongo = ok(
         "MongoDBCertificatePinningFingerprints ee\n",
         &[("MONGO_SSL_CA_FILE", "/ca.pem")],
     );
-    assert_eq!(mongo.mongo_pinned_cert_fingerprints, vec!["ee"]);
-    assert_eq!(mongo.mongo_ca_certificate, "/ca.pem");
+    assert_eq!(
+        origins(&mongo),
+        vec![
+            (
+                "MongoCACertificate",
+                "environment variable MONGO_SSL_CA_FILE".to_string()
+            ),
+            (
+                "MongoPinnedCertFingerprints",
+                "key MongoDBCertificatePinningFingerprints in the file 'test.conf'".to_string()
+            ),
+        ]
+    );
     let real = ok(
         "",
         &[("MONGO_SSL_CA_FILE", "/a.pem"), ("MONGO_CA_CERTIFICATE", "/b.pem")],
     );
-    assert_eq!(real.mongo_ca_certificate, "/b.pem");
+    assert_eq!(
+        origins(&real),
+        vec![(
+            "MongoCACertificate",
+            "environment variable MONGO_CA_CERTIFICATE".to_string()
+        )]
+    );
+}
+
+fn origins(config: &Config) -> Vec<(&'static str, String)> {
+    config.ignored_keys.iter().map(|k| (k.key, k.origin.clone())).collect()
 }
 
 #[test]

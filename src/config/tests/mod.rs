@@ -1,9 +1,10 @@
 //! Tests of the whole configuration pipeline (file text + environment map → `Config`),
 //! with shared helpers: `loading` covers defaults, precedence, value parsing and the
 //! redacted `Debug`; `validation` every message of spec §5 that applies to us, derived
-//! values and our storage mapping; `logging` the log destinations and log file limits. The
-//! real process environment is never read.
+//! values and our storage mapping; `logging` the log destinations and log file limits;
+//! `ignored` the keys without effect here. The real process environment is never read.
 
+mod ignored;
 mod loading;
 mod logging;
 mod validation;
