@@ -21,6 +21,7 @@
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod engine;

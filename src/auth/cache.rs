@@ -9,9 +9,10 @@
 
 use super::{Authenticator, Identity, IdentityKind};
 use hmac::{Hmac, Mac};
+use parking_lot::{Mutex, MutexGuard};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -86,7 +87,7 @@ impl<A: Authenticator + ?Sized> CachedAuthenticator<A> {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state stays consistent across a panic in another holder: every update is a
         // single map operation.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 
     /// The cached identity, if `app_key` has an unexpired entry for this very secret.
@@ -208,8 +209,8 @@ mod tests {
     impl Authenticator for Counting {
         fn authenticate(&self, app_key: &str, app_secret: &str) -> Identity {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            let expected = format!("secret-{app_key}{}", self.secret_suffix.lock().unwrap());
-            if app_secret != expected || self.revoked.lock().unwrap().iter().any(|k| k == app_key) {
+            let expected = format!("secret-{app_key}{}", self.secret_suffix.lock());
+            if app_secret != expected || self.revoked.lock().iter().any(|k| k == app_key) {
                 return Identity::failed();
             }
             Identity {
@@ -238,7 +239,7 @@ mod tests {
             let (calls, revoked, suffix) = (inner.calls.clone(), inner.revoked.clone(), inner.secret_suffix.clone());
             let now = Arc::new(Mutex::new(Instant::now()));
             let clock_now = now.clone();
-            let clock: Clock = Arc::new(move || *clock_now.lock().unwrap());
+            let clock: Clock = Arc::new(move || *clock_now.lock());
             Self {
                 cache: CachedAuthenticator::with_limits(Box::new(inner), ttl, capacity, clock),
                 calls,
@@ -253,7 +254,7 @@ mod tests {
         }
 
         fn advance(&self, by: Duration) {
-            *self.now.lock().unwrap() += by;
+            *self.now.lock() += by;
         }
 
         fn login(&self, key: &str) -> IdentityKind {
@@ -275,7 +276,7 @@ mod tests {
     fn a_revoked_credential_keeps_working_until_expiry() {
         let f = Fixture::new(Duration::from_secs(60), 10);
         assert_eq!(f.login("a"), IdentityKind::User);
-        f.revoked.lock().unwrap().push("a".into());
+        f.revoked.lock().push("a".into());
         f.advance(Duration::from_secs(59));
         assert_eq!(f.login("a"), IdentityKind::User, "still cached");
         assert_eq!(f.calls(), 1);
@@ -288,7 +289,7 @@ mod tests {
     fn a_changed_secret_is_validated_again() {
         let f = Fixture::new(DEFAULT_TTL, 10);
         assert_eq!(f.login("a"), IdentityKind::User);
-        *f.suffix.lock().unwrap() = "-v2".into();
+        *f.suffix.lock() = "-v2".into();
         assert_eq!(f.cache.authenticate("a", "secret-a-v2").kind, IdentityKind::User);
         assert_eq!(f.calls(), 2);
         assert_eq!(f.cache.authenticate("a", "secret-a-v2").kind, IdentityKind::User);

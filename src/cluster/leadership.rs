@@ -6,7 +6,8 @@
 
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreResult;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ impl Leadership {
 
     /// True while this instance leads.
     pub fn is_leader(&self) -> bool {
-        let until = *self.until.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *self.until.lock();
         until.is_some_and(|until| Instant::now() < until)
     }
 
@@ -39,7 +40,7 @@ impl Leadership {
     }
 
     fn set_until(&self, until: Option<Instant>) {
-        *self.until.lock().unwrap_or_else(|p| p.into_inner()) = until;
+        *self.until.lock() = until;
         self.publish();
     }
 

@@ -2,9 +2,6 @@
 //! normalising `CommunicationProtocol`, the broker checks, and the derived broker
 //! address, port, client ID and user name. Called by `validate` only.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
 use super::load::Raw;
 use super::types::{NodeType, Protocol, Secret};
 use super::validate::{invalid, Node};
@@ -186,14 +183,8 @@ fn default_port(field: &mut u16, port: u16) {
     }
 }
 
-/// A random non-negative 63-bit number for generated MQTT client IDs. std's randomly
-/// keyed hasher is enough here: the IDs only need to differ between starts and nodes.
+/// A random non-negative 63-bit number for generated MQTT client IDs (the original's are
+/// non-negative too); they only need to differ between starts and nodes.
 fn random_id() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(nanos);
-    hasher.write_u32(std::process::id());
-    hasher.finish() >> 1
+    crate::random::u64() >> 1
 }

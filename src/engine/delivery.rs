@@ -4,6 +4,7 @@
 //! that did not commit (the outbox).
 
 use super::{EngineResult, Node};
+pub use crate::clock::now_secs;
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{DeliveryStatus, Destination, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
 use crate::store::StoreOp;
@@ -33,13 +34,6 @@ pub fn deliverable(record: &ObjectRecord) -> bool {
         && record.status == ObjectStatus::Ready
         && !record.meta.inactive
         && !record.is_expired(now_secs())
-}
-
-/// Seconds since the Unix epoch.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn remote_of(destination: &Destination) -> Remote {

@@ -36,9 +36,10 @@ use crate::auth::{Authenticator, Identity};
 use crate::model::{ObjectKey, Role};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{InstanceClock, Store, StoreError};
+use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Why an operation was refused or failed; the API maps each variant to a status once.
@@ -242,17 +243,17 @@ impl Node {
     /// Makes the broker connection's state part of the node's health (replacing the one of
     /// a connection closed before).
     pub fn set_broker(&self, state: Arc<dyn BrokerStatus>) {
-        *self.0.broker.lock().unwrap_or_else(|p| p.into_inner()) = Some(state);
+        *self.0.broker.lock() = Some(state);
     }
 
     /// The node stopped talking MQTT (a CSS instance that is no longer the leader).
     pub fn forget_broker(&self) {
-        *self.0.broker.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.0.broker.lock() = None;
     }
 
     /// The broker connection's state, when the node talks MQTT.
     pub fn broker(&self) -> Option<Arc<dyn BrokerStatus>> {
-        self.0.broker.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.broker.lock().clone()
     }
 
     /// Makes this node one of several instances sharing its store, leading only as
@@ -419,7 +420,7 @@ struct UploadGuard<'a> {
 
 impl<'a> UploadGuard<'a> {
     fn acquire(set: &'a Mutex<HashSet<ObjectKey>>, key: &ObjectKey) -> EngineResult<Self> {
-        let mut keys = set.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = set.lock();
         if !keys.insert(key.clone()) {
             return Err(EngineError::Conflict(format!(
                 "Another upload of the data of {key} is in progress; retry when it has finished"
@@ -431,7 +432,7 @@ impl<'a> UploadGuard<'a> {
 
 impl Drop for UploadGuard<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+        self.set.lock().remove(&self.key);
     }
 }
 

@@ -3,11 +3,12 @@
 
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::{access, Identity, IdentityKind};
+use crate::clock::now_nanos;
 use crate::model::json::{from_lenient, Nested, Shape};
 use crate::model::metadata::{METADATA_FIELDS, POLICY_FIELDS, PROPERTY_FIELDS, SERVICE_FIELDS};
 use crate::model::validate::{parse_destination_entry, validate_put, PutContext};
 use crate::model::{DeliveryStatus, DestinationStatus, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
-use crate::store::{now_nanos, Expect, StoreError, StoreOp};
+use crate::store::{Expect, StoreError, StoreOp};
 use base64::Engine as _;
 use serde::Deserialize;
 

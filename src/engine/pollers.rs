@@ -3,8 +3,9 @@
 //! HTTP delivery take milliseconds instead of a polling interval.
 
 use crate::model::sync::Remote;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Signals per (org, node).
@@ -23,7 +24,7 @@ pub struct PollRegistry {
 impl PollRegistry {
     /// The signal of one node, created on first use.
     pub fn signal(&self, org: &str, remote: &Remote) -> Arc<Notify> {
-        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut signals = self.signals.lock();
         Arc::clone(signals.entry((org.to_string(), remote.clone())).or_default())
     }
 
@@ -31,7 +32,7 @@ impl PollRegistry {
     /// notification in the store.
     pub fn wake(&self, org: &str, remote: &Remote) {
         self.wake_here(org, remote);
-        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let peers = self.peers.lock();
         if let Some(peers) = peers.as_ref() {
             let _ = peers.send((org.to_string(), remote.clone()));
         }
@@ -41,14 +42,14 @@ impl PollRegistry {
     /// runs one; not the other instances (news announced by one of them).
     pub fn wake_here(&self, org: &str, remote: &Remote) {
         self.wake_polls(org, remote);
-        let pusher = self.pusher.lock().unwrap_or_else(|p| p.into_inner());
+        let pusher = self.pusher.lock();
         if let Some(pusher) = pusher.as_ref() {
             let _ = pusher.send((org.to_string(), remote.clone()));
         }
     }
 
     fn wake_polls(&self, org: &str, remote: &Remote) {
-        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        let signals = self.signals.lock();
         if let Some(signal) = signals.get(&(org.to_string(), remote.clone())) {
             signal.notify_waiters();
         }
@@ -57,7 +58,7 @@ impl PollRegistry {
     /// Wakes every poll waiting in this process; each one looks for news and waits again if
     /// there is none.
     pub fn wake_all_polls(&self) {
-        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        let signals = self.signals.lock();
         for signal in signals.values() {
             signal.notify_waiters();
         }
@@ -77,17 +78,17 @@ impl PollRegistry {
 
     /// Makes every later wake also reach the other instances through `peers`.
     pub fn set_peers(&self, peers: tokio::sync::mpsc::UnboundedSender<(String, Remote)>) {
-        *self.peers.lock().unwrap_or_else(|p| p.into_inner()) = Some(peers);
+        *self.peers.lock() = Some(peers);
     }
 
     /// Makes every later wake also reach `pusher`.
     pub fn set_pusher(&self, pusher: tokio::sync::mpsc::UnboundedSender<(String, Remote)>) {
-        *self.pusher.lock().unwrap_or_else(|p| p.into_inner()) = Some(pusher);
+        *self.pusher.lock() = Some(pusher);
     }
 
     /// Forgets a node (unregistered or removed).
     pub fn forget(&self, org: &str, remote: &Remote) {
-        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        let mut signals = self.signals.lock();
         signals.remove(&(org.to_string(), remote.clone()));
     }
 }

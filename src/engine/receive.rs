@@ -13,6 +13,7 @@ use super::receive_plan::{decide_update, UpdateDecision};
 pub use super::receive_plan::{next_request, ChunkRequest};
 use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::clock::now_secs;
 use crate::model::lifecycle::deleted_by_expiration;
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
@@ -29,12 +30,6 @@ pub fn cloud() -> Remote {
         dest_type: CLOUD.into(),
         dest_id: CLOUD.into(),
     }
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What the ESS must tell the CSS after handling an `update`.

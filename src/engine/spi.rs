@@ -541,7 +541,7 @@ impl Node {
     /// count reaches the limit. Counted in memory: a restart of the CSS allows another few
     /// attempts, which still bounds the retries.
     fn verification_failed_too_often(&self, record: &Notification) -> bool {
-        let mut failures = self.0.verification_failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.0.verification_failures.lock();
         // Entries of instances that are gone are dropped as new ones come.
         if failures.len() > 10_000 {
             failures.clear();

@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod postgres;
 pub mod sqlite;
 
+use crate::clock::now_nanos;
 use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::sync::{Notification, Remote};
 use crate::model::{
@@ -371,14 +372,6 @@ impl InstanceClock {
             Some(slot) => from.saturating_add((slot - from.rem_euclid(INSTANCE_SLOTS)).rem_euclid(INSTANCE_SLOTS)),
         }
     }
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn now_nanos() -> i64 {
-    let since_epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since_epoch.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

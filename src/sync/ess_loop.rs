@@ -21,8 +21,9 @@ use crate::engine::receive::{next_request, ChunkRequest, Completion, UpdateReply
 use crate::engine::Node;
 use crate::model::sync::{Action, NotificationStatus, PollItem};
 use crate::model::{MetaData, ObjectKey};
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
@@ -181,7 +182,7 @@ pub(super) struct KeyGuard<'a> {
 
 impl Drop for KeyGuard<'_> {
     fn drop(&mut self) {
-        self.set.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+        self.set.lock().remove(&self.key);
         self.released.notify_waiters();
     }
 }
@@ -256,7 +257,7 @@ impl EssSync {
     }
 
     pub(super) fn lock(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
-        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let mut busy = self.busy.lock();
         busy.insert(key.clone()).then(|| KeyGuard {
             set: &self.busy,
             released: &self.released,
@@ -289,7 +290,7 @@ impl EssSync {
 
     /// True when the outbox may act on `key` now.
     pub(super) fn due(&self, key: &ObjectKey) -> bool {
-        let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let backoff = self.backoff.lock();
         backoff.get(key).is_none_or(|b| b.next <= Instant::now())
     }
 
@@ -297,7 +298,7 @@ impl EssSync {
     /// doubles it (given up after `ESSSPIMaxRetry` attempts until the next restart or a new
     /// message), a final refusal waits for the normal resend cadence.
     pub(super) fn note(&self, key: &ObjectKey, step: &Step) {
-        let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let mut backoff = self.backoff.lock();
         match step {
             Step::Progress | Step::Nothing => {
                 backoff.remove(key);
@@ -356,7 +357,7 @@ impl EssSync {
                         if let Err(e) = self.node.reset_for_new_registration(self.client.persistent()).await {
                             tracing::error!(error = %e, "cleaning up for a new registration failed");
                         }
-                        self.backoff.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                        self.backoff.lock().clear();
                         as_new = true;
                         continue;
                     }

@@ -6,9 +6,10 @@
 //! connection has its own page cache. Nothing here blocks the async runtime.
 
 use crate::store::{StoreError, StoreResult};
+use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
 
 /// Most writes folded into one transaction.
@@ -87,7 +88,7 @@ impl SqlitePool {
             })
         });
         {
-            let guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = self.writer.lock();
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
@@ -105,7 +106,7 @@ impl SqlitePool {
             let _ = reply.send(work(conn));
         });
         {
-            let guard = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = self.readers.lock();
             let sender = guard.as_ref().ok_or(StoreError::Closed)?;
             sender.send(job).map_err(|_| StoreError::Closed)?;
         }
@@ -144,9 +145,9 @@ impl SqlitePool {
 
     /// Stops the threads after the work already queued.
     pub fn close(&self) {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        self.writer.lock().take();
+        self.readers.lock().take();
+        let threads = std::mem::take(&mut *self.threads.lock());
         for thread in threads {
             let _ = thread.join();
         }
@@ -192,7 +193,7 @@ fn run_in_savepoint<R>(conn: &Connection, work: impl FnOnce(&Connection) -> Stor
 fn reader_loop(conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<ReadJob>>>) {
     loop {
         // The lock is held only while waiting for the next job, never while running one.
-        let next = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let next = jobs.lock().recv();
         match next {
             Ok(job) => job(&conn),
             Err(_) => return,

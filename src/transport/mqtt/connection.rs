@@ -4,6 +4,7 @@
 //! [`Connection::is_connected`] tells health and metrics how things stand.
 
 use crate::backoff::Backoff;
+use crate::clock::now_millis;
 use crate::engine::{BrokerHealth, BrokerStatus};
 use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
@@ -95,12 +96,6 @@ impl BrokerStatus for State {
             received_bytes: self.received_bytes.load(Ordering::Relaxed),
         }
     }
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Connection {

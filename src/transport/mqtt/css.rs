@@ -13,8 +13,9 @@ use crate::engine::{ContentRange, EngineError, Node, RangeRequest, RangedRead, R
 use crate::model::sync::{Action, Feedback, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectStatus};
 use bytes::Bytes;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -332,18 +333,13 @@ impl CssMqtt {
     /// Pulls the data of an edge node's object unless a pull of that instance runs already.
     fn start_pull(self: &Arc<Self>, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let pull = (key.clone(), meta.instance_id);
-        if !self
-            .pulling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(pull.clone())
-        {
+        if !self.pulling.lock().insert(pull.clone()) {
             return;
         }
         let (css, node, key, meta) = (self.clone(), node.clone(), key.clone(), meta.clone());
         tokio::spawn(async move {
             css.pull(&node, &key, &meta).await;
-            css.pulling.lock().unwrap_or_else(|p| p.into_inner()).remove(&pull);
+            css.pulling.lock().remove(&pull);
         });
     }
 
@@ -363,10 +359,7 @@ impl CssMqtt {
     }
 
     fn is_pulling(&self, key: &ObjectKey, instance: i64) -> bool {
-        self.pulling
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&(key.clone(), instance))
+        self.pulling.lock().contains(&(key.clone(), instance))
     }
 
     /// Pulls an edge node's object data chunk by chunk with `getdata` (spec §4.6), from the
@@ -425,10 +418,7 @@ impl CssMqtt {
     async fn request_chunk(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData, offset: i64) -> Option<Bytes> {
         let (sender, receiver) = oneshot::channel();
         let wait = (key.clone(), meta.instance_id, offset);
-        self.chunks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(wait.clone(), sender);
+        self.chunks.lock().insert(wait.clone(), sender);
         let mut getdata = Control::about("getdata", meta.clone());
         getdata.offset = offset;
         // The request or its answer is lost when either side's broker session ends (QoS 0,
@@ -452,18 +442,14 @@ impl CssMqtt {
             _ = registered => None,
         };
         if data.is_none() {
-            self.chunks.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
+            self.chunks.lock().remove(&wait);
         }
         data
     }
 
     fn on_data(&self, chunk: DataChunk) {
         let key = ObjectKey::new(&chunk.org, &chunk.object_type, &chunk.object_id);
-        let waiter =
-            self.chunks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&(key, chunk.instance_id, chunk.offset));
+        let waiter = self.chunks.lock().remove(&(key, chunk.instance_id, chunk.offset));
         // A chunk nobody waits for (a duplicate, an abandoned instance) is dropped.
         if let Some(waiter) = waiter {
             let _ = waiter.send(chunk.data);

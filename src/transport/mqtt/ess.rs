@@ -15,8 +15,9 @@ use crate::sync::link::{DataChunk, DataPush, EssLink, PollAnswer, Reply, Unregis
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -112,7 +113,7 @@ impl MqttLink {
 
     /// Completes the request waiting for `key`; false when none waits.
     fn answer(&self, key: WaitKey, reply: Answer) -> bool {
-        let waiter = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let waiter = self.waiters.lock().remove(&key);
         waiter.is_some_and(|w| w.send(reply).is_ok())
     }
 
@@ -264,10 +265,7 @@ impl MqttLink {
             return None;
         }
         let (sender, receiver) = oneshot::channel();
-        self.waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(wait.clone(), sender);
+        self.waiters.lock().insert(wait.clone(), sender);
         let renewed = self.connection.next_session();
         self.publish_control(message, leader).await;
         let reply = tokio::select! {
@@ -275,7 +273,7 @@ impl MqttLink {
             _ = renewed => None,
         };
         if reply.is_none() {
-            self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&wait);
+            self.waiters.lock().remove(&wait);
         }
         reply
     }
