@@ -14,10 +14,11 @@
 //! Both the poll and the outbox may act on an object; a per-key lock makes them take turns.
 //! Every wait is on a timer, the long poll or the cancellation token.
 
+use super::download::FEEDBACK_INTERNAL;
 use super::link::{EssLink, Reply};
-use super::retry::RetryPolicy;
+use super::schedule::{LoopSettings, PollResult, PollSchedule};
 use crate::config::Config;
-use crate::engine::receive::{next_request, ChunkRequest, Completion, UpdateReply};
+use crate::engine::receive::UpdateReply;
 use crate::engine::Node;
 use crate::model::sync::{Action, NotificationStatus, PollItem};
 use crate::model::{MetaData, ObjectKey};
@@ -28,107 +29,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// Feedback code for an internal error (spec §5.5).
-const FEEDBACK_INTERNAL: i32 = 1;
-/// Feedback code for a security (signature) error.
-const FEEDBACK_SECURITY: i32 = 3;
-
-/// Timing of the sync tasks, from the configuration.
-#[derive(Debug, Clone)]
-pub struct LoopSettings {
-    /// `HTTPPollingInterval`, seconds: the long-poll hold asked for and the longest delay
-    /// between polls against a CSS without long polling.
-    pub polling_interval: u16,
-    /// `ResendInterval`.
-    pub resend_interval: Duration,
-    /// `ESSPingInterval` (hours in the configuration); `None` disables pings.
-    pub ping_interval: Option<Duration>,
-    /// `EnableDataChunk`.
-    pub chunking: bool,
-    pub retry: RetryPolicy,
-    /// `ESSConsumedObjectsKept`: own objects kept as `consumedByDest` metadata.
-    pub consumed_objects_kept: usize,
-}
-
-impl LoopSettings {
-    /// From the configuration.
-    pub fn from_config(config: &Config) -> Self {
-        let hours = u64::try_from(config.ess_ping_interval).unwrap_or(0);
-        Self {
-            polling_interval: config.http_polling_interval.max(1),
-            resend_interval: Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(0).max(1)),
-            ping_interval: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
-            chunking: config.enable_data_chunk,
-            retry: RetryPolicy::from_config(config),
-            consumed_objects_kept: usize::try_from(config.ess_consumed_objects_kept).unwrap_or(0),
-        }
-    }
-}
-
-/// What one poll round amounted to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PollResult {
-    /// At least one element was handled and acknowledged.
-    Progress,
-    /// No element; `held` when the CSS held the request (a long poll that ran its course).
-    Empty { held: bool },
-    /// Elements came, but none could be handled (left pending on the CSS).
-    NoProgress,
-    /// The poll failed.
-    Failed,
-}
-
-/// When to poll next (pure). Against a CSS that holds polls, poll again at once after
-/// anything useful; otherwise the original's schedule of §3.7: after a round that brought
-/// something the next comes `N/10` later, and every empty round adds `N/10` up to `N`.
-/// Rounds that bring nothing new never re-poll at once (the tight-loop flaw of §3.7).
-#[derive(Debug, Clone)]
-pub struct PollSchedule {
-    step: Duration,
-    max: Duration,
-    delay: Duration,
-    got_something: bool,
-}
-
-impl PollSchedule {
-    /// For `HTTPPollingInterval` = `interval_secs`.
-    pub fn new(interval_secs: u16) -> Self {
-        let max = Duration::from_secs(u64::from(interval_secs.max(1)));
-        let step = (max / 10).max(Duration::from_millis(100));
-        Self {
-            step,
-            max,
-            delay: step,
-            got_something: true,
-        }
-    }
-
-    /// The delay before the next poll after a round with `result`.
-    pub fn next(&mut self, result: PollResult, long_poll: bool) -> Duration {
-        match result {
-            PollResult::Progress => {
-                self.got_something = true;
-                Duration::ZERO
-            }
-            PollResult::Empty { held: true } if long_poll => {
-                self.got_something = true;
-                self.delay = self.step;
-                Duration::ZERO
-            }
-            PollResult::Empty { .. } if self.got_something => {
-                self.got_something = false;
-                self.delay = self.step;
-                self.delay
-            }
-            PollResult::Empty { .. } | PollResult::NoProgress | PollResult::Failed => {
-                self.got_something = false;
-                self.delay = (self.delay + self.step).min(self.max);
-                self.delay
-            }
-        }
-    }
-}
 
 /// How handling one message ended, for the poll's progress and the outbox's backoff.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -530,7 +430,7 @@ impl EssSync {
         }
     }
 
-    async fn send_received(&self, key: &ObjectKey, instance: i64, data_id: i64) -> Step {
+    pub(super) async fn send_received(&self, key: &ObjectKey, instance: i64, data_id: i64) -> Step {
         let outcome = self.client.action(key, instance, data_id, Action::Received, None).await;
         if outcome.acknowledged() {
             if let Err(e) = self.node.ack_received(key, instance).await {
@@ -538,108 +438,6 @@ impl EssSync {
             }
         }
         step_of(outcome)
-    }
-
-    // ---- data download (§3.8) ----
-
-    /// Downloads the missing data of a received copy, chunk by chunk in offset order,
-    /// resuming where a previous attempt stopped; completes the copy and reports `received`.
-    #[tracing::instrument(name = "download", skip_all, fields(%key, instance))]
-    async fn download(&self, key: &ObjectKey, instance: i64) -> Step {
-        let mut download = match self.node.begin_download(key, instance).await {
-            Ok(Some(download)) => download,
-            Ok(None) => return Step::Nothing,
-            Err(e) => {
-                tracing::error!(%key, error = %e, "ESS: cannot start a download");
-                return Step::Retry(Reply::Invalid(e.to_string()));
-            }
-        };
-        let data_id = download.meta.data_id;
-        let chunk_size = i64::from(download.meta.chunk_size);
-        let already = covered(&download.session.ranges);
-        if already > 0 {
-            tracing::info!(%key, instance, bytes = already, "ESS: resuming a download");
-        }
-        while let Some(request) = next_request(&download.session, chunk_size, self.settings.chunking) {
-            let range = match request {
-                ChunkRequest::Whole => None,
-                ChunkRequest::Range { start, end } => Some((start, end)),
-            };
-            let answer = match self.client.data(key, instance, data_id, range).await {
-                Ok(answer) => answer,
-                Err(Reply::UnknownObject) => {
-                    tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
-                    if let Err(e) = self.node.drop_received(key, instance).await {
-                        tracing::error!(%key, error = %e, "ESS: dropping a copy failed");
-                    }
-                    return Step::Progress;
-                }
-                // The data belongs to another instance by now: a newer update will come.
-                Err(Reply::Superseded) => return Step::Nothing,
-                Err(Reply::Refused(reason)) => {
-                    return self
-                        .reception_failed(
-                            key,
-                            instance,
-                            data_id,
-                            FEEDBACK_INTERNAL,
-                            &format!("data download refused: {reason}"),
-                            false,
-                        )
-                        .await;
-                }
-                Err(other) => return step_of(other),
-            };
-            let offset = answer.start;
-            let before = covered(&download.session.ranges);
-            let body = answer.body;
-            match self.node.write_download(&download.session, offset, body).await {
-                Ok(session) => download.session = session,
-                Err(e) => return Step::Retry(Reply::RetryLater(format!("storing downloaded data: {e}"))),
-            }
-            if !download.session.is_complete() && covered(&download.session.ranges) <= before {
-                return Step::Retry(Reply::RetryLater("the CSS sent no new data".into()));
-            }
-        }
-        match self.node.complete_download(key, &download).await {
-            Ok(Completion::Done) => {
-                tracing::info!(%key, instance, "ESS: object completely received");
-                self.send_received(key, instance, data_id).await
-            }
-            Ok(Completion::Stale) => Step::Nothing,
-            Ok(Completion::VerificationFailed(reason)) => {
-                self.reception_failed(key, instance, data_id, FEEDBACK_SECURITY, &reason, true)
-                    .await
-            }
-            Ok(Completion::DestinationRefused(reason)) => {
-                self.reception_failed(key, instance, data_id, FEEDBACK_INTERNAL, &reason, true)
-                    .await
-            }
-            Err(e) => Step::Retry(Reply::Invalid(format!("completing the download: {e}"))),
-        }
-    }
-
-    /// Reports a failed reception: record `receiverError` (unless already done), `feedback`.
-    async fn reception_failed(
-        &self,
-        key: &ObjectKey,
-        instance: i64,
-        data_id: i64,
-        code: i32,
-        reason: &str,
-        already_recorded: bool,
-    ) -> Step {
-        tracing::warn!(%key, instance, reason, "ESS: reception failed");
-        if !already_recorded {
-            if let Err(e) = self.node.receiver_error(key, instance, None).await {
-                tracing::error!(%key, error = %e, "ESS: recording receiverError failed");
-            }
-        }
-        let outcome = self.client.feedback(key, instance, data_id, code, reason).await;
-        match step_of(outcome) {
-            Step::Progress => Step::Final(Reply::Invalid(reason.to_string())),
-            other => other,
-        }
     }
 
     // ---- outbox and resends (§6) ----
@@ -715,60 +513,9 @@ impl EssSync {
     }
 }
 
-/// Bytes covered by merged ranges.
-fn covered(ranges: &[(u64, u64)]) -> u64 {
-    ranges.iter().map(|(start, end)| end - start).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn without_long_polling_the_interval_schedule_applies() {
-        let mut schedule = PollSchedule::new(10);
-        let second = Duration::from_secs(1);
-        // A round that brought work re-polls at once; the next empty round waits N/10.
-        assert_eq!(schedule.next(PollResult::Progress, false), Duration::ZERO);
-        assert_eq!(schedule.next(PollResult::Empty { held: false }, false), second);
-        // Empty rounds add N/10 each, up to N.
-        let delays: Vec<Duration> = (0..12)
-            .map(|_| schedule.next(PollResult::Empty { held: false }, false))
-            .collect();
-        assert_eq!(delays[0], second * 2);
-        assert_eq!(delays[8], second * 10);
-        assert_eq!(delays[11], second * 10);
-        // Work resets the schedule.
-        assert_eq!(schedule.next(PollResult::Progress, false), Duration::ZERO);
-        assert_eq!(schedule.next(PollResult::Empty { held: false }, false), second);
-    }
-
-    #[test]
-    fn long_polls_repoll_at_once_but_never_spin() {
-        let mut schedule = PollSchedule::new(10);
-        assert_eq!(schedule.next(PollResult::Empty { held: true }, true), Duration::ZERO);
-        assert_eq!(schedule.next(PollResult::Progress, true), Duration::ZERO);
-        // An answer that came back at once although nothing was pending: back off.
-        assert!(schedule.next(PollResult::Empty { held: false }, true) > Duration::ZERO);
-        // Elements that cannot be handled (left pending) do not cause a tight loop.
-        let first = schedule.next(PollResult::NoProgress, true);
-        let second = schedule.next(PollResult::NoProgress, true);
-        assert!(first > Duration::ZERO && second > first);
-        assert!(schedule.next(PollResult::Failed, true) > Duration::ZERO);
-    }
-
-    #[test]
-    fn short_intervals_keep_a_minimum_step() {
-        let mut schedule = PollSchedule::new(1);
-        assert_eq!(
-            schedule.next(PollResult::Empty { held: false }, false),
-            Duration::from_millis(100)
-        );
-        for _ in 0..20 {
-            schedule.next(PollResult::Failed, false);
-        }
-        assert_eq!(schedule.next(PollResult::Failed, false), Duration::from_secs(1));
-    }
 
     #[test]
     fn outcomes_map_to_steps() {
@@ -777,6 +524,5 @@ mod tests {
         assert!(matches!(step_of(Reply::RetryLater("reset".into())), Step::Retry(_)));
         assert!(matches!(step_of(Reply::Refused("status 500".into())), Step::Final(_)));
         assert!(matches!(step_of(Reply::UnknownObject), Step::Final(_)));
-        assert_eq!(covered(&[(0, 10), (20, 25)]), 15);
     }
 }

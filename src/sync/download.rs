@@ -1,0 +1,127 @@
+//! Downloading a received copy's data from the CSS, chunk by chunk, resuming where an
+//! earlier attempt stopped, and reporting a reception that failed.
+
+use super::ess_loop::{step_of, EssSync, Step};
+use super::link::Reply;
+use crate::engine::receive::{next_request, ChunkRequest, Completion};
+use crate::model::ObjectKey;
+
+/// Feedback code for an internal error (spec §5.5).
+pub(super) const FEEDBACK_INTERNAL: i32 = 1;
+/// Feedback code for a security (signature) error.
+const FEEDBACK_SECURITY: i32 = 3;
+
+impl EssSync {
+    /// Downloads the missing data of a received copy, chunk by chunk in offset order,
+    /// resuming where a previous attempt stopped; completes the copy and reports `received`.
+    #[tracing::instrument(name = "download", skip_all, fields(%key, instance))]
+    pub(super) async fn download(&self, key: &ObjectKey, instance: i64) -> Step {
+        let mut download = match self.node.begin_download(key, instance).await {
+            Ok(Some(download)) => download,
+            Ok(None) => return Step::Nothing,
+            Err(e) => {
+                tracing::error!(%key, error = %e, "ESS: cannot start a download");
+                return Step::Retry(Reply::Invalid(e.to_string()));
+            }
+        };
+        let data_id = download.meta.data_id;
+        let chunk_size = i64::from(download.meta.chunk_size);
+        let already = covered(&download.session.ranges);
+        if already > 0 {
+            tracing::info!(%key, instance, bytes = already, "ESS: resuming a download");
+        }
+        while let Some(request) = next_request(&download.session, chunk_size, self.settings.chunking) {
+            let range = match request {
+                ChunkRequest::Whole => None,
+                ChunkRequest::Range { start, end } => Some((start, end)),
+            };
+            let answer = match self.client.data(key, instance, data_id, range).await {
+                Ok(answer) => answer,
+                Err(Reply::UnknownObject) => {
+                    tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
+                    if let Err(e) = self.node.drop_received(key, instance).await {
+                        tracing::error!(%key, error = %e, "ESS: dropping a copy failed");
+                    }
+                    return Step::Progress;
+                }
+                // The data belongs to another instance by now: a newer update will come.
+                Err(Reply::Superseded) => return Step::Nothing,
+                Err(Reply::Refused(reason)) => {
+                    return self
+                        .reception_failed(
+                            key,
+                            instance,
+                            data_id,
+                            FEEDBACK_INTERNAL,
+                            &format!("data download refused: {reason}"),
+                            false,
+                        )
+                        .await;
+                }
+                Err(other) => return step_of(other),
+            };
+            let offset = answer.start;
+            let before = covered(&download.session.ranges);
+            let body = answer.body;
+            match self.node.write_download(&download.session, offset, body).await {
+                Ok(session) => download.session = session,
+                Err(e) => return Step::Retry(Reply::RetryLater(format!("storing downloaded data: {e}"))),
+            }
+            if !download.session.is_complete() && covered(&download.session.ranges) <= before {
+                return Step::Retry(Reply::RetryLater("the CSS sent no new data".into()));
+            }
+        }
+        match self.node.complete_download(key, &download).await {
+            Ok(Completion::Done) => {
+                tracing::info!(%key, instance, "ESS: object completely received");
+                self.send_received(key, instance, data_id).await
+            }
+            Ok(Completion::Stale) => Step::Nothing,
+            Ok(Completion::VerificationFailed(reason)) => {
+                self.reception_failed(key, instance, data_id, FEEDBACK_SECURITY, &reason, true)
+                    .await
+            }
+            Ok(Completion::DestinationRefused(reason)) => {
+                self.reception_failed(key, instance, data_id, FEEDBACK_INTERNAL, &reason, true)
+                    .await
+            }
+            Err(e) => Step::Retry(Reply::Invalid(format!("completing the download: {e}"))),
+        }
+    }
+
+    /// Reports a failed reception: record `receiverError` (unless already done), `feedback`.
+    async fn reception_failed(
+        &self,
+        key: &ObjectKey,
+        instance: i64,
+        data_id: i64,
+        code: i32,
+        reason: &str,
+        already_recorded: bool,
+    ) -> Step {
+        tracing::warn!(%key, instance, reason, "ESS: reception failed");
+        if !already_recorded {
+            if let Err(e) = self.node.receiver_error(key, instance, None).await {
+                tracing::error!(%key, error = %e, "ESS: recording receiverError failed");
+            }
+        }
+        let outcome = self.client.feedback(key, instance, data_id, code, reason).await;
+        match step_of(outcome) {
+            Step::Progress => Step::Final(Reply::Invalid(reason.to_string())),
+            other => other,
+        }
+    }
+}
+
+/// Bytes covered by merged ranges.
+fn covered(ranges: &[(u64, u64)]) -> u64 {
+    ranges.iter().map(|(start, end)| end - start).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn covered_adds_the_merged_ranges() {
+        assert_eq!(super::covered(&[(0, 10), (20, 25)]), 15);
+    }
+}
