@@ -1,25 +1,22 @@
 //! ESS side of CSS -> ESS synchronization (spec: css-ess-protocol.md §5.3-5.4, §5.6, §7.3;
 //! lifecycle.md §2, §5): what the edge node stores when its CSS sends an `update` or a
-//! `delete`, the data download into a resumable partial file, completion, and the records
+//! `delete`, the data download (`receive_data`), and the records
 //! (`getdata`, `received`, `consumed`, `deleted`) that drive what the node tells the CSS.
 //!
 //! Every record change is committed in one store batch together with a revision-checked write
 //! of the object it belongs to, so that two writers (the sync client, an application report)
-//! never overwrite each other's record: one of them gets a conflict and re-reads. The HTTP
-//! exchange itself lives in `crate::sync`; nothing here speaks HTTP.
+//! never overwrite each other's record: one of them gets a conflict and re-reads. The exchange
+//! with the CSS lives in `crate::sync`, whatever the transport.
 
-use super::data_files::writes_destination_file;
+pub use super::receive_data::{Completion, Download};
 use super::receive_plan::{decide_update, UpdateDecision};
 pub use super::receive_plan::{next_request, ChunkRequest};
-use super::verify::verify_file;
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::clock::now_secs;
 use crate::model::lifecycle::deleted_by_expiration;
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::{Expect, StoreError, StoreOp, UploadSession};
-use bytes::Bytes;
-use futures_util::Stream;
 
 /// The CSS's destination type and ID, as records on the ESS name it.
 pub const CLOUD: &str = "Cloud";
@@ -45,28 +42,6 @@ pub enum UpdateReply {
     Feedback(String),
 }
 
-/// A download in progress: the metadata of the instance and its partial file.
-#[derive(Debug, Clone)]
-pub struct Download {
-    pub meta: MetaData,
-    pub session: UploadSession,
-}
-
-/// How completing a download ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// The copy is `completelyReceived` and the `received` record written.
-    Done,
-    /// The object changed meanwhile (new instance, deleted): nothing to report.
-    Stale,
-    /// The data does not match the signature (copy `receiverVerificationFailed`, record
-    /// `receiverError`).
-    VerificationFailed(String),
-    /// The data cannot be written to the copy's `destinationDataUri` file (record
-    /// `receiverError`; the copy stays incomplete).
-    DestinationRefused(String),
-}
-
 /// A record the ESS still owes the CSS something for, with the object it is about.
 #[derive(Debug, Clone)]
 pub struct OwedMessage {
@@ -89,7 +64,7 @@ impl Node {
         now_secs() + 6 * self.0.settings.resend_interval_secs.max(1)
     }
 
-    fn cloud_record(&self, key: &ObjectKey, status: NotificationStatus, meta: &MetaData) -> Notification {
+    pub(super) fn cloud_record(&self, key: &ObjectKey, status: NotificationStatus, meta: &MetaData) -> Notification {
         Notification {
             key: key.clone(),
             remote: cloud(),
@@ -182,7 +157,7 @@ impl Node {
         Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
     }
 
-    async fn session_of(&self, key: &ObjectKey, meta: &MetaData) -> EngineResult<UploadSession> {
+    pub(super) async fn session_of(&self, key: &ObjectKey, meta: &MetaData) -> EngineResult<UploadSession> {
         let total = u64::try_from(meta.object_size).unwrap_or(0);
         Ok(self.0.store.upload_session(key, total).await?)
     }
@@ -204,157 +179,6 @@ impl Node {
         if let Some(session) = partial {
             self.0.blobs.remove_partial(session).await;
         }
-    }
-
-    /// The download of `instance_id` of a received copy, or `None` when there is nothing to
-    /// download (the copy is gone, complete, or another instance).
-    pub async fn begin_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<Option<Download>> {
-        let Some(local) = self.0.store.object(key).await? else {
-            return Ok(None);
-        };
-        if local.is_sender_copy()
-            || local.meta.instance_id != instance_id
-            || local.status != ObjectStatus::PartiallyReceived
-        {
-            return Ok(None);
-        }
-        let session = self.session_of(key, &local.meta).await?;
-        Ok(Some(Download {
-            meta: local.meta,
-            session,
-        }))
-    }
-
-    /// Writes downloaded bytes at `offset` of a download's partial file; returns the session
-    /// with the range recorded once the bytes are durable.
-    pub async fn write_download<S, E>(
-        &self,
-        session: &UploadSession,
-        offset: u64,
-        body: S,
-    ) -> EngineResult<UploadSession>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let _receiving = self.receiving();
-        let room = session.total.saturating_sub(offset);
-        let written = self.0.blobs.write_chunk(session.id, offset, body, room).await?;
-        Ok(self.0.store.record_chunk(session.id, offset, written).await?)
-    }
-
-    /// Makes a fully downloaded partial file the copy's data: verifies it when the metadata
-    /// is signed, marks the copy `completelyReceived`, records `received` and queues the webhook calls.
-    pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
-        let meta = &download.meta;
-        let name = self.blob_name(self.0.clock.next());
-        let total = download.session.total;
-        if let Err(e) = self.0.blobs.promote_partial(download.session.id, &name, total).await {
-            // The partial file is unusable (e.g. lost in a crash): start the download over.
-            self.restart_download(key, meta.instance_id).await?;
-            return Err(e.into());
-        }
-        if meta.needs_verification() {
-            if let Err(failure) = verify_file(meta, &self.0.blobs.path(&name)).await {
-                self.0.blobs.remove(&name).await;
-                self.receiver_error(key, meta.instance_id, Some(ObjectStatus::ReceiverVerificationFailed))
-                    .await?;
-                return Ok(Completion::VerificationFailed(failure.to_string()));
-            }
-        }
-        // The verified data goes to the destination file instead of the store; the copy then
-        // has no stored data and is read from that file.
-        let to_destination = writes_destination_file(meta);
-        if to_destination {
-            let placed = self
-                .place_destination_file(&meta.destination_data_uri, self.0.blobs.path(&name))
-                .await;
-            if let Err(reason) = placed {
-                self.receiver_error(key, meta.instance_id, None).await?;
-                return Ok(Completion::DestinationRefused(reason));
-            }
-        }
-        let stored = (!to_destination).then_some(name);
-        let completed = self.commit_completion(key, meta, stored.clone(), total).await;
-        if !matches!(completed, Ok(Completion::Done)) {
-            self.discard_completed_data(meta, stored).await;
-        }
-        completed
-    }
-
-    /// Removes the data of a completion that was not recorded.
-    async fn discard_completed_data(&self, meta: &MetaData, stored: Option<String>) {
-        match stored {
-            Some(name) => self.0.blobs.remove(&name).await,
-            None => self.remove_destination_file(&meta.destination_data_uri).await,
-        }
-    }
-
-    /// Marks a downloaded copy `completelyReceived` with its data (`stored` in the store, or
-    /// in its destination file when `None`) and records `received`.
-    async fn commit_completion(
-        &self,
-        key: &ObjectKey,
-        meta: &MetaData,
-        stored: Option<String>,
-        total: u64,
-    ) -> EngineResult<Completion> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let local = self.0.store.object(key).await?;
-            let Some(mut local) = local.filter(|l| {
-                !l.is_sender_copy()
-                    && l.meta.instance_id == meta.instance_id
-                    && l.status == ObjectStatus::PartiallyReceived
-            }) else {
-                return Ok(Completion::Stale);
-            };
-            let revision = local.revision;
-            local.blob = stored.clone();
-            local.meta.object_size = i64::try_from(total).unwrap_or(i64::MAX);
-            local.status = ObjectStatus::CompletelyReceived;
-            let record = self.cloud_record(key, NotificationStatus::Received, &local.meta);
-            let ops = vec![
-                StoreOp::WriteObject {
-                    record: Box::new(local),
-                    expect: Expect::Revision(revision),
-                    drop_upload: true,
-                },
-                StoreOp::PutNotification(record),
-            ];
-            match self.0.store.apply(ops).await {
-                Ok(()) => {
-                    self.call_webhooks(key).await;
-                    return Ok(Completion::Done);
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
-    }
-
-    /// Drops the partial file's progress so the download starts again from the first byte.
-    async fn restart_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let Some(local) = self.0.store.object(key).await? else {
-                return Ok(());
-            };
-            if local.meta.instance_id != instance_id || local.is_sender_copy() {
-                return Ok(());
-            }
-            let revision = local.revision;
-            let op = StoreOp::WriteObject {
-                record: Box::new(local),
-                expect: Expect::Revision(revision),
-                drop_upload: true,
-            };
-            match self.0.store.apply(vec![op]).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
     }
 
     /// Marks a reception failed: record `receiverError` (and the copy `status`, if given).

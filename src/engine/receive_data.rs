@@ -1,0 +1,187 @@
+//! The data download of a received copy (ESS side, spec: css-ess-protocol.md §5.4): into a
+//! resumable partial file, then verified and completed in one batch with the `received`
+//! record, or restarted when the partial file cannot be used.
+
+use super::data_files::writes_destination_file;
+use super::verify::verify_file;
+use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
+use crate::model::sync::NotificationStatus;
+use crate::model::{MetaData, ObjectKey, ObjectStatus};
+use crate::store::{Expect, StoreError, StoreOp, UploadSession};
+use bytes::Bytes;
+use futures_util::Stream;
+
+/// A download in progress: the metadata of the instance and its partial file.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub meta: MetaData,
+    pub session: UploadSession,
+}
+
+/// How completing a download ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    /// The copy is `completelyReceived` and the `received` record written.
+    Done,
+    /// The object changed meanwhile (new instance, deleted): nothing to report.
+    Stale,
+    /// The data does not match the signature (copy `receiverVerificationFailed`, record
+    /// `receiverError`).
+    VerificationFailed(String),
+    /// The data cannot be written to the copy's `destinationDataUri` file (record
+    /// `receiverError`; the copy stays incomplete).
+    DestinationRefused(String),
+}
+
+impl Node {
+    /// The download of `instance_id` of a received copy, or `None` when there is nothing to
+    /// download (the copy is gone, complete, or another instance).
+    pub async fn begin_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<Option<Download>> {
+        let Some(local) = self.0.store.object(key).await? else {
+            return Ok(None);
+        };
+        if local.is_sender_copy()
+            || local.meta.instance_id != instance_id
+            || local.status != ObjectStatus::PartiallyReceived
+        {
+            return Ok(None);
+        }
+        let session = self.session_of(key, &local.meta).await?;
+        Ok(Some(Download {
+            meta: local.meta,
+            session,
+        }))
+    }
+
+    /// Writes downloaded bytes at `offset` of a download's partial file; returns the session
+    /// with the range recorded once the bytes are durable.
+    pub async fn write_download<S, E>(
+        &self,
+        session: &UploadSession,
+        offset: u64,
+        body: S,
+    ) -> EngineResult<UploadSession>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let _receiving = self.receiving();
+        let room = session.total.saturating_sub(offset);
+        let written = self.0.blobs.write_chunk(session.id, offset, body, room).await?;
+        Ok(self.0.store.record_chunk(session.id, offset, written).await?)
+    }
+
+    /// Makes a fully downloaded partial file the copy's data: verifies it when the metadata
+    /// is signed, marks the copy `completelyReceived`, records `received` and queues the webhook calls.
+    pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
+        let meta = &download.meta;
+        let name = self.blob_name(self.0.clock.next());
+        let total = download.session.total;
+        if let Err(e) = self.0.blobs.promote_partial(download.session.id, &name, total).await {
+            // The partial file is unusable (e.g. lost in a crash): start the download over.
+            self.restart_download(key, meta.instance_id).await?;
+            return Err(e.into());
+        }
+        if meta.needs_verification() {
+            if let Err(failure) = verify_file(meta, &self.0.blobs.path(&name)).await {
+                self.0.blobs.remove(&name).await;
+                self.receiver_error(key, meta.instance_id, Some(ObjectStatus::ReceiverVerificationFailed))
+                    .await?;
+                return Ok(Completion::VerificationFailed(failure.to_string()));
+            }
+        }
+        // The verified data goes to the destination file instead of the store; the copy then
+        // has no stored data and is read from that file.
+        let to_destination = writes_destination_file(meta);
+        if to_destination {
+            let placed = self
+                .place_destination_file(&meta.destination_data_uri, self.0.blobs.path(&name))
+                .await;
+            if let Err(reason) = placed {
+                self.receiver_error(key, meta.instance_id, None).await?;
+                return Ok(Completion::DestinationRefused(reason));
+            }
+        }
+        let stored = (!to_destination).then_some(name);
+        let completed = self.commit_completion(key, meta, stored.clone(), total).await;
+        if !matches!(completed, Ok(Completion::Done)) {
+            self.discard_completed_data(meta, stored).await;
+        }
+        completed
+    }
+
+    /// Removes the data of a completion that was not recorded.
+    async fn discard_completed_data(&self, meta: &MetaData, stored: Option<String>) {
+        match stored {
+            Some(name) => self.0.blobs.remove(&name).await,
+            None => self.remove_destination_file(&meta.destination_data_uri).await,
+        }
+    }
+
+    /// Marks a downloaded copy `completelyReceived` with its data (`stored` in the store, or
+    /// in its destination file when `None`) and records `received`.
+    async fn commit_completion(
+        &self,
+        key: &ObjectKey,
+        meta: &MetaData,
+        stored: Option<String>,
+        total: u64,
+    ) -> EngineResult<Completion> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let local = self.0.store.object(key).await?;
+            let Some(mut local) = local.filter(|l| {
+                !l.is_sender_copy()
+                    && l.meta.instance_id == meta.instance_id
+                    && l.status == ObjectStatus::PartiallyReceived
+            }) else {
+                return Ok(Completion::Stale);
+            };
+            let revision = local.revision;
+            local.blob = stored.clone();
+            local.meta.object_size = i64::try_from(total).unwrap_or(i64::MAX);
+            local.status = ObjectStatus::CompletelyReceived;
+            let record = self.cloud_record(key, NotificationStatus::Received, &local.meta);
+            let ops = vec![
+                StoreOp::WriteObject {
+                    record: Box::new(local),
+                    expect: Expect::Revision(revision),
+                    drop_upload: true,
+                },
+                StoreOp::PutNotification(record),
+            ];
+            match self.0.store.apply(ops).await {
+                Ok(()) => {
+                    self.call_webhooks(key).await;
+                    return Ok(Completion::Done);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+
+    /// Drops the partial file's progress so the download starts again from the first byte.
+    async fn restart_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(local) = self.0.store.object(key).await? else {
+                return Ok(());
+            };
+            if local.meta.instance_id != instance_id || local.is_sender_copy() {
+                return Ok(());
+            }
+            let revision = local.revision;
+            let op = StoreOp::WriteObject {
+                record: Box::new(local),
+                expect: Expect::Revision(revision),
+                drop_upload: true,
+            };
+            match self.0.store.apply(vec![op]).await {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Conflict) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
+    }
+}
