@@ -8,6 +8,7 @@ pub mod error;
 mod metrics;
 mod objects;
 mod observe;
+mod ranges;
 pub mod request;
 pub mod routes;
 mod security;

@@ -5,7 +5,7 @@
 use super::error::{ApiError, ApiResult};
 use super::request::{identify, invalid_name, segments, Query};
 use super::{json_response, no_content, AppState};
-use crate::engine::{ContentRange, DataStream, Filters, OrgQuery, OrgQueryResult, RangeRequest, Report};
+use crate::engine::{DataStream, Filters, OrgQuery, OrgQueryResult, Report};
 use crate::model::names::is_valid_name;
 use crate::model::{ObjectKey, Role};
 use axum::body::Body;
@@ -270,14 +270,14 @@ async fn operation_route(
     match op_route {
         OpRoute::GetData => {
             let range = header_text(headers, header::RANGE)?
-                .map(|h| RangeRequest::parse(&h).map_err(ApiError::BadRequest))
+                .map(|h| super::ranges::range(&h).map_err(ApiError::BadRequest))
                 .transpose()?;
             Ok(data_response(node.get_data(&identity, &key, range).await?))
         }
         OpRoute::PutData => {
             let content_range = header_text(headers, header::CONTENT_RANGE)?
                 .map(|h| {
-                    ContentRange::parse(&h)
+                    super::ranges::content_range(&h)
                         .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
                 })
                 .transpose()?;

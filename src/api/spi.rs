@@ -7,7 +7,7 @@ use super::request::{identify, segments, Query};
 use super::{json_response, no_content, AppState};
 use crate::auth::edge::{NodeAddress, DEST_HEADER};
 use crate::engine::spi::ActionOutcome;
-use crate::engine::{ContentRange, EngineError, RangeRequest};
+use crate::engine::EngineError;
 use crate::model::names::is_valid_name;
 use crate::model::sync::{Action, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::ObjectKey;
@@ -218,7 +218,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     let text = v
                         .to_str()
                         .map_err(|_| ApiError::BadRequest("Invalid Range header".into()))?;
-                    RangeRequest::parse(text).map_err(ApiError::BadRequest)
+                    super::ranges::range(text).map_err(ApiError::BadRequest)
                 })
                 .transpose()?;
             let data = engine
@@ -239,7 +239,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     let text = v
                         .to_str()
                         .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
-                    ContentRange::parse(text)
+                    super::ranges::content_range(text)
                         .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
                 })
                 .transpose()?;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::io::AsyncSeekExt;
 
-/// A `Content-Range: bytes {start}-{end}/{total}` header of a chunked upload.
+/// The part `start..=end` of `total` bytes that a chunk of an upload carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContentRange {
     pub start: u64,
@@ -20,38 +20,20 @@ pub struct ContentRange {
 }
 
 impl ContentRange {
-    /// Parses the header; `total` must be a number (no `*`) and `start <= end`.
-    pub fn parse(header: &str) -> Result<Self, String> {
-        let spec = header
-            .trim()
-            .strip_prefix("bytes ")
-            .ok_or("it must start with 'bytes '")?;
-        let (range, total) = spec.split_once('/').ok_or("the total size is missing")?;
-        let (start, end) = range.split_once('-').ok_or("the range must be start-end")?;
-        let number = |text: &str, what: &str| {
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("invalid {what} ({text})"))
-        };
-        let parsed = Self {
-            start: number(start, "start")?,
-            end: number(end, "end")?,
-            total: number(total, "total size")?,
-        };
-        if parsed.start > parsed.end {
-            return Err(format!("start {} is after end {}", parsed.start, parsed.end));
+    /// A part that lies within its total: `start <= end`, `start` below `total` (an empty
+    /// object's single part excepted).
+    pub fn checked(start: u64, end: u64, total: u64) -> Result<Self, String> {
+        if start > end {
+            return Err(format!("start {start} is after end {end}"));
         }
-        if parsed.start >= parsed.total.max(1) && parsed.total > 0 {
-            return Err(format!(
-                "start {} is not below the total size {}",
-                parsed.start, parsed.total
-            ));
+        if start >= total.max(1) && total > 0 {
+            return Err(format!("start {start} is not below the total size {total}"));
         }
-        Ok(parsed)
+        Ok(Self { start, end, total })
     }
 }
 
-/// A download `Range` header: `bytes=start-end`, `bytes=start-` or `bytes=-suffix`.
+/// The bytes a download asks for: `start..=end`, from `start` on, or the last `n`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeRequest {
     FromTo(u64, u64),
@@ -60,33 +42,12 @@ pub enum RangeRequest {
 }
 
 impl RangeRequest {
-    /// Parses a single-range header.
-    pub fn parse(header: &str) -> Result<Self, String> {
-        let spec = header
-            .trim()
-            .strip_prefix("bytes=")
-            .ok_or("only 'bytes=' ranges are supported")?;
-        if spec.contains(',') {
-            return Err("only a single range is supported".into());
+    /// `start..=end`, refused when `start` is after `end`.
+    pub fn from_to(start: u64, end: u64) -> Result<Self, String> {
+        if start > end {
+            return Err(format!("range start {start} is after its end {end}"));
         }
-        let (start, end) = spec.split_once('-').ok_or("the range must be start-end")?;
-        let number = |text: &str| {
-            text.trim()
-                .parse::<u64>()
-                .map_err(|_| format!("invalid range bound ({text})"))
-        };
-        match (start.trim().is_empty(), end.trim().is_empty()) {
-            (false, false) => {
-                let (start, end) = (number(start)?, number(end)?);
-                if start > end {
-                    return Err(format!("range start {start} is after its end {end}"));
-                }
-                Ok(Self::FromTo(start, end))
-            }
-            (false, true) => Ok(Self::From(number(start)?)),
-            (true, false) => Ok(Self::Suffix(number(end)?)),
-            (true, true) => Err("the range has no bounds".into()),
-        }
+        Ok(Self::FromTo(start, end))
     }
 
     /// The inclusive byte span within `size` bytes, or `None` when nothing of it exists.
@@ -451,49 +412,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn content_range_parses_and_rejects() {
+    fn upload_parts_lie_within_their_total() {
         assert_eq!(
-            ContentRange::parse("bytes 0-9/20"),
+            ContentRange::checked(0, 9, 20),
             Ok(ContentRange {
                 start: 0,
                 end: 9,
                 total: 20
             })
         );
-        for bad in [
-            "0-9/20",
-            "bytes 9-0/20",
-            "bytes 0-9/*",
-            "bytes x-9/20",
-            "bytes 0-9",
-            "bytes 20-25/20",
-        ] {
-            assert!(ContentRange::parse(bad).is_err(), "{bad}");
-        }
+        assert!(ContentRange::checked(9, 0, 20).is_err());
+        assert!(ContentRange::checked(20, 25, 20).is_err());
+        assert!(ContentRange::checked(0, 0, 0).is_ok());
     }
 
     #[test]
     fn ranges_resolve_within_the_data() {
-        assert_eq!(RangeRequest::parse("bytes=0-9").unwrap().resolve(100), Some((0, 9)));
-        assert_eq!(
-            RangeRequest::parse("bytes=90-200").unwrap().resolve(100),
-            Some((90, 99))
-        );
-        assert_eq!(RangeRequest::parse("bytes=90-").unwrap().resolve(100), Some((90, 99)));
-        assert_eq!(RangeRequest::parse("bytes=-10").unwrap().resolve(100), Some((90, 99)));
-        assert_eq!(RangeRequest::parse("bytes=100-200").unwrap().resolve(100), None);
-        assert_eq!(RangeRequest::parse("bytes=0-0").unwrap().resolve(0), None);
-        for bad in [
-            "",
-            "bytes",
-            "bytes=5",
-            "bytes=a-b",
-            "bytes=9-1",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes=-",
-        ] {
-            assert!(RangeRequest::parse(bad).is_err(), "{bad}");
-        }
+        assert_eq!(RangeRequest::FromTo(0, 9).resolve(100), Some((0, 9)));
+        assert_eq!(RangeRequest::FromTo(90, 200).resolve(100), Some((90, 99)));
+        assert_eq!(RangeRequest::From(90).resolve(100), Some((90, 99)));
+        assert_eq!(RangeRequest::Suffix(10).resolve(100), Some((90, 99)));
+        assert_eq!(RangeRequest::FromTo(100, 200).resolve(100), None);
+        assert_eq!(RangeRequest::FromTo(0, 0).resolve(0), None);
+        assert_eq!(RangeRequest::Suffix(0).resolve(100), None);
+        assert!(RangeRequest::from_to(9, 1).is_err());
     }
 }
