@@ -108,6 +108,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         node_settings.instance_slot = Some(shared.next_instance_slot().await?);
     }
     let node = Node::start(node_settings, store.clone(), storage.blobs, authenticator).await?;
+    node.set_webhook_poster(std::sync::Arc::new(transport::http::webhooks::HttpWebhooks::default()));
     let listeners = server::bind(&config).await?;
     for listener in &listeners {
         tracing::info!(role = ?node.role(), address = %listener.describe(), "edge-sync-service listening");

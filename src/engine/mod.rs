@@ -33,6 +33,7 @@ pub use css_receive::ReceptionScope;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest, RangedRead};
 pub use data_files::{DataFile, DataFileError};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
+pub use webhooks::{PostResult, WebhookPoster};
 
 use crate::auth::{Authenticator, Identity};
 use crate::model::{ObjectKey, Role};

@@ -7,31 +7,53 @@
 //! deliveries. Here the receiving path only queues the calls; a few workers make them, each
 //! attempt bounded by a timeout. A full queue drops calls (logged) rather than slow a
 //! transfer down. Connection failures, timeouts and 5xx answers are retried a bounded number
-//! of times; other answers are final.
+//! of times; other answers are final. The HTTP call itself is the transport's
+//! ([`WebhookPoster`], handed to the node at start).
 
 use super::Node;
 use crate::backoff::Backoff;
 use crate::model::json::to_go_json;
 use crate::model::ObjectKey;
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
-use reqwest::StatusCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Mutex, OnceCell};
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
-/// Calls waiting for a worker; beyond this they are dropped.
+/// Calls waiting for a worker; beyond this, calls are dropped.
 const QUEUE_CAPACITY: usize = 1024;
 /// Calls made at once, so that a few dead endpoints cannot hold up the others.
 const WORKERS: usize = 4;
-/// Connecting, sending and receiving the answer, per attempt.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per call, the first included.
 const ATTEMPTS: u32 = 3;
 /// Waits between attempts: 500 ms, then doubling.
 const RETRY: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+
+/// How one attempt at a webhook call ended; `retry` says whether another attempt may end
+/// otherwise (the endpoint failed on its side, or no answer came in time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostResult {
+    Delivered,
+    /// The endpoint answered with this status code, not a success.
+    Answered {
+        status: u16,
+        retry: bool,
+    },
+    /// No answer.
+    NotSent {
+        error: String,
+        retry: bool,
+    },
+}
+
+/// Makes one attempt at a webhook call: a `POST` of `body` (the object's metadata) to `url`.
+#[async_trait::async_trait]
+pub trait WebhookPoster: Send + Sync {
+    async fn post(&self, url: &str, body: Bytes) -> PostResult;
+}
+
+type SharedPoster = Arc<OnceLock<Arc<dyn WebhookPoster>>>;
 
 /// One `POST` to make.
 struct Call {
@@ -46,23 +68,30 @@ struct Call {
 /// [`Notifier::stop`] is called or when the notifier (the only sender) is dropped.
 pub(super) struct Notifier {
     queue: mpsc::Sender<Call>,
+    poster: SharedPoster,
     stop: CancellationToken,
 }
 
 impl Notifier {
-    /// Spawns the workers on the current runtime.
+    /// Spawns the workers on the current runtime; they call through the poster set with
+    /// [`Notifier::set_poster`].
     pub(super) fn start() -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE_CAPACITY);
         let stop = CancellationToken::new();
+        let poster = SharedPoster::default();
         let workers = Arc::new(Workers {
             receiver: Mutex::new(receiver),
-            client: OnceCell::new(),
+            poster: poster.clone(),
             stop: stop.clone(),
         });
         for _ in 0..WORKERS {
             tokio::spawn(workers.clone().run());
         }
-        Self { queue, stop }
+        Self { queue, poster, stop }
+    }
+
+    fn set_poster(&self, poster: Arc<dyn WebhookPoster>) {
+        let _ = self.poster.set(poster);
     }
 
     fn enqueue(&self, key: &ObjectKey, urls: Vec<String>, body: Bytes) {
@@ -92,8 +121,7 @@ impl Notifier {
 
 struct Workers {
     receiver: Mutex<mpsc::Receiver<Call>>,
-    /// Built at the first call: loading the system roots is wasted on nodes without webhooks.
-    client: OnceCell<Option<reqwest::Client>>,
+    poster: SharedPoster,
     stop: CancellationToken,
 }
 
@@ -106,71 +134,34 @@ impl Workers {
                 call = async { self.receiver.lock().await.recv().await } => call,
             };
             let Some(call) = next else { return };
-            let Some(client) = self.client().await else { continue };
+            let Some(poster) = self.poster.get() else {
+                tracing::warn!(url = %call.shown, key = %call.key, "no webhook caller; the call is dropped");
+                continue;
+            };
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => return,
-                _ = call_webhook(client, &call) => {}
+                _ = call_webhook(poster.as_ref(), &call) => {}
             }
         }
     }
-
-    async fn client(&self) -> Option<&reqwest::Client> {
-        self.client
-            .get_or_init(|| async {
-                match tokio::task::spawn_blocking(build_client).await {
-                    Ok(Ok(client)) => Some(client),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "cannot build the webhook client; webhooks are not called");
-                        None
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "building the webhook client failed; webhooks are not called");
-                        None
-                    }
-                }
-            })
-            .await
-            .as_ref()
-    }
-}
-
-fn build_client() -> Result<reqwest::Client, String> {
-    let tls = crate::tls::webhook_client_config().map_err(|e| e.to_string())?;
-    reqwest::Client::builder()
-        // A followed redirect would turn the POST into a GET without the metadata.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(ATTEMPT_TIMEOUT)
-        .timeout(ATTEMPT_TIMEOUT)
-        .use_preconfigured_tls((*tls).clone())
-        .build()
-        .map_err(|e| e.to_string())
 }
 
 /// Makes one call with its retries; every outcome but success is logged.
-async fn call_webhook(client: &reqwest::Client, call: &Call) {
+async fn call_webhook(poster: &dyn WebhookPoster, call: &Call) {
     for attempt in 1..=ATTEMPTS {
-        let sent = client
-            .post(&call.url)
-            // The original's spelling; media types are case-insensitive.
-            .header(CONTENT_TYPE, HeaderValue::from_static("Application/JSON"))
-            .body(call.body.clone())
-            .send()
-            .await;
-        let retry = match sent {
-            Ok(response) if matches!(response.status(), StatusCode::OK | StatusCode::NO_CONTENT) => {
+        let retry = match poster.post(&call.url, call.body.clone()).await {
+            PostResult::Delivered => {
                 tracing::debug!(url = %call.shown, key = %call.key, attempt, "webhook called");
                 return;
             }
-            Ok(response) => {
-                let status = response.status();
-                tracing::warn!(url = %call.shown, key = %call.key, status = status.as_u16(), attempt, "webhook answered with an unexpected status");
-                status.is_server_error()
+            PostResult::Answered { status, retry } => {
+                tracing::warn!(url = %call.shown, key = %call.key, status, attempt, "webhook answered with an unexpected status");
+                retry
             }
-            Err(e) => {
-                tracing::warn!(url = %call.shown, key = %call.key, attempt, error = %e, "webhook call failed");
-                // A request that cannot even be built fails the same way every time.
-                !e.is_builder()
+            PostResult::NotSent { error, retry } => {
+                tracing::warn!(url = %call.shown, key = %call.key, attempt, %error, "webhook call failed");
+                retry
             }
         };
         if !retry {
@@ -183,17 +174,19 @@ async fn call_webhook(client: &reqwest::Client, call: &Call) {
     tracing::warn!(url = %call.shown, key = %call.key, attempts = ATTEMPTS, "webhook call given up");
 }
 
-/// Webhook URLs may carry credentials; logs must not.
+/// Webhook URLs may carry credentials (`scheme://user:password@host/...`); logs must not.
 fn without_password(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) => {
-            if parsed.password().is_some() {
-                // Only URLs that cannot have a password refuse this, and this one has one.
-                let _ = parsed.set_password(Some("redacted"));
-            }
-            parsed.to_string()
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:redacted@{host}{path}")
         }
-        Err(_) => url.to_string(),
+        _ => url.to_string(),
     }
 }
 
@@ -225,6 +218,11 @@ impl Node {
             .enqueue(key, urls, Bytes::from(to_go_json(&record.meta)));
     }
 
+    /// The webhook calls are made through `poster` (the HTTP transport's).
+    pub fn set_webhook_poster(&self, poster: Arc<dyn WebhookPoster>) {
+        self.0.webhooks.set_poster(poster);
+    }
+
     /// Stops the webhook workers; queued and running calls are abandoned.
     pub fn stop_webhooks(&self) {
         self.0.webhooks.stop();
@@ -242,5 +240,8 @@ mod tests {
             "https://user:redacted@hooks.example/h?x=1"
         );
         assert_eq!(without_password("http://127.0.0.1:9/hook"), "http://127.0.0.1:9/hook");
+        assert_eq!(without_password("http://user@host:8/h"), "http://user@host:8/h");
+        assert_eq!(without_password("http://a:b@host/x@y"), "http://a:redacted@host/x@y");
+        assert_eq!(without_password("not a url"), "not a url");
     }
 }
