@@ -196,7 +196,7 @@ impl Node {
 /// (the original answered `Invalid destination data URI` for a wrong scheme).
 fn check_webhook_url(url: &str) -> EngineResult<()> {
     let invalid = |why: String| EngineError::Invalid(format!("Invalid webhook URL ({url}): {why}"));
-    let parsed = reqwest::Url::parse(url).map_err(|e| invalid(format!("not an absolute URL ({e})")))?;
+    let parsed = url::Url::parse(url).map_err(|e| invalid(format!("not an absolute URL ({e})")))?;
     // The parser silently drops tabs and line breaks; such a URL is not what was meant.
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("it contains spaces or control characters".into()));

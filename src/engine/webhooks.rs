@@ -174,19 +174,17 @@ async fn call_webhook(poster: &dyn WebhookPoster, call: &Call) {
     tracing::warn!(url = %call.shown, key = %call.key, attempts = ATTEMPTS, "webhook call given up");
 }
 
-/// Webhook URLs may carry credentials (`scheme://user:password@host/...`); logs must not.
+/// Webhook URLs may carry credentials; logs must not.
 fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((user_info, host)) if user_info.contains(':') => {
-            let user = user_info.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:redacted@{host}{path}")
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                // Only URLs that cannot have a password refuse this, and this one has one.
+                let _ = parsed.set_password(Some("redacted"));
+            }
+            parsed.to_string()
         }
-        _ => url.to_string(),
+        Err(_) => url.to_string(),
     }
 }
 
