@@ -8,11 +8,11 @@
 
 use super::routes::operation_of;
 use super::AppState;
+use crate::clock::Instant;
 use crate::metrics::UNKNOWN_ROUTE;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use std::time::Instant;
 use tracing::Instrument;
 
 /// Middleware over the whole router. The latency is the time to the answer's head: a

@@ -8,12 +8,12 @@
 //! bounded: when full, expired entries go first, then the least recently used one.
 
 use super::{Authenticator, Identity, IdentityKind};
+use crate::clock::Instant;
 use hmac::{Hmac, Mac};
 use parking_lot::{Mutex, MutexGuard};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -24,9 +24,6 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 /// How often expired entries are swept (on the next insertion after this interval).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30 * 60);
 const SALT_LEN: usize = 24;
-
-/// Where the cache reads the time; tests move it by hand.
-pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 
 struct Entry {
     salt: [u8; SALT_LEN],
@@ -49,18 +46,17 @@ pub struct CachedAuthenticator<A: ?Sized = dyn Authenticator> {
     state: Mutex<State>,
     ttl: Duration,
     capacity: usize,
-    clock: Clock,
 }
 
 impl<A: Authenticator + ?Sized> CachedAuthenticator<A> {
     /// The cache with the spec's 15-minute lifetime and a bound of 10,000 app keys.
     pub fn new(inner: Box<A>) -> Self {
-        Self::with_limits(inner, DEFAULT_TTL, DEFAULT_CAPACITY, Arc::new(Instant::now))
+        Self::with_limits(inner, DEFAULT_TTL, DEFAULT_CAPACITY)
     }
 
-    /// A cache with its own lifetime, bound (at least 1) and clock.
-    pub fn with_limits(inner: Box<A>, ttl: Duration, capacity: usize, clock: Clock) -> Self {
-        let now = clock();
+    /// A cache with its own lifetime and bound (at least 1).
+    pub fn with_limits(inner: Box<A>, ttl: Duration, capacity: usize) -> Self {
+        let now = Instant::now();
         Self {
             inner,
             state: Mutex::new(State {
@@ -70,7 +66,6 @@ impl<A: Authenticator + ?Sized> CachedAuthenticator<A> {
             }),
             ttl,
             capacity: capacity.max(1),
-            clock,
         }
     }
 
@@ -166,7 +161,7 @@ fn slow<T>(call: impl FnOnce() -> T) -> T {
 
 impl<A: Authenticator + ?Sized> Authenticator for CachedAuthenticator<A> {
     fn authenticate(&self, app_key: &str, app_secret: &str) -> Identity {
-        let now = (self.clock)();
+        let now = Instant::now();
         if let Some(identity) = self.lookup(app_key, app_secret, now) {
             return identity;
         }
@@ -197,6 +192,7 @@ impl<A: ?Sized> std::fmt::Debug for CachedAuthenticator<A> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     /// Accepts `{key}` with secret `secret-{key}` unless the key is in `revoked`; counts calls.
     #[derive(Default)]
@@ -230,22 +226,17 @@ mod tests {
         calls: Arc<AtomicUsize>,
         revoked: Arc<Mutex<Vec<String>>>,
         suffix: Arc<Mutex<String>>,
-        now: Arc<Mutex<Instant>>,
     }
 
     impl Fixture {
         fn new(ttl: Duration, capacity: usize) -> Self {
             let inner = Counting::default();
             let (calls, revoked, suffix) = (inner.calls.clone(), inner.revoked.clone(), inner.secret_suffix.clone());
-            let now = Arc::new(Mutex::new(Instant::now()));
-            let clock_now = now.clone();
-            let clock: Clock = Arc::new(move || *clock_now.lock());
             Self {
-                cache: CachedAuthenticator::with_limits(Box::new(inner), ttl, capacity, clock),
+                cache: CachedAuthenticator::with_limits(Box::new(inner), ttl, capacity),
                 calls,
                 revoked,
                 suffix,
-                now,
             }
         }
 
@@ -253,8 +244,9 @@ mod tests {
             self.calls.load(Ordering::SeqCst)
         }
 
-        fn advance(&self, by: Duration) {
-            *self.now.lock() += by;
+        /// Moves the paused clock of the test's runtime.
+        async fn advance(&self, by: Duration) {
+            tokio::time::advance(by).await;
         }
 
         fn login(&self, key: &str) -> IdentityKind {
@@ -272,15 +264,15 @@ mod tests {
         assert_eq!(f.cache.authenticate("a", "secret-a").user, "a");
     }
 
-    #[test]
-    fn a_revoked_credential_keeps_working_until_expiry() {
+    #[tokio::test(start_paused = true)]
+    async fn a_revoked_credential_keeps_working_until_expiry() {
         let f = Fixture::new(Duration::from_secs(60), 10);
         assert_eq!(f.login("a"), IdentityKind::User);
         f.revoked.lock().push("a".into());
-        f.advance(Duration::from_secs(59));
+        f.advance(Duration::from_secs(59)).await;
         assert_eq!(f.login("a"), IdentityKind::User, "still cached");
         assert_eq!(f.calls(), 1);
-        f.advance(Duration::from_secs(1));
+        f.advance(Duration::from_secs(1)).await;
         assert_eq!(f.login("a"), IdentityKind::Failed, "expired: asked again");
         assert_eq!(f.calls(), 2);
     }
@@ -335,14 +327,14 @@ mod tests {
         assert_eq!(f.cache.len(), 3);
     }
 
-    #[test]
-    fn expired_entries_are_evicted_before_live_ones() {
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_are_evicted_before_live_ones() {
         let f = Fixture::new(Duration::from_secs(60), 3);
         f.login("old1");
         f.login("old2");
-        f.advance(Duration::from_secs(30));
+        f.advance(Duration::from_secs(30)).await;
         f.login("live");
-        f.advance(Duration::from_secs(31)); // old1 and old2 expired, live not
+        f.advance(Duration::from_secs(31)).await; // old1 and old2 expired, live not
         f.login("new");
         assert_eq!(f.cache.len(), 2, "both expired entries went");
         let before = f.calls();

@@ -4,11 +4,12 @@
 //! before its lease can be taken over, counted from when it sent its last successful renewal,
 //! so two instances never both believe they lead while their clocks run at the same rate.
 
+use crate::clock::Instant;
 use crate::store::postgres::PostgresStore;
 use crate::store::StoreResult;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

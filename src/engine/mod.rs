@@ -36,6 +36,7 @@ pub use listings::{Filters, OrgQuery, OrgQueryResult};
 pub use webhooks::{PostResult, WebhookPoster};
 
 use crate::auth::{Authenticator, Identity};
+use crate::clock::Instant;
 use crate::model::{ObjectKey, Role};
 use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{InstanceClock, Store, StoreError};
@@ -43,7 +44,6 @@ use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Why an operation was refused or failed; the API maps each variant to a status once.
 #[derive(Debug, thiserror::Error)]

@@ -5,8 +5,8 @@
 //! instances share a store, only the leader runs the passes (spec: css-ess-protocol.md §9);
 //! the others skip their ticks until they lead.
 
-use super::delivery::now_secs;
 use super::{EngineResult, Node};
+use crate::clock::now_secs;
 use crate::model::sync::{Notification, NotificationStatus};
 use crate::model::Role;
 use crate::store::{StoreError, StoreOp};
@@ -103,22 +103,27 @@ pub fn spawn_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, 
         |node| async move { node.expiration_pass().await.map(|_| ()) },
     );
     if let Some(period) = settings.remove_inactive_nodes {
-        let stop = shutdown.clone();
-        // A node is removed when it did not register or ping since the previous pass (or
-        // since start), so a silent node goes after one to two periods, as in the original.
-        let previous_pass = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(now_secs()));
-        tracker.spawn(every(period, stop, move || {
-            let (node, previous_pass) = (node.clone(), previous_pass.clone());
-            async move {
-                let since = previous_pass.swap(now_secs(), std::sync::atomic::Ordering::SeqCst);
-                if !node.is_leader() {
-                    return;
-                }
-                if let Err(e) = node.remove_inactive_nodes(since).await {
-                    tracing::warn!(error = %e, "removal of inactive nodes failed");
-                }
-            }
-        }));
+        let since = SinceLastPass::starting_now();
+        spawn_pass(&node, period, tracker, shutdown, "inactive node removal", move |node| {
+            let since = since.next();
+            async move { node.remove_inactive_nodes(since).await.map(|_| ()) }
+        });
+    }
+}
+
+/// A node is removed when it did not register or ping since the previous pass (or since
+/// start), so a silent node goes after one to two periods, as in the original. Every tick
+/// moves the mark, the leader's and the followers' alike.
+struct SinceLastPass(std::sync::atomic::AtomicI64);
+
+impl SinceLastPass {
+    fn starting_now() -> Self {
+        Self(std::sync::atomic::AtomicI64::new(now_secs()))
+    }
+
+    /// The previous pass's time; this pass's becomes the next one's.
+    fn next(&self) -> i64 {
+        self.0.swap(now_secs(), std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -164,3 +169,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

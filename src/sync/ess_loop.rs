@@ -17,6 +17,7 @@
 use super::download::FEEDBACK_INTERNAL;
 use super::link::{EssLink, Reply};
 use super::schedule::{LoopSettings, PollResult, PollSchedule};
+use crate::clock::Instant;
 use crate::config::Config;
 use crate::engine::receive::UpdateReply;
 use crate::engine::Node;
@@ -25,7 +26,7 @@ use crate::model::{MetaData, ObjectKey};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

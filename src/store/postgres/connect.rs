@@ -2,9 +2,10 @@
 //! URL allows it, and the start-up wait for a database that is not reachable yet.
 
 use super::super::{StoreError, StoreResult};
+use crate::clock::Instant;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
