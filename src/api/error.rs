@@ -59,7 +59,14 @@ impl ApiError {
             }
         };
         match self {
+            // The original's texts, which its clients and tests know.
             ApiError::Engine(EngineError::Forbidden) => "Unauthorized".into(),
+            ApiError::Engine(EngineError::DataForbidden) => {
+                "Unauthorized. The object may not exist or be public.\n".into()
+            }
+            ApiError::Engine(EngineError::Busy) => {
+                "Error in handleObjects: Unable to acquire object semaphore.\n".into()
+            }
             ApiError::Engine(EngineError::NotFound) => String::new(),
             ApiError::Engine(EngineError::Store(StoreError::Closed)) => String::new(),
             ApiError::Engine(EngineError::Store(StoreError::Unavailable(_))) => {

@@ -45,35 +45,37 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Why an operation was refused or failed; the API maps each variant to a status once.
+/// Why an operation was refused or failed. The texts here are for the log; what a client is
+/// answered (status and body, the original's wording where clients know it) is decided by
+/// each transport, once: the API in `api::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    /// The caller may not do this (403 `Unauthorized`).
-    #[error("Unauthorized")]
+    /// The caller may not do this.
+    #[error("the caller may not do this")]
     Forbidden,
-    /// Data read refused (403 with the original's longer text).
-    #[error("Unauthorized. The object may not exist or be public.")]
+    /// A data read refused: the object may not exist, or the caller may not read it.
+    #[error("the caller may not read this object's data, or it does not exist")]
     DataForbidden,
-    /// Nothing found (404, empty body).
+    /// Nothing found.
     #[error("not found")]
     NotFound,
-    /// The request is wrong; the text says why (400).
+    /// The request is wrong; the text says why, for the client.
     #[error("{0}")]
     Invalid(String),
-    /// The request collides with another one in progress (409).
+    /// The request collides with another one in progress; the text says why, for the client.
     #[error("{0}")]
     Conflict(String),
-    /// The body exceeds a limit (413).
+    /// The body exceeds a limit; the text says which, for the client.
     #[error("{0}")]
     TooLarge(String),
-    /// A Range outside the data (416); carries the object size.
+    /// A range outside the data; carries the object size.
     #[error("the requested range is outside the object's {0} bytes")]
     RangeNotSatisfiable(u64),
-    /// The edge node is not registered (424).
+    /// The edge node is not registered.
     #[error("the node is not registered")]
     NotRegistered,
-    /// Too many ranged downloads at once (429).
-    #[error("Error in handleObjects: Unable to acquire object semaphore.")]
+    /// Too many ranged downloads at once.
+    #[error("too many data downloads at once")]
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
