@@ -143,12 +143,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         );
     }
     let unregistering = node.clone();
-    let router = api::router(api::AppState {
+    let state = api::AppState {
         node,
         control: control.clone(),
         metrics: Arc::new(metrics::Metrics::new()),
         metrics_access: config.metrics_access,
-    });
+    };
+    // The nodes' routes are the HTTP transport's, above api: handed to its router here.
+    let spi = api::Spi {
+        handler: axum::routing::any(transport::http::css::dispatch),
+        recognise: transport::http::css::recognise,
+    };
+    let router = api::router(state, spi);
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();
     shutdown.cancelled().await;

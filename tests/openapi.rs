@@ -1,9 +1,9 @@
 //! `openapi.yaml` against the code and against running nodes:
 //! - the document is well formed (OpenAPI 3.0.3, every operation described, every `$ref` and
 //!   path parameter resolved);
-//! - its operations are exactly the route table of the API (`api::routes::ROUTES`, which the
-//!   library's unit tests hold against the dispatchers), and the routing functions recognise
-//!   each documented path as its operation;
+//! - its operations are exactly the route table of the server (`api::routes::ROUTES`, which
+//!   the library's unit tests hold against the dispatchers), and the routing functions (the
+//!   SPI's from the HTTP transport) recognise each documented path as its operation;
 //! - its walkthrough (`x-walkthrough`), which uses every operation on every role that has it,
 //!   gets the documented statuses from a real CSS and ESS syncing with each other, and no
 //!   answer is a routing failure.
@@ -13,6 +13,7 @@ mod common;
 use common::sync::{http_ess, wait_for, SYNC_DEADLINE};
 use common::{basic, TestNode};
 use edge_sync_service::api::routes::{recognise, ROUTES};
+use edge_sync_service::transport::http::css::recognise as recognise_spi;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -262,7 +263,7 @@ fn the_routing_functions_recognise_every_documented_operation() {
             let path = example_path(&doc, template);
             let method = reqwest::Method::from_bytes(op.method.as_bytes()).unwrap();
             assert_eq!(
-                recognise(role, &method, &path).ok(),
+                recognise(role, recognise_spi, &method, &path).ok(),
                 Some(op.id.as_str()),
                 "{role:?} {} {path}",
                 op.method

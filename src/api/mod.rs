@@ -1,6 +1,9 @@
-//! The REST API applications use (spec: rest-api.md). Routers per resource, one dispatcher
-//! per prefix (the original routes by prefix and splits the rest), errors mapped once in
-//! [`error`]. This is the only layer that speaks HTTP to applications.
+//! The REST API applications use, `/api/v1` (spec: rest-api.md), and the HTTP plumbing the
+//! nodes' `/spi/v1` routes share with it: request parsing, byte ranges, errors mapped once in
+//! [`error`], the route table ([`routes`]) and the per-request log span and metrics. Routers
+//! per resource, one dispatcher per prefix (the original routes by prefix and splits the
+//! rest). This is the only layer that speaks HTTP to applications; the `/spi/v1` routes are
+//! the HTTP transport's, above this layer, and are handed to [`router`] at start ([`Spi`]).
 
 mod admin;
 mod docs;
@@ -8,11 +11,12 @@ pub mod error;
 mod metrics;
 mod objects;
 mod observe;
-mod ranges;
+pub(crate) mod ranges;
 pub mod request;
 pub mod routes;
 mod security;
-mod spi;
+
+pub(crate) use objects::data_response;
 
 use crate::config::MetricsAccess;
 use crate::engine::Node;
@@ -21,7 +25,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, MethodRouter};
 use axum::Router;
-use routes::{Mount, MOUNTS};
+use routes::{Mount, SpiRecogniser, MOUNTS};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -71,13 +75,23 @@ pub struct AppState {
     pub metrics_access: MetricsAccess,
 }
 
-/// The application router: the mounts of [`routes::MOUNTS`]; each dispatcher splits the
-/// rest of its path (the served routes are listed in [`routes::ROUTES`]). Every request,
-/// unknown paths included, runs in a log span and is counted for `/metrics` ([`observe`]).
-pub fn router(state: AppState) -> Router {
+/// The nodes' `/spi/v1` routes as the HTTP transport serves them: the handler of every
+/// request under the prefix, and its routing function, which names the request in its log
+/// span and metrics before the handler runs.
+#[derive(Clone)]
+pub struct Spi {
+    pub handler: MethodRouter<AppState>,
+    pub recognise: SpiRecogniser,
+}
+
+/// The server's router: the mounts of [`routes::MOUNTS`], `/spi/v1` served by `spi`; each
+/// dispatcher splits the rest of its path (the served routes are listed in
+/// [`routes::ROUTES`]). Every request, unknown paths included, runs in a log span and is
+/// counted for `/metrics` ([`observe`]).
+pub fn router(state: AppState, spi: Spi) -> Router {
     let mut api = Router::new();
     for &(path, mount, prefix) in MOUNTS {
-        let handler = handler(mount);
+        let handler = handler(mount, &spi);
         api = api.route(path, handler.clone());
         if prefix {
             api = api
@@ -86,17 +100,17 @@ pub fn router(state: AppState) -> Router {
         }
     }
     let api = api.route_layer(axum::middleware::map_response(common_headers));
-    let observed = axum::middleware::from_fn_with_state(state.clone(), observe::observe);
+    let observed = axum::middleware::from_fn_with_state((state.clone(), spi.recognise), observe::observe);
     api.fallback(|| async { not_found() }).with_state(state).layer(observed)
 }
 
-fn handler(mount: Mount) -> MethodRouter<AppState> {
+fn handler(mount: Mount, spi: &Spi) -> MethodRouter<AppState> {
     match mount {
         Mount::Objects => any(objects::dispatch),
         Mount::Destinations => any(admin::destinations),
         Mount::Organizations => any(admin::organizations),
         Mount::Security => any(security::dispatch),
-        Mount::Spi => any(spi::dispatch),
+        Mount::Spi => spi.handler.clone(),
         Mount::Health => any(admin::health),
         Mount::Resend => any(admin::resend),
         Mount::Shutdown => any(admin::shutdown),

@@ -338,7 +338,9 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
     })
 }
 
-pub(super) fn data_response(data: DataStream) -> Response {
+/// An object's data as a download, applications' and nodes' alike: 200, or 206 with
+/// `Content-Range` for a partial range; the body streams from the file.
+pub(crate) fn data_response(data: DataStream) -> Response {
     use tokio::io::AsyncReadExt;
     let DataStream {
         file,

@@ -6,7 +6,7 @@
 //! `unknown`, so neither logs nor metrics get a series or field per path (paths carry object
 //! names).
 
-use super::routes::operation_of;
+use super::routes::{operation_of, SpiRecogniser};
 use super::AppState;
 use crate::clock::Instant;
 use crate::metrics::UNKNOWN_ROUTE;
@@ -17,12 +17,17 @@ use tracing::Instrument;
 
 /// Middleware over the whole router. The latency is the time to the answer's head: a
 /// download's body streams after it.
-pub(super) async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(super) async fn observe(
+    State((state, spi)): State<(AppState, SpiRecogniser)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let node = &state.node;
     let route = operation_of(
         node.role(),
         node.settings().serves_spi,
+        spi,
         request.method(),
         request.uri().path(),
     )

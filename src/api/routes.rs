@@ -1,12 +1,14 @@
-//! Every route the API serves, as one table: method, path template (OpenAPI syntax, as the
-//! role serves it) and the roles that serve it. `openapi.yaml` must describe exactly these
-//! (tests/openapi.rs compares them), and the dispatchers must recognise exactly these: the
-//! tests below feed each template, and many near misses, through the same pure routing
+//! Every route the HTTP server serves, as one table: method, path template (OpenAPI syntax,
+//! as the role serves it) and the roles that serve it. `openapi.yaml` must describe exactly
+//! these (tests/openapi.rs compares them), and the dispatchers must recognise exactly these:
+//! the `checks` below feed each template, and many near misses, through the same pure routing
 //! functions the dispatchers call before doing any work, so the table cannot drift from the
 //! code unnoticed.
 //!
 //! The router mounts a handful of prefixes ([`MOUNTS`]) and each dispatcher splits the rest
-//! of the path itself, as the original does (rest-api.md §1.2).
+//! of the path itself, as the original does (rest-api.md §1.2). The nodes' `/spi/v1` routes
+//! are the HTTP transport's, above this layer: their routing function is handed in
+//! ([`SpiRecogniser`]).
 
 use super::error::{ApiError, ApiResult};
 use crate::model::Role;
@@ -319,21 +321,39 @@ pub(crate) const MOUNTS: &[(&str, Mount, bool)] = &[
     ("/metrics", Mount::Metrics, false),
 ];
 
+/// The routing function of the nodes' `/spi/v1` routes, which the HTTP transport serves
+/// (`transport::http::css::recognise`): the `operationId` that serves `method path` on a
+/// node that serves those routes or not, or the routing error it would get.
+pub type SpiRecogniser = fn(bool, &Method, &str) -> ApiResult<&'static str>;
+
 /// The `operationId` that would serve `method path` on a node of `role` (one that serves the
-/// node-to-node routes when it is a CSS), or the routing error it would get; nothing is
-/// served. Mirrors the router: the mount, then the dispatcher's own routing function.
-pub fn recognise(role: Role, method: &Method, path: &str) -> ApiResult<&'static str> {
-    recognise_on(role, role == Role::Css, method, path)
+/// node-to-node routes when it is a CSS, recognised by `spi`), or the routing error it would
+/// get; nothing is served. Mirrors the router: the mount, then the dispatcher's own routing
+/// function.
+pub fn recognise(role: Role, spi: SpiRecogniser, method: &Method, path: &str) -> ApiResult<&'static str> {
+    recognise_on(role, role == Role::Css, spi, method, path)
 }
 
 /// The `operationId` that serves `method path` on a node of `role` that serves the
-/// node-to-node routes or not (`serves_spi`), or `None` for a request no route takes: the
-/// route label of the request's metrics and log span.
-pub fn operation_of(role: Role, serves_spi: bool, method: &Method, path: &str) -> Option<&'static str> {
-    recognise_on(role, serves_spi, method, path).ok()
+/// node-to-node routes (recognised by `spi`) or not (`serves_spi`), or `None` for a request no
+/// route takes: the route label of the request's metrics and log span.
+pub fn operation_of(
+    role: Role,
+    serves_spi: bool,
+    spi: SpiRecogniser,
+    method: &Method,
+    path: &str,
+) -> Option<&'static str> {
+    recognise_on(role, serves_spi, spi, method, path).ok()
 }
 
-fn recognise_on(role: Role, serves_spi: bool, method: &Method, path: &str) -> ApiResult<&'static str> {
+fn recognise_on(
+    role: Role,
+    serves_spi: bool,
+    spi: SpiRecogniser,
+    method: &Method,
+    path: &str,
+) -> ApiResult<&'static str> {
     let mount = MOUNTS.iter().find(|(mounted, _, prefix)| {
         path == *mounted || (*prefix && path.strip_prefix(mounted).is_some_and(|rest| rest.starts_with('/')))
     });
@@ -343,7 +363,7 @@ fn recognise_on(role: Role, serves_spi: bool, method: &Method, path: &str) -> Ap
     match mount {
         Mount::Objects => super::objects::recognise(role, method, path),
         Mount::Security => super::security::recognise(role, method, path),
-        Mount::Spi => super::spi::recognise(serves_spi, method, path),
+        Mount::Spi => spi(serves_spi, method, path),
         Mount::Docs => super::docs::recognise(method),
         Mount::Metrics => super::metrics::recognise(method),
         Mount::Destinations | Mount::Organizations | Mount::Health | Mount::Resend | Mount::Shutdown => {
@@ -352,8 +372,10 @@ fn recognise_on(role: Role, serves_spi: bool, method: &Method, path: &str) -> Ap
     }
 }
 
+/// The table's checks against every dispatcher. The SPI's routing function is above this
+/// layer, so the HTTP transport's tests run them with it (`transport::http::css`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod checks {
     use super::*;
     use std::collections::BTreeSet;
 
@@ -403,12 +425,11 @@ mod tests {
         Method::from_bytes(name.as_bytes()).expect("a method name")
     }
 
-    #[test]
-    fn every_table_route_is_recognised_on_its_roles_only() {
+    pub(crate) fn every_table_route_is_recognised_on_its_roles_only(spi: SpiRecogniser) {
         for spec in ROUTES {
             let path = sample_path(spec.path);
             for role in [Role::Css, Role::Ess] {
-                let got = recognise(role, &method(spec.method), &path);
+                let got = recognise(role, spi, &method(spec.method), &path);
                 if spec.roles.contains(&role) {
                     assert_eq!(got.ok(), Some(spec.operation_id), "{role:?} {} {path}", spec.method);
                 } else {
@@ -495,8 +516,7 @@ mod tests {
         paths
     }
 
-    #[test]
-    fn everything_the_dispatchers_recognise_is_in_the_table() {
+    pub(crate) fn everything_the_dispatchers_recognise_is_in_the_table(spi: SpiRecogniser) {
         let table: BTreeSet<(&str, &str, String)> = ROUTES
             .iter()
             .flat_map(|s| {
@@ -511,7 +531,7 @@ mod tests {
         for path in &paths {
             for role in [Role::Css, Role::Ess] {
                 for method in &METHODS {
-                    if let Ok(id) = recognise(role, method, path) {
+                    if let Ok(id) = recognise(role, spi, method, path) {
                         recognised += 1;
                         assert!(
                             table.contains(&(id, method.as_str(), format!("{role:?}"))),
@@ -524,8 +544,7 @@ mod tests {
         assert!(recognised > ROUTES.len());
     }
 
-    #[test]
-    fn clearly_unknown_paths_are_not_recognised() {
+    pub(crate) fn clearly_unknown_paths_are_not_recognised(spi: SpiRecogniser) {
         let get = Method::GET;
         for (role, path) in [
             (Role::Css, "/api/v1/nothing"),
@@ -542,14 +561,14 @@ mod tests {
             (Role::Ess, "/spi/v1/objects/"),
             (Role::Css, "/swagger/ui"),
         ] {
-            assert!(recognise(role, &get, path).is_err(), "{role:?} {path}");
+            assert!(recognise(role, spi, &get, path).is_err(), "{role:?} {path}");
         }
         assert!(matches!(
-            recognise(Role::Css, &Method::PATCH, "/api/v1/health"),
+            recognise(Role::Css, spi, &Method::PATCH, "/api/v1/health"),
             Err(ApiError::MethodNotAllowed)
         ));
         assert!(matches!(
-            recognise(Role::Ess, &get, "/api/v1/security/objects/myorg"),
+            recognise(Role::Ess, spi, &get, "/api/v1/security/objects/myorg"),
             Err(ApiError::NoRoute)
         ));
     }

@@ -1,5 +1,5 @@
 //! The transports between CSS and ESS, one module per protocol, each on both roles:
-//! [`http`] (the ESS's client of `/spi/v1`; the CSS serves those routes in `api`) and
+//! [`http`] (the CSS's `/spi/v1` routes and the ESS's client of them) and
 //! [`mqtt`] (messages through a broker). Each turns its wire format into calls of the engine
 //! and of the ESS's protocol-neutral sync tasks ([`crate::sync::link::EssLink`]), and back.
 

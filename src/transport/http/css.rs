@@ -1,10 +1,12 @@
-//! `/spi/v1/...`: the routes an ESS uses over HTTP (spec: css-ess-protocol.md §3.2). The
-//! calling node comes from its credentials and the `X-Sync-Service-Dest` header, never from
-//! the path. Served by a CSS whose protocol includes http.
+//! `/spi/v1/...`: the CSS's side of the HTTP transport, the routes an ESS uses (spec:
+//! css-ess-protocol.md §3.2). The calling node comes from its credentials and the
+//! `X-Sync-Service-Dest` header, never from the path. Served by a CSS whose protocol includes
+//! http, from the server's router (`api`), whose request parsing, error mapping and metrics
+//! these routes share: the composition root hands [`dispatch`] and [`recognise`] to it.
 
-use super::error::{ApiError, ApiResult};
-use super::request::{identify, segments, Query};
-use super::{json_response, no_content, AppState};
+use crate::api::error::{ApiError, ApiResult};
+use crate::api::request::{identify, invalid_name, segments, Query};
+use crate::api::{data_response, json_response, no_content, ranges, AppState};
 use crate::auth::edge::{NodeAddress, DEST_HEADER};
 use crate::engine::spi::ActionOutcome;
 use crate::engine::EngineError;
@@ -147,9 +149,11 @@ fn object_route(method: &Method, rest: &[&str]) -> ApiResult<SpiRoute> {
     }
 }
 
-/// The `operationId` a request would be served by, without serving it (route table tests).
-/// `serves_spi` is the node's setting: only a CSS speaking HTTP serves these routes.
-pub(super) fn recognise(serves_spi: bool, method: &Method, path: &str) -> ApiResult<&'static str> {
+/// The `operationId` a request would be served by, without serving it: the route label of
+/// the request's logs and metrics, and the route table's checks
+/// (`api::routes::SpiRecogniser`). `serves_spi` is the node's setting: only a CSS speaking
+/// HTTP serves these routes.
+pub fn recognise(serves_spi: bool, method: &Method, path: &str) -> ApiResult<&'static str> {
     if !serves_spi {
         return Err(ApiError::NoRoute);
     }
@@ -218,13 +222,13 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     let text = v
                         .to_str()
                         .map_err(|_| ApiError::BadRequest("Invalid Range header".into()))?;
-                    super::ranges::range(text).map_err(ApiError::BadRequest)
+                    ranges::range(text).map_err(ApiError::BadRequest)
                 })
                 .transpose()?;
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
                 .await?;
-            Ok(counted_download(super::objects::data_response(data), &state))
+            Ok(counted_download(data_response(data), &state))
         }
         SpiRoute::Data {
             put: true,
@@ -239,7 +243,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     let text = v
                         .to_str()
                         .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
-                    super::ranges::content_range(text)
+                    ranges::content_range(text)
                         .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
                 })
                 .transpose()?;
@@ -315,7 +319,7 @@ fn object_key(org: &str, object_type: &str, object_id: &str) -> ApiResult<Object
         ("object ID", object_id),
     ] {
         if !is_valid_name(value) {
-            return Err(super::request::invalid_name(what, value));
+            return Err(invalid_name(what, value));
         }
     }
     Ok(ObjectKey::new(org, object_type, object_id))
@@ -324,4 +328,28 @@ fn object_key(org: &str, object_type: &str, object_id: &str) -> ApiResult<Object
 fn number(text: &str) -> ApiResult<i64> {
     text.parse::<i64>()
         .map_err(|_| ApiError::BadRequest(format!("Invalid instance or data ID ({text})")))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The route table's checks need every dispatcher's routing function, this one included,
+    //! and only a layer above api can name it.
+
+    use super::recognise;
+    use crate::api::routes::checks;
+
+    #[test]
+    fn every_table_route_is_recognised_on_its_roles_only() {
+        checks::every_table_route_is_recognised_on_its_roles_only(recognise);
+    }
+
+    #[test]
+    fn everything_the_dispatchers_recognise_is_in_the_table() {
+        checks::everything_the_dispatchers_recognise_is_in_the_table(recognise);
+    }
+
+    #[test]
+    fn clearly_unknown_paths_are_not_recognised() {
+        checks::clearly_unknown_paths_are_not_recognised(recognise);
+    }
 }
