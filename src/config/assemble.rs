@@ -90,7 +90,6 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
         ess_call_spi_retry_interval: http.ess_call_spi_retry_interval,
         ess_spi_max_retry: http.ess_spi_max_retry,
         http_css_obj_download_concurrency_multiplier: http.http_css_obj_download_concurrency_multiplier,
-        allow_private_ips: http.allow_private_ips,
 
         persistence_root_path: place.persistence_root_path,
         storage_provider: place.storage_provider,

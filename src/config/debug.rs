@@ -93,7 +93,6 @@ redacting_debug!(
     ess_call_spi_retry_interval,
     ess_spi_max_retry,
     http_css_obj_download_concurrency_multiplier,
-    allow_private_ips,
     persistence_root_path,
     storage_provider,
     objects_data_path,

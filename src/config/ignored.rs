@@ -72,6 +72,11 @@ const UNUSED: &[Unused] = &[
         "the original does not use it either",
     ),
     unused(
+        Key::new("AllowPrivateIPs", "ALLOW_PRIVATE_IPS"),
+        ValueKind::Bool,
+        "outgoing requests are not filtered by address (the original does not enforce it either)",
+    ),
+    unused(
         Key::new("ShutdownQuiesceTime", "SHUTDOWN_QUIESCE_TIME"),
         ValueKind::Int64,
         "a stop waits a fixed grace period for running work",

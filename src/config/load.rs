@@ -103,7 +103,6 @@ pub(super) struct Http {
     pub(super) ess_call_spi_retry_interval: i32,
     pub(super) ess_spi_max_retry: i64,
     pub(super) http_css_obj_download_concurrency_multiplier: i64,
-    pub(super) allow_private_ips: bool,
 }
 
 /// §4.6.
@@ -289,7 +288,6 @@ fn read_http(s: &mut Sources<'_>) -> Result<Http, ConfigError> {
             ),
             1,
         )?,
-        allow_private_ips: s.boolean(Key::new("AllowPrivateIPs", "ALLOW_PRIVATE_IPS"), true)?,
     })
 }
 

@@ -173,8 +173,6 @@ pub struct Config {
     pub ess_spi_max_retry: i64,
     /// `HTTPCSSObjDownloadConcurrencyMultiplier`, multiplied by the CPU count.
     pub http_css_obj_download_concurrency_multiplier: i64,
-    /// `AllowPrivateIPs`.
-    pub allow_private_ips: bool,
 
     // --- Storage (§4.6) ---
     /// `PersistenceRootPath`, without trailing slash; `./x` and `../x` made absolute.

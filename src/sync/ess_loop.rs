@@ -15,7 +15,7 @@
 //! Every wait is on a timer, the long poll or the cancellation token.
 
 use super::download::FEEDBACK_INTERNAL;
-use super::link::{EssLink, Reply};
+use super::link::{EssLink, NotificationDelivery, Reply};
 use super::schedule::{LoopSettings, PollResult, PollSchedule};
 use crate::clock::Instant;
 use crate::config::Config;
@@ -170,7 +170,7 @@ impl EssSync {
     /// the CSS hands the notification out again (HTTP polls); waited for when it comes only
     /// once (MQTT).
     pub(super) async fn lock_for_notification(&self, key: &ObjectKey) -> Option<KeyGuard<'_>> {
-        if self.client.notifications_repeat() {
+        if self.client.notification_delivery() == NotificationDelivery::RepeatedUntilAnswered {
             return self.lock(key);
         }
         Some(self.lock_wait(key).await)

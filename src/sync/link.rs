@@ -69,6 +69,16 @@ pub struct DataChunk {
     pub body: BoxStream<'static, Result<Bytes, String>>,
 }
 
+/// How a transport delivers the CSS's notifications, which decides whether one that arrives
+/// while its object is busy may be skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationDelivery {
+    /// Handed out again until answered (HTTP polls): a busy object's may be skipped now.
+    RepeatedUntilAnswered,
+    /// Delivered once (MQTT messages): it must wait for the object, never be skipped.
+    Once,
+}
+
 /// Bytes of a data file being uploaded.
 pub type UploadBody = BoxStream<'static, std::io::Result<Bytes>>;
 
@@ -77,9 +87,8 @@ pub type UploadBody = BoxStream<'static, std::io::Result<Bytes>>;
 pub trait EssLink: Send + Sync {
     /// True when the node's store survives restarts (`persistent-storage`).
     fn persistent(&self) -> bool;
-    /// True when the CSS hands out a notification again until it is answered (polls), false
-    /// when it is delivered once (pushed messages) and must not be skipped.
-    fn notifications_repeat(&self) -> bool;
+    /// How the CSS's notifications arrive over this transport.
+    fn notification_delivery(&self) -> NotificationDelivery;
     /// The upload of own objects' data, for a transport over which the ESS sends it; `None`
     /// where the CSS pulls it instead (the link then answers the CSS's data requests).
     fn data_push(&self) -> Option<&dyn DataPush>;

@@ -26,7 +26,7 @@ fn empty_css_config_starts_with_documented_defaults() {
     assert_eq!(c.http_css_obj_download_concurrency_multiplier, 1);
     assert_eq!(c.authentication_handler, "dummy");
     assert_eq!(c.log_level, "INFO");
-    assert!(c.mqtt_use_ssl && c.allow_private_ips && c.enable_data_chunk);
+    assert!(c.mqtt_use_ssl && c.enable_data_chunk);
     assert_eq!(c.mqtt_ca_certificate, "broker/ca/ca.cert.pem");
     assert_eq!(c.allowed_certificate_extensions, vec![".pem", ".crt", ".cert"]);
     assert_eq!(c.allowed_key_extensions, vec![".pem", ".key"]);

@@ -8,7 +8,9 @@ use crate::config::Config;
 use crate::engine::Node;
 use crate::model::sync::{Action, PollItem, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::{MetaData, ObjectKey};
-use crate::sync::link::{DataChunk, DataPush, EssLink, PollAnswer, Reply, Unregistration, UploadBody};
+use crate::sync::link::{
+    DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration, UploadBody,
+};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -176,8 +178,8 @@ impl EssLink for EssClient {
         self.persistent
     }
 
-    fn notifications_repeat(&self) -> bool {
-        true
+    fn notification_delivery(&self) -> NotificationDelivery {
+        NotificationDelivery::RepeatedUntilAnswered
     }
 
     fn data_push(&self) -> Option<&dyn DataPush> {

@@ -11,7 +11,7 @@ use super::connection::{Connection, Incoming};
 use crate::engine::Node;
 use crate::model::sync::{Action, Feedback, PollItem};
 use crate::model::{Destination, MetaData, ObjectKey};
-use crate::sync::link::{DataChunk, DataPush, EssLink, PollAnswer, Reply, Unregistration};
+use crate::sync::link::{DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -322,8 +322,8 @@ impl EssLink for MqttLink {
         self.persistent
     }
 
-    fn notifications_repeat(&self) -> bool {
-        false
+    fn notification_delivery(&self) -> NotificationDelivery {
+        NotificationDelivery::Once
     }
 
     /// The CSS pulls an ESS's data with `getdata` (spec §4.4); the protocol has no push.
