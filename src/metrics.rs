@@ -269,24 +269,22 @@ impl Snapshot {
     /// Reads everything from `node`; a failing store query leaves its values out and clears
     /// `store_ok` (it is logged), so the rest is still reported when the store is in trouble.
     pub async fn take(node: &Node) -> Self {
-        let store = node.store();
         let logged = |what: &str, e: &dyn std::fmt::Display| {
             tracing::warn!(error = %e, "metrics: reading {what} from the store failed");
         };
-        let objects = store
+        let objects = node
             .object_totals()
             .await
             .inspect_err(|e| logged("object totals", e))
             .ok();
-        let pending = store
-            .unacknowledged_notifications(MAX_DESTINATION_SERIES)
+        let pending = node
+            .unacknowledged_counts(MAX_DESTINATION_SERIES)
             .await
             .inspect_err(|e| logged("pending notifications", e))
             .ok();
         let registered_ess = match node.role() {
             Role::Css => Some(
-                store
-                    .count_destinations()
+                node.registered_node_count()
                     .await
                     .inspect_err(|e| logged("destinations", e))
                     .ok(),

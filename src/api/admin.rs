@@ -303,29 +303,21 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
         return Err(EngineError::Forbidden.into());
     }
     single_path_route(HEALTH_METHODS, &parts.method)?;
-    let store = node.store();
     // A failing store read turns the report red instead of failing the health call itself.
     let (db_status, usage) = if details {
-        match (store.count_destinations().await, store.count_sender_objects().await) {
-            (Ok(registered_ess), Ok(stored_objects)) => (
+        match node.store_usage().await {
+            Ok(counts) => (
                 "green",
                 Some(Usage {
                     client_requests: node.client_requests(),
-                    registered_ess,
-                    stored_objects,
+                    registered_ess: counts.registered_nodes,
+                    stored_objects: counts.stored_objects,
                 }),
             ),
-            _ => ("red", None),
+            Err(_) => ("red", None),
         }
     } else {
-        (
-            if store.max_instance_id().await.is_ok() {
-                "green"
-            } else {
-                "red"
-            },
-            None,
-        )
+        (if node.store_answers().await { "green" } else { "red" }, None)
     };
     let resend_secs = u64::try_from(node.settings().resend_interval_secs).unwrap_or(10).max(1);
     let mqtt_health = node.broker().map(|broker| MqttHealth::of(broker.health(), resend_secs));

@@ -321,8 +321,21 @@ impl Node {
         }
     }
 
-    /// Acknowledgements from a node for messages about its own objects: the copy is
-    /// removed once the node knows it was consumed or its deletion acknowledged.
+    /// True when the CSS's copy of instance `instance_id` of a node's object waits for its
+    /// data.
+    pub async fn awaits_data(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<bool> {
+        Ok(matches!(
+            self.0.store.object(key).await?,
+            Some(copy) if copy.status == ObjectStatus::PartiallyReceived && copy.meta.instance_id == instance_id
+        ))
+    }
+
+    /// The byte ranges of a node's object data that the CSS already holds (merged, sorted,
+    /// end-exclusive), so that fetching it resumes after them.
+    pub async fn received_ranges(&self, key: &ObjectKey, total: u64) -> EngineResult<Vec<(u64, u64)>> {
+        Ok(self.0.store.upload_session(key, total).await?.ranges)
+    }
+
     /// Copies of nodes' objects whose data the CSS fetches itself (over MQTT it pulls) and
     /// that still miss data: the node and the copy's metadata. `scope` picks which: one
     /// node's (after it registers), every one (after a restart), or those whose transfer

@@ -20,6 +20,7 @@ mod pollers;
 pub mod receive;
 mod receive_data;
 mod receive_plan;
+mod reports;
 pub mod security;
 pub mod spi;
 mod spi_nodes;
@@ -33,6 +34,7 @@ pub use css_receive::ReceptionScope;
 pub use data::{ContentRange, DataRange, DataStream, RangeRequest, RangedRead};
 pub use data_files::{DataFile, DataFileError};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
+pub use reports::StoreUsage;
 pub use webhooks::{PostResult, WebhookPoster};
 
 use crate::auth::{Authenticator, Identity};
@@ -311,11 +313,6 @@ impl Node {
 
     pub fn settings(&self) -> &NodeSettings {
         &self.0.settings
-    }
-
-    /// The store, for the API's health report.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.0.store
     }
 
     /// Classifies a caller.

@@ -385,6 +385,21 @@ impl Node {
         .await
     }
 
+    /// How far the upload of an own object got: its instance and the offset after the last
+    /// accepted part. Persisted, so an upload interrupted by a restart continues there.
+    pub async fn origin_upload_progress(&self, key: &ObjectKey) -> EngineResult<Option<(i64, u64)>> {
+        Ok(self.0.store.sent_progress(key).await?)
+    }
+
+    /// Records (or, with `None`, forgets) how far the upload of an own object got.
+    pub async fn origin_record_upload_progress(
+        &self,
+        key: &ObjectKey,
+        progress: Option<(i64, u64)>,
+    ) -> EngineResult<()> {
+        Ok(self.0.store.set_sent_progress(key, progress).await?)
+    }
+
     /// True while the record of `instance_id` is still `updated` (the upload is wanted).
     pub async fn origin_upload_wanted(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<bool> {
         let record = self.0.store.notification(key, &self.own_remote()).await?;

@@ -43,6 +43,13 @@ impl Node {
         edge::node_for_request(identity, dest_header, may_address).ok_or(EngineError::Forbidden)
     }
 
+    /// How a registered node is sent its messages (`http` or `mqtt`); `None` for a node that
+    /// is not registered.
+    pub async fn node_communication(&self, node: &NodeAddress) -> EngineResult<Option<String>> {
+        let destination = self.0.store.destination(&node.org, &remote_of(node)).await?;
+        Ok(destination.map(|d| d.communication))
+    }
+
     /// `register` (a known node reconnects; 404 for an unknown one) and `register-new`.
     pub async fn spi_register(&self, node: &NodeAddress, persistent: bool, as_new: bool) -> EngineResult<()> {
         self.register_node(node, persistent, as_new, "http").await

@@ -38,7 +38,7 @@ pub fn next_part(total: u64, chunk_size: u64, chunking: bool, offset: u64) -> Op
 impl EssSync {
     /// Forgets how far an upload got (it completed, or its instance is no longer wanted).
     async fn forget_upload(&self, key: &ObjectKey) {
-        if let Err(e) = self.node.store().set_sent_progress(key, None).await {
+        if let Err(e) = self.node.origin_record_upload_progress(key, None).await {
             tracing::warn!(%key, error = %e, "ESS: forgetting an upload's progress failed");
         }
     }
@@ -46,7 +46,7 @@ impl EssSync {
     /// Where the upload of `instance` stopped: the progress is persisted, so an upload
     /// interrupted by a restart of the ESS continues at the first unacknowledged chunk.
     async fn upload_offset(&self, key: &ObjectKey, instance: i64) -> u64 {
-        match self.node.store().sent_progress(key).await {
+        match self.node.origin_upload_progress(key).await {
             Ok(Some((recorded, offset))) if recorded == instance => offset,
             _ => 0,
         }
@@ -179,7 +179,11 @@ impl EssSync {
             }
             offset = start + len.max(1);
             parts += 1;
-            if let Err(e) = self.node.store().set_sent_progress(key, Some((instance, offset))).await {
+            if let Err(e) = self
+                .node
+                .origin_record_upload_progress(key, Some((instance, offset)))
+                .await
+            {
                 tracing::warn!(%key, error = %e, "ESS: recording upload progress failed");
             }
         }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
 use crate::engine::{ContentRange, EngineError, Node, RangeRequest, RangedRead, ReceptionScope};
 use crate::model::sync::{Action, Feedback, Remote};
-use crate::model::{MetaData, ObjectKey, ObjectStatus};
+use crate::model::{MetaData, ObjectKey};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -248,11 +248,7 @@ impl CssMqtt {
     }
 
     async fn require_registered(&self, node: &NodeAddress) -> Result<(), EngineError> {
-        let remote = Remote {
-            dest_type: node.dest_type.clone(),
-            dest_id: node.dest_id.clone(),
-        };
-        match self.node.store().destination(&node.org, &remote).await? {
+        match self.node.node_communication(node).await? {
             Some(_) => Ok(()),
             None => Err(EngineError::NotRegistered),
         }
@@ -308,11 +304,7 @@ impl CssMqtt {
         if outcome != ActionOutcome::Done {
             return;
         }
-        let waiting = matches!(
-            self.node.store().object(key).await,
-            Ok(Some(copy)) if copy.status == ObjectStatus::PartiallyReceived && copy.meta.instance_id == meta.instance_id
-        );
-        if !waiting {
+        if !matches!(self.node.awaits_data(key, meta.instance_id).await, Ok(true)) {
             return;
         }
         self.send(node, &Control::about("updated", meta.clone())).await;
@@ -367,8 +359,8 @@ impl CssMqtt {
     #[tracing::instrument(name = "pull", skip_all, fields(%key, instance = meta.instance_id))]
     async fn pull(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let total = u64::try_from(meta.object_size).unwrap_or(0);
-        let mut offset = match self.node.store().upload_session(key, total).await {
-            Ok(session) => first_missing(&session.ranges),
+        let mut offset = match self.node.received_ranges(key, total).await {
+            Ok(ranges) => first_missing(&ranges),
             Err(_) => 0,
         };
         let mut failures = 0;
@@ -511,14 +503,11 @@ impl CssMqtt {
     /// Publishes what the engine queued for MQTT nodes, node by node as commits wake them.
     async fn publish_queued(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<(String, Remote)>) {
         while let Some((org, remote)) = pushes.recv().await {
-            let destination = match self.node.store().destination(&org, &remote).await {
-                Ok(Some(destination)) => destination,
-                _ => continue,
-            };
-            if destination.communication != "mqtt" {
+            let node = address(&org, &remote.dest_type, &remote.dest_id);
+            if !matches!(self.node.node_communication(&node).await, Ok(Some(communication)) if communication == "mqtt")
+            {
                 continue;
             }
-            let node = address(&org, &remote.dest_type, &remote.dest_id);
             match self.node.spi_take_pending(&node).await {
                 Ok(items) => {
                     for item in items {
