@@ -272,7 +272,7 @@ async fn operation_route(
             let range = header_text(headers, header::RANGE)?
                 .map(|h| super::ranges::range(&h).map_err(ApiError::BadRequest))
                 .transpose()?;
-            Ok(data_response(node.get_data(&identity, &key, range).await?))
+            Ok(data_response(node.get_data(&identity, &key, range).await?).await)
         }
         OpRoute::PutData => {
             let content_range = header_text(headers, header::CONTENT_RANGE)?
@@ -340,20 +340,9 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
 
 /// An object's data as a download, applications' and nodes' alike: 200, or 206 with
 /// `Content-Range` for a partial range; the body streams from the file.
-pub(crate) fn data_response(data: DataStream) -> Response {
-    use tokio::io::AsyncReadExt;
-    let DataStream {
-        file,
-        range,
-        permit,
-        slot,
-    } = data;
-    let reader = file.take(range.len);
-    let stream = tokio_util::io::ReaderStream::with_capacity(reader, DOWNLOAD_BUFFER).map_ok(move |chunk| {
-        // Keeps the ranged-download slot for as long as the body streams.
-        let _held = (&permit, &slot);
-        chunk
-    });
+pub(crate) async fn data_response(data: DataStream) -> Response {
+    let range = data.range;
+    let stream = data.into_chunks(DOWNLOAD_BUFFER).await;
     let mut response = Response::new(Body::from_stream(stream));
     if range.partial {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;

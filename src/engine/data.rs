@@ -100,10 +100,98 @@ pub enum RangedRead {
 pub struct DataStream {
     pub file: tokio::fs::File,
     pub range: DataRange,
-    /// Held for as long as a ranged download streams.
+    /// Held for as long as a ranged download is read.
     pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// A data stream slot, held for as long as the download streams.
+    /// A data stream slot, held for as long as the download is read.
     pub slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Chunks of a download read ahead of the network by the reader thread.
+const READ_AHEAD: usize = 2;
+/// Buffers of one download: read ahead, being sent, and one being read into.
+const DOWNLOAD_BUFFERS: usize = READ_AHEAD + 2;
+
+/// A download buffer lent to the HTTP body as `Bytes`: when the last view of it is dropped
+/// (its bytes were sent), it goes back to its download's reader for the next read.
+struct Lent {
+    buffer: Vec<u8>,
+    len: usize,
+    home: std::sync::mpsc::SyncSender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer[..self.len]
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        // Never full (it holds every buffer of the download); a finished reader frees it.
+        let _ = self.home.try_send(std::mem::take(&mut self.buffer));
+    }
+}
+
+impl DataStream {
+    /// The range's bytes as a stream of chunks of up to `chunk` bytes. One blocking thread
+    /// reads the file from start to end, at most `READ_AHEAD` chunks ahead of the consumer,
+    /// instead of one hop to the blocking pool and one extra copy per read. Its few buffers
+    /// are allocated once and come back when sent, so a download of any size holds
+    /// `DOWNLOAD_BUFFERS` chunks and allocates nothing per chunk. The thread holds the
+    /// stream's slot and permit until it has read the range or the consumer went away.
+    pub async fn into_chunks(self, chunk: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let DataStream {
+            file,
+            range,
+            permit,
+            slot,
+        } = self;
+        let mut file = file.into_std().await;
+        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let _held = (permit, slot);
+            let (home, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
+            let mut allocated = 0;
+            let mut left = range.len;
+            while left > 0 {
+                let mut buffer = match returned.try_recv() {
+                    Ok(buffer) => buffer,
+                    Err(_) if allocated < DOWNLOAD_BUFFERS => {
+                        allocated += 1;
+                        vec![0u8; chunk]
+                    }
+                    Err(_) => match returned.recv() {
+                        Ok(buffer) => buffer,
+                        Err(_) => return,
+                    },
+                };
+                let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let item = match file.read(&mut buffer[..want]) {
+                    Ok(0) => Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the data file is shorter than its object",
+                    )),
+                    Ok(len) => {
+                        left -= len as u64;
+                        Ok(Bytes::from_owner(Lent {
+                            buffer,
+                            len,
+                            home: home.clone(),
+                        }))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                if sender.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|item| (item, receiver))
+        })
+    }
 }
 
 impl Node {

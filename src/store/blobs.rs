@@ -4,7 +4,7 @@
 //! from user input. File writes happen on a blocking thread fed through a small channel, so
 //! memory stays bounded by a few buffers whatever the object size.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::collections::HashSet;
 use std::io::{Seek, SeekFrom, Write};
@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Size of the buffers handed to the writer thread.
 const WRITE_BUFFER: usize = 1 << 20;
-/// Buffers in flight between the request and the writer thread.
-const WRITE_QUEUE: usize = 4;
+/// Buffers queued between the request and the writer thread: writing into the page cache is
+/// faster than a network fills a buffer, so two keep the writer busy.
+const WRITE_QUEUE: usize = 2;
 
 /// What writing data can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -228,20 +229,29 @@ impl EarlyFlusher {
 }
 
 /// Copies `body` into `file` from `offset`, on a blocking writer thread, then fsyncs.
+///
+/// The request fills a buffer of `WRITE_BUFFER` bytes and hands it to the writer, which hands
+/// it back once written. A buffer is allocated only while none is waiting to be reused, so at
+/// most `WRITE_QUEUE` + 3 exist per upload (queued, being written, waiting to be queued, being
+/// filled): an upload of any size holds a few MiB and allocates nothing per chunk.
 async fn stream_into<S, E>(file: std::fs::File, offset: u64, mut body: S, max_len: u64) -> Result<u64, BlobError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let (recycler, mut recycled) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE + 3);
     let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
         let mut flusher: Option<EarlyFlusher> = None;
         let mut unflushed = 0usize;
-        while let Some(buffer) = receiver.blocking_recv() {
+        while let Some(mut buffer) = receiver.blocking_recv() {
             file.write_all(&buffer)?;
             unflushed += buffer.len();
+            buffer.clear();
+            // Never full: no more buffers exist than it holds.
+            let _ = recycler.try_send(buffer);
             if unflushed >= EARLY_FLUSH {
                 unflushed = 0;
                 match flusher.as_ref() {
@@ -255,11 +265,12 @@ where
         }
         file.sync_all()
     });
-    let mut pending = BytesMut::with_capacity(WRITE_BUFFER);
+    let fresh = || Vec::with_capacity(WRITE_BUFFER);
+    let mut pending = fresh();
     let mut total: u64 = 0;
     let mut failure = None;
-    while let Some(frame) = body.next().await {
-        let frame = match frame {
+    'body: while let Some(frame) = body.next().await {
+        let mut frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 failure = Some(BlobError::Body(e.to_string()));
@@ -271,13 +282,20 @@ where
             failure = Some(BlobError::TooLong(max_len));
             break;
         }
-        pending.extend_from_slice(&frame);
-        if pending.len() >= WRITE_BUFFER && sender.send(pending.split().freeze()).await.is_err() {
-            break;
+        while !frame.is_empty() {
+            let room = WRITE_BUFFER - pending.len();
+            let part = frame.split_to(room.min(frame.len()));
+            pending.extend_from_slice(&part);
+            if pending.len() == WRITE_BUFFER {
+                let next = recycled.try_recv().unwrap_or_else(|_| fresh());
+                if sender.send(std::mem::replace(&mut pending, next)).await.is_err() {
+                    break 'body;
+                }
+            }
         }
     }
     if failure.is_none() && !pending.is_empty() {
-        let _ = sender.send(pending.split().freeze()).await;
+        let _ = sender.send(pending).await;
     }
     drop(sender);
     let written = writer.await.map_err(std::io::Error::other);

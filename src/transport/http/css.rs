@@ -228,7 +228,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
                 .await?;
-            Ok(counted_download(data_response(data), &state))
+            Ok(counted_download(data_response(data).await, &state))
         }
         SpiRoute::Data {
             put: true,
