@@ -159,7 +159,8 @@ impl DataStream {
                     Ok(buffer) => buffer,
                     Err(_) if allocated < DOWNLOAD_BUFFERS => {
                         allocated += 1;
-                        vec![0u8; chunk]
+                        // A small object gets a buffer of its size, not a whole chunk.
+                        vec![0u8; chunk.min(usize::try_from(range.len).unwrap_or(usize::MAX))]
                     }
                     Err(_) => match returned.recv() {
                         Ok(buffer) => buffer,
