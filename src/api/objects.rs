@@ -269,18 +269,11 @@ async fn operation_route(
     };
     match op_route {
         OpRoute::GetData => {
-            let range = header_text(headers, header::RANGE)?
-                .map(|h| super::ranges::range(&h).map_err(ApiError::BadRequest))
-                .transpose()?;
+            let range = super::ranges::range_header(headers)?;
             Ok(data_response(node.get_data(&identity, &key, range).await?).await)
         }
         OpRoute::PutData => {
-            let content_range = header_text(headers, header::CONTENT_RANGE)?
-                .map(|h| {
-                    super::ranges::content_range(&h)
-                        .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
-                })
-                .transpose()?;
+            let content_range = super::ranges::content_range_header(headers)?;
             let stream = body.into_data_stream().map_err(std::io::Error::other);
             node.put_data(&identity, &key, content_range, Box::pin(stream)).await?;
             Ok(no_content())
@@ -315,17 +308,6 @@ async fn operation_route(
             Ok(no_content())
         }
     }
-}
-
-fn header_text(headers: &HeaderMap, name: header::HeaderName) -> ApiResult<Option<String>> {
-    headers
-        .get(&name)
-        .map(|v| {
-            v.to_str()
-                .map(str::to_string)
-                .map_err(|_| ApiError::BadRequest(format!("The {name} header is not valid text")))
-        })
-        .transpose()
 }
 
 /// Reads a JSON body up to the metadata limit; larger bodies get 413.

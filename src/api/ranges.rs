@@ -1,7 +1,37 @@
 //! The HTTP headers that carry byte ranges: `Content-Range` on a chunked upload and `Range`
 //! on a download, read into the engine's [`ContentRange`] and [`RangeRequest`].
 
+use super::error::{ApiError, ApiResult};
 use crate::engine::{ContentRange, RangeRequest};
+use axum::http::{header, HeaderMap, HeaderName};
+
+/// The `Range` header of a download, if any; one that is not a single byte range is a 400.
+pub fn range_header(headers: &HeaderMap) -> ApiResult<Option<RangeRequest>> {
+    header_text(headers, header::RANGE)?
+        .map(|text| range(text).map_err(ApiError::BadRequest))
+        .transpose()
+}
+
+/// The `Content-Range` header of an upload chunk, if any; a malformed one is a 400 with the
+/// original's text.
+pub fn content_range_header(headers: &HeaderMap) -> ApiResult<Option<ContentRange>> {
+    header_text(headers, header::CONTENT_RANGE)?
+        .map(|text| {
+            content_range(text)
+                .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
+        })
+        .transpose()
+}
+
+fn header_text(headers: &HeaderMap, name: HeaderName) -> ApiResult<Option<&str>> {
+    headers
+        .get(&name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::BadRequest(format!("The {name} header is not valid text")))
+        })
+        .transpose()
+}
 
 /// `Content-Range: bytes {start}-{end}/{total}`; the total must be a number (no `*`).
 pub fn content_range(header: &str) -> Result<ContentRange, String> {

@@ -14,7 +14,7 @@ use crate::model::names::is_valid_name;
 use crate::model::sync::{Action, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::ObjectKey;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, TryStreamExt};
 use std::time::Duration;
@@ -215,16 +215,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             instance_id,
             ..
         } => {
-            let range = parts
-                .headers
-                .get(header::RANGE)
-                .map(|v| {
-                    let text = v
-                        .to_str()
-                        .map_err(|_| ApiError::BadRequest("Invalid Range header".into()))?;
-                    ranges::range(text).map_err(ApiError::BadRequest)
-                })
-                .transpose()?;
+            let range = ranges::range_header(&parts.headers)?;
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
                 .await?;
@@ -236,17 +227,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             instance_id,
             ..
         } => {
-            let content_range = parts
-                .headers
-                .get(header::CONTENT_RANGE)
-                .map(|v| {
-                    let text = v
-                        .to_str()
-                        .map_err(|_| ApiError::BadRequest("Invalid Content-Range header".into()))?;
-                    ranges::content_range(text)
-                        .map_err(|e| ApiError::BadRequest(format!("Failed to parse Content-Range header, Error: {e}")))
-                })
-                .transpose()?;
+            let content_range = ranges::content_range_header(&parts.headers)?;
             let metrics = state.metrics.clone();
             let stream = body
                 .into_data_stream()
