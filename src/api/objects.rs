@@ -235,7 +235,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             node.update_webhook(&identity, &org, &object_type, &body).await?;
             Ok(no_content())
         }
-        Route::GetObject(key) => Ok(json_response(&node.get_object(&identity, &key).await?)),
+        Route::GetObject(key) => Ok(json_response(&node.get_object(&identity, &key).await?.meta)),
         Route::PutObject(key) => {
             let body = read_small_body(&state, body).await?;
             node.put_object(&identity, &key, &body).await?;

@@ -11,6 +11,7 @@ use crate::model::{DeliveryStatus, DestinationStatus, MetaData, ObjectKey, Objec
 use crate::store::{Expect, StoreError, StoreOp};
 use base64::Engine as _;
 use serde::Deserialize;
+use std::sync::Arc;
 
 static PROPERTY_SHAPE: Shape = Shape {
     fields: PROPERTY_FIELDS,
@@ -303,11 +304,11 @@ impl Node {
         &self,
         identity: &Identity,
         key: &ObjectKey,
-    ) -> EngineResult<Option<ObjectRecord>> {
+    ) -> EngineResult<Option<Arc<ObjectRecord>>> {
         if identity.is_shut_out() {
             return Err(EngineError::Forbidden);
         }
-        let record = self.0.store.object(key).await?;
+        let record = self.0.store.shared_object(key).await?;
         let grants = self.grants_for_type(identity, &key.org, &key.object_type).await?;
         let full = access::may_read_all(self.role(), identity, &key.org, &key.object_type, &grants)
             && !(self.role() == Role::Ess && identity.kind == IdentityKind::Service);
@@ -320,12 +321,9 @@ impl Node {
         }
     }
 
-    /// `GET {obj}`: the stored metadata.
-    pub async fn get_object(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<MetaData> {
-        self.readable_object(identity, key)
-            .await?
-            .map(|r| r.meta)
-            .ok_or(EngineError::NotFound)
+    /// `GET {obj}`: the stored record, whose metadata is the answer.
+    pub async fn get_object(&self, identity: &Identity, key: &ObjectKey) -> EngineResult<Arc<ObjectRecord>> {
+        self.readable_object(identity, key).await?.ok_or(EngineError::NotFound)
     }
 
     /// `GET {obj}/status`.

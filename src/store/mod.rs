@@ -16,6 +16,7 @@ use crate::model::{
 };
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 /// What a store operation can fail with; callers branch on the first two.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,15 @@ pub enum StoreOp {
 }
 
 impl StoreOp {
+    /// The object whose row this operation writes or deletes.
+    pub fn written_object(&self) -> Option<ObjectKey> {
+        match self {
+            StoreOp::WriteObject { record, .. } => Some(record.key()),
+            StoreOp::DeleteObject { key, .. } => Some(key.clone()),
+            _ => None,
+        }
+    }
+
     /// Guards a batch with the object as read ([`StoreOp::ExpectObject`]).
     pub fn expect_object(record: &ObjectRecord) -> Self {
         StoreOp::ExpectObject {
@@ -205,6 +215,11 @@ impl StoreOp {
 pub trait Store: Send + Sync + 'static {
     /// One object by key.
     async fn object(&self, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>>;
+    /// One object by key, for reading only: a store that keeps recently read records hands
+    /// out the kept one without copying it.
+    async fn shared_object(&self, key: &ObjectKey) -> StoreResult<Option<Arc<ObjectRecord>>> {
+        Ok(self.object(key).await?.map(Arc::new))
+    }
     /// Every object of a type in an org.
     async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>>;
     /// Every object of an org.

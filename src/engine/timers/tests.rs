@@ -84,7 +84,12 @@ impl Fixture {
     }
 
     async fn is_inactive(&self, key: &ObjectKey) -> bool {
-        self.node.get_object(&admin(), key).await.expect("the object").inactive
+        self.node
+            .get_object(&admin(), key)
+            .await
+            .expect("the object")
+            .meta
+            .inactive
     }
 
     async fn registered(&self) -> Vec<String> {

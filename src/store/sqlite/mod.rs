@@ -8,6 +8,7 @@
 //! batch, a reader thread, or the caller's own) is decided here.
 
 mod admin;
+mod cache;
 mod nodes;
 mod objects;
 mod pool;
@@ -19,12 +20,16 @@ use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::sync::{Notification, Remote};
 use crate::model::{Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization};
 use async_trait::async_trait;
+use cache::ObjectCache;
 use pool::SqlitePool;
 use std::path::Path;
+use std::sync::Arc;
 
 /// SQLite-backed [`Store`].
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Shared with the writer thread, which invalidates what each write changed.
+    cache: Arc<ObjectCache>,
 }
 
 impl SqliteStore {
@@ -33,7 +38,19 @@ impl SqliteStore {
     pub fn open(path: &Path, durable: bool) -> StoreResult<Self> {
         Ok(Self {
             pool: SqlitePool::open(path, schema::migrate, durable)?,
+            cache: Arc::default(),
         })
+    }
+
+    /// Runs a write that changes the rows of `keys`, which the cache forgets once it settles.
+    async fn write_objects<R, F>(&self, keys: Vec<ObjectKey>, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let cache = Arc::clone(&self.cache);
+        let settled = move || keys.iter().for_each(|key| cache.invalidate(key));
+        self.pool.write_then(work, settled).await
     }
 }
 
@@ -44,7 +61,20 @@ fn to_i64(value: u64) -> i64 {
 #[async_trait]
 impl Store for SqliteStore {
     async fn object(&self, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>> {
-        self.pool.read_here(|conn| objects::object(conn, key))
+        Ok(self.shared_object(key).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn shared_object(&self, key: &ObjectKey) -> StoreResult<Option<Arc<ObjectRecord>>> {
+        if let Some(record) = self.cache.get(key) {
+            return Ok(Some(record));
+        }
+        let seen = self.cache.generation();
+        let Some((record, stored_len)) = self.pool.read_here(|conn| objects::object(conn, key))? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.cache.insert(Arc::clone(&record), stored_len, seen);
+        Ok(Some(record))
     }
 
     async fn objects_of_type(&self, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>> {
@@ -68,14 +98,16 @@ impl Store for SqliteStore {
     }
 
     async fn write_object(&self, record: ObjectRecord, expect: Expect, drop_upload: bool) -> StoreResult<i64> {
-        self.pool
-            .write(move |conn| objects::write(conn, &record, expect, drop_upload))
-            .await
+        self.write_objects(vec![record.key()], move |conn| {
+            objects::write(conn, &record, expect, drop_upload)
+        })
+        .await
     }
 
     async fn delete_object(&self, key: &ObjectKey, revision: i64) -> StoreResult<()> {
         let key = key.clone();
-        self.pool.write(move |conn| objects::delete(conn, &key, revision)).await
+        self.write_objects(vec![key.clone()], move |conn| objects::delete(conn, &key, revision))
+            .await
     }
 
     async fn upload_session(&self, key: &ObjectKey, total: u64) -> StoreResult<UploadSession> {
@@ -143,8 +175,12 @@ impl Store for SqliteStore {
 
     async fn delete_organization(&self, org: &str) -> StoreResult<Vec<String>> {
         let org = org.to_string();
+        let cache = Arc::clone(&self.cache);
         self.pool
-            .write(move |conn| admin::delete_organization(conn, &org))
+            .write_then(
+                move |conn| admin::delete_organization(conn, &org),
+                move || cache.clear(),
+            )
             .await
     }
 
@@ -194,14 +230,14 @@ impl Store for SqliteStore {
     }
 
     async fn apply(&self, ops: Vec<StoreOp>) -> StoreResult<()> {
-        self.pool
-            .write(move |conn| {
-                for op in &ops {
-                    objects::apply_op(conn, op)?;
-                }
-                Ok(())
-            })
-            .await
+        let written = ops.iter().filter_map(StoreOp::written_object).collect();
+        self.write_objects(written, move |conn| {
+            for op in &ops {
+                objects::apply_op(conn, op)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn notification(&self, key: &ObjectKey, remote: &Remote) -> StoreResult<Option<Notification>> {

@@ -5,8 +5,12 @@ use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::{Expect, ObjectTotals, StoreError, StoreOp, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const OBJECT_COLUMNS: &str =
+pub(super) const OBJECT_COLUMNS: &str =
     "meta, status, sender, remaining_consumers, remaining_receivers, policy_received, blob, revision";
+/// The most frequent query, written out whole so that no call formats it.
+pub(super) const OBJECT_BY_KEY: &str =
+    "SELECT meta, status, sender, remaining_consumers, remaining_receivers, policy_received, \
+     blob, revision FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3";
 
 fn object_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ObjectRecord, StoreError>> {
     let meta_json: String = row.get(0)?;
@@ -40,9 +44,15 @@ fn query_objects(conn: &Connection, sql: &str, args: &[&dyn rusqlite::ToSql]) ->
     Ok(records)
 }
 
-pub(super) fn object(conn: &Connection, key: &ObjectKey) -> StoreResult<Option<ObjectRecord>> {
-    let sql = format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3");
-    Ok(query_objects(conn, &sql, &[&key.org, &key.object_type, &key.object_id])?.pop())
+/// One object by key, with the length of its stored metadata (what keeping it costs).
+pub(super) fn object(conn: &Connection, key: &ObjectKey) -> StoreResult<Option<(ObjectRecord, usize)>> {
+    let mut statement = conn.prepare_cached(OBJECT_BY_KEY)?;
+    let mut rows = statement.query(params![key.org, key.object_type, key.object_id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    let stored_len = row.get_ref(0)?.as_str().map_or(0, str::len);
+    Ok(Some((object_from_row(row)??, stored_len)))
 }
 
 pub(super) fn of_type(conn: &Connection, org: &str, object_type: &str) -> StoreResult<Vec<ObjectRecord>> {

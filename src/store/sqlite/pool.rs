@@ -75,10 +75,22 @@ impl SqlitePool {
         R: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
     {
+        self.write_then(work, || {}).await
+    }
+
+    /// Like [`Self::write`], and runs `settled` on the writer thread once the batch is
+    /// committed or rolled back, before the caller hears of it. It runs even when the caller
+    /// has stopped waiting, so what it keeps in step with the database cannot miss a write.
+    pub async fn write_then<R, F>(&self, work: F, settled: impl FnOnce() + Send + 'static) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn| {
             let outcome = run_in_savepoint(conn, work);
             Box::new(move |committed| {
+                settled();
                 let result = match outcome {
                     Ok(value) if committed => Ok(value),
                     Ok(_) => Err(StoreError::Corrupt("the transaction could not be committed".into())),

@@ -72,3 +72,64 @@ async fn metrics_totals_count_what_they_say() {
     assert_eq!(store.unacknowledged_notifications(1).await.expect("counts").len(), 1);
     store.close();
 }
+
+/// Reads are served from the kept records; every write, delete and organization removal is
+/// seen by the next read, and a batch's object writes too.
+#[tokio::test]
+async fn kept_records_follow_every_write() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("sync.db"), true).expect("store");
+    let key = ObjectKey::new("org", "t", "a");
+    let size_of = |record: Option<ObjectRecord>| record.map(|r| r.meta.object_size);
+
+    let revision = store
+        .write_object(record("a", 1, None), Expect::Absent, false)
+        .await
+        .expect("write");
+    assert_eq!(size_of(store.object(&key).await.expect("read")), Some(1));
+    let first = store.shared_object(&key).await.expect("read").expect("the object");
+    let again = store.shared_object(&key).await.expect("read").expect("the object");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "a repeated read is served from the kept record"
+    );
+
+    let mut changed = record("a", 2, None);
+    changed.revision = revision;
+    let revision = store
+        .write_object(changed, Expect::Revision(revision), false)
+        .await
+        .expect("write");
+    assert_eq!(size_of(store.object(&key).await.expect("read")), Some(2));
+
+    let mut batched = record("a", 3, None);
+    batched.revision = revision;
+    store
+        .apply(vec![StoreOp::WriteObject {
+            record: Box::new(batched),
+            expect: Expect::Revision(revision),
+            drop_upload: false,
+        }])
+        .await
+        .expect("batch");
+    let stored = store.object(&key).await.expect("read").expect("the object");
+    assert_eq!(stored.meta.object_size, 3);
+
+    store.delete_object(&key, stored.revision).await.expect("delete");
+    assert_eq!(size_of(store.object(&key).await.expect("read")), None);
+
+    store
+        .write_object(record("a", 4, None), Expect::Absent, false)
+        .await
+        .expect("write");
+    assert_eq!(size_of(store.object(&key).await.expect("read")), Some(4));
+    store.delete_organization("org").await.expect("remove org");
+    assert_eq!(size_of(store.object(&key).await.expect("read")), None);
+    store.close();
+}
+
+/// The point query, written out for speed, reads the same columns as every other query.
+#[test]
+fn the_point_query_reads_the_object_columns() {
+    assert!(objects::OBJECT_BY_KEY.starts_with(&format!("SELECT {} FROM objects", objects::OBJECT_COLUMNS)));
+}
