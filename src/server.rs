@@ -9,8 +9,8 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use std::net::SocketAddr;
@@ -197,14 +197,13 @@ pub fn serve(listeners: Vec<Listener>, router: Router, shutdown: &CancellationTo
 struct Connections {
     router: Router,
     tls: Option<TlsAcceptor>,
-    http: auto::Builder<TokioExecutor>,
+    http: http1::Builder,
     handshake_timeout: Duration,
 }
 
 async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken, tracker: TaskTracker) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
-        .timer(TokioTimer::new())
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
         .header_read_timeout(listener.header_read_timeout);
     let connections = Arc::new(Connections {
         router,
@@ -265,8 +264,8 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 
 impl Connections {
     /// One connection: the TLS handshake if any (a failure is only logged at debug level),
-    /// then HTTP/1.1 or HTTP/2 until the client or a graceful shutdown closes it. TCP
-    /// requests carry `ConnectInfo<SocketAddr>`.
+    /// then HTTP/1.1 until the client or a graceful shutdown closes it. TCP requests carry
+    /// `ConnectInfo<SocketAddr>`.
     async fn serve(
         self: Arc<Self>,
         stream: Box<dyn Stream>,
@@ -303,8 +302,8 @@ impl Connections {
         });
         let connection = self
             .http
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-        if let Err(e) = watcher.watch(connection.into_owned()).await {
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        if let Err(e) = watcher.watch(connection).await {
             tracing::debug!(peer = ?peer, error = %e, "connection ended with an error");
         }
     }

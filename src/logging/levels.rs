@@ -1,7 +1,12 @@
 //! The original's level names (`LogLevel`, `TraceLevel`) mapped onto tracing's levels, and
 //! the per-stream filter, which `RUST_LOG` replaces when set.
+//!
+//! `RUST_LOG` takes a level and `target=level` pairs, comma-separated
+//! (`info,edge_sync_service::sync=debug`): per-module levels are what an operator needs to
+//! look into one part, and a filter of fixed targets decides from the callsite alone, once,
+//! where span and field patterns would be matched on every request.
 
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 
 /// The tracing level of one of the original's level names (any case); `None` when the name
 /// is unknown. STATUS and FATAL have no tracing level of their own and count as errors.
@@ -28,16 +33,37 @@ pub(super) fn level_or_info(key: &str, name: &str) -> LevelFilter {
 
 /// The filter of one stream: `level`, unless `rust_log` (the `RUST_LOG` variable) holds a
 /// valid, non-empty filter, which then applies to every stream as it did before.
-pub(super) fn stream_filter(level: LevelFilter, rust_log: Option<&str>) -> EnvFilter {
+pub(super) fn stream_filter(level: LevelFilter, rust_log: Option<&str>) -> Targets {
     rust_log
         .filter(|directives| !directives.trim().is_empty())
-        .and_then(|directives| EnvFilter::try_new(directives).ok())
-        .unwrap_or_else(|| EnvFilter::default().add_directive(level.into()))
+        .and_then(|directives| directives.trim().parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(level))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+    use tracing_subscriber::layer::Filter;
+
+    trait Hint {
+        fn hint(&self) -> Option<LevelFilter>;
+    }
+
+    impl Hint for Targets {
+        fn hint(&self) -> Option<LevelFilter> {
+            Filter::<tracing_subscriber::Registry>::max_level_hint(self)
+        }
+    }
+
+    #[test]
+    fn rust_log_sets_levels_per_module() {
+        let filter = stream_filter(LevelFilter::WARN, Some(" info,edge_sync_service::sync=debug "));
+        assert!(filter.would_enable("edge_sync_service::sync::ess_loop", &Level::DEBUG));
+        assert!(!filter.would_enable("edge_sync_service::api", &Level::DEBUG));
+        assert!(filter.would_enable("edge_sync_service::api", &Level::INFO));
+        assert!(!filter.would_enable("edge_sync_service::sync", &Level::TRACE));
+    }
 
     #[test]
     fn original_names_map_onto_tracing_levels() {
@@ -67,24 +93,18 @@ mod tests {
 
     #[test]
     fn rust_log_replaces_the_level_when_it_is_usable() {
+        assert_eq!(stream_filter(LevelFilter::WARN, None).hint(), Some(LevelFilter::WARN));
+        assert_eq!(stream_filter(LevelFilter::OFF, None).hint(), Some(LevelFilter::OFF));
         assert_eq!(
-            stream_filter(LevelFilter::WARN, None).max_level_hint(),
-            Some(LevelFilter::WARN)
-        );
-        assert_eq!(
-            stream_filter(LevelFilter::OFF, None).max_level_hint(),
-            Some(LevelFilter::OFF)
-        );
-        assert_eq!(
-            stream_filter(LevelFilter::WARN, Some("debug")).max_level_hint(),
+            stream_filter(LevelFilter::WARN, Some("debug")).hint(),
             Some(LevelFilter::DEBUG)
         );
         assert_eq!(
-            stream_filter(LevelFilter::WARN, Some(" ")).max_level_hint(),
+            stream_filter(LevelFilter::WARN, Some(" ")).hint(),
             Some(LevelFilter::WARN)
         );
         assert_eq!(
-            stream_filter(LevelFilter::WARN, Some("=[bogus")).max_level_hint(),
+            stream_filter(LevelFilter::WARN, Some("=[bogus")).hint(),
             Some(LevelFilter::WARN)
         );
     }
