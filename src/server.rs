@@ -203,7 +203,14 @@ struct Connections {
 
 async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken, tracker: TaskTracker) {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
+    // Half-closed connections are served: a client that closes its sending side after its
+    // request still gets the answer. It also means no read is attempted while a request is
+    // handled, which would otherwise allocate a new read buffer per request (the current
+    // one is still referenced by the request's head) and, with musl's allocator, map and
+    // unmap memory every other request. A client gone during a long poll is noticed when
+    // the answer is written, at most `MAX_LONG_POLL` later; the poll only reads.
+    http.half_close(true)
+        .timer(TokioTimer::new())
         .header_read_timeout(listener.header_read_timeout);
     let connections = Arc::new(Connections {
         router,

@@ -394,7 +394,25 @@ async fn destinations_update_needs_registered_nodes_and_a_css(role: Role) {
     }
 }
 
+/// A client may close its sending side once its request is out (`shutdown(SHUT_WR)`, as
+/// some scripts and proxies do): it still gets the answer.
+async fn a_half_closed_request_is_answered(role: Role) {
+    let node = TestNode::of(role);
+    let path = node.obj("model", "half");
+    node.api().create(&path, json!({"version": "2.0"}), None).await;
+    let response = node
+        .raw_half_closed(&format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+            common::basic(ADMIN)
+        ))
+        .expect("raw request");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let meta: serde_json::Value = serde_json::from_slice(&response.body).expect("metadata JSON");
+    assert_eq!(meta["version"], "2.0");
+}
+
 on_both_roles!(
+    a_half_closed_request_is_answered,
     destinations_update_needs_registered_nodes_and_a_css,
     put_then_get_returns_every_field_normalized,
     consumers_minus_one_means_unlimited,

@@ -335,6 +335,12 @@ impl TestNode {
         raw::raw_exchange(self.port, request.as_bytes())
     }
 
+    /// Sends raw bytes as one HTTP/1.1 request, closes the sending side and reads the
+    /// whole answer.
+    pub fn raw_half_closed(&self, request: &str) -> std::io::Result<RawResponse> {
+        raw::half_closed_exchange(self.port, request.as_bytes())
+    }
+
     /// A raw GET of `target` (sent verbatim) as `user`.
     pub fn raw_get(&self, target: &str, user: &str) -> RawResponse {
         self.raw(&format!(

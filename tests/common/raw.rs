@@ -41,6 +41,19 @@ pub(crate) fn raw_exchange(port: u16, request: &[u8]) -> std::io::Result<RawResp
     parse_response(&answer)
 }
 
+/// Sends `request` as is, then closes the sending side of the connection (a half-close)
+/// and reads the whole answer.
+pub(crate) fn half_closed_exchange(port: u16, request: &[u8]) -> std::io::Result<RawResponse> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    stream.write_all(request)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer)?;
+    parse_response(&answer)
+}
+
 fn parse_response(answer: &[u8]) -> std::io::Result<RawResponse> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let end = answer
