@@ -4,13 +4,15 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::ser::{Formatter, PrettyFormatter};
+use serde_json::ser::Formatter;
 use serde_json::{Map, Value};
 use std::io;
 
 /// Serializes `value` the way the original does: indented, HTML-sensitive characters escaped.
 pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
+    // Room for a whole metadata record (about 1.3 KiB indented), so it is written without
+    // growing the buffer.
+    let mut out = Vec::with_capacity(2048);
     let mut serializer = serde_json::Serializer::with_formatter(&mut out, GoFormatter::default());
     // Serializing plain data structures into a Vec cannot fail.
     if value.serialize(&mut serializer).is_err() {
@@ -20,54 +22,93 @@ pub fn to_go_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
-/// Pretty formatter that also escapes `<`, `>` and `&` like Go's encoder.
+/// Indented output (two spaces, as serde_json's `PrettyFormatter` and Go's `MarshalIndent`)
+/// that also escapes `<`, `>` and `&` like Go's encoder. Each line break and its indentation
+/// is one write, where the pretty formatter writes each level separately.
 #[derive(Default)]
-struct GoFormatter<'a> {
-    pretty: PrettyFormatter<'a>,
+struct GoFormatter {
+    level: usize,
+    has_value: bool,
 }
 
-impl Formatter for GoFormatter<'_> {
+/// A comma, a line break and the indentation of the deepest level written at once.
+const BREAK: &[u8] = b",\n                                                                ";
+/// Levels of indentation [`BREAK`] holds.
+const BREAK_LEVELS: usize = (BREAK.len() - 2) / 2;
+
+impl GoFormatter {
+    /// Ends the line (after a comma unless `first`) and indents the next one to the level.
+    fn line_break<W: ?Sized + io::Write>(&self, w: &mut W, first: bool) -> io::Result<()> {
+        let start = usize::from(first);
+        if self.level <= BREAK_LEVELS {
+            return w.write_all(&BREAK[start..2 + 2 * self.level]);
+        }
+        w.write_all(&BREAK[start..2])?;
+        (0..self.level).try_for_each(|_| w.write_all(b"  "))
+    }
+
+    fn open<W: ?Sized + io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level += 1;
+        self.has_value = false;
+        w.write_all(bracket)
+    }
+
+    fn close<W: ?Sized + io::Write>(&mut self, w: &mut W, bracket: &[u8]) -> io::Result<()> {
+        self.level -= 1;
+        if self.has_value {
+            self.line_break(w, true)?;
+        }
+        w.write_all(bracket)
+    }
+}
+
+impl Formatter for GoFormatter {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        let mut rest = fragment;
-        while let Some(pos) = rest.find(['<', '>', '&']) {
-            writer.write_all(&rest.as_bytes()[..pos])?;
-            let escaped: &[u8] = match rest.as_bytes()[pos] {
+        // Every string of every answer passes here: a vectorized search for the three ASCII
+        // characters (they never occur inside a character of several bytes).
+        let bytes = fragment.as_bytes();
+        let mut written = 0;
+        for index in memchr::memchr3_iter(b'<', b'>', b'&', bytes) {
+            let escaped: &[u8] = match bytes[index] {
                 b'<' => b"\\u003c",
                 b'>' => b"\\u003e",
                 _ => b"\\u0026",
             };
+            writer.write_all(&bytes[written..index])?;
             writer.write_all(escaped)?;
-            rest = &rest[pos + 1..];
+            written = index + 1;
         }
-        writer.write_all(rest.as_bytes())
+        writer.write_all(&bytes[written..])
     }
 
     fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.begin_array(w)
+        self.open(w, b"[")
     }
     fn end_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.end_array(w)
+        self.close(w, b"]")
     }
     fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.pretty.begin_array_value(w, first)
+        self.line_break(w, first)
     }
-    fn end_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.end_array_value(w)
+    fn end_array_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
     fn begin_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.begin_object(w)
+        self.open(w, b"{")
     }
     fn end_object<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.end_object(w)
+        self.close(w, b"}")
     }
     fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
-        self.pretty.begin_object_key(w, first)
+        self.line_break(w, first)
     }
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.begin_object_value(w)
+        w.write_all(b": ")
     }
-    fn end_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
-        self.pretty.end_object_value(w)
+    fn end_object_value<W: ?Sized + io::Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.has_value = true;
+        Ok(())
     }
 }
 
@@ -180,5 +221,25 @@ mod tests {
     fn escapes_html_characters_like_go() {
         let out = String::from_utf8(to_go_json(&serde_json::json!({"d": "<a>&"}))).unwrap();
         assert_eq!(out, "{\n  \"d\": \"\\u003ca\\u003e\\u0026\"\n}");
+        // Between, around and beside characters of several bytes, and next to the escapes
+        // serde_json makes itself.
+        let out = String::from_utf8(to_go_json(&serde_json::json!({"é<k>": "ü&\"x>\n<€"}))).unwrap();
+        assert_eq!(out, "{\n  \"é\\u003ck\\u003e\": \"ü\\u0026\\\"x\\u003e\\n\\u003c€\"\n}");
+    }
+
+    /// Apart from the escapes, the layout is serde_json's pretty one: nested and empty
+    /// objects and arrays, and nesting deeper than one write of indentation covers.
+    #[test]
+    fn indents_like_the_pretty_formatter() {
+        let mut deep = serde_json::json!({"leaf": [1, {"x": []}]});
+        for level in 0..40 {
+            deep = serde_json::json!({ format!("l{level}"): deep, "n": level, "a": [], "o": {} });
+        }
+        let value = serde_json::json!({"a": [1, "two", {"b": null}, [[]]], "c": {}, "d": deep});
+        let expected = serde_json::to_vec_pretty(&value).unwrap();
+        assert_eq!(
+            String::from_utf8(to_go_json(&value)).unwrap(),
+            String::from_utf8(expected).unwrap()
+        );
     }
 }
