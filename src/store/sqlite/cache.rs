@@ -52,13 +52,13 @@ pub(super) struct ObjectCache {
 }
 
 impl ObjectCache {
-    pub(super) fn get(&self, key: &ObjectKey) -> Option<Arc<ObjectRecord>> {
-        self.entries.lock().map.get(key).map(|entry| Arc::clone(&entry.record))
-    }
-
-    /// The generation to tag a read with; taken before the read starts.
-    pub(super) fn generation(&self) -> Generation {
-        Generation(self.entries.lock().generation)
+    /// The kept record of `key`, or the generation to tag a read of it with.
+    pub(super) fn lookup(&self, key: &ObjectKey) -> Result<Arc<ObjectRecord>, Generation> {
+        let entries = self.entries.lock();
+        match entries.map.get(key) {
+            Some(entry) => Ok(Arc::clone(&entry.record)),
+            None => Err(Generation(entries.generation)),
+        }
     }
 
     /// Keeps `record`, read under `seen`, unless an invalidation happened since. `weight` is
@@ -84,11 +84,11 @@ impl ObjectCache {
         entries.map.insert(key, Entry { record, weight });
     }
 
-    /// Forgets `key`: its row was written (or the write was attempted).
-    pub(super) fn invalidate(&self, key: &ObjectKey) {
+    /// Forgets `keys`: their rows were written (or the write was attempted).
+    pub(super) fn invalidate(&self, keys: &[ObjectKey]) {
         let mut entries = self.entries.lock();
         entries.generation += 1;
-        entries.remove(key);
+        keys.iter().for_each(|key| entries.remove(key));
     }
 
     /// Forgets everything: rows were written that are not named one by one.
@@ -103,55 +103,51 @@ impl ObjectCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{MetaData, ObjectStatus};
 
     fn record(id: &str, revision: i64) -> Arc<ObjectRecord> {
-        let meta = MetaData {
-            object_id: id.into(),
-            object_type: "t".into(),
-            destination_org_id: "org".into(),
-            ..MetaData::default()
-        };
-        Arc::new(ObjectRecord {
-            meta,
-            status: ObjectStatus::Ready,
-            sender: true,
-            remaining_consumers: 0,
-            remaining_receivers: 0,
-            policy_received: false,
-            blob: None,
-            revision,
-        })
+        let mut record = super::super::tests::record(id, 0, None);
+        record.revision = revision;
+        Arc::new(record)
     }
 
     fn key(id: &str) -> ObjectKey {
         ObjectKey::new("org", "t", id)
     }
 
+    /// The generation a miss hands out.
+    fn seen(cache: &ObjectCache, id: &str) -> Generation {
+        cache.lookup(&key(id)).expect_err("not kept yet")
+    }
+
+    fn kept(cache: &ObjectCache, id: &str) -> Option<Arc<ObjectRecord>> {
+        cache.lookup(&key(id)).ok()
+    }
+
     #[test]
     fn a_record_read_before_an_invalidation_is_refused() {
         let cache = ObjectCache::default();
-        let seen = cache.generation();
-        cache.invalidate(&key("a"));
-        cache.insert(record("a", 1), 100, seen);
-        assert!(cache.get(&key("a")).is_none());
+        let before = seen(&cache, "a");
+        cache.invalidate(&[key("a")]);
+        cache.insert(record("a", 1), 100, before);
+        assert!(kept(&cache, "a").is_none());
 
-        let seen = cache.generation();
-        cache.insert(record("a", 2), 100, seen);
-        assert_eq!(cache.get(&key("a")).map(|r| r.revision), Some(2));
+        let after = seen(&cache, "a");
+        cache.insert(record("a", 2), 100, after);
+        assert_eq!(kept(&cache, "a").map(|r| r.revision), Some(2));
     }
 
     #[test]
     fn invalidation_and_clearing_forget_records() {
         let cache = ObjectCache::default();
-        for id in ["a", "b", "c"] {
-            cache.insert(record(id, 1), 100, cache.generation());
+        for id in ["a", "b", "c", "d"] {
+            cache.insert(record(id, 1), 100, seen(&cache, id));
         }
-        cache.invalidate(&key("b"));
-        assert!(cache.get(&key("a")).is_some());
-        assert!(cache.get(&key("b")).is_none());
+        cache.invalidate(&[key("b"), key("d")]);
+        assert!(kept(&cache, "a").is_some());
+        assert!(kept(&cache, "b").is_none());
+        assert!(kept(&cache, "d").is_none());
         cache.clear();
-        assert!(cache.get(&key("a")).is_none() && cache.get(&key("c")).is_none());
+        assert!(kept(&cache, "a").is_none() && kept(&cache, "c").is_none());
     }
 
     #[test]
@@ -159,13 +155,14 @@ mod tests {
         let cache = ObjectCache::default();
         let weight = MAX_BYTES / 16;
         for index in 0..64 {
-            cache.insert(record(&format!("o{index}"), 1), weight, cache.generation());
+            let id = format!("o{index}");
+            cache.insert(record(&id, 1), weight, seen(&cache, &id));
             assert!(cache.entries.lock().bytes <= MAX_BYTES);
         }
-        let kept = cache.entries.lock().map.len();
-        assert_eq!(kept, 16);
+        let kept_count = cache.entries.lock().map.len();
+        assert_eq!(kept_count, 16);
         // Larger than a sixteenth of the budget: never kept.
-        cache.insert(record("big", 1), weight + 1, cache.generation());
-        assert!(cache.get(&key("big")).is_none());
+        cache.insert(record("big", 1), weight + 1, seen(&cache, "big"));
+        assert!(kept(&cache, "big").is_none());
     }
 }

@@ -49,7 +49,7 @@ impl SqliteStore {
         F: FnOnce(&rusqlite::Connection) -> StoreResult<R> + Send + 'static,
     {
         let cache = Arc::clone(&self.cache);
-        let settled = move || keys.iter().for_each(|key| cache.invalidate(key));
+        let settled = move || cache.invalidate(&keys);
         self.pool.write_then(work, settled).await
     }
 }
@@ -65,10 +65,10 @@ impl Store for SqliteStore {
     }
 
     async fn shared_object(&self, key: &ObjectKey) -> StoreResult<Option<Arc<ObjectRecord>>> {
-        if let Some(record) = self.cache.get(key) {
-            return Ok(Some(record));
-        }
-        let seen = self.cache.generation();
+        let seen = match self.cache.lookup(key) {
+            Ok(record) => return Ok(Some(record)),
+            Err(seen) => seen,
+        };
         let Some((record, stored_len)) = self.pool.read_here(|conn| objects::object(conn, key))? else {
             return Ok(None);
         };

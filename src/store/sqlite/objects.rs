@@ -5,12 +5,19 @@ use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
 use crate::store::{Expect, ObjectTotals, StoreError, StoreOp, StoreResult};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-pub(super) const OBJECT_COLUMNS: &str =
-    "meta, status, sender, remaining_consumers, remaining_receivers, policy_received, blob, revision";
-/// The most frequent query, written out whole so that no call formats it.
-pub(super) const OBJECT_BY_KEY: &str =
-    "SELECT meta, status, sender, remaining_consumers, remaining_receivers, policy_received, \
-     blob, revision FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3";
+/// The columns of an object record, in the order [`object_from_row`] reads them.
+macro_rules! object_columns {
+    () => {
+        "meta, status, sender, remaining_consumers, remaining_receivers, policy_received, blob, revision"
+    };
+}
+const OBJECT_COLUMNS: &str = object_columns!();
+/// The most frequent query, put together at compile time so that no call formats it.
+const OBJECT_BY_KEY: &str = concat!(
+    "SELECT ",
+    object_columns!(),
+    " FROM objects WHERE org = ?1 AND object_type = ?2 AND object_id = ?3"
+);
 
 fn object_from_row(row: &Row<'_>) -> rusqlite::Result<Result<ObjectRecord, StoreError>> {
     let meta_json: String = row.get(0)?;

@@ -2,7 +2,7 @@ use super::*;
 use crate::model::sync::NotificationStatus;
 use crate::model::{MetaData, ObjectStatus};
 
-fn record(object_id: &str, size: i64, blob: Option<&str>) -> ObjectRecord {
+pub(super) fn record(object_id: &str, size: i64, blob: Option<&str>) -> ObjectRecord {
     ObjectRecord {
         meta: MetaData {
             destination_org_id: "org".into(),
@@ -126,10 +126,4 @@ async fn kept_records_follow_every_write() {
     store.delete_organization("org").await.expect("remove org");
     assert_eq!(size_of(store.object(&key).await.expect("read")), None);
     store.close();
-}
-
-/// The point query, written out for speed, reads the same columns as every other query.
-#[test]
-fn the_point_query_reads_the_object_columns() {
-    assert!(objects::OBJECT_BY_KEY.starts_with(&format!("SELECT {} FROM objects", objects::OBJECT_COLUMNS)));
 }
