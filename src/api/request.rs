@@ -126,13 +126,12 @@ fn html_escape(value: &str) -> String {
 }
 
 /// Splits the part of a path after a route prefix into percent-decoded segments.
-/// `Err(Redirect)` for paths the original's router cleans first (empty, `.` or `..`
-/// segments, bare prefix); `Err(BadRequest)` for undecodable ones.
+/// `Err(Redirect)` for paths the original's router cleans first (a bare prefix, or literal
+/// empty, `.` or `..` segments): the location is the raw path cleaned, never built from
+/// decoded input. `Err(BadRequest)` for a segment that decodes to something no name can be:
+/// invalid UTF-8, a `/`, or a `.`/`..` segment, which would otherwise name another resource.
 pub fn segments(full_path: &str, prefix: &str, query: Option<&str>) -> ApiResult<Vec<String>> {
-    let decoded = percent_encoding::percent_decode_str(full_path)
-        .decode_utf8()
-        .map_err(|_| ApiError::BadRequest("the path is not valid UTF-8".into()))?;
-    let rest = decoded.strip_prefix(prefix).unwrap_or("");
+    let rest = full_path.strip_prefix(prefix).unwrap_or("");
     let with_query = |path: String| match query {
         Some(q) => format!("{path}?{q}"),
         None => path,
@@ -149,15 +148,30 @@ pub fn segments(full_path: &str, prefix: &str, query: Option<&str>) -> ApiResult
         .enumerate()
         .any(|(i, p)| *p == "." || *p == ".." || (p.is_empty() && i + 1 < parts.len()));
     if needs_cleaning {
-        return Err(ApiError::Redirect(with_query(clean_path(&decoded))));
+        return Err(ApiError::Redirect(with_query(clean_path(full_path))));
     }
     if parts == [""] {
         return Ok(Vec::new());
     }
-    Ok(parts.into_iter().map(str::to_string).collect())
+    parts.into_iter().map(decode_segment).collect()
 }
 
-/// Resolves `.`, `..` and empty segments like Go's `path.Clean`, keeping a trailing slash.
+/// Percent-decodes one raw path segment, refusing what would escape it.
+fn decode_segment(raw: &str) -> ApiResult<String> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadRequest("the path is not valid UTF-8".into()))?;
+    if decoded.contains('/') || decoded == "." || decoded == ".." {
+        return Err(ApiError::BadRequest(format!(
+            "the path segment ({}) decodes to a '/', '.' or '..', which no name may contain",
+            html_escape(raw)
+        )));
+    }
+    Ok(decoded.into_owned())
+}
+
+/// Resolves `.`, `..` and empty segments of a raw (still percent-encoded) path like Go's
+/// `path.Clean`, keeping a trailing slash.
 fn clean_path(path: &str) -> String {
     let mut stack: Vec<&str> = Vec::new();
     for part in path.split('/') {
@@ -173,25 +187,8 @@ fn clean_path(path: &str) -> String {
     if path.ends_with('/') && cleaned != "/" {
         cleaned.push('/');
     }
-    let encoded: String = cleaned
-        .split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string())
-        .collect::<Vec<_>>()
-        .join("/");
-    encoded
+    cleaned
 }
-
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-    .add(b' ')
-    .add(b'"')
-    .add(b'#')
-    .add(b'<')
-    .add(b'>')
-    .add(b'?')
-    .add(b'`')
-    .add(b'{')
-    .add(b'}')
-    .add(b'%');
 
 #[cfg(test)]
 mod tests {
@@ -233,7 +230,10 @@ mod tests {
             segments("/api/v1/objects/org/t/i/", p, None).unwrap(),
             vec!["org", "t", "i"]
         );
-        assert_eq!(segments("/api/v1/objects/a%2Fb", p, None).unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            segments("/api/v1/objects/a%20b/%C3%A9", p, None).unwrap(),
+            vec!["a b", "é"]
+        );
         assert_eq!(segments("/api/v1/objects/", p, None).unwrap(), Vec::<String>::new());
         assert!(
             matches!(segments("/api/v1/objects", p, Some("x=1")), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/?x=1")
@@ -242,8 +242,15 @@ mod tests {
             matches!(segments("/api/v1/objects/o//t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/o/t")
         );
         assert!(
-            matches!(segments("/api/v1/objects/o/%2E%2E/t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/t")
+            matches!(segments("/api/v1/objects/o/../%2e/t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/%2e/t")
         );
+        for escaping in ["a%2Fb", "t/..%2F..%2Fetc%2Fpasswd", "o/%2E%2E/t", "o/%2e"] {
+            let path = format!("/api/v1/objects/{escaping}");
+            assert!(
+                matches!(segments(&path, p, None), Err(ApiError::BadRequest(ref m)) if m.contains("decodes to")),
+                "{path}"
+            );
+        }
         assert!(matches!(
             segments("/api/v1/objects/%FF", p, None),
             Err(ApiError::BadRequest(_))
