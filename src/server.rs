@@ -26,6 +26,16 @@ use tower::ServiceExt;
 /// How long a client may take for the TLS handshake when `HTTPServerReadHeaderTimeout` is 0.
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The most a request line plus headers may take, as the original's HTTP server allows
+/// (Go's default of 1 MiB, plus the 4 KiB it tolerates beyond it). Larger heads get 431.
+pub const MAX_REQUEST_HEAD_BYTES: usize = (1 << 20) + 4096;
+
+/// The most header fields a request may carry. The original counts none, only bytes; a
+/// count is needed here because the parser's field table is sized by it for every request,
+/// and above 100 it is a heap allocation per request. 512 fields take 32 KiB; a request
+/// with more gets 431.
+pub const MAX_HEADER_FIELDS: usize = 512;
+
 /// A bound listener, ready to serve.
 pub struct Listener {
     socket: Socket,
@@ -210,6 +220,9 @@ async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken
     // unmap memory every other request. A client gone during a long poll is noticed when
     // the answer is written, at most `MAX_LONG_POLL` later; the poll only reads.
     http.half_close(true)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        .max_header_size(MAX_REQUEST_HEAD_BYTES)
+        .max_headers(MAX_HEADER_FIELDS)
         .timer(TokioTimer::new())
         .header_read_timeout(listener.header_read_timeout);
     let connections = Arc::new(Connections {
