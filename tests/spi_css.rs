@@ -535,7 +535,7 @@ async fn a_node_deleting_an_object_the_css_consumed_gives_apps_a_deleted_copy() 
 }
 
 #[tokio::test]
-async fn a_destinations_list_reaches_exactly_the_listed_nodes() {
+async fn a_destinations_list_reaches_exactly_the_listed_nodes_and_names_unknown_ones() {
     let css = css_with(&[]);
     let (a, b, c) = (
         FakeEss::new(&css, "org", "edge", "a"),
@@ -545,6 +545,19 @@ async fn a_destinations_list_reaches_exactly_the_listed_nodes() {
     for node in [&a, &b, &c] {
         assert_eq!(node.register(true).await, 204);
     }
+    // A list naming nodes never registered is refused with their names, and nothing stored.
+    let unknown = json!({"destinationsList": ["edge:a", "edge:zz", "gpu:yy"], "noData": true});
+    let refused = css
+        .api()
+        .put_json(&css.obj("model", "listed"), &json!({"meta": unknown}))
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    assert!(
+        refused.text().starts_with("Invalid destination edge:zz, gpu:yy"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(css.api().get(&css.obj("model", "listed")).await.status, 404);
     let meta = json!({"destinationsList": ["edge:a", "gpu:c"], "noData": true});
     css.api().create(&css.obj("model", "listed"), meta, None).await;
     for (node, addressed) in [(&a, true), (&b, false), (&c, true)] {

@@ -5,7 +5,7 @@ use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Shape};
 use crate::model::sync::{Notification, NotificationStatus, Remote};
 use crate::model::validate::parse_destination_entry;
-use crate::model::{DeliveryStatus, ObjectKey, Role};
+use crate::model::{DeliveryStatus, MetaData, ObjectKey, Role};
 use crate::store::{StoreError, StoreOp};
 use serde::Deserialize;
 
@@ -80,28 +80,58 @@ impl Node {
                 return Err(EngineError::Forbidden);
             }
         }
-        let registered = self.0.store.destinations(&key.org).await?;
-        let mut listed = Vec::with_capacity(parsed.len());
-        for (dest_type, dest_id) in parsed {
-            if !registered
-                .iter()
-                .any(|d| d.dest_type == dest_type && d.dest_id == dest_id)
-            {
-                return Err(EngineError::Invalid(format!(
-                    "Invalid destination {dest_type}:{dest_id}"
-                )));
-            }
-            listed.push(Remote {
-                dest_type: dest_type.to_string(),
-                dest_id: dest_id.to_string(),
-            });
-        }
+        let listed = self.registered_remotes(&key.org, &parsed).await?;
         let change = match (bulk, removing) {
             (false, _) => DestinationChange::Replace(listed),
             (true, false) => DestinationChange::Add(listed),
             (true, true) => DestinationChange::Remove(listed),
         };
         self.change_destinations(key, &change).await
+    }
+
+    /// Refuses a `destinationsList` that is malformed or names a node not registered in the
+    /// organization: the object would otherwise wait, unseen, for a node that may never come
+    /// (the original refuses it too, with 400 or 500 depending on its store).
+    pub(super) async fn check_listed_destinations(&self, org: &str, meta: &MetaData) -> EngineResult<()> {
+        let Some(list) = &meta.destinations_list else {
+            return Ok(());
+        };
+        let mut parsed = Vec::with_capacity(list.len());
+        for entry in list {
+            parsed.push(parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?);
+        }
+        self.registered_remotes(org, &parsed).await.map(drop)
+    }
+
+    /// The listed nodes as remotes, or a 400 naming every one not registered in `org`.
+    async fn registered_remotes(&self, org: &str, listed: &[(&str, &str)]) -> EngineResult<Vec<Remote>> {
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let registered = self.0.store.destinations(org).await?;
+        let is_registered = |(dest_type, dest_id): &&(&str, &str)| {
+            registered
+                .iter()
+                .any(|d| d.dest_type == *dest_type && d.dest_id == *dest_id)
+        };
+        let unknown: Vec<String> = listed
+            .iter()
+            .filter(|entry| !is_registered(entry))
+            .map(|(dest_type, dest_id)| format!("{dest_type}:{dest_id}"))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(EngineError::Invalid(format!(
+                "Invalid destination {}: not registered in organization {org}",
+                unknown.join(", ")
+            )));
+        }
+        Ok(listed
+            .iter()
+            .map(|(dest_type, dest_id)| Remote {
+                dest_type: dest_type.to_string(),
+                dest_id: dest_id.to_string(),
+            })
+            .collect())
     }
 
     /// Applies a destination change with what it owes the nodes: added nodes are sent the

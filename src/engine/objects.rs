@@ -6,7 +6,7 @@ use crate::auth::{access, Identity, IdentityKind};
 use crate::clock::now_nanos;
 use crate::model::json::{from_lenient, Nested, Shape};
 use crate::model::metadata::{METADATA_FIELDS, POLICY_FIELDS, PROPERTY_FIELDS, SERVICE_FIELDS};
-use crate::model::validate::{parse_destination_entry, validate_put, PutContext};
+use crate::model::validate::{validate_put, PutContext};
 use crate::model::{DeliveryStatus, DestinationStatus, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Role};
 use crate::store::{Expect, StoreError, StoreOp};
 use base64::Engine as _;
@@ -96,9 +96,7 @@ impl Node {
             return Err(super::data::too_large(self.object_size_limit()));
         }
         if self.role() == Role::Css {
-            for entry in meta.destinations_list.iter().flatten() {
-                parse_destination_entry(entry).map_err(|e| EngineError::Invalid(e.0))?;
-            }
+            self.check_listed_destinations(&key.org, &meta).await?;
         }
         let mut stored_blob: Option<(String, u64)> = None;
         for _ in 0..WRITE_ATTEMPTS {
