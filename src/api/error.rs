@@ -39,6 +39,7 @@ impl ApiError {
                 EngineError::Busy => StatusCode::TOO_MANY_REQUESTS,
                 EngineError::NotRegistered => StatusCode::FAILED_DEPENDENCY,
                 EngineError::Store(StoreError::Closed | StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Store(StoreError::Full) => StatusCode::INSUFFICIENT_STORAGE,
                 EngineError::Store(_) | EngineError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -71,6 +72,10 @@ impl ApiError {
             ApiError::Engine(EngineError::Store(StoreError::Closed)) => String::new(),
             ApiError::Engine(EngineError::Store(StoreError::Unavailable(_))) => {
                 "The database is not reachable right now; retry later\n".into()
+            }
+            // Nothing of the write is kept; the client may retry once space is freed.
+            ApiError::Engine(EngineError::Store(StoreError::Full)) => {
+                "Not enough disk space to store the data; retry after space is freed\n".into()
             }
             ApiError::Engine(EngineError::Store(_) | EngineError::Io(_)) => {
                 "Internal error: the request could not be completed; see the service log\n".into()
@@ -122,3 +127,19 @@ impl IntoResponse for ApiError {
 
 /// Result of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_with_a_plain_text_reason() {
+        let full = ApiError::Engine(EngineError::Store(StoreError::Full));
+        assert_eq!(full.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert!(full.public_message().contains("Not enough disk space"));
+        let no_space = ApiError::Engine(std::io::Error::from_raw_os_error(28).into());
+        assert_eq!(no_space.status(), StatusCode::INSUFFICIENT_STORAGE);
+        let other = ApiError::Engine(std::io::Error::from_raw_os_error(5).into());
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

@@ -294,11 +294,10 @@ impl Node {
             return Err(too_large(self.object_size_limit()));
         }
         let session = self.0.store.upload_session(key, range.total).await?;
-        let room = range.total.saturating_sub(range.start);
         let written = self
             .0
             .blobs
-            .write_chunk(session.id, range.start, body, room)
+            .write_chunk(session.id, range.total, range.start, body)
             .await
             .map_err(|e| match e {
                 crate::store::blobs::BlobError::TooLong(_) => EngineError::Invalid(format!(
@@ -449,7 +448,7 @@ impl Node {
             DataFileError::Missing => EngineError::NotFound,
             // A data URI file that left the allowed directories or changed after the PUT.
             DataFileError::Refused(reason) => EngineError::Conflict(reason),
-            DataFileError::Io(e) => EngineError::Io(e),
+            DataFileError::Io(e) => e.into(),
         })?;
         let Some(range) = range else {
             let slot = self.stream_slot().await?;

@@ -41,6 +41,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::clock::Instant;
 use crate::model::{ObjectKey, Role};
 use crate::store::blobs::{BlobError, BlobStore};
+use crate::store::space::is_out_of_space;
 use crate::store::{InstanceClock, Store, StoreError};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -81,8 +82,26 @@ pub enum EngineError {
     Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A data file operation failed (a full disk is [`StoreError::Full`] instead).
     #[error("data file error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl EngineError {
+    /// True when the node's disk is full: the same write can succeed once space is freed.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, EngineError::Store(StoreError::Full))
+    }
+}
+
+impl From<std::io::Error> for EngineError {
+    fn from(e: std::io::Error) -> Self {
+        if is_out_of_space(&e) {
+            EngineError::Store(StoreError::Full)
+        } else {
+            EngineError::Io(e)
+        }
+    }
 }
 
 impl From<BlobError> for EngineError {
@@ -92,7 +111,7 @@ impl From<BlobError> for EngineError {
             BlobError::TooLong(limit) => {
                 EngineError::TooLarge(format!("The data is longer than the {limit} bytes announced"))
             }
-            BlobError::Io(e) => EngineError::Io(e),
+            BlobError::Io(e) => e.into(),
         }
     }
 }

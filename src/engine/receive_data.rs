@@ -66,8 +66,11 @@ impl Node {
         E: std::fmt::Display,
     {
         let _receiving = self.receiving();
-        let room = session.total.saturating_sub(offset);
-        let written = self.0.blobs.write_chunk(session.id, offset, body, room).await?;
+        let written = self
+            .0
+            .blobs
+            .write_chunk(session.id, session.total, offset, body)
+            .await?;
         Ok(self.0.store.record_chunk(session.id, offset, written).await?)
     }
 
@@ -161,14 +164,26 @@ impl Node {
         Err(EngineError::Conflict(format!("{key} is being changed concurrently")))
     }
 
-    /// Drops the partial file's progress so the download starts again from the first byte.
-    async fn restart_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
+    /// Gives up the partial file of a download that the disk cannot hold, so that it holds no
+    /// space while the download waits for its retry, which starts from the first byte. The
+    /// file goes only once its session is gone: a session must never claim bytes its file
+    /// lost.
+    pub async fn abandon_download(&self, key: &ObjectKey, instance_id: i64, session: i64) -> EngineResult<()> {
+        if self.restart_download(key, instance_id).await? {
+            self.0.blobs.remove_partial(session).await;
+        }
+        Ok(())
+    }
+
+    /// Drops the partial file's progress so the download starts again from the first byte;
+    /// false when the copy is gone or another instance by now (nothing dropped).
+    async fn restart_download(&self, key: &ObjectKey, instance_id: i64) -> EngineResult<bool> {
         for _ in 0..WRITE_ATTEMPTS {
             let Some(local) = self.0.store.object(key).await? else {
-                return Ok(());
+                return Ok(false);
             };
             if local.meta.instance_id != instance_id || local.is_sender_copy() {
-                return Ok(());
+                return Ok(false);
             }
             let revision = local.revision;
             let op = StoreOp::WriteObject {
@@ -177,7 +192,7 @@ impl Node {
                 drop_upload: true,
             };
             match self.0.store.apply(vec![op]).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
                 Err(StoreError::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

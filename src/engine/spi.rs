@@ -310,7 +310,23 @@ impl Node {
                         delivery(DeliveryStatus::Error, reason),
                     ])
                 } else {
-                    Some(vec![set(S::Error), delivery(DeliveryStatus::Error, feedback.reason)])
+                    // A retry interval asks for the `update` again after that many seconds
+                    // (an ESS whose disk is full backs off this way); the resend timer turns
+                    // the `error` record into an `update` when it is due.
+                    let retry = i64::from(feedback.retry_interval);
+                    let error = Notification {
+                        status: S::Error,
+                        resend_time: if retry > 0 {
+                            now_secs() + retry
+                        } else {
+                            record.resend_time
+                        },
+                        ..record.clone()
+                    };
+                    Some(vec![
+                        StoreOp::PutNotification(error),
+                        delivery(DeliveryStatus::Error, feedback.reason),
+                    ])
                 }
             }
             _ => None,

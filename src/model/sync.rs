@@ -166,6 +166,17 @@ pub struct Feedback {
     pub reason: String,
 }
 
+impl Feedback {
+    /// An error report without a retry request (the CSS's own resend cadence applies).
+    pub fn error(code: i32, reason: String) -> Self {
+        Self {
+            code,
+            retry_interval: 0,
+            reason,
+        }
+    }
+}
+
 /// Object actions an ESS sends with `PUT /spi/v1/objects/{org}/{type}/{id}/{instanceID}/{dataID}/{action}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -82,27 +82,40 @@ impl BlobStore {
         };
         let (target, data_dir) = (self.path(name), self.data_dir.clone());
         blocking(move || {
-            std::fs::rename(&temp, &target)?;
-            sync_dir(&data_dir)
+            let placed = std::fs::rename(&temp, &target).and_then(|()| sync_dir(&data_dir));
+            if placed.is_err() {
+                // Whatever failed (a full disk), the temporary file must not keep its space.
+                let _ = std::fs::remove_file(&temp);
+            }
+            placed
         })
         .await?;
         Ok(written)
     }
 
-    /// Writes `body` at `offset` of the partial file of an upload session; returns the number
-    /// of bytes written once they are durable.
-    pub async fn write_chunk<S, E>(&self, session: i64, offset: u64, body: S, max_len: u64) -> Result<u64, BlobError>
+    /// Writes `body` at `offset` of the partial file of an upload session of `total` bytes;
+    /// returns the number of bytes written once they are durable.
+    ///
+    /// The partial file reserves its `total` bytes first, so an upload that does not fit on
+    /// the disk fails at its first chunk with nothing written, instead of holding the space
+    /// of the chunks that did fit while the rest cannot come.
+    pub async fn write_chunk<S, E>(&self, session: i64, total: u64, offset: u64, body: S) -> Result<u64, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let path = self.partial_path(session);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .open(&path)?;
-        stream_into(file, offset, body, max_len).await
+        let file = blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(false)
+                .open(&path)?;
+            reserve(&file, total)?;
+            Ok(file)
+        })
+        .await?;
+        stream_into(file, offset, body, total.saturating_sub(offset)).await
     }
 
     /// Moves a completed partial file into place as the data file `name`.
@@ -188,6 +201,25 @@ async fn remove_quietly(path: PathBuf) {
 
 async fn blocking<R: Send + 'static>(work: impl FnOnce() -> std::io::Result<R> + Send + 'static) -> std::io::Result<R> {
     tokio::task::spawn_blocking(work).await.map_err(std::io::Error::other)?
+}
+
+/// Allocates the blocks of the first `total` bytes of `file` (growing it to that length),
+/// so that writing them later cannot fail for lack of space. On a full disk the file is
+/// shrunk back to its previous length, giving back what the attempt took. File systems that
+/// cannot allocate ahead are written without a reservation.
+fn reserve(file: &std::fs::File, total: u64) -> std::io::Result<()> {
+    let before = file.metadata()?.len();
+    if before >= total {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, total) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOSYS) => Ok(()),
+        Err(errno) => {
+            let _ = file.set_len(before);
+            Err(errno.into())
+        }
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -304,4 +336,23 @@ where
     }
     written??;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_grows_the_file_and_a_failed_one_gives_everything_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("1.part")).unwrap();
+        file.set_len(10).unwrap();
+        reserve(&file, 4096).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+        reserve(&file, 100).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 4096, "never shrinks a larger file");
+        // More than any disk holds: refused, and the file keeps its length.
+        assert!(reserve(&file, 1 << 60).is_err());
+        assert_eq!(file.metadata().unwrap().len(), 4096);
+    }
 }

@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod postgres;
+pub mod space;
 pub mod sqlite;
 
 use crate::clock::now_nanos;
@@ -38,10 +39,17 @@ pub enum StoreError {
     /// later may succeed.
     #[error("the database is unreachable: {0}")]
     Unavailable(String),
+    /// The disk holding the database or the data files is full ([`space`]); writes work
+    /// again once space is freed.
+    #[error("not enough disk space")]
+    Full,
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
+        if space::is_sqlite_full(&e) {
+            return StoreError::Full;
+        }
         StoreError::Backend(Box::new(e))
     }
 }

@@ -4,21 +4,28 @@
 use super::ess_loop::{step_of, EssSync, Step};
 use super::link::Reply;
 use crate::engine::receive::{next_request, ChunkRequest, Completion};
+use crate::model::sync::Feedback;
 use crate::model::ObjectKey;
 
 /// Feedback code for an internal error (spec §5.5).
 pub(super) const FEEDBACK_INTERNAL: i32 = 1;
+/// Feedback code for an I/O error.
+const FEEDBACK_IO: i32 = 2;
 /// Feedback code for a security (signature) error.
 const FEEDBACK_SECURITY: i32 = 3;
+
+/// Reason reported to the CSS when the data does not fit on this node's disk.
+const NO_SPACE: &str = "not enough disk space on the edge node to store the data";
 
 impl EssSync {
     /// Downloads the missing data of a received copy, chunk by chunk in offset order,
     /// resuming where a previous attempt stopped; completes the copy and reports `received`.
     #[tracing::instrument(name = "download", skip_all, fields(%key, instance))]
-    pub(super) async fn download(&self, key: &ObjectKey, instance: i64) -> Step {
+    pub(super) async fn download(&self, key: &ObjectKey, instance: i64, data_id: i64) -> Step {
         let mut download = match self.node.begin_download(key, instance).await {
             Ok(Some(download)) => download,
             Ok(None) => return Step::Nothing,
+            Err(e) if e.is_disk_full() => return self.disk_full(key, instance, data_id, None).await,
             Err(e) => {
                 tracing::error!(%key, error = %e, "ESS: cannot start a download");
                 return Step::Retry(Reply::Invalid(e.to_string()));
@@ -52,8 +59,7 @@ impl EssSync {
                             key,
                             instance,
                             data_id,
-                            FEEDBACK_INTERNAL,
-                            &format!("data download refused: {reason}"),
+                            Feedback::error(FEEDBACK_INTERNAL, format!("data download refused: {reason}")),
                             false,
                         )
                         .await;
@@ -65,6 +71,9 @@ impl EssSync {
             let body = answer.body;
             match self.node.write_download(&download.session, offset, body).await {
                 Ok(session) => download.session = session,
+                Err(e) if e.is_disk_full() => {
+                    return self.disk_full(key, instance, data_id, Some(download.session.id)).await;
+                }
                 Err(e) => return Step::Retry(Reply::RetryLater(format!("storing downloaded data: {e}"))),
             }
             if !download.session.is_complete() && covered(&download.session.ranges) <= before {
@@ -78,14 +87,37 @@ impl EssSync {
             }
             Ok(Completion::Stale) => Step::Nothing,
             Ok(Completion::VerificationFailed(reason)) => {
-                self.reception_failed(key, instance, data_id, FEEDBACK_SECURITY, &reason, true)
+                self.reception_failed(key, instance, data_id, Feedback::error(FEEDBACK_SECURITY, reason), true)
                     .await
             }
             Ok(Completion::DestinationRefused(reason)) => {
-                self.reception_failed(key, instance, data_id, FEEDBACK_INTERNAL, &reason, true)
+                self.reception_failed(key, instance, data_id, Feedback::error(FEEDBACK_INTERNAL, reason), true)
                     .await
             }
+            Err(e) if e.is_disk_full() => self.disk_full(key, instance, data_id, Some(download.session.id)).await,
             Err(e) => Step::Retry(Reply::Invalid(format!("completing the download: {e}"))),
+        }
+    }
+
+    /// The disk is too full for the download: its partial file is given up so that it holds
+    /// no space meanwhile, and the CSS gets an I/O error `feedback` asking it to send the
+    /// `update` again after the next backoff delay of this object (the protocol's own retry,
+    /// spec §5.5), which starts the download over. A transient failure for the backoff: the
+    /// delay grows while the disk stays full and starts again once the download succeeds.
+    pub(super) async fn disk_full(&self, key: &ObjectKey, instance: i64, data_id: i64, session: Option<i64>) -> Step {
+        if let Some(session) = session {
+            if let Err(e) = self.node.abandon_download(key, instance, session).await {
+                tracing::warn!(%key, error = %e, "ESS: the partial data of a failed download is kept");
+            }
+        }
+        let retry = self.retry_delay(key);
+        let feedback = Feedback {
+            retry_interval: i32::try_from(retry.as_secs().max(1)).unwrap_or(i32::MAX),
+            ..Feedback::error(FEEDBACK_IO, NO_SPACE.to_string())
+        };
+        match self.reception_failed(key, instance, data_id, feedback, false).await {
+            Step::Final(outcome) => Step::Retry(outcome),
+            other => other,
         }
     }
 
@@ -95,19 +127,18 @@ impl EssSync {
         key: &ObjectKey,
         instance: i64,
         data_id: i64,
-        code: i32,
-        reason: &str,
+        feedback: Feedback,
         already_recorded: bool,
     ) -> Step {
-        tracing::warn!(%key, instance, reason, "ESS: reception failed");
+        tracing::warn!(%key, instance, reason = %feedback.reason, "ESS: reception failed");
         if !already_recorded {
             if let Err(e) = self.node.receiver_error(key, instance, None).await {
                 tracing::error!(%key, error = %e, "ESS: recording receiverError failed");
             }
         }
-        let outcome = self.client.feedback(key, instance, data_id, code, reason).await;
+        let outcome = self.client.feedback(key, instance, data_id, &feedback).await;
         match step_of(outcome) {
-            Step::Progress => Step::Final(Reply::Invalid(reason.to_string())),
+            Step::Progress => Step::Final(Reply::Invalid(feedback.reason)),
             other => other,
         }
     }

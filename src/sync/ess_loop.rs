@@ -21,7 +21,7 @@ use crate::clock::Instant;
 use crate::config::Config;
 use crate::engine::receive::UpdateReply;
 use crate::engine::Node;
-use crate::model::sync::{Action, NotificationStatus, PollItem};
+use crate::model::sync::{Action, Feedback, NotificationStatus, PollItem};
 use crate::model::{MetaData, ObjectKey};
 use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
@@ -187,6 +187,12 @@ impl EssSync {
             }
             released.await;
         }
+    }
+
+    /// The backoff delay after one more transient failure of `key`.
+    pub(super) fn retry_delay(&self, key: &ObjectKey) -> Duration {
+        let failures = self.backoff.lock().get(key).map_or(0, |b| b.failures);
+        self.settings.retry.delay(failures + 1)
     }
 
     /// True when the outbox may act on `key` now.
@@ -383,6 +389,7 @@ impl EssSync {
         };
         let (instance, data_id) = (meta.instance_id, meta.data_id);
         match self.node.receive_update(meta).await {
+            Err(e) if e.is_disk_full() => self.disk_full(key, instance, data_id, None).await,
             Err(e) => {
                 tracing::error!(%key, error = %e, "ESS: storing an update failed");
                 Step::Nothing
@@ -396,18 +403,15 @@ impl EssSync {
                 if !acknowledged {
                     tracing::debug!(%key, outcome = %updated, "ESS: updated not acknowledged");
                 }
-                match self.download(key, instance).await {
+                match self.download(key, instance, data_id).await {
                     Step::Nothing if acknowledged => Step::Progress,
                     other => other,
                 }
             }
             Ok(UpdateReply::Feedback(reason)) => {
                 tracing::warn!(%key, %reason, "ESS: refusing an update");
-                step_of(
-                    self.client
-                        .feedback(key, instance, data_id, FEEDBACK_INTERNAL, &reason)
-                        .await,
-                )
+                let feedback = Feedback::error(FEEDBACK_INTERNAL, reason);
+                step_of(self.client.feedback(key, instance, data_id, &feedback).await)
             }
         }
     }
@@ -479,7 +483,7 @@ impl EssSync {
                 };
                 let (instance, data_id) = (record.instance_id, record.data_id);
                 let step = match record.status {
-                    NotificationStatus::GetData => self.download(&key, instance).await,
+                    NotificationStatus::GetData => self.download(&key, instance, data_id).await,
                     NotificationStatus::Received => self.send_received(&key, instance, data_id).await,
                     NotificationStatus::Consumed => {
                         let outcome = self

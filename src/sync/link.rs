@@ -3,7 +3,7 @@
 //! codes to it, the MQTT transport the CSS's answer messages (and their absence); the tasks'
 //! decisions (retry, backoff, what to record) are the same for both.
 
-use crate::model::sync::{Action, PollItem};
+use crate::model::sync::{Action, Feedback, PollItem};
 use crate::model::{MetaData, ObjectKey};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -112,7 +112,9 @@ pub trait EssLink: Send + Sync {
     ) -> Reply;
     /// `deleted` for a copy whose deletion the applications acknowledged.
     async fn deleted(&self, meta: &MetaData) -> Reply;
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply;
+    /// `feedback`: a reception failed (spec §5.5); a non-zero `retry_interval` asks the CSS
+    /// to send the `update` again after that many seconds.
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, feedback: &Feedback) -> Reply;
     /// `update` or `delete` of one of the ESS's own objects.
     async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Reply;
     /// Data of a CSS object, whole or one inclusive byte range.

@@ -108,6 +108,7 @@ impl From<tokio_postgres::Error> for StoreError {
             {
                 StoreError::Unavailable(PostgresError(e).to_string())
             }
+            Some(code) if *code == SqlState::DISK_FULL => StoreError::Full,
             None if is_connection_failure(&e) => StoreError::Unavailable(PostgresError(e).to_string()),
             _ => StoreError::Backend(Box::new(PostgresError(e))),
         }

@@ -5,6 +5,7 @@
 //! while the writer commits). A fixed set keeps memory flat however many requests wait: each
 //! connection has its own page cache. Nothing here blocks the async runtime.
 
+use crate::store::space::is_sqlite_full;
 use crate::store::{StoreError, StoreResult};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags};
@@ -19,7 +20,16 @@ const READERS: usize = 4;
 /// Page cache of each connection, in KiB.
 const CACHE_KIB: u32 = 2048;
 
-type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(bool) + Send> + Send>;
+/// What a batch's commit ended with, handed to each of its writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Done,
+    /// The database file could not grow (`SQLITE_FULL`): the batch was rolled back.
+    DiskFull,
+    Failed,
+}
+
+type Job = Box<dyn FnOnce(&Connection) -> Box<dyn FnOnce(Commit) + Send> + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 
 /// Handle to the writer thread and the read connections of one database file.
@@ -89,12 +99,15 @@ impl SqlitePool {
         let (reply, answer) = oneshot::channel::<StoreResult<R>>();
         let job: Job = Box::new(move |conn| {
             let outcome = run_in_savepoint(conn, work);
-            Box::new(move |committed| {
+            Box::new(move |commit| {
                 settled();
-                let result = match outcome {
-                    Ok(value) if committed => Ok(value),
-                    Ok(_) => Err(StoreError::Corrupt("the transaction could not be committed".into())),
-                    Err(e) => Err(e),
+                let result = match (outcome, commit) {
+                    (Ok(value), Commit::Done) => Ok(value),
+                    (Ok(_), Commit::DiskFull) => Err(StoreError::Full),
+                    (Ok(_), Commit::Failed) => {
+                        Err(StoreError::Corrupt("the transaction could not be committed".into()))
+                    }
+                    (Err(e), _) => Err(e),
                 };
                 let _ = reply.send(result);
             })
@@ -222,16 +235,25 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
         let replies: Vec<_> = batch.into_iter().map(|job| job(&conn)).collect();
-        let committed = began && conn.execute_batch("COMMIT").is_ok();
-        if !committed {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!(
-                writes = replies.len(),
-                "database commit failed; the batch was rolled back"
-            );
-        }
-        replies.into_iter().for_each(|reply| reply(committed));
+        let committed = began.and_then(|()| conn.execute_batch("COMMIT"));
+        let commit = match committed {
+            Ok(()) => Commit::Done,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::error!(
+                    writes = replies.len(),
+                    error = %e,
+                    "database commit failed; the batch was rolled back"
+                );
+                if is_sqlite_full(&e) {
+                    Commit::DiskFull
+                } else {
+                    Commit::Failed
+                }
+            }
+        };
+        replies.into_iter().for_each(|reply| reply(commit));
     }
 }

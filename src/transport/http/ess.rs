@@ -6,7 +6,7 @@
 
 use crate::config::Config;
 use crate::engine::Node;
-use crate::model::sync::{Action, PollItem, LONG_POLL_HEADER, LONG_POLL_PARAM};
+use crate::model::sync::{Action, Feedback, PollItem, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::{MetaData, ObjectKey};
 use crate::sync::link::{
     DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration, UploadBody,
@@ -53,6 +53,8 @@ fn reply_of(route: Route, status: u16) -> Reply {
         (Route::Object, 400 | 404) => Reply::UnknownObject,
         // The spec's transient answers (§3.4).
         (_, 502 | 503 | 504 | 408 | 429 | 307) => Reply::RetryLater(format!("status {status}")),
+        // The CSS's disk is full: the same request succeeds once space is freed there.
+        (_, 507) => Reply::RetryLater("status 507: the CSS has not enough disk space".into()),
         _ => Reply::Refused(format!("status {status}")),
     }
 }
@@ -288,13 +290,8 @@ impl EssLink for EssClient {
     }
 
     /// `PUT .../feedback` (single attempt).
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply {
-        let body = crate::model::sync::Feedback {
-            code,
-            retry_interval: 0,
-            reason: reason.to_string(),
-        };
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, feedback: &Feedback) -> Reply {
+        let body = serde_json::to_vec(feedback).unwrap_or_default();
         self.action(key, instance_id, data_id, Action::Feedback, Some(body))
             .await
     }
@@ -398,7 +395,7 @@ mod tests {
 
     #[test]
     fn statuses_become_replies_by_kind_of_request() {
-        for status in [502, 503, 504, 408, 429, 307] {
+        for status in [502, 503, 504, 408, 429, 307, 507] {
             for route in [Route::Node, Route::Poll, Route::Object, Route::Other] {
                 assert!(reply_of(route, status).is_transient(), "{status}");
             }

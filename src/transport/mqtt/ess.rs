@@ -412,10 +412,11 @@ impl EssLink for MqttLink {
             .await
     }
 
-    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, code: i32, reason: &str) -> Reply {
+    async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, feedback: &Feedback) -> Reply {
         let mut message = Control::about("feedback", self.meta_for(key, instance_id, data_id, false));
-        message.feedback_code = code;
-        message.reason = reason.to_string();
+        message.feedback_code = feedback.code;
+        message.retry = feedback.retry_interval;
+        message.reason = feedback.reason.clone();
         self.publish_control(&message, false).await;
         Reply::Accepted
     }
