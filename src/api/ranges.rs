@@ -77,6 +77,9 @@ pub fn range(header: &str) -> Result<RangeRequest, String> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -312,6 +312,9 @@ fn number(text: &str) -> ApiResult<i64> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     //! The route table's checks need every dispatcher's routing function, this one included,
     //! and only a layer above api can name it.
