@@ -37,6 +37,9 @@ pub mod sync;
 pub mod tls;
 pub mod transport;
 
+#[cfg(test)]
+mod proptest_cases;
+
 use config::{Config, StorageKind};
 use engine::{Node, NodeSettings};
 use model::Role;

@@ -412,3 +412,6 @@ fn filters(query: &Query) -> ApiResult<Filters> {
         deleted: query.bool("deleted")?,
     })
 }
+
+#[cfg(test)]
+mod props;

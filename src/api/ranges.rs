@@ -77,6 +77,9 @@ pub fn range(header: &str) -> Result<RangeRequest, String> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -119,5 +122,14 @@ mod tests {
         ] {
             assert!(range(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A part ending at `u64::MAX` is a valid header; the node-to-node upload used to take its
+    /// length as `end - start + 1`, which overflows (a panic with overflow checks).
+    #[test]
+    fn a_part_ending_at_u64_max_has_a_saturated_length() {
+        let part = content_range("bytes 0-18446744073709551615/10").unwrap();
+        assert_eq!(part.byte_count(), u64::MAX);
+        assert_eq!(content_range("bytes 5-9/10").unwrap().byte_count(), 5);
     }
 }

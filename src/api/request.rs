@@ -191,6 +191,9 @@ fn clean_path(path: &str) -> String {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;

@@ -31,6 +31,12 @@ impl ContentRange {
         }
         Ok(Self { start, end, total })
     }
+
+    /// How many bytes the part spans. Saturates: `bytes 0-18446744073709551615/...` spans
+    /// one byte more than a `u64` holds, and `end - start + 1` would overflow.
+    pub fn byte_count(&self) -> u64 {
+        (self.end - self.start).saturating_add(1)
+    }
 }
 
 /// The bytes a download asks for: `start..=end`, from `start` on, or the last `n`.

@@ -46,6 +46,26 @@ struct PutObjectBody {
     data: Option<String>,
 }
 
+/// Reads the body of `PUT {obj}` with the original's lenient key rules; a body that is not
+/// such JSON (or has a field of the wrong type) is a 400 naming the problem.
+fn read_put_body(body: &[u8]) -> EngineResult<PutObjectBody> {
+    from_lenient(body, &PUT_BODY_SHAPE)
+        .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))
+}
+
+/// The inline `data` of a `PUT {obj}` body, base64-decoded; empty counts as none.
+fn inline_data(encoded: Option<&str>) -> EngineResult<Option<Vec<u8>>> {
+    match encoded {
+        Some(encoded) if !encoded.is_empty() => {
+            Some(base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| {
+                EngineError::Invalid(format!("Invalid JSON for update. Error: data is not valid base64: {e}"))
+            }))
+            .transpose()
+        }
+        _ => Ok(None),
+    }
+}
+
 /// What a read-decide-write step wants done with the record it was given.
 pub(super) enum Change {
     Write(Box<ObjectRecord>),
@@ -74,21 +94,13 @@ const UNLIMITED_CONSUMERS: i32 = i32::MAX;
 impl Node {
     /// `PUT {obj}`: creates or replaces an object, with optional inline data.
     pub async fn put_object(&self, identity: &Identity, key: &ObjectKey, body: &[u8]) -> EngineResult<()> {
-        let request: PutObjectBody = from_lenient(body, &PUT_BODY_SHAPE)
-            .map_err(|e| EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")))?;
+        let request = read_put_body(body)?;
         let meta = request.meta;
         let grants = self.grants_for(identity, &key.org, &meta).await?;
         if !access::may_write(self.role(), identity, &key.org, &meta, &grants) {
             return Err(EngineError::Forbidden);
         }
-        let inline = match request.data.as_deref() {
-            Some(encoded) if !encoded.is_empty() => {
-                Some(base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|e| {
-                    EngineError::Invalid(format!("Invalid JSON for update. Error: data is not valid base64: {e}"))
-                })?)
-            }
-            _ => None,
-        };
+        let inline = inline_data(request.data.as_deref())?;
         if inline
             .as_ref()
             .is_some_and(|bytes| bytes.len() as u64 > self.object_size_limit())
@@ -479,3 +491,6 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod props;

@@ -409,3 +409,6 @@ fn deleted_remote(body: &[u8]) -> Option<Remote> {
         dest_id: meta.destination_id,
     })
 }
+
+#[cfg(test)]
+mod props;

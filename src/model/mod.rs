@@ -194,6 +194,9 @@ pub struct OrganizationEntry {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -168,6 +168,9 @@ impl fmt::Display for VersionRange {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -7,6 +7,7 @@
 mod ignored;
 mod loading;
 mod logging;
+mod props;
 mod validation;
 
 use std::collections::HashMap;

@@ -234,7 +234,7 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 .map_err(std::io::Error::other)
                 .inspect_ok(move |frame| metrics.count_http_received(frame.len() as u64));
             // A final chunk may carry padding past its range; exactly the range is kept.
-            let limit = content_range.map_or(u64::MAX, |r| r.end - r.start + 1);
+            let limit = content_range.map_or(u64::MAX, |r| r.byte_count());
             let stream = truncated(Box::pin(stream), limit);
             match engine
                 .spi_receive_data(&node, &key, instance_id, content_range, Box::pin(stream))
@@ -310,6 +310,9 @@ fn number(text: &str) -> ApiResult<i64> {
     text.parse::<i64>()
         .map_err(|_| ApiError::BadRequest(format!("Invalid instance or data ID ({text})")))
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

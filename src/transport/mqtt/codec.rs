@@ -246,6 +246,9 @@ pub const CSS_SUBSCRIPTIONS: [&str; 2] = [
 ];
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
