@@ -143,17 +143,24 @@ pub fn segments(full_path: &str, prefix: &str, query: Option<&str>) -> ApiResult
     if parts.len() > 1 && parts.last() == Some(&"") {
         parts.pop();
     }
-    let needs_cleaning = parts
-        .iter()
-        .enumerate()
-        .any(|(i, p)| *p == "." || *p == ".." || (p.is_empty() && i + 1 < parts.len()));
+    // Decoded first: a path with an escaping segment is refused even when it also has a
+    // literal one to clean, rather than redirected to a path that is refused in turn.
+    let mut decoded = Vec::with_capacity(parts.len());
+    let mut needs_cleaning = false;
+    for (i, part) in parts.iter().enumerate() {
+        if *part == "." || *part == ".." || (part.is_empty() && i + 1 < parts.len()) {
+            needs_cleaning = true;
+        } else {
+            decoded.push(decode_segment(part)?);
+        }
+    }
     if needs_cleaning {
         return Err(ApiError::Redirect(with_query(clean_path(full_path))));
     }
     if parts == [""] {
         return Ok(Vec::new());
     }
-    parts.into_iter().map(decode_segment).collect()
+    Ok(decoded)
 }
 
 /// Percent-decodes one raw path segment, refusing what would escape it.
@@ -245,9 +252,9 @@ mod tests {
             matches!(segments("/api/v1/objects/o//t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/o/t")
         );
         assert!(
-            matches!(segments("/api/v1/objects/o/../%2e/t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/%2e/t")
+            matches!(segments("/api/v1/objects/o/../a%20b/t", p, None), Err(ApiError::Redirect(l)) if l == "/api/v1/objects/a%20b/t")
         );
-        for escaping in ["a%2Fb", "t/..%2F..%2Fetc%2Fpasswd", "o/%2E%2E/t", "o/%2e"] {
+        for escaping in ["a%2Fb", "t/..%2F..%2Fetc%2Fpasswd", "o/%2E%2E/t", "o/%2e", "o/../%2e/t"] {
             let path = format!("/api/v1/objects/{escaping}");
             assert!(
                 matches!(segments(&path, p, None), Err(ApiError::BadRequest(ref m)) if m.contains("decodes to")),

@@ -105,7 +105,6 @@ proptest! {
     /// The contract of encoded separators: a redirect only cleans what the client literally
     /// sent, and never turns an encoded `/` into a real one; an encoded separator is a 400.
     #[test]
-    #[ignore = "the contract of the reworked segment rule (encoded separators refused, redirects to the raw path cleaned); enabled with that rule"]
     fn redirects_clean_only_literal_segments_and_encoded_separators_are_refused(path in raw_path()) {
         let result = segments(&path, PREFIX, None);
         if has_encoded_separator(&path) {

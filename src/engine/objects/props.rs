@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::api::error::ApiError;
-use crate::model::validate::ValidationError;
+use crate::model::validate::{parse_destination_entry, ValidationError};
 use crate::proptest_cases::json::{deep_value, metadata_object, value, well_typed_metadata_object};
 use crate::proptest_cases::{budget, QUICK};
 use axum::http::StatusCode;
