@@ -232,6 +232,10 @@ impl CssMqtt {
                 // pulls that gave up can go on (spec §7.2: `getdata` records are resent).
                 let _ = self.registrations.send(node.clone());
                 self.resume_pulls(ReceptionScope::Node(node)).await?;
+                let resent = self.node.resend_unacknowledged(Some(node)).await?;
+                if resent > 0 {
+                    tracing::info!(org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, resent, "MQTT: messages sent before the registration queued again");
+                }
             }
             Err(EngineError::NotFound) => self.send(node, &Control::new("registerAsNew")).await,
             Err(e) => return Err(e),
