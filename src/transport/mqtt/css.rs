@@ -91,6 +91,14 @@ pub fn spawn(
             _ = sweeper.resume_stalled_pulls(resend) => {}
         }
     });
+    let resender = resumer.clone();
+    let resend_stop = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = resend_stop.cancelled() => {}
+            _ = resender.resend_after_reconnections() => {}
+        }
+    });
     // Pulls a previous run of the CSS did not finish resume once the broker is there.
     tracker.spawn(async move {
         tokio::select! {
@@ -173,6 +181,27 @@ impl CssMqtt {
                 }
                 Ok(Message::Data(chunk)) => self.on_data(chunk),
                 Err(e) => tracing::warn!(topic = %message.topic, error = %e, "MQTT: dropping a message"),
+            }
+        }
+    }
+
+    /// After each reconnection to the broker, sends again what nodes have not acknowledged:
+    /// what was in flight when the previous session ended is lost (QoS 0, clean sessions),
+    /// and waiting for the resend timer (6 x `ResendInterval`) would hold the nodes' objects
+    /// back long after the network recovered.
+    async fn resend_after_reconnections(self: Arc<Self>) {
+        let mut renewed = self.connection.next_session();
+        loop {
+            renewed.await;
+            // Armed before the work below, so that a reconnection meanwhile is not missed.
+            renewed = self.connection.next_session();
+            if self.connection.sessions() < 2 {
+                continue;
+            }
+            match self.node.resend_unacknowledged(None).await {
+                Ok(0) => {}
+                Ok(resent) => tracing::info!(resent, "MQTT: messages sent before the reconnection queued again"),
+                Err(e) => tracing::warn!(error = %e, "MQTT: queueing unacknowledged messages again failed"),
             }
         }
     }
