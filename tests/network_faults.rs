@@ -48,10 +48,15 @@ fn unnoticed_loss(transport: Transport) -> Duration {
         Transport::Mqtt => Duration::from_secs(10),
     }
 }
-/// How long the faults other than the blackhole last.
+/// How long latency and the bandwidth limit last.
 const FAULT_TIME: Duration = Duration::from_secs(4);
-/// A connection carries a chunk and a half before a cut: cut in the middle of a data chunk.
-const CUT_AFTER: u64 = (CHUNK + CHUNK / 2) as u64;
+/// How long cuts and resets go on: long enough for the ESS's retries of a download to fail
+/// several times over (2, 4 and 8 s apart with a doubling backoff), so that the trial sees
+/// when the next attempt comes after the heal.
+const CUT_TIME: Duration = Duration::from_secs(16);
+/// A connection carries half a chunk before a cut: each one is cut in the middle of the
+/// first data chunk it carries, so that no object can arrive before the heal.
+const CUT_AFTER: u64 = (CHUNK / 2) as u64;
 /// Latency of each direction in the latency trial.
 const LATENCY: Duration = Duration::from_secs(2);
 /// Bandwidth of each direction of each connection in the bandwidth trial.
@@ -273,37 +278,46 @@ async fn blackhole(transport: Transport) {
     }
 }
 
-/// Applies `fault` while objects travel, for [`FAULT_TIME`]; `hit` checks that the fault
-/// did get in the way; after the heal everything arrives within the bound plus `allowance`.
+/// Applies `fault` (`name`) while objects travel, for `lasting`; `hit` checks that the
+/// fault did get in the way; after the heal everything arrives within the bound plus
+/// `allowance`.
 async fn fault_then_heal(
     transport: Transport,
-    fault: Fault,
-    name: &str,
+    (fault, name, lasting): (Fault, &str, Duration),
     allowance: Duration,
     hit: impl FnOnce(&Trial, usize),
 ) {
     let trial = Trial::start(transport).await;
     trial.proxy.set(fault);
     let objects = trial.publish().await;
-    tokio::time::sleep(FAULT_TIME).await;
+    tokio::time::sleep(lasting).await;
     hit(&trial, trial.taken().len());
     trial.proxy.heal();
     trial.check_recovery(name, &objects, Instant::now(), allowance).await;
 }
 
-/// Every connection is closed (FIN) once it carried a chunk and a half.
+/// Checks that connections were cut and no object got through.
+fn cut_every_transfer(trial: &Trial, taken: usize) {
+    assert!(trial.proxy.cuts() > 0, "no connection was cut");
+    assert_eq!(taken, 0, "an object got through the cuts");
+}
+
+/// Every connection is closed (FIN) once it carried half a chunk.
 async fn cut_mid_chunk(transport: Transport) {
     let fault = Fault::Cut {
         after: CUT_AFTER,
         ending: Ending::Fin,
     };
-    fault_then_heal(transport, fault, "cut (FIN)", unnoticed_loss(transport), |trial, _| {
-        assert!(trial.proxy.cuts() > 0, "no connection was cut")
-    })
+    fault_then_heal(
+        transport,
+        (fault, "cut (FIN)", CUT_TIME),
+        unnoticed_loss(transport),
+        cut_every_transfer,
+    )
     .await;
 }
 
-/// Every connection is reset (RST) once it carried a chunk and a half.
+/// Every connection is reset (RST) once it carried half a chunk.
 async fn reset_mid_chunk(transport: Transport) {
     let fault = Fault::Cut {
         after: CUT_AFTER,
@@ -311,10 +325,9 @@ async fn reset_mid_chunk(transport: Transport) {
     };
     fault_then_heal(
         transport,
-        fault,
-        "reset (RST)",
+        (fault, "reset (RST)", CUT_TIME),
         unnoticed_loss(transport),
-        |trial, _| assert!(trial.proxy.cuts() > 0, "no connection was reset"),
+        cut_every_transfer,
     )
     .await;
 }
@@ -324,8 +337,7 @@ async fn reset_mid_chunk(transport: Transport) {
 async fn latency(transport: Transport) {
     fault_then_heal(
         transport,
-        Fault::Latency(LATENCY),
-        "latency",
+        (Fault::Latency(LATENCY), "latency", FAULT_TIME),
         LATENCY * 2,
         |_, taken| assert!(taken < OBJECTS, "the latency slowed nothing down"),
     )
@@ -337,8 +349,7 @@ async fn latency(transport: Transport) {
 async fn bandwidth_limit(transport: Transport) {
     fault_then_heal(
         transport,
-        Fault::Bandwidth(BANDWIDTH),
-        "bandwidth limit",
+        (Fault::Bandwidth(BANDWIDTH), "bandwidth limit", FAULT_TIME),
         Duration::ZERO,
         |_, taken| assert!(taken < OBJECTS, "the bandwidth limit slowed nothing down"),
     )
