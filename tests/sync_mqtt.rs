@@ -19,23 +19,6 @@ const CONNECTION_DEBUG: (&str, &str) = ("RUST_LOG", "info,edge_sync_service::tra
 const CHUNK: (&str, &str) = ("MAX_DATA_CHUNK_SIZE", "65536");
 const BIG: usize = 16 << 20;
 
-/// CPU time (user + system) the process has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process is running");
-    // Fields after the command name (which is in parentheses): state is field 3, utime 14,
-    // stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..].split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let per_second = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(100);
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 /// Failed broker connection attempts the node logged since it last lost the broker.
 fn failures_since_loss(node: &TestNode) -> u32 {
     let log = node.log();
@@ -71,7 +54,7 @@ async fn broker_outage(net: &mut Net, nodes: &[&TestNode]) {
         },
     )
     .await;
-    let before: Vec<Duration> = nodes.iter().map(|n| cpu_time(n.pid())).collect();
+    let before: Vec<Duration> = nodes.iter().map(|n| n.cpu_time()).collect();
     let noticed = Instant::now();
     wait_for(
         "four reconnection attempts by each node",
@@ -88,7 +71,7 @@ async fn broker_outage(net: &mut Net, nodes: &[&TestNode]) {
     );
     for (node, before) in nodes.iter().zip(before) {
         node.assert_healthy().await;
-        let used = cpu_time(node.pid()) - before;
+        let used = node.cpu_time() - before;
         println!("{:?} used {used:?} of CPU in {down:?} without the broker", node.role);
         assert!(
             used <= Duration::from_millis(100).max(down / 4),

@@ -202,6 +202,29 @@ impl Node {
         Ok(())
     }
 
+    /// Sends again, now, every message sent over MQTT to `node` (to every node when `None`)
+    /// and not acknowledged yet, rather than at its resend time: messages are published with
+    /// QoS 0 on clean sessions, so those in flight are lost when either side's broker
+    /// session ends (spec §7.2 for a node that registers again). Returns how many.
+    pub async fn resend_unacknowledged(&self, node: Option<&NodeAddress>) -> EngineResult<usize> {
+        let records = match node {
+            Some(node) => {
+                self.0
+                    .store
+                    .notifications_for_remote(&node.org, &remote_of(node))
+                    .await?
+            }
+            None => self.0.store.due_notifications(i64::MAX).await?,
+        };
+        let mut queued = 0;
+        for record in records {
+            if self.requeue_sent(&record).await? {
+                queued += 1;
+            }
+        }
+        Ok(queued)
+    }
+
     /// `ping`: 404 for an unknown node (it then registers as new).
     pub async fn spi_ping(&self, node: &NodeAddress) -> EngineResult<()> {
         if self

@@ -32,27 +32,10 @@ impl Node {
         let now = now_secs();
         let mut queued = 0;
         for record in self.0.store.due_notifications(now).await? {
-            if let Some(pending) = record.status.pending_form() {
+            if record.status.pending_form().is_some() {
                 // Sent over MQTT and not answered in time: queue it again for sending.
-                let again = Notification {
-                    status: pending,
-                    resend_time: now + self.resend_delay(),
-                    ..record.clone()
-                };
-                // Guarded by the object's revision: a deletion or a new instance committed
-                // since the read wrote newer records, which must not be overwritten.
-                let Some(object) = self.0.store.object(&record.key).await? else {
-                    continue;
-                };
-                let ops = vec![
-                    StoreOp::expect_object(&object),
-                    StoreOp::expect_notification(&record),
-                    StoreOp::PutNotification(again),
-                ];
-                match self.commit(&record.key, ops).await {
-                    Ok(()) => queued += 1,
-                    Err(StoreError::Conflict) => {}
-                    Err(e) => return Err(e.into()),
+                if self.requeue_sent(&record).await? {
+                    queued += 1;
                 }
                 continue;
             }
@@ -74,6 +57,35 @@ impl Node {
             queued += 1;
         }
         Ok(queued)
+    }
+
+    /// Queues a message that was sent to a node over MQTT and is not acknowledged yet
+    /// (`record`, in a sent status) again, for sending now; false when the record is in no
+    /// sent status, or its object or the record itself changed since it was read.
+    pub(super) async fn requeue_sent(&self, record: &Notification) -> EngineResult<bool> {
+        let Some(pending) = record.status.pending_form() else {
+            return Ok(false);
+        };
+        let again = Notification {
+            status: pending,
+            resend_time: now_secs() + self.resend_delay(),
+            ..record.clone()
+        };
+        // Guarded by the object's revision: a deletion or a new instance committed since the
+        // read wrote newer records, which must not be overwritten.
+        let Some(object) = self.0.store.object(&record.key).await? else {
+            return Ok(false);
+        };
+        let ops = vec![
+            StoreOp::expect_object(&object),
+            StoreOp::expect_notification(record),
+            StoreOp::PutNotification(again),
+        ];
+        match self.commit(&record.key, ops).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

@@ -4,9 +4,9 @@ use crate::backoff::Backoff;
 use crate::config::Config;
 use std::time::Duration;
 
-/// Exponential backoff for transient failures: `ESSCallSPIRetryInterval x 2^k`, at most
-/// 60 s, for at most `ESSSPIMaxRetry` attempts (the spec's fixed 2 s x 1000 with the flaw
-/// fixes of §3.4).
+/// Exponential backoff for transient failures: `ESSCallSPIRetryInterval x 2^k`, up to the
+/// node's cadence with its CSS (at most 60 s), for at most `ESSSPIMaxRetry` attempts (the
+/// spec's fixed 2 s x 1000 with the flaw fixes of §3.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub backoff: Backoff,
@@ -17,11 +17,16 @@ pub struct RetryPolicy {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 impl RetryPolicy {
-    /// From `ESSCallSPIRetryInterval` and `ESSSPIMaxRetry`.
-    pub fn from_config(config: &Config) -> Self {
+    /// From `ESSCallSPIRetryInterval` and `ESSSPIMaxRetry`; the delays stop doubling at
+    /// `cadence`, how often the node turns to its CSS anyway (its polling interval over
+    /// HTTP, its resend interval over MQTT). Backing off further saves little, as the node's
+    /// other requests go out at that pace, and holds its objects back long after a network
+    /// fault is gone: retried at most `cadence` apart, a transfer resumes within that time
+    /// of the heal.
+    pub fn from_config(config: &Config, cadence: Duration) -> Self {
         let base = Duration::from_secs(u64::try_from(config.ess_call_spi_retry_interval).unwrap_or(0).max(1));
         Self {
-            backoff: Backoff::new(base, MAX_BACKOFF),
+            backoff: Backoff::new(base, cadence.clamp(base, MAX_BACKOFF.max(base))),
             max_attempts: u64::try_from(config.ess_spi_max_retry).unwrap_or(0).max(1),
         }
     }

@@ -25,12 +25,19 @@ impl LoopSettings {
     /// From the configuration.
     pub fn from_config(config: &Config) -> Self {
         let hours = u64::try_from(config.ess_ping_interval).unwrap_or(0);
+        let polling_interval = config.http_polling_interval.max(1);
+        let resend_interval = Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(0).max(1));
+        let cadence = if config.communication_protocol.uses_mqtt() {
+            resend_interval
+        } else {
+            Duration::from_secs(u64::from(polling_interval))
+        };
         Self {
-            polling_interval: config.http_polling_interval.max(1),
-            resend_interval: Duration::from_secs(u64::try_from(config.resend_interval).unwrap_or(0).max(1)),
+            polling_interval,
+            resend_interval,
             ping_interval: (hours > 0).then(|| Duration::from_secs(hours * 3600)),
             chunking: config.enable_data_chunk,
-            retry: RetryPolicy::from_config(config),
+            retry: RetryPolicy::from_config(config, cadence),
             consumed_objects_kept: usize::try_from(config.ess_consumed_objects_kept).unwrap_or(0),
         }
     }
@@ -135,6 +142,48 @@ mod tests {
         let second = schedule.next(PollResult::NoProgress, true);
         assert!(first > Duration::ZERO && second > first);
         assert!(schedule.next(PollResult::Failed, true) > Duration::ZERO);
+    }
+
+    /// An ESS's settings from the environment `env` (no configuration file).
+    fn ess_settings(env: &[(&str, &str)]) -> LoopSettings {
+        let base = [
+            ("NODE_TYPE", "ESS"),
+            ("ORG_ID", "org"),
+            ("DESTINATION_TYPE", "edge"),
+            ("DESTINATION_ID", "node1"),
+            ("HTTP_CSS_HOST", "127.0.0.1"),
+            ("HTTP_CSS_PORT", "8080"),
+        ];
+        let lookup = |name: &str| {
+            base.iter()
+                .chain(env)
+                .rev()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        };
+        let config = Config::load(
+            std::path::Path::new("/nonexistent/edge-sync-service/sync.conf"),
+            &lookup,
+        )
+        .expect("configuration");
+        LoopSettings::from_config(&config)
+    }
+
+    #[test]
+    fn retries_back_off_no_further_than_the_nodes_cadence() {
+        let delays =
+            |settings: LoopSettings| -> Vec<u64> { (1..=6).map(|k| settings.retry.delay(k).as_secs()).collect() };
+        let http = ess_settings(&[("COMMUNICATION_PROTOCOL", "http"), ("HTTP_POLLING_INTERVAL", "10")]);
+        assert_eq!(delays(http), vec![2, 4, 8, 10, 10, 10], "polling interval");
+        let mqtt = ess_settings(&[("COMMUNICATION_PROTOCOL", "mqtt"), ("RESEND_INTERVAL", "5")]);
+        assert_eq!(delays(mqtt), vec![2, 4, 5, 5, 5, 5], "resend interval");
+        // A first delay longer than the cadence is kept, not shortened.
+        let slow = ess_settings(&[
+            ("COMMUNICATION_PROTOCOL", "http"),
+            ("HTTP_POLLING_INTERVAL", "1"),
+            ("ESS_CALL_SPI_RETRY_INTERVAL", "3"),
+        ]);
+        assert_eq!(delays(slow), vec![3; 6]);
     }
 
     #[test]

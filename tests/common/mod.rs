@@ -8,6 +8,7 @@ pub mod app;
 pub mod broker;
 mod client;
 pub mod cluster;
+pub mod faults;
 pub mod metrics;
 pub mod postgres;
 pub mod proxy;
@@ -283,6 +284,23 @@ impl TestNode {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
+    }
+
+    /// CPU time (user + system) the running process has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("the process is running");
+        // Fields after the command name (which is in parentheses): state is field 3, utime 14,
+        // stime 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(100);
+        Duration::from_millis(ticks * 1000 / per_second)
     }
 
     /// The port the node listens on.

@@ -1,6 +1,7 @@
 //! TCP front doors for nodes: a round-robin balancer over several CSS instances, and a gate
 //! that keeps a node unreachable until a test opens it. Both run on a free loopback port
-//! until they are dropped.
+//! until they are dropped, as does the fault-injecting proxy of `faults.rs`, which shares
+//! their listener.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,13 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A listener task that stops when its owner is dropped.
-struct Front {
-    port: u16,
+pub(super) struct Front {
+    pub(super) port: u16,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Front {
-    async fn start<F, Fut>(mut serve: F) -> Self
+    pub(super) async fn start<F, Fut>(mut serve: F) -> Self
     where
         F: FnMut(TcpStream, u64) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,

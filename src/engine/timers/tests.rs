@@ -242,6 +242,43 @@ async fn an_unanswered_message_is_sent_again_after_the_resend_time() {
     assert_eq!(again[0].meta.object_id, "pushed");
 }
 
+/// What was sent to an MQTT node and not answered is sent again at once when asked (the
+/// node registered again, or the CSS reconnected to the broker), before its resend time,
+/// and only to the node named.
+#[tokio::test(start_paused = true)]
+async fn unanswered_messages_are_sent_again_at_once_on_request() {
+    let css = Fixture::start(Role::Css).await;
+    let (node, other) = (edge("node1"), edge("node2"));
+    for address in [&node, &other] {
+        css.node
+            .register_node(address, false, true, "mqtt")
+            .await
+            .expect("registration");
+    }
+    let key = ObjectKey::new(ORG, "model", "pushed");
+    css.create(&key, serde_json::json!({})).await;
+    assert_eq!(css.node.spi_take_pending(&node).await.expect("the messages").len(), 1);
+    assert_eq!(css.node.spi_take_pending(&other).await.expect("the messages").len(), 1);
+
+    assert_eq!(css.node.resend_unacknowledged(Some(&node)).await.expect("requeue"), 1);
+    let again = css.node.spi_take_pending(&node).await.expect("the messages");
+    assert_eq!(again.len(), 1, "not sent again");
+    assert_eq!(again[0].meta.object_id, "pushed");
+    assert!(
+        css.node
+            .spi_take_pending(&other)
+            .await
+            .expect("the messages")
+            .is_empty(),
+        "sent again to a node not named"
+    );
+
+    assert_eq!(css.node.resend_unacknowledged(None).await.expect("requeue"), 2);
+    for address in [&node, &other] {
+        assert_eq!(css.node.spi_take_pending(address).await.expect("the messages").len(), 1);
+    }
+}
+
 /// Leadership as the cluster hands it to the engine: a flag the test sets.
 #[derive(Default)]
 struct Leading(tokio::sync::watch::Sender<bool>);

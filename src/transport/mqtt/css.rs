@@ -91,6 +91,14 @@ pub fn spawn(
             _ = sweeper.resume_stalled_pulls(resend) => {}
         }
     });
+    let resender = resumer.clone();
+    let resend_stop = shutdown.clone();
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = resend_stop.cancelled() => {}
+            _ = resender.resend_after_reconnections() => {}
+        }
+    });
     // Pulls a previous run of the CSS did not finish resume once the broker is there.
     tracker.spawn(async move {
         tokio::select! {
@@ -177,6 +185,27 @@ impl CssMqtt {
         }
     }
 
+    /// After each reconnection to the broker, sends again what nodes have not acknowledged:
+    /// what was in flight when the previous session ended is lost (QoS 0, clean sessions),
+    /// and waiting for the resend timer (6 x `ResendInterval`) would hold the nodes' objects
+    /// back long after the network recovered.
+    async fn resend_after_reconnections(self: Arc<Self>) {
+        let mut renewed = self.connection.next_session();
+        loop {
+            renewed.await;
+            // Armed before the work below, so that a reconnection meanwhile is not missed.
+            renewed = self.connection.next_session();
+            if self.connection.sessions() < 2 {
+                continue;
+            }
+            match self.node.resend_unacknowledged(None).await {
+                Ok(0) => {}
+                Ok(resent) => tracing::info!(resent, "MQTT: messages sent before the reconnection queued again"),
+                Err(e) => tracing::warn!(error = %e, "MQTT: queueing unacknowledged messages again failed"),
+            }
+        }
+    }
+
     async fn send(&self, node: &NodeAddress, message: &Control) {
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
         self.connection.publish(topic, codec::encode_control(message)).await;
@@ -232,6 +261,10 @@ impl CssMqtt {
                 // pulls that gave up can go on (spec §7.2: `getdata` records are resent).
                 let _ = self.registrations.send(node.clone());
                 self.resume_pulls(ReceptionScope::Node(node)).await?;
+                let resent = self.node.resend_unacknowledged(Some(node)).await?;
+                if resent > 0 {
+                    tracing::info!(org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, resent, "MQTT: messages sent before the registration queued again");
+                }
             }
             Err(EngineError::NotFound) => self.send(node, &Control::new("registerAsNew")).await,
             Err(e) => return Err(e),
