@@ -4,106 +4,23 @@
 
 mod common;
 
+use common::proxy::CountingProxy;
 use common::sync::{css_with, http_ess, wait_for};
 use common::{pattern, TestNode, ORG};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
 
 const CHUNK: usize = 256 * 1024;
 const OBJECT: usize = 16 * 1024 * 1024;
 /// Downstream rate of the proxy: slow enough to interrupt a transfer halfway.
 const BYTES_PER_SECOND: u64 = 12 * 1024 * 1024;
 
-/// A TCP proxy to `upstream` that counts and throttles the bytes flowing each way.
-struct CountingProxy {
-    port: u16,
-    downstream: Arc<AtomicU64>,
-    upstream: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl CountingProxy {
-    async fn start(target: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
-        let port = listener.local_addr().expect("proxy addr").port();
-        let (downstream, upstream) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (down, up) = (Arc::clone(&downstream), Arc::clone(&upstream));
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let (down, up) = (Arc::clone(&down), Arc::clone(&up));
-                tokio::spawn(async move {
-                    if let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await {
-                        let (client_read, client_write) = client.into_split();
-                        let (server_read, server_write) = server.into_split();
-                        let sending = tokio::spawn(pump(client_read, server_write, up));
-                        pump(server_read, client_write, down).await;
-                        sending.abort();
-                    }
-                });
-            }
-        });
-        Self {
-            port,
-            downstream,
-            upstream,
-            task,
-        }
-    }
-
-    /// Bytes the CSS sent to the ESS.
-    fn bytes_sent_back(&self) -> u64 {
-        self.downstream.load(Ordering::SeqCst)
-    }
-
-    /// Bytes the ESS sent to the CSS.
-    fn bytes_sent_up(&self) -> u64 {
-        self.upstream.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Copies `from` to `to` at no more than [`BYTES_PER_SECOND`], counting what went through.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    counter: Arc<AtomicU64>,
-) {
-    let mut buffer = vec![0u8; 64 * 1024];
-    let started = Instant::now();
-    let mut relayed: u64 = 0;
-    loop {
-        let read = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(read) => read,
-        };
-        if to.write_all(&buffer[..read]).await.is_err() {
-            break;
-        }
-        counter.fetch_add(read as u64, Ordering::SeqCst);
-        relayed += read as u64;
-        let due = Duration::from_secs_f64(relayed as f64 / BYTES_PER_SECOND as f64);
-        if let Some(ahead) = due.checked_sub(started.elapsed()) {
-            tokio::time::sleep(ahead).await;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
 fn css() -> TestNode {
     css_with(&[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
 }
 
 fn ess_through(proxy: &CountingProxy) -> TestNode {
-    http_ess(proxy.port, &[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
+    http_ess(proxy.port(), &[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
 }
 
 /// Publishes a large object for the ESS and waits until part of it went through the proxy.
@@ -151,7 +68,7 @@ async fn wait_complete(css: &TestNode, ess: &TestNode, data: &[u8]) {
 #[tokio::test]
 async fn an_ess_killed_mid_download_resumes_where_it_stopped() {
     let css = css();
-    let proxy = CountingProxy::start(css.port()).await;
+    let proxy = CountingProxy::start(css.port(), Some(BYTES_PER_SECOND)).await;
     let mut ess = ess_through(&proxy);
     let data = start_transfer(&css, &ess, &proxy).await;
     ess.kill9();
@@ -169,7 +86,7 @@ async fn an_ess_killed_mid_download_resumes_where_it_stopped() {
 #[tokio::test]
 async fn a_transfer_interrupted_by_a_css_crash_resumes_after_its_restart() {
     let mut css = css();
-    let proxy = CountingProxy::start(css.port()).await;
+    let proxy = CountingProxy::start(css.port(), Some(BYTES_PER_SECOND)).await;
     let ess = ess_through(&proxy);
     let data = start_transfer(&css, &ess, &proxy).await;
     css.kill9();
@@ -186,7 +103,7 @@ async fn a_transfer_interrupted_by_a_css_crash_resumes_after_its_restart() {
 #[tokio::test]
 async fn an_update_while_the_old_instance_is_in_flight_replaces_it_on_the_ess() {
     let css = css();
-    let proxy = CountingProxy::start(css.port()).await;
+    let proxy = CountingProxy::start(css.port(), Some(BYTES_PER_SECOND)).await;
     let ess = ess_through(&proxy);
     start_transfer(&css, &ess, &proxy).await;
     let newer = pattern(OBJECT / 4, 99);
@@ -212,7 +129,7 @@ async fn an_update_while_the_old_instance_is_in_flight_replaces_it_on_the_ess() 
 #[tokio::test]
 async fn an_ess_killed_mid_upload_of_its_own_object_resumes_after_its_restart() {
     let css = css();
-    let proxy = CountingProxy::start(css.port()).await;
+    let proxy = CountingProxy::start(css.port(), Some(BYTES_PER_SECOND)).await;
     let mut ess = ess_through(&proxy);
     let css_api = css.api();
     wait_for(

@@ -1,9 +1,10 @@
-//! TCP front doors for nodes: a round-robin balancer over several CSS instances, and a gate
-//! that keeps a node unreachable until a test opens it. Both run on a free loopback port
-//! until they are dropped.
+//! TCP front doors for nodes: a round-robin balancer over several CSS instances, a gate that
+//! keeps a node unreachable until a test opens it, and a proxy that counts (and may throttle)
+//! the bytes flowing each way. All run on a free loopback port until they are dropped.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -137,4 +138,83 @@ async fn read_request_head(client: &mut TcpStream) -> bool {
         }
     }
     true
+}
+
+/// A TCP proxy to one node that counts the bytes flowing each way, relaying each direction
+/// at no more than `bytes_per_second` when given (slow enough to interrupt a transfer).
+pub struct CountingProxy {
+    front: Front,
+    downstream: Arc<AtomicU64>,
+    upstream: Arc<AtomicU64>,
+}
+
+impl CountingProxy {
+    pub async fn start(target: u16, bytes_per_second: Option<u64>) -> Self {
+        let (downstream, upstream) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (down, up) = (Arc::clone(&downstream), Arc::clone(&upstream));
+        let front = Front::start(move |client, _| {
+            let (down, up) = (Arc::clone(&down), Arc::clone(&up));
+            async move {
+                if let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await {
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let sending = tokio::spawn(pump(client_read, server_write, up, bytes_per_second));
+                    pump(server_read, client_write, down, bytes_per_second).await;
+                    sending.abort();
+                }
+            }
+        })
+        .await;
+        Self {
+            front,
+            downstream,
+            upstream,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.front.port
+    }
+
+    /// Bytes the node sent back to its clients.
+    pub fn bytes_sent_back(&self) -> u64 {
+        self.downstream.load(Ordering::SeqCst)
+    }
+
+    /// Bytes the clients sent to the node.
+    pub fn bytes_sent_up(&self) -> u64 {
+        self.upstream.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` (at no more than `bytes_per_second` when given), counting what went
+/// through.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    counter: Arc<AtomicU64>,
+    bytes_per_second: Option<u64>,
+) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let mut relayed: u64 = 0;
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if to.write_all(&buffer[..read]).await.is_err() {
+            break;
+        }
+        counter.fetch_add(read as u64, Ordering::SeqCst);
+        relayed += read as u64;
+        let Some(rate) = bytes_per_second else {
+            continue;
+        };
+        let due = Duration::from_secs_f64(relayed as f64 / rate as f64);
+        if let Some(ahead) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(ahead).await;
+        }
+    }
+    let _ = to.shutdown().await;
 }
