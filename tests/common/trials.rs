@@ -179,7 +179,8 @@ pub struct Tally {
     lost: u64,
     corrupt: u64,
     duplicates: u64,
-    refetched_max: u64,
+    /// `None` in kinds whose transfers go through no counting proxy.
+    refetched_max: Option<u64>,
     failures: Vec<String>,
 }
 
@@ -192,7 +193,7 @@ impl Tally {
             lost: 0,
             corrupt: 0,
             duplicates: 0,
-            refetched_max: 0,
+            refetched_max: None,
             failures: Vec::new(),
         }
     }
@@ -227,7 +228,7 @@ impl Tally {
 
     /// Records bytes sent again after a kill (`what`: which transfer), failing over `limit`.
     pub fn refetched(&mut self, what: &str, bytes: u64, limit: u64) {
-        self.refetched_max = self.refetched_max.max(bytes);
+        self.refetched_max = Some(self.refetched_max.unwrap_or(0).max(bytes));
         if bytes > limit {
             self.fail(format!("{what}: {bytes} bytes sent again, more than {limit}"));
         }
@@ -241,10 +242,11 @@ impl Tally {
 
     /// Prints the summary line and fails the test on any failure.
     pub fn finish(self) {
+        let refetched = self.refetched_max.map_or("not measured".to_string(), |b| b.to_string());
         println!(
             "kill trials {}: trials {} / acknowledged writes checked {} / lost {} / corrupt {} / \
              duplicates at the application {} / refetched bytes max {}",
-            self.kind, self.trials, self.acknowledged, self.lost, self.corrupt, self.duplicates, self.refetched_max
+            self.kind, self.trials, self.acknowledged, self.lost, self.corrupt, self.duplicates, refetched
         );
         assert!(self.failures.is_empty(), "{}", self.failures.join("\n"));
     }
