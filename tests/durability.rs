@@ -11,25 +11,6 @@ use std::time::Duration;
 
 const MIB: usize = 1024 * 1024;
 
-/// Starts a whole upload fed through a channel; returns the sender and the request task.
-fn streamed_upload(
-    node: &TestNode,
-    path: &str,
-    content_range: Option<String>,
-) -> (
-    tokio::sync::mpsc::Sender<Bytes>,
-    tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
-) {
-    let api = node.api();
-    let (sender, body) = common::channel_body();
-    let mut request = api.request(reqwest::Method::PUT, &format!("{path}/data"), Some(ADMIN));
-    if let Some(range) = content_range {
-        request = request.header("Content-Range", range);
-    }
-    let task = tokio::spawn(request.body(body).send());
-    (sender, task)
-}
-
 async fn objects_and_data_survive_a_clean_restart(role: Role) {
     let mut node = TestNode::of(role);
     let api = node.api();
@@ -86,8 +67,8 @@ async fn kill9_during_large_upload_keeps_previous_state(role: Role) {
     let fresh = node.obj("model", "fresh");
     api.create(&replaced, json!({}), Some(b"old data")).await;
     api.create(&fresh, json!({}), None).await;
-    let (to_replaced, replacing) = streamed_upload(&node, &replaced, None);
-    let (to_fresh, filling) = streamed_upload(&node, &fresh, None);
+    let (to_replaced, replacing) = node.api().put_data_streamed(&replaced, None);
+    let (to_fresh, filling) = node.api().put_data_streamed(&fresh, None);
     let block = Bytes::from(common::pattern(MIB, 23));
     // 24 MiB of each 200 MiB body go out; the rest never does.
     for _ in 0..24 {
@@ -137,7 +118,7 @@ async fn interrupted_chunked_upload_completes_after_restart(role: Role) {
     assert_eq!(first.status, 204, "{}", first.text());
     // The second chunk is cut off half-way by the kill.
     let range = format!("bytes {chunk}-{}/{total}", 2 * chunk - 1);
-    let (sender, second) = streamed_upload(&node, &path, Some(range));
+    let (sender, second) = api.put_data_streamed(&path, Some(range));
     sender
         .send(Bytes::copy_from_slice(&data[chunk..chunk + 3 * MIB / 2]))
         .await

@@ -236,7 +236,7 @@ impl Node {
                     }
                     Err(_) => current.status = ObjectStatus::ReceiverVerificationFailed,
                 }
-                Ok(if stored.chunked {
+                Ok(if stored.session.is_some() {
                     Change::WriteEndingUpload(Box::new(current))
                 } else {
                     Change::Write(Box::new(current))
@@ -246,6 +246,9 @@ impl Node {
         if let Err(e) = result {
             self.0.blobs.remove(&name).await;
             return Err(e);
+        }
+        if let Some(session) = stored.session {
+            self.0.blobs.remove_partial(session).await;
         }
         if let Err(failure) = verified {
             self.0.blobs.remove(&name).await;

@@ -84,8 +84,9 @@ pub(super) struct StoredData<'a> {
     pub name: String,
     pub len: u64,
     pub first_chunk_size: Option<u64>,
-    /// True when it was assembled from chunks (its upload session ends with the attach).
-    pub chunked: bool,
+    /// The upload session it was assembled from, if any: the session ends with the attach,
+    /// and its partial file is removed after that commit.
+    pub session: Option<i64>,
     /// Keeps other uploads of the object out until the data is attached.
     _guard: UploadGuard<'a>,
 }
@@ -231,9 +232,13 @@ impl Node {
             stored.name.clone(),
             stored.len,
             upload_chunk_size,
-            stored.chunked,
+            stored.session.is_some(),
         )
-        .await
+        .await?;
+        if let Some(session) = stored.session {
+            self.0.blobs.remove_partial(session).await;
+        }
+        Ok(())
     }
 
     fn check_data_writable(
@@ -292,7 +297,7 @@ impl Node {
                 name,
                 len,
                 first_chunk_size: None,
-                chunked: false,
+                session: None,
                 _guard: guard,
             }));
         };
@@ -332,7 +337,7 @@ impl Node {
             name,
             len: session.total,
             first_chunk_size: session.first_chunk_size,
-            chunked: true,
+            session: Some(session.id),
             _guard: guard,
         }))
     }

@@ -85,6 +85,23 @@ impl Node {
             self.restart_download(key, meta.instance_id).await?;
             return Err(e.into());
         }
+        let settled = self.settle_download(key, meta, name, total).await;
+        // Kept until now so that a crash before the commit loses no downloaded byte; settled
+        // either way, the download has no further use for it.
+        if settled.is_ok() {
+            self.0.blobs.remove_partial(download.session.id).await;
+        }
+        settled
+    }
+
+    /// Verifies the complete data file `name` of a download, places it, and commits the copy.
+    async fn settle_download(
+        &self,
+        key: &ObjectKey,
+        meta: &MetaData,
+        name: String,
+        total: u64,
+    ) -> EngineResult<Completion> {
         if meta.needs_verification() {
             if let Err(failure) = verify_file(meta, &self.0.blobs.path(&name)).await {
                 self.0.blobs.remove(&name).await;

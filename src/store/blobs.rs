@@ -1,6 +1,6 @@
 //! Object data as files. A whole upload is streamed into a temporary file, fsynced and renamed
 //! into place, so a data file is either complete or absent; a chunked upload writes into a
-//! partial file at the chunk's offset. Names come from the engine (unique per upload), never
+//! partial file at the chunk's offset, linked into place once complete. Names come from the engine (unique per upload), never
 //! from user input. File writes happen on a blocking thread fed through a small channel, so
 //! memory stays bounded by a few buffers whatever the object size.
 
@@ -118,7 +118,11 @@ impl BlobStore {
         stream_into(file, offset, body, total.saturating_sub(offset)).await
     }
 
-    /// Moves a completed partial file into place as the data file `name`.
+    /// Puts a completed partial file in place as the data file `name`. The partial file is
+    /// linked, not moved: it must stay until the commit that ends its upload session (then
+    /// [`BlobStore::remove_partial`]), since a crash before that commit leaves the session
+    /// with its chunks recorded and the new data file unreferenced (collected at start); a
+    /// chunk sent again then completes the upload from the partial file's bytes.
     pub async fn promote_partial(&self, session: i64, name: &str, len: u64) -> Result<(), BlobError> {
         let (partial, target, data_dir) = (self.partial_path(session), self.path(name), self.data_dir.clone());
         blocking(move || {
@@ -126,7 +130,7 @@ impl BlobStore {
             // A tail chunk sent twice with a larger body must not leave bytes past the end.
             file.set_len(len)?;
             file.sync_all()?;
-            std::fs::rename(&partial, &target)?;
+            std::fs::hard_link(&partial, &target)?;
             sync_dir(&data_dir)
         })
         .await?;

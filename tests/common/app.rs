@@ -7,6 +7,7 @@
 
 use super::TestNode;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ struct Shared {
 /// The application's loop, stopped when this handle is dropped.
 pub struct ReceivingApp {
     shared: Arc<Mutex<Shared>>,
+    stopping: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,6 +54,8 @@ impl ReceivingApp {
         let api = node.api();
         let type_path = node.type_path(object_type);
         let state = shared.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let task = tokio::spawn(async move {
             // Handled without a failure; a failed one is taken again, as the SDKs do.
             let mut handled: HashSet<(String, i64, bool)> = HashSet::new();
@@ -85,15 +89,25 @@ impl ReceivingApp {
                     state.lock().unwrap().seen.push(seen);
                 }
                 state.lock().unwrap().polls += 1;
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
                 tokio::time::sleep(POLL_PERIOD).await;
             }
         });
-        Self { shared, task }
+        Self { shared, stopping, task }
     }
 
     /// Objects with this ID are marked `received` rather than `consumed`.
     pub fn only_receive(&self, object_id: &str) {
         self.shared.lock().unwrap().only_received.insert(object_id.to_string());
+    }
+
+    /// Lets the application finish the round it is in, so that nothing is left half
+    /// handled (downloaded but not yet marked), and stops it; what it saw stays readable.
+    pub async fn stop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = (&mut self.task).await;
     }
 
     /// Everything seen so far, in order.

@@ -136,6 +136,25 @@ impl Api {
         }
     }
 
+    /// Starts a `PUT {path}/data` (one chunk of it with `content_range`) whose body the caller
+    /// feeds part by part through the returned sender (dropping it ends the body); the request
+    /// runs as a task of its own.
+    pub fn put_data_streamed(
+        &self,
+        path: &str,
+        content_range: Option<String>,
+    ) -> (
+        tokio::sync::mpsc::Sender<bytes::Bytes>,
+        tokio::task::JoinHandle<Result<reqwest::Response, reqwest::Error>>,
+    ) {
+        let (sender, body) = channel_body();
+        let mut request = self.request(reqwest::Method::PUT, &format!("{path}/data"), Some(ADMIN));
+        if let Some(range) = content_range {
+            request = request.header("Content-Range", range);
+        }
+        (sender, tokio::spawn(request.body(body).send()))
+    }
+
     /// The data of an object (asserts 200).
     pub async fn data(&self, path: &str) -> Vec<u8> {
         let response = self.get(&format!("{path}/data")).await;

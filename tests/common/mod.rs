@@ -9,12 +9,14 @@ pub mod broker;
 mod client;
 pub mod cluster;
 pub mod faults;
+pub mod kill_points;
 pub mod metrics;
 pub mod postgres;
 pub mod proxy;
 mod raw;
 pub mod sequence;
 pub mod sync;
+pub mod trials;
 
 // Each test crate uses a different subset of the harness.
 #[allow(unused_imports)]
