@@ -2,6 +2,9 @@
 //! wire types of the REST API. Nothing here performs I/O.
 
 pub mod acl;
+/// Hostile JSON texts for the property tests of the body readers.
+#[cfg(test)]
+pub mod hostile_json;
 pub mod json;
 pub mod lifecycle;
 pub mod metadata;

@@ -1,10 +1,8 @@
 //! The case budget of the property tests (the `props` modules next to each parser of
 //! untrusted input). A plain `cargo test` runs a short default per property, so CI stays
 //! quick; a long run sets proptest's own `PROPTEST_CASES` (scripts/fuzz-parsers.sh), which
-//! then applies to every property alike. `json` makes the hostile JSON texts that several
-//! body readers are given.
-
-pub mod json;
+//! then applies to every property alike. The hostile JSON texts that several body readers
+//! are given are in `model::hostile_json`.
 
 use proptest::test_runner::Config;
 

@@ -3,12 +3,9 @@
 //! that was read without failing itself.
 
 use super::*;
-use crate::api::error::ApiError;
+use crate::model::hostile_json::{deep_value, metadata_object, value, well_typed_metadata_object};
 use crate::model::validate::{parse_destination_entry, ValidationError};
-use crate::proptest_cases::json::{deep_value, metadata_object, value, well_typed_metadata_object};
 use crate::proptest_cases::{budget, QUICK};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use proptest::prelude::*;
 
 /// A `PUT {obj}` body: hostile metadata with hostile inline data, or anything else.
@@ -36,7 +33,6 @@ fn assert_400(error: EngineError) -> Result<(), TestCaseError> {
         message.len() > "Invalid JSON for update. Error: ".len(),
         "no reason given"
     );
-    prop_assert_eq!(ApiError::from(error).into_response().status(), StatusCode::BAD_REQUEST);
     Ok(())
 }
 

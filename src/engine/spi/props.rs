@@ -3,15 +3,12 @@
 //! the ESS) a poll answer. Any input is read or refused; a refused update is a 400.
 
 use super::*;
-use crate::api::error::ApiError;
 use crate::auth::edge::node_for_request;
 use crate::auth::{Identity, IdentityKind};
 use crate::engine::objects::METADATA_SHAPE;
+use crate::model::hostile_json::{deep_value, metadata_object, value};
 use crate::model::json::from_lenient;
-use crate::proptest_cases::json::{deep_value, metadata_object, value};
 use crate::proptest_cases::{budget, QUICK};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
 use proptest::prelude::*;
 
 /// A body a node might send with an action: hostile metadata, feedback of any shape, noise.
@@ -52,8 +49,8 @@ proptest! {
     fn update_bodies_are_metadata_or_a_400(body in action_body()) {
         let read: Result<MetaData, _> = from_lenient(&body, &METADATA_SHAPE);
         if let Err(e) = read {
-            let error = ApiError::from(EngineError::Invalid(format!("Invalid JSON for update. Error: {e}")));
-            prop_assert_eq!(error.into_response().status(), StatusCode::BAD_REQUEST);
+            // Answered as `EngineError::Invalid`, which the API maps to 400 (api::error's
+            // tests); here only that there is a reason to give.
             prop_assert!(!e.to_string().is_empty());
         }
     }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::proptest_cases::{budget, QUICK};
+use crate::transport::http::ess::content_range_start;
 use proptest::prelude::*;
 
 /// A path word: route words, actions, names, numbers at the edges of `i64`, anything.
@@ -32,6 +33,12 @@ fn method() -> impl Strategy<Value = Method> {
 
 proptest! {
     #![proptest_config(budget(QUICK))]
+
+    /// The start the ESS reads from a `Content-Range` it is answered is the one printed.
+    #[test]
+    fn printed_content_ranges_give_their_start(start in any::<u64>(), end in any::<u64>(), total in any::<u64>()) {
+        prop_assert_eq!(content_range_start(&format!("bytes {start}-{end}/{total}")), Some(start));
+    }
 
     #[test]
     fn any_spi_request_is_routed_or_a_client_error(method in method(), words in prop::collection::vec(word(), 0..8)) {

@@ -3,7 +3,7 @@
 //! past the payload's end; encoded messages decode as themselves.
 
 use super::*;
-use crate::proptest_cases::json::{metadata_object, value};
+use crate::model::hostile_json::{metadata_object, value};
 use crate::proptest_cases::{budget, QUICK};
 use proptest::prelude::*;
 

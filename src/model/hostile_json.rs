@@ -3,7 +3,7 @@
 //! broken escapes. Built as text, so that numbers no JSON value type holds (`1e400`) and
 //! duplicate keys reach the reader as a client would send them.
 
-use crate::model::metadata::{METADATA_FIELDS, POLICY_FIELDS, SERVICE_FIELDS};
+use super::metadata::{METADATA_FIELDS, POLICY_FIELDS, SERVICE_FIELDS};
 use proptest::prelude::*;
 
 /// Numbers at and past the edges of the integer and float types.
