@@ -39,9 +39,10 @@ const ALLOWANCE: Duration = Duration::from_secs(2);
 /// How long a message lost with a cut connection may go unnoticed. Over HTTP nothing is
 /// lost unnoticed: a cut exchange fails at once and the next poll hands the notification
 /// out again. Over MQTT messages go with QoS 0: a node that loses its broker session sends
-/// again what is unacknowledged as it reconnects, but a `getdata` or a chunk lost with the
-/// CSS's session is noticed by the ESS only when its wait for the chunk ends, twice its
-/// answer time of max(5 s, `ResendInterval`).
+/// again what is unacknowledged as it reconnects, and a CSS serves again the chunks it sent
+/// just before its session ended, but a `getdata` lost on its way to the CSS is noticed by
+/// the ESS only when its wait for the chunk ends, twice its answer time of max(5 s,
+/// `ResendInterval`).
 fn unnoticed_loss(transport: Transport) -> Duration {
     match transport {
         Transport::Http => Duration::ZERO,

@@ -30,6 +30,17 @@ const CHUNK_ATTEMPTS: u32 = 5;
 /// A chunk the CSS waits for: object, instance, offset.
 type ChunkKey = (ObjectKey, i64, i64);
 
+/// Chunks served lately that are sent again after a reconnection, at most.
+const SERVED_KEPT: usize = 16;
+
+/// A node's `getdata` answered with a chunk, on the broker session then current.
+struct ServedChunk {
+    session: u64,
+    at: crate::clock::Instant,
+    node: NodeAddress,
+    request: Control,
+}
+
 struct CssMqtt {
     node: Node,
     connection: Connection,
@@ -40,6 +51,12 @@ struct CssMqtt {
     pulling: Mutex<std::collections::HashSet<(ObjectKey, i64)>>,
     /// Nodes as they register: a chunk requested from one of them before is lost.
     registrations: broadcast::Sender<NodeAddress>,
+    /// The last chunks served, to serve again those that may have been lost with the
+    /// session they were sent on.
+    served_lately: Mutex<std::collections::VecDeque<ServedChunk>>,
+    /// How long a node waits for a chunk it asked for: twice its answer time of
+    /// max(5 s, `ResendInterval`), assuming the node's interval is the CSS's.
+    node_chunk_wait: Duration,
 }
 
 /// Starts the CSS's MQTT transport: the broker connection, the message handler and the
@@ -67,6 +84,8 @@ pub fn spawn(
         chunks: Mutex::new(HashMap::new()),
         pulling: Mutex::new(Default::default()),
         registrations: broadcast::channel(64).0,
+        served_lately: Mutex::new(Default::default()),
+        node_chunk_wait: 2 * resend.max(Duration::from_secs(5)),
     });
     let (handler, publisher, resumer) = (css.clone(), css.clone(), css);
     let stop = shutdown.clone();
@@ -198,12 +217,42 @@ impl CssMqtt {
             if self.connection.sessions() < 2 {
                 continue;
             }
+            self.clone().serve_again_what_the_last_session_lost();
             match self.node.resend_unacknowledged(None).await {
                 Ok(0) => {}
                 Ok(resent) => tracing::info!(resent, "MQTT: messages sent before the reconnection queued again"),
                 Err(e) => tracing::warn!(error = %e, "MQTT: queueing unacknowledged messages again failed"),
             }
         }
+    }
+
+    /// Serves again the chunks sent on an earlier session within the time a node waits for
+    /// one: a chunk published just before the connection dropped may never have reached the
+    /// broker (QoS 0), and its node, whose own session went on, would wait for it until its
+    /// timeout. A chunk the node already has is dropped by it.
+    fn serve_again_what_the_last_session_lost(self: Arc<Self>) {
+        let session = self.connection.sessions();
+        let window = self.node_chunk_wait;
+        let lost: Vec<ServedChunk> = {
+            let mut served = self.served_lately.lock();
+            let (earlier, current): (Vec<_>, Vec<_>) = served.drain(..).partition(|s| s.session < session);
+            served.extend(current);
+            earlier.into_iter().filter(|s| s.at.elapsed() < window).collect()
+        };
+        if lost.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            chunks = lost.len(),
+            "MQTT: serving again chunks sent before the reconnection"
+        );
+        tokio::spawn(async move {
+            for chunk in lost {
+                if let Err(e) = self.serve_chunk(&chunk.node, &chunk.request).await {
+                    tracing::debug!(error = %e, "MQTT: a chunk could not be served again");
+                }
+            }
+        });
     }
 
     async fn send(&self, node: &NodeAddress, message: &Control) {
@@ -529,7 +578,18 @@ impl CssMqtt {
             data: Bytes::from(data),
         };
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
+        let session = self.connection.sessions();
         self.connection.publish(topic, codec::encode_data(&message)).await;
+        let mut served = self.served_lately.lock();
+        if served.len() == SERVED_KEPT {
+            served.pop_front();
+        }
+        served.push_back(ServedChunk {
+            session,
+            at: crate::clock::Instant::now(),
+            node: node.clone(),
+            request: control.clone(),
+        });
         Ok(())
     }
 
