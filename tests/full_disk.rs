@@ -83,13 +83,7 @@ impl SmallDisk {
 
     /// Starts a node of `role` whose persistence folder is on this disk.
     fn node(&self, role: Role, env: &[(&str, &str)]) -> TestNode {
-        let sync = self.path().join("sync");
-        std::fs::create_dir_all(&sync).expect("sync dir");
-        std::fs::write(
-            sync.join("dummy-auth.json"),
-            r#"{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}"#,
-        )
-        .expect("dummy-auth.json");
+        common::write_test_users(self.path());
         let mut options = NodeOptions::new(role);
         options
             .env

@@ -116,6 +116,32 @@ impl Fleet {
         }
     }
 
+    /// Publishes `id`, of random size and content, to every ESS and waits until the proxy of
+    /// ESS number `watched` (from 0) relayed a random part of it. Returns the object's path,
+    /// its size and what each proxy had relayed before.
+    async fn publish_until_part_relayed(
+        &self,
+        id: &str,
+        watched: usize,
+        rng: &mut SplitMix64,
+        ledger: &mut Ledger,
+    ) -> (String, u64, Vec<u64>) {
+        let path = self.css.obj(MODEL, id);
+        let size = rng.between(8 * CHUNK, 40 * CHUNK);
+        let data = rng.bytes(size as usize);
+        let before = self.sent_back();
+        self.css
+            .api()
+            .create(&path, json!({"destinationType": "edge"}), None)
+            .await;
+        let write = ledger.attempt(id, &data);
+        assert!(put_whole(&self.css, &path, &data).await, "upload of {id}");
+        ledger.acknowledge(id, write);
+        let proxy = &self.proxies[watched];
+        wait_relayed(|| proxy.bytes_down(), before[watched], size * rng.below(101) / 100).await;
+        (path, size, before)
+    }
+
     /// Bytes each proxy relayed to its ESS so far.
     fn sent_back(&self) -> Vec<u64> {
         self.proxies.iter().map(FaultProxy::bytes_down).collect()
@@ -416,21 +442,10 @@ async fn css_killed_during_fan_outs() {
     for trial in 0..schedule.trials {
         let mut rng = schedule.trial(trial);
         let id = format!("fan-out-{trial}");
-        let path = fleet.css.obj(MODEL, &id);
-        let size = rng.between(8 * CHUNK, 40 * CHUNK);
-        let data = rng.bytes(size as usize);
-        let before = fleet.sent_back();
-        fleet
-            .css
-            .api()
-            .create(&path, json!({"destinationType": "edge"}), None)
-            .await;
-        let write = ledger.attempt(&id, &data);
-        assert!(put_whole(&fleet.css, &path, &data).await, "upload of {id}");
-        ledger.acknowledge(&id, write);
         let watched = rng.below(fleet.proxies.len() as u64) as usize;
-        let proxy = &fleet.proxies[watched];
-        wait_relayed(|| proxy.bytes_down(), before[watched], size * rng.below(101) / 100).await;
+        let (path, size, before) = fleet
+            .publish_until_part_relayed(&id, watched, &mut rng, &mut ledger)
+            .await;
         fleet.css.kill9();
         fleet.css.restart();
         check_served(&fleet.css, &path, &id, &ledger, &mut tally, "the CSS").await;
@@ -451,20 +466,7 @@ async fn ess_killed_during_downloads() {
     for trial in 0..schedule.trials {
         let mut rng = schedule.trial(trial);
         let id = format!("download-{trial}");
-        let path = fleet.css.obj(MODEL, &id);
-        let size = rng.between(8 * CHUNK, 40 * CHUNK);
-        let data = rng.bytes(size as usize);
-        let before = fleet.sent_back();
-        fleet
-            .css
-            .api()
-            .create(&path, json!({"destinationType": "edge"}), None)
-            .await;
-        let write = ledger.attempt(&id, &data);
-        assert!(put_whole(&fleet.css, &path, &data).await, "upload of {id}");
-        ledger.acknowledge(&id, write);
-        let proxy = &fleet.proxies[0];
-        wait_relayed(|| proxy.bytes_down(), before[0], size * rng.below(101) / 100).await;
+        let (_, size, before) = fleet.publish_until_part_relayed(&id, 0, &mut rng, &mut ledger).await;
         tokio::time::sleep(Duration::from_micros(rng.below(20_000))).await;
         fleet.esses[0].kill9();
         fleet.esses[0].restart();

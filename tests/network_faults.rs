@@ -303,34 +303,29 @@ fn cut_every_transfer(trial: &Trial, taken: usize) {
     assert_eq!(taken, 0, "an object got through the cuts");
 }
 
-/// Every connection is closed (FIN) once it carried half a chunk.
-async fn cut_mid_chunk(transport: Transport) {
+/// Every connection is ended once it carried half a chunk, with `ending`.
+async fn cut_every_connection(transport: Transport, ending: Ending, name: &str) {
     let fault = Fault::Cut {
         after: CUT_AFTER,
-        ending: Ending::Fin,
+        ending,
     };
     fault_then_heal(
         transport,
-        (fault, "cut (FIN)", CUT_TIME),
+        (fault, name, CUT_TIME),
         unnoticed_loss(transport),
         cut_every_transfer,
     )
     .await;
 }
 
+/// Every connection is closed (FIN) once it carried half a chunk.
+async fn cut_mid_chunk(transport: Transport) {
+    cut_every_connection(transport, Ending::Fin, "cut (FIN)").await;
+}
+
 /// Every connection is reset (RST) once it carried half a chunk.
 async fn reset_mid_chunk(transport: Transport) {
-    let fault = Fault::Cut {
-        after: CUT_AFTER,
-        ending: Ending::Reset,
-    };
-    fault_then_heal(
-        transport,
-        (fault, "reset (RST)", CUT_TIME),
-        unnoticed_loss(transport),
-        cut_every_transfer,
-    )
-    .await;
+    cut_every_connection(transport, Ending::Reset, "reset (RST)").await;
 }
 
 /// Every byte takes [`LATENCY`] more each way. Bytes already delayed when the latency heals

@@ -389,6 +389,11 @@ pub(crate) mod checks {
         Method::OPTIONS,
     ];
 
+    /// Any of [`METHODS`], for the property tests of the routers.
+    pub(crate) fn any_method() -> impl proptest::strategy::Strategy<Value = Method> {
+        proptest::sample::select(METHODS.to_vec())
+    }
+
     /// A value for each path parameter the table uses.
     fn sample(name: &str) -> &'static str {
         match name {

@@ -108,13 +108,7 @@ impl TestNode {
     /// Starts a node on a free port; retries with another port if that one was taken.
     pub fn start(options: NodeOptions) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let sync = dir.path().join("sync");
-        std::fs::create_dir_all(&sync).expect("sync dir");
-        std::fs::write(
-            sync.join("dummy-auth.json"),
-            r#"{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}"#,
-        )
-        .expect("dummy-auth.json");
+        write_test_users(dir.path());
         for (path, contents) in &options.files {
             let path = dir.path().join(path);
             if let Some(parent) = path.parent() {
@@ -426,6 +420,18 @@ fn collect_lines(output: impl Read + Send + 'static, log: &Arc<Mutex<String>>) {
             log.push('\n');
         }
     });
+}
+
+/// Writes the users the tests act as (`ops`, `boss`, `bob`) into the persistence folder
+/// `root`, for the `dummy` authenticator.
+pub fn write_test_users(root: &Path) {
+    let sync = root.join("sync");
+    std::fs::create_dir_all(&sync).expect("sync dir");
+    std::fs::write(
+        sync.join("dummy-auth.json"),
+        r#"{"syncAdmins":["ops"],"exchangeAdmins":["boss"],"regularUsers":["bob"]}"#,
+    )
+    .expect("dummy-auth.json");
 }
 
 /// A port that was free a moment ago.

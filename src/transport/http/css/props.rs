@@ -2,6 +2,7 @@
 //! route or a client error, and a route addresses an object only by valid names and numbers.
 
 use super::*;
+use crate::api::routes::checks::any_method;
 use crate::proptest_cases::{budget, QUICK};
 use crate::transport::http::ess::content_range_start;
 use proptest::prelude::*;
@@ -21,16 +22,6 @@ fn word() -> impl Strategy<Value = String> {
     ]
 }
 
-fn method() -> impl Strategy<Value = Method> {
-    prop::sample::select(vec![
-        Method::GET,
-        Method::PUT,
-        Method::POST,
-        Method::DELETE,
-        Method::PATCH,
-    ])
-}
-
 proptest! {
     #![proptest_config(budget(QUICK))]
 
@@ -41,7 +32,7 @@ proptest! {
     }
 
     #[test]
-    fn any_spi_request_is_routed_or_a_client_error(method in method(), words in prop::collection::vec(word(), 0..8)) {
+    fn any_spi_request_is_routed_or_a_client_error(method in any_method(), words in prop::collection::vec(word(), 0..8)) {
         let refs: Vec<&str> = words.iter().map(String::as_str).collect();
         match route(&method, &refs) {
             Ok(SpiRoute::Data { key, .. } | SpiRoute::Action { key, .. }) => {
@@ -57,7 +48,7 @@ proptest! {
     }
 
     #[test]
-    fn any_raw_spi_path_is_recognised_or_a_client_error(method in method(), rest in "[ -~]{0,40}") {
+    fn any_raw_spi_path_is_recognised_or_a_client_error(method in any_method(), rest in "[ -~]{0,40}") {
         let path = format!("{PREFIX}/{rest}");
         if let Err(error) = recognise(true, &method, &path) {
             let status = error.into_response().status();
