@@ -274,8 +274,12 @@ async fn operation_route(
         }
         OpRoute::PutData => {
             let content_range = super::ranges::content_range_header(headers)?;
-            let stream = body.into_data_stream().map_err(std::io::Error::other);
-            node.put_data(&identity, &key, content_range, Box::pin(stream)).await?;
+            let mut stream = Box::pin(body.into_data_stream().map_err(std::io::Error::other));
+            let stored = node.put_data(&identity, &key, content_range, &mut stream).await;
+            if stored.is_err() {
+                drain_refused_body(&mut stream).await;
+            }
+            stored?;
             Ok(no_content())
         }
         OpRoute::GetStatus => {
@@ -308,6 +312,32 @@ async fn operation_route(
             Ok(no_content())
         }
     }
+}
+
+/// The most of a refused upload's body read and dropped before the answer. A client still
+/// sending when the connection closes would get a reset instead of the answer (unread bytes
+/// make the kernel reset the connection); the bounds keep a refused client from holding the
+/// server longer than this.
+const REFUSED_BODY_DRAIN_BYTES: usize = 64 << 20;
+const REFUSED_BODY_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads what is left of a refused upload's body, within the bounds above, so that its
+/// client reads the answer.
+async fn drain_refused_body<S>(body: &mut S)
+where
+    S: futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut left = REFUSED_BODY_DRAIN_BYTES;
+    let drained = async {
+        while let Some(Ok(frame)) = body.next().await {
+            left = left.saturating_sub(frame.len());
+            if left == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSED_BODY_DRAIN_TIME, drained).await;
 }
 
 /// Reads a JSON body up to the metadata limit; larger bodies get 413.
