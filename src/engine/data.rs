@@ -144,8 +144,11 @@ impl DataStream {
     /// reads the file from start to end, at most `READ_AHEAD` chunks ahead of the consumer,
     /// instead of one hop to the blocking pool and one extra copy per read. Its few buffers
     /// are allocated once and come back when sent, so a download of any size holds
-    /// `DOWNLOAD_BUFFERS` chunks and allocates nothing per chunk. The thread holds the
-    /// stream's slot and permit until it has read the range or the consumer went away.
+    /// `DOWNLOAD_BUFFERS` chunks and allocates nothing per chunk. The stream holds the
+    /// slot and permit until it is dropped, that is until its last bytes were handed to the
+    /// connection: released when the thread has read the range, they would let every
+    /// further download fill its buffers while the earlier ones still wait to be sent, and
+    /// memory would grow with the number of nodes downloading at once.
     pub async fn into_chunks(self, chunk: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         let DataStream {
             file,
@@ -157,7 +160,6 @@ impl DataStream {
         let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
             use std::io::Read;
-            let _held = (permit, slot);
             let (home, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
             let mut allocated = 0;
             let mut left = range.len;
@@ -196,8 +198,9 @@ impl DataStream {
                 }
             }
         });
-        futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|item| (item, receiver))
+        let held = (permit, slot);
+        futures_util::stream::unfold((receiver, held), |(mut receiver, held)| async move {
+            receiver.recv().await.map(|item| (item, (receiver, held)))
         })
     }
 }

@@ -302,6 +302,16 @@ impl SimNode {
     /// Downloads the object's data as the ESS does: whole when it fits in one chunk, else
     /// in sequential `Range` chunks of `chunkSize`. Returns the byte count.
     pub async fn download(&self, meta: &MetaData) -> Result<u64, String> {
+        self.download_checked(meta, |_, _| Ok(())).await
+    }
+
+    /// Like [`SimNode::download`], streaming: `check(offset, bytes)` sees every piece of the
+    /// body as it arrives, so a node holds no more than one network read of the data.
+    pub async fn download_checked(
+        &self,
+        meta: &MetaData,
+        mut check: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    ) -> Result<u64, String> {
         let url = format!("{}{}", self.base, Self::object_path(meta, "data"));
         let size = u64::try_from(meta.object_size).unwrap_or(0);
         let chunk = u64::try_from(meta.chunk_size).unwrap_or(0);
@@ -314,7 +324,7 @@ impl SimNode {
         };
         let mut received = 0u64;
         for range in ranges {
-            let response = self
+            let mut response = self
                 .send("data", Duration::from_secs(600), || {
                     let request = self.client.get(&url);
                     match range {
@@ -324,29 +334,34 @@ impl SimNode {
                 })
                 .await?;
             let status = response.status().as_u16();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| format!("{} data: {}", self.dest, describe(&e)))?;
-            let expected_len = match (range, status) {
-                (None, 200) | (Some(_), 200) => size,
-                (Some((start, end)), 206) => end - start + 1,
+            let (start, expected_len) = match (range, status) {
+                (_, 200) => (0, size),
+                (Some((start, end)), 206) => (start, end - start + 1),
                 _ => {
+                    let body = response.bytes().await.unwrap_or_default();
                     return Err(format!(
                         "{} data {range:?}: status {status}: {}",
                         self.dest,
                         String::from_utf8_lossy(&body[..body.len().min(200)])
-                    ))
+                    ));
                 }
             };
-            if body.len() as u64 != expected_len {
+            let mut got = 0u64;
+            while let Some(piece) = response
+                .chunk()
+                .await
+                .map_err(|e| format!("{} data: {}", self.dest, describe(&e)))?
+            {
+                check(start + got, &piece).map_err(|e| format!("{} data: {e}", self.dest))?;
+                got += piece.len() as u64;
+            }
+            if got != expected_len {
                 return Err(format!(
-                    "{} data {range:?}: {} bytes instead of {expected_len}",
-                    self.dest,
-                    body.len()
+                    "{} data {range:?}: {got} bytes instead of {expected_len}",
+                    self.dest
                 ));
             }
-            received += body.len() as u64;
+            received += got;
             if status == 200 {
                 break;
             }
@@ -432,7 +447,7 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<Option<serd
 }
 
 /// How many destinations of `{type}/{id}` the CSS lists as `delivered`, and how many it lists.
-async fn delivered_count(
+pub async fn delivered_count(
     client: &reqwest::Client,
     base: &str,
     object_type: &str,

@@ -45,6 +45,7 @@
 //! (`--quick`: 50) and the arrival of a 256 MB object (`--quick`: 64 MB) on the ESS.
 
 mod fanout;
+mod fleet;
 mod ha;
 mod load;
 mod mqtt;
@@ -92,6 +93,12 @@ struct Args {
     /// Run only the several-instances benchmark (needs PostgreSQL's server binaries).
     #[arg(long, conflicts_with_all = ["sync", "mqtt"])]
     ha: bool,
+    /// Run one fleet-scale mode instead (see docs/SCALING.md).
+    #[arg(long, value_enum, value_name = "MODE", conflicts_with_all = ["sync", "mqtt", "ha"])]
+    fleet: Option<fleet::Mode>,
+    /// With --fleet: the number of nodes instead of the mode's.
+    #[arg(long = "fleet-nodes", value_name = "N", requires = "fleet", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    fleet_nodes: Option<u64>,
 }
 
 /// How much work each phase does.
@@ -186,6 +193,27 @@ fn main() -> ExitCode {
         }
     };
     let json = args.json;
+    if let Some(mode) = args.fleet {
+        return match runtime.block_on(run_fleet(mode, args)) {
+            Ok(outcome) => {
+                if json {
+                    eprint!("{}", outcome.table);
+                    println!("{}", serde_json::to_string_pretty(&outcome.json).unwrap_or_default());
+                } else {
+                    print!("{}", outcome.table);
+                }
+                if outcome.failed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("edge-sync-bench: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.ha || args.mqtt {
         let outcome = if args.ha {
             runtime.block_on(run_ha(args))
@@ -621,6 +649,15 @@ async fn run_sync(args: Args) -> Result<SyncReport, String> {
 
 /// The MQTT benchmark; prints its table (stdout, or stderr with `--json`) and returns the
 /// figures as JSON.
+async fn run_fleet(mode: fleet::Mode, args: Args) -> Result<fleet::Outcome, String> {
+    let binary = match args.server {
+        Some(path) => path,
+        None => default_server()?,
+    };
+    let nodes = args.fleet_nodes.map(|n| n as usize);
+    fleet::run(&binary, mode, args.quick, nodes).await
+}
+
 async fn run_mqtt(args: Args) -> Result<serde_json::Value, String> {
     let binary = match args.server {
         Some(path) => path,

@@ -1,0 +1,56 @@
+//! Fleet-scale modes (`--fleet MODE`): how one CSS holds thousands of edge nodes, large
+//! objects to many nodes at once, and publishing to a large fleet. Each mode starts its own
+//! processes on 127.0.0.1, prints a table and returns its figures as JSON; docs/SCALING.md
+//! explains what they mean for fleets beyond one machine.
+
+mod publish;
+mod sim;
+mod waiting;
+
+use std::path::Path;
+
+/// One fleet-scale measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// 10,000 simulated nodes long-polling one CSS: memory and CPU while they wait, then a
+    /// metadata-only object and a 1 MiB object to all of them.
+    Waiting,
+    /// 3,000 simulated nodes downloading one 16 MiB object at once, every byte compared.
+    BigObject,
+    /// 3,000 registered nodes and 1,000 objects addressed to all: publishing a new version
+    /// and serving a newly registered node its list.
+    Publish,
+}
+
+/// What a mode found: its table, its figures, and whether a target or a check failed.
+pub struct Outcome {
+    pub table: String,
+    pub json: serde_json::Value,
+    /// A correctness check failed (a node without its object, bytes that differ).
+    pub failed: bool,
+}
+
+/// Runs `mode` against `binary`; `nodes` overrides the mode's fleet size, `quick` makes
+/// everything ten times smaller.
+pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -> Result<Outcome, String> {
+    let scale = |full: usize| nodes.unwrap_or(if quick { full / 10 } else { full });
+    match mode {
+        Mode::Waiting => waiting::run(binary, scale(10_000)).await,
+        Mode::BigObject => waiting::big_object(binary, scale(3_000)).await,
+        Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
+    }
+}
+
+/// `part` of `whole` as a percentage.
+pub fn percent(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 {
+        100.0 * part / whole
+    } else {
+        f64::NAN
+    }
+}
+
+/// Megabytes (10^6 bytes) of `kb` kibibytes as reported by `/proc`.
+pub fn mb(kb: u64) -> f64 {
+    kb as f64 * 1024.0 / 1e6
+}
