@@ -53,6 +53,7 @@ conformance!(
     objects_list_by_type_and_org_in_key_order,
     batches_apply_notifications_and_deliveries_together,
     notifications_are_found_by_remote_time_and_object,
+    a_poll_reads_only_the_records_waiting_for_it,
     destinations_are_upserted_touched_and_removed,
     upload_sessions_merge_ranges_and_restart_on_a_new_total,
     sent_progress_is_recorded_and_forgotten,
@@ -456,6 +457,44 @@ async fn notifications_are_found_by_remote_time_and_object(store: Arc<dyn Store>
         .collect();
     assert_eq!(of_a.len(), 2);
     assert!(of_a.contains(&"n1".to_string()) && of_a.contains(&"n2".to_string()));
+}
+
+async fn a_poll_reads_only_the_records_waiting_for_it(store: Arc<dyn Store>) {
+    let (n1, n2) = (remote("edge", "n1"), remote("edge", "n2"));
+    let with = |object_id: &str, to: &Remote, instance_id: i64, status: NotificationStatus| Notification {
+        status,
+        ..notification(&key("t", object_id), to, instance_id, 0)
+    };
+    let mut ops = Vec::new();
+    // Every status for n1, each on an object of its own, instance IDs descending.
+    for (i, status) in NotificationStatus::ALL.into_iter().enumerate() {
+        ops.push(StoreOp::PutNotification(with(
+            &format!("o{i}"),
+            &n1,
+            100 - i as i64,
+            status,
+        )));
+    }
+    ops.push(StoreOp::PutNotification(with(
+        "o0",
+        &n2,
+        1,
+        NotificationStatus::UpdatePending,
+    )));
+    store.apply(ops).await.unwrap();
+
+    let waiting = store.notifications_awaiting_poll(ORG, &n1).await.unwrap();
+    let statuses: Vec<NotificationStatus> = waiting.iter().map(|n| n.status).collect();
+    let mut expected: Vec<NotificationStatus> = NotificationStatus::awaiting_poll().collect();
+    expected.reverse();
+    assert_eq!(statuses, expected, "the records waiting for a poll, by instance ID");
+    assert!(waiting.iter().all(|n| n.remote == n1));
+
+    // Once the update was sent it no longer waits; the record stays.
+    let sent = with("o0", &n2, 1, NotificationStatus::Update);
+    store.apply(vec![StoreOp::PutNotification(sent)]).await.unwrap();
+    assert!(store.notifications_awaiting_poll(ORG, &n2).await.unwrap().is_empty());
+    assert_eq!(store.notifications_for_remote(ORG, &n2).await.unwrap().len(), 1);
 }
 
 async fn destinations_are_upserted_touched_and_removed(store: Arc<dyn Store>) {

@@ -78,7 +78,7 @@ impl Node {
         let records = self
             .0
             .store
-            .notifications_for_remote(&node.org, &remote_of(node))
+            .notifications_awaiting_poll(&node.org, &remote_of(node))
             .await?;
         let pending: Vec<(Notification, &'static str)> = records
             .into_iter()
@@ -117,7 +117,7 @@ impl Node {
     pub async fn spi_take_pending(&self, node: &NodeAddress) -> EngineResult<Vec<PollItem>> {
         let remote = remote_of(node);
         for _ in 0..WRITE_ATTEMPTS {
-            let records = self.0.store.notifications_for_remote(&node.org, &remote).await?;
+            let records = self.0.store.notifications_awaiting_poll(&node.org, &remote).await?;
             let mut items = Vec::new();
             let mut ops = Vec::new();
             for record in records {

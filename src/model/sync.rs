@@ -31,7 +31,8 @@ pub enum NotificationStatus {
 }
 
 impl NotificationStatus {
-    const ALL: [Self; 20] = [
+    /// Every status.
+    pub const ALL: [Self; 20] = [
         Self::Update,
         Self::UpdatePending,
         Self::Updated,
@@ -105,6 +106,12 @@ impl NotificationStatus {
         Self::ALL
             .into_iter()
             .filter(|s| s.sent_form().is_some() || s.pending_form().is_some())
+    }
+
+    /// Statuses of messages queued for the remote node's next poll (those with a
+    /// [`poll_type`](Self::poll_type)).
+    pub fn awaiting_poll() -> impl Iterator<Item = Self> {
+        Self::ALL.into_iter().filter(|s| s.poll_type().is_some())
     }
 
     /// The queued form of a sent status: what a resend turns it back into.

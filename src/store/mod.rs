@@ -311,6 +311,11 @@ pub trait Store: Send + Sync + 'static {
     async fn notifications_of_object(&self, key: &ObjectKey) -> StoreResult<Vec<Notification>>;
     /// Every notification record for one remote node of an org.
     async fn notifications_for_remote(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>>;
+    /// The records of one remote node whose message waits for its poll
+    /// ([`NotificationStatus::awaiting_poll`]), by instance ID. What a poll reads: a node's
+    /// delivered records stay until their objects go, and a poll must not cost more for
+    /// them.
+    async fn notifications_awaiting_poll(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>>;
     /// Records whose resend time has passed.
     async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>>;
 

@@ -369,6 +369,10 @@ impl Store for PostgresStore {
         nodes::notifications_for_remote(&self.client().await?, org, remote).await
     }
 
+    async fn notifications_awaiting_poll(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>> {
+        nodes::notifications_awaiting_poll(&self.client().await?, org, remote).await
+    }
+
     async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>> {
         nodes::due_notifications(&self.client().await?, now).await
     }

@@ -210,6 +210,21 @@ pub(super) async fn notifications_for_remote(
     notifications_where(client, condition, &[&org, &remote.dest_type, &remote.dest_id]).await
 }
 
+pub(super) async fn notifications_awaiting_poll(
+    client: &impl GenericClient,
+    org: &str,
+    remote: &Remote,
+) -> StoreResult<Vec<Notification>> {
+    let statuses: Vec<&str> = NotificationStatus::awaiting_poll().map(|s| s.as_str()).collect();
+    let condition = "org = $1 AND remote_type = $2 AND remote_id = $3 AND status = ANY($4) ORDER BY instance_id";
+    notifications_where(
+        client,
+        condition,
+        &[&org, &remote.dest_type, &remote.dest_id, &statuses],
+    )
+    .await
+}
+
 pub(super) async fn due_notifications(client: &impl GenericClient, now: i64) -> StoreResult<Vec<Notification>> {
     notifications_where(client, "resend_time <= $1 ORDER BY resend_time", &[&now]).await
 }

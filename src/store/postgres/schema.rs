@@ -13,7 +13,7 @@ use deadpool_postgres::Object;
 const MIGRATION_LOCK: i64 = 0x0065_7373_6d69_6772;
 
 /// The migrations, oldest first; a version is never changed once released, only appended to.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1_INITIAL), (2, V2_CLUSTER)];
+const MIGRATIONS: &[(i32, &str)] = &[(1, V1_INITIAL), (2, V2_CLUSTER), (3, V3_POLL_INDEX)];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE objects (
@@ -81,6 +81,13 @@ CREATE TABLE leader_lease (
     holder TEXT NOT NULL, heartbeat TIMESTAMPTZ NOT NULL, version BIGINT NOT NULL
 );
 CREATE SEQUENCE instance_slots;
+"#;
+
+/// A poll reads the records of one node that wait for it: indexed by node and status, so
+/// that the records of what the node already has are not read on every poll.
+const V3_POLL_INDEX: &str = r#"
+DROP INDEX notifications_by_remote;
+CREATE INDEX notifications_by_remote_status ON notifications (org, remote_type, remote_id, status);
 "#;
 
 /// The newest schema version this program knows.

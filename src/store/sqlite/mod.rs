@@ -261,6 +261,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn notifications_awaiting_poll(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>> {
+        let (org, remote) = (org.to_string(), remote.clone());
+        self.pool
+            .read(move |conn| nodes::notifications_awaiting_poll(conn, &org, &remote))
+            .await
+    }
+
     async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>> {
         self.pool.read(move |conn| nodes::due_notifications(conn, now)).await
     }

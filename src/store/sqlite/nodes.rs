@@ -121,7 +121,7 @@ pub(super) fn objects_for_destination(
     dest_id: &str,
 ) -> StoreResult<Vec<ObjectDeliveryView>> {
     let mut statement = conn.prepare_cached(
-        "SELECT object_type, object_id, status FROM object_destinations
+        "SELECT object_type, object_id, status FROM object_destinations INDEXED BY object_destinations_by_node
          WHERE org = ?1 AND dest_type = ?2 AND dest_id = ?3
            AND status IN ('delivering', 'delivered', 'consumed', 'error')
          ORDER BY object_type, object_id",
@@ -237,14 +237,35 @@ pub(super) fn notifications_of_object(conn: &Connection, key: &ObjectKey) -> Sto
     query_notifications(conn, &sql, &[&key.org, &key.object_type, &key.object_id])
 }
 
+// Queries by node name their index: without statistics SQLite prefers a range of the primary
+// key on `org` alone (every record of the org) to an index that does not cover the columns
+// read, which made each poll read the whole org.
+
 pub(super) fn notifications_for_remote(
     conn: &Connection,
     org: &str,
     remote: &Remote,
 ) -> StoreResult<Vec<Notification>> {
     let sql = format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE org = ?1 AND remote_type = ?2
-         AND remote_id = ?3 ORDER BY instance_id"
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications INDEXED BY notifications_by_remote_status
+         WHERE org = ?1 AND remote_type = ?2 AND remote_id = ?3 ORDER BY instance_id"
+    );
+    query_notifications(conn, &sql, &[&org, &remote.dest_type, &remote.dest_id])
+}
+
+pub(super) fn notifications_awaiting_poll(
+    conn: &Connection,
+    org: &str,
+    remote: &Remote,
+) -> StoreResult<Vec<Notification>> {
+    // Literals of our own status spellings (no caller input), so the statement stays cached.
+    let statuses: Vec<String> = NotificationStatus::awaiting_poll()
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications INDEXED BY notifications_by_remote_status
+         WHERE org = ?1 AND remote_type = ?2 AND remote_id = ?3 AND status IN ({}) ORDER BY instance_id",
+        statuses.join(", ")
     );
     query_notifications(conn, &sql, &[&org, &remote.dest_type, &remote.dest_id])
 }

@@ -17,7 +17,7 @@ use crate::store::{StoreError, StoreResult};
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
 /// The migrations, oldest first; a version is never changed once released, only appended to.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1_INITIAL), (2, V2_POLL_INDEX)];
 
 /// The schema as the store created it before versions were recorded. It keeps `IF NOT EXISTS`
 /// because it is also how such a database is adopted: applied to one it creates only what
@@ -75,6 +75,13 @@ CREATE TABLE IF NOT EXISTS uploads (
     UNIQUE (org, object_type, object_id)
 );
 CREATE INDEX IF NOT EXISTS objects_by_due ON objects (due_at) WHERE due_at IS NOT NULL;
+"#;
+
+/// A poll reads the records of one node that wait for it: indexed by node and status, so
+/// that the records of what the node already has are not read on every poll.
+const V2_POLL_INDEX: &str = r#"
+DROP INDEX notifications_by_remote;
+CREATE INDEX notifications_by_remote_status ON notifications (org, remote_type, remote_id, status);
 "#;
 
 /// The newest schema version this program knows.
