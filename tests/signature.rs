@@ -1,46 +1,14 @@
 //! Data signature verification on both roles: objects with hashAlgorithm, publicKey and
 //! signature become ready only when their data matches the RSA-PSS signature; otherwise
-//! the data is discarded and the object is verificationFailed.
+//! the data is discarded and the object is verificationFailed. An ESS verifies the data it
+//! receives again, over either transport, before the copy is complete.
 
 mod common;
 
-use base64::Engine as _;
+use common::signing::Signer;
+use common::sync::{wait_for, wait_registered, Net, Transport, SYNC_DEADLINE};
 use common::{pattern, Role, TestNode};
-use rsa::pkcs8::EncodePublicKey;
-use rsa::signature::hazmat::RandomizedPrehashSigner;
-use rsa::signature::SignatureEncoding;
 use serde_json::json;
-use sha2::{Digest, Sha256};
-
-/// A key pair (public key as base64 DER) and a signer with the largest salt, as Go signs.
-struct Signer {
-    public_key: String,
-    key: rsa::RsaPrivateKey,
-}
-
-impl Signer {
-    fn new() -> Self {
-        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("key");
-        let der = key.to_public_key().to_public_key_der().expect("der");
-        Self {
-            public_key: base64::engine::general_purpose::STANDARD.encode(der.as_bytes()),
-            key,
-        }
-    }
-
-    fn sign(&self, data: &[u8]) -> String {
-        let max_salt = 128 - 32 - 2;
-        let signer = rsa::pss::SigningKey::<Sha256>::new_with_salt_len(self.key.clone(), max_salt);
-        let signature = signer
-            .sign_prehash_with_rng(&mut rsa::rand_core::OsRng, &Sha256::digest(data))
-            .expect("sign");
-        base64::engine::general_purpose::STANDARD.encode(signature.to_bytes())
-    }
-
-    fn meta(&self, signed: &[u8]) -> serde_json::Value {
-        json!({"hashAlgorithm": "SHA256", "publicKey": self.public_key, "signature": self.sign(signed)})
-    }
-}
 
 async fn uploaded_data_matching_its_signature_becomes_ready(role: Role) {
     let node = TestNode::of(role);
@@ -109,4 +77,70 @@ on_both_roles!(
     uploaded_data_not_matching_is_rejected_and_discarded,
     inline_data_is_verified_too,
     a_key_that_is_not_rsa_is_a_clear_400,
+);
+
+/// Chunk size of the CSS and ESS of the delivery tests: a download takes several chunks.
+const CHUNK: &str = "65536";
+/// Size of the delivered objects: sixteen chunks and a partial one.
+const DELIVERED: usize = 16 * 65536 + 1000;
+
+/// A CSS holding a signed object with `data` addressed to `edge` nodes.
+async fn css_with_signed_object(net: &Net, data: &[u8]) -> TestNode {
+    let css = net.css(&[("MAX_DATA_CHUNK_SIZE", CHUNK)]);
+    let api = css.api();
+    let path = css.obj("model", "signed");
+    let mut meta = Signer::new().meta(data);
+    meta["destinationType"] = json!("edge");
+    api.create(&path, meta, None).await;
+    let response = api.put_bytes(&format!("{path}/data"), data.to_vec()).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    css
+}
+
+/// The status of the ESS's copy once it is `want`.
+async fn wait_copy_status(css: &TestNode, ess: &TestNode, want: &str) {
+    let api = ess.api();
+    let path = ess.obj("model", "signed");
+    wait_for(
+        &format!("the copy to become {want}"),
+        &[css, ess],
+        SYNC_DEADLINE,
+        async || api.get(&format!("{path}/status")).await.text() == want,
+    )
+    .await;
+}
+
+async fn a_signed_object_arrives_on_an_ess_verified_chunk_by_chunk(transport: Transport) {
+    let net = Net::new(transport);
+    let data = pattern(DELIVERED, 5);
+    let css = css_with_signed_object(&net, &data).await;
+    let ess = net.ess(&css, &[("MAX_DATA_CHUNK_SIZE", CHUNK)]);
+    wait_registered(&css, &ess, "node1").await;
+    wait_copy_status(&css, &ess, "completelyReceived").await;
+    assert_eq!(ess.api().data(&ess.obj("model", "signed")).await, data);
+}
+
+async fn an_ess_refuses_data_that_no_longer_matches_its_signature(transport: Transport) {
+    let net = Net::new(transport);
+    let data = pattern(DELIVERED, 6);
+    let css = css_with_signed_object(&net, &data).await;
+    // The CSS verified the data at upload; what it serves afterwards is changed on its disk,
+    // as a corruption or a tampering after the upload would change it.
+    let files = css.files_in("data");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut stored = std::fs::read(&files[0]).unwrap();
+    stored[DELIVERED / 2] ^= 1;
+    std::fs::write(&files[0], stored).unwrap();
+
+    let ess = net.ess(&css, &[("MAX_DATA_CHUNK_SIZE", CHUNK)]);
+    wait_registered(&css, &ess, "node1").await;
+    wait_copy_status(&css, &ess, "receiverVerificationFailed").await;
+    let served = ess.api().get(&format!("{}/data", ess.obj("model", "signed"))).await;
+    assert_eq!(served.status, 404, "a copy that failed verification has no data");
+    ess.assert_healthy().await;
+}
+
+on_both_transports!(
+    a_signed_object_arrives_on_an_ess_verified_chunk_by_chunk,
+    an_ess_refuses_data_that_no_longer_matches_its_signature,
 );

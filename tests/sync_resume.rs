@@ -1,10 +1,12 @@
 //! Interrupted transfers resume: an ESS killed mid-download, or a CSS killed while serving,
 //! continues from the chunks already stored instead of starting over. A throttling proxy
-//! between the two (`common::faults`) measures the bytes the CSS actually sent.
+//! between the two (`common::faults`) measures the bytes the CSS actually sent. Signed data
+//! resumed that way is verified whole, the bytes of before the interruption included.
 
 mod common;
 
 use common::faults::{Fault, FaultProxy};
+use common::signing::Signer;
 use common::sync::{css_with, http_ess, wait_for};
 use common::{pattern, TestNode, ORG};
 use serde_json::json;
@@ -30,8 +32,9 @@ fn ess_through(proxy: &FaultProxy) -> TestNode {
     http_ess(proxy.port(), &[("MAX_DATA_CHUNK_SIZE", &CHUNK.to_string())])
 }
 
-/// Publishes a large object for the ESS and waits until part of it went through the proxy.
-async fn start_transfer(css: &TestNode, ess: &TestNode, proxy: &FaultProxy) -> Vec<u8> {
+/// Publishes a large object for the ESS, signed by `signer` if any, and waits until part of
+/// it went through the proxy.
+async fn start_transfer(css: &TestNode, ess: &TestNode, proxy: &FaultProxy, signer: Option<&Signer>) -> Vec<u8> {
     let css_api = css.api();
     wait_for(
         "the ESS to register",
@@ -42,7 +45,9 @@ async fn start_transfer(css: &TestNode, ess: &TestNode, proxy: &FaultProxy) -> V
     .await;
     let data = pattern(OBJECT, 11);
     let path = css.obj("model", "big");
-    css_api.create(&path, json!({"destinationType": "edge"}), None).await;
+    let mut meta = signer.map_or_else(|| json!({}), |signer| signer.meta(&data));
+    meta["destinationType"] = json!("edge");
+    css_api.create(&path, meta, None).await;
     assert_eq!(
         css_api.put_bytes(&format!("{path}/data"), data.clone()).await.status,
         204
@@ -77,7 +82,7 @@ async fn an_ess_killed_mid_download_resumes_where_it_stopped() {
     let css = css();
     let proxy = throttled_proxy(&css).await;
     let mut ess = ess_through(&proxy);
-    let data = start_transfer(&css, &ess, &proxy).await;
+    let data = start_transfer(&css, &ess, &proxy, None).await;
     ess.kill9();
     let at_kill = proxy.bytes_down();
     ess.restart();
@@ -91,11 +96,23 @@ async fn an_ess_killed_mid_download_resumes_where_it_stopped() {
 }
 
 #[tokio::test]
+async fn a_signed_download_resumed_after_an_ess_kill_is_verified_whole() {
+    let css = css();
+    let proxy = throttled_proxy(&css).await;
+    let mut ess = ess_through(&proxy);
+    let data = start_transfer(&css, &ess, &proxy, Some(&Signer::new())).await;
+    ess.kill9();
+    ess.restart();
+    // Served only once complete, that is verified.
+    wait_complete(&css, &ess, &data).await;
+}
+
+#[tokio::test]
 async fn a_transfer_interrupted_by_a_css_crash_resumes_after_its_restart() {
     let mut css = css();
     let proxy = throttled_proxy(&css).await;
     let ess = ess_through(&proxy);
-    let data = start_transfer(&css, &ess, &proxy).await;
+    let data = start_transfer(&css, &ess, &proxy, None).await;
     css.kill9();
     let at_kill = proxy.bytes_down();
     css.restart();
@@ -112,7 +129,7 @@ async fn an_update_while_the_old_instance_is_in_flight_replaces_it_on_the_ess() 
     let css = css();
     let proxy = throttled_proxy(&css).await;
     let ess = ess_through(&proxy);
-    start_transfer(&css, &ess, &proxy).await;
+    start_transfer(&css, &ess, &proxy, None).await;
     let newer = pattern(OBJECT / 4, 99);
     let path = css.obj("model", "big");
     let css_api = css.api();

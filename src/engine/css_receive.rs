@@ -8,7 +8,7 @@ use super::data::ContentRange;
 use super::delivery::now_secs;
 use super::objects::{Change, METADATA_SHAPE};
 use super::spi::ActionOutcome;
-use super::verify::verify_file;
+use super::verify::{running_hash, verify_stored};
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::auth::edge::NodeAddress;
 use crate::model::json::from_lenient;
@@ -214,12 +214,13 @@ impl Node {
         if copy.status != ObjectStatus::PartiallyReceived {
             return Ok(ActionOutcome::Done);
         }
-        let Some(stored) = self.store_bytes(key, content_range, body).await? else {
+        let hash = running_hash(&copy.meta);
+        let Some(mut stored) = self.store_bytes(key, content_range, body, hash).await? else {
             return Ok(ActionOutcome::Done);
         };
         let name = stored.name.clone();
         let verified = if copy.meta.needs_verification() {
-            verify_file(&copy.meta, &self.0.blobs.path(&name)).await
+            verify_stored(&copy.meta, &self.0.blobs.path(&name), stored.hash.take()).await
         } else {
             Ok(())
         };

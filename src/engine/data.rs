@@ -2,10 +2,11 @@
 //! Data is streamed both ways; an upload becomes visible only once it is complete and durable.
 
 use super::objects::Change;
-use super::verify::verify_file;
+use super::verify::{running_hash, verify_stored};
 use super::{DataFileError, EngineError, EngineResult, Node, UploadGuard};
 use crate::auth::{access, Identity};
 use crate::model::{ObjectKey, ObjectRecord, ObjectStatus};
+use crate::store::blobs::RunningHash;
 use crate::store::StoreError;
 use bytes::Bytes;
 use futures_util::Stream;
@@ -87,6 +88,9 @@ pub(super) struct StoredData<'a> {
     /// The upload session it was assembled from, if any: the session ends with the attach,
     /// and its partial file is removed after that commit.
     pub session: Option<i64>,
+    /// The hash given to [`Node::store_bytes`], fed with the whole data as it was written;
+    /// `None` when the data came in chunks.
+    pub hash: Option<RunningHash>,
     /// Keeps other uploads of the object out until the data is attached.
     _guard: UploadGuard<'a>,
 }
@@ -230,10 +234,12 @@ impl Node {
         let record = self.0.store.object(key).await?.ok_or(EngineError::NotFound)?;
         let grants = self.grants_for(identity, &key.org, &record.meta).await?;
         self.check_data_writable(identity, key, &record, &grants)?;
-        let Some(stored) = self.store_bytes(key, content_range, body).await? else {
+        let hash = running_hash(&record.meta);
+        let Some(mut stored) = self.store_bytes(key, content_range, body, hash).await? else {
             return Ok(());
         };
-        self.verify_or_reject(key, &record, &stored.name).await?;
+        self.verify_or_reject(key, &record, &stored.name, stored.hash.take())
+            .await?;
         let upload_chunk_size = stored.first_chunk_size;
         self.attach_data(
             key,
@@ -275,12 +281,15 @@ impl Node {
 
     /// Writes a whole body, or one chunk of a chunked upload, for `key`. Returns the data file
     /// once the object's data is complete (always for a whole body; for chunks when every
-    /// byte has arrived, to exactly one of several concurrent final chunks).
+    /// byte has arrived, to exactly one of several concurrent final chunks). A whole body is
+    /// fed to `hash` as it is written; chunks may come in any order and over several
+    /// requests, so their data is left to be hashed from its file.
     pub(super) async fn store_bytes<S, E>(
         &self,
         key: &ObjectKey,
         content_range: Option<ContentRange>,
         body: S,
+        hash: Option<RunningHash>,
     ) -> EngineResult<Option<StoredData<'_>>>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -292,10 +301,10 @@ impl Node {
             let instance_id = self.0.clock.next();
             let name = self.blob_name(instance_id);
             let limit = self.object_size_limit();
-            let len = self
+            let written = self
                 .0
                 .blobs
-                .write_whole(&name, body, limit)
+                .write_whole(&name, body, limit, hash)
                 .await
                 .map_err(|e| match e {
                     crate::store::blobs::BlobError::TooLong(_) => too_large(limit),
@@ -304,9 +313,10 @@ impl Node {
             return Ok(Some(StoredData {
                 instance_id,
                 name,
-                len,
+                len: written.len,
                 first_chunk_size: None,
                 session: None,
+                hash: written.hash,
                 _guard: guard,
             }));
         };
@@ -317,7 +327,7 @@ impl Node {
         let written = self
             .0
             .blobs
-            .write_chunk(session.id, range.total, range.start, body)
+            .write_chunk(session.id, range.total, range.start, body, None)
             .await
             .map_err(|e| match e {
                 crate::store::blobs::BlobError::TooLong(_) => EngineError::Invalid(format!(
@@ -326,7 +336,7 @@ impl Node {
                 )),
                 other => other.into(),
             })?;
-        let session = match self.0.store.record_chunk(session.id, range.start, written).await {
+        let session = match self.0.store.record_chunk(session.id, range.start, written.len).await {
             Ok(session) => session,
             // A concurrent chunk completed the upload and ended the session.
             Err(StoreError::NotFound) => return Ok(None),
@@ -347,6 +357,7 @@ impl Node {
             len: session.total,
             first_chunk_size: session.first_chunk_size,
             session: Some(session.id),
+            hash: None,
             _guard: guard,
         }))
     }
@@ -356,14 +367,21 @@ impl Node {
         self.0.settings.max_object_size.unwrap_or(u64::MAX)
     }
 
-    /// Checks the data file against the object's signature fields, when it has them. On a
-    /// mismatch the data is discarded and the object kept as `verificationFailed`; the client
-    /// gets a 400 with the reason (the original answers 500).
-    async fn verify_or_reject(&self, key: &ObjectKey, record: &ObjectRecord, name: &str) -> EngineResult<()> {
+    /// Checks the data file (or the `hash` taken while it was written) against the object's
+    /// signature fields, when it has them. On a mismatch the data is discarded and the object
+    /// kept as `verificationFailed`; the client gets a 400 with the reason (the original
+    /// answers 500).
+    async fn verify_or_reject(
+        &self,
+        key: &ObjectKey,
+        record: &ObjectRecord,
+        name: &str,
+        hash: Option<RunningHash>,
+    ) -> EngineResult<()> {
         if !record.meta.needs_verification() {
             return Ok(());
         }
-        let Err(failure) = verify_file(&record.meta, &self.0.blobs.path(name)).await else {
+        let Err(failure) = verify_stored(&record.meta, &self.0.blobs.path(name), hash).await else {
             return Ok(());
         };
         self.0.blobs.remove(name).await;

@@ -1,21 +1,27 @@
 //! The data download of a received copy (ESS side, spec: css-ess-protocol.md §5.4): into a
 //! resumable partial file, then verified and completed in one batch with the `received`
-//! record, or restarted when the partial file cannot be used.
+//! record, or restarted when the partial file cannot be used. Signed data is hashed as its
+//! chunks are written, so that verifying it needs no second pass over the file.
 
 use super::data_files::writes_destination_file;
-use super::verify::verify_file;
+use super::verify::{running_hash, verify_stored};
 use super::{EngineError, EngineResult, Node, WRITE_ATTEMPTS};
 use crate::model::sync::NotificationStatus;
 use crate::model::{MetaData, ObjectKey, ObjectStatus};
+use crate::store::blobs::RunningHash;
 use crate::store::{Expect, StoreError, StoreOp, UploadSession};
 use bytes::Bytes;
 use futures_util::Stream;
 
 /// A download in progress: the metadata of the instance and its partial file.
-#[derive(Debug, Clone)]
 pub struct Download {
     pub meta: MetaData,
     pub session: UploadSession,
+    /// For signed data: the hash of the bytes this download wrote from the first byte on,
+    /// with the offset it reached. Kept only while every chunk continues where the previous
+    /// one ended; a download resumed from an earlier attempt has none, and its file is
+    /// hashed once complete.
+    hashed: Option<(RunningHash, u64)>,
 }
 
 /// How completing a download ended.
@@ -47,45 +53,59 @@ impl Node {
             return Ok(None);
         }
         let session = self.session_of(key, &local.meta).await?;
+        let hashed = if session.ranges.is_empty() {
+            running_hash(&local.meta).map(|hash| (hash, 0))
+        } else {
+            None
+        };
         Ok(Some(Download {
             meta: local.meta,
             session,
+            hashed,
         }))
     }
 
-    /// Writes downloaded bytes at `offset` of a download's partial file; returns the session
-    /// with the range recorded once the bytes are durable.
-    pub async fn write_download<S, E>(
-        &self,
-        session: &UploadSession,
-        offset: u64,
-        body: S,
-    ) -> EngineResult<UploadSession>
+    /// Writes downloaded bytes at `offset` of a download's partial file; updates the
+    /// download's session with the range recorded once the bytes are durable.
+    pub async fn write_download<S, E>(&self, download: &mut Download, offset: u64, body: S) -> EngineResult<()>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let _receiving = self.receiving();
+        // Taken for the write: a write or record that fails leaves the hash unsure of what
+        // the file holds, so it is not put back.
+        let hash = match download.hashed.take() {
+            Some((hash, end)) if end == offset => Some(hash),
+            _ => None,
+        };
+        let session = &download.session;
         let written = self
             .0
             .blobs
-            .write_chunk(session.id, session.total, offset, body)
+            .write_chunk(session.id, session.total, offset, body, hash)
             .await?;
-        Ok(self.0.store.record_chunk(session.id, offset, written).await?)
+        download.session = self.0.store.record_chunk(session.id, offset, written.len).await?;
+        download.hashed = written.hash.map(|hash| (hash, offset + written.len));
+        Ok(())
     }
 
     /// Makes a fully downloaded partial file the copy's data: verifies it when the metadata
     /// is signed, marks the copy `completelyReceived`, records `received` and queues the webhook calls.
-    pub async fn complete_download(&self, key: &ObjectKey, download: &Download) -> EngineResult<Completion> {
+    pub async fn complete_download(&self, key: &ObjectKey, download: &mut Download) -> EngineResult<Completion> {
+        let total = download.session.total;
+        let hash = match download.hashed.take() {
+            Some((hash, end)) if end == total => Some(hash),
+            _ => None,
+        };
         let meta = &download.meta;
         let name = self.blob_name(self.0.clock.next());
-        let total = download.session.total;
         if let Err(e) = self.0.blobs.promote_partial(download.session.id, &name, total).await {
             // The partial file is unusable (e.g. lost in a crash): start the download over.
             self.restart_download(key, meta.instance_id).await?;
             return Err(e.into());
         }
-        let settled = self.settle_download(key, meta, name, total).await;
+        let settled = self.settle_download(key, meta, name, total, hash).await;
         // Kept until now so that a crash before the commit loses no downloaded byte; settled
         // either way, the download has no further use for it.
         if settled.is_ok() {
@@ -94,16 +114,18 @@ impl Node {
         settled
     }
 
-    /// Verifies the complete data file `name` of a download, places it, and commits the copy.
+    /// Verifies the complete data file `name` of a download (from `hash` when the download
+    /// hashed all of it), places it, and commits the copy.
     async fn settle_download(
         &self,
         key: &ObjectKey,
         meta: &MetaData,
         name: String,
         total: u64,
+        hash: Option<RunningHash>,
     ) -> EngineResult<Completion> {
         if meta.needs_verification() {
-            if let Err(failure) = verify_file(meta, &self.0.blobs.path(&name)).await {
+            if let Err(failure) = verify_stored(meta, &self.0.blobs.path(&name), hash).await {
                 self.0.blobs.remove(&name).await;
                 self.receiver_error(key, meta.instance_id, Some(ObjectStatus::ReceiverVerificationFailed))
                     .await?;

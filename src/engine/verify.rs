@@ -1,8 +1,11 @@
 //! Data signature verification (spec: metadata.md §12): the data is hashed with SHA-1 or
 //! SHA-256 and the RSA-PSS signature over that hash is checked with the object's public key
-//! (base64 DER SubjectPublicKeyInfo). Files are hashed in bounded buffers on a blocking thread.
+//! (base64 DER SubjectPublicKeyInfo). Data is hashed while it is written ([`running_hash`],
+//! fed by the blob store's writer thread) when it arrives whole or in order; otherwise its
+//! file is hashed afterwards, in bounded buffers on a blocking thread.
 
 use crate::model::MetaData;
+use crate::store::blobs::RunningHash;
 use base64::Engine as _;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::hazmat::PrehashVerifier;
@@ -16,6 +19,35 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct VerifyError(pub String);
+
+/// A hash in the object's algorithm to feed with its data as it is written, when the data
+/// is to be verified.
+pub fn running_hash(meta: &MetaData) -> Option<RunningHash> {
+    meta.needs_verification().then(|| new_hash(&meta.hash_algorithm))
+}
+
+fn new_hash(algorithm: &str) -> RunningHash {
+    match algorithm {
+        "SHA1" => Box::new(Sha1::new()),
+        _ => Box::new(Sha256::new()),
+    }
+}
+
+/// Checks the signature of the stored data file at `path`: against `hash` when it was fed
+/// the whole data as it was written, else by hashing the file.
+pub async fn verify_stored(meta: &MetaData, path: &Path, hash: Option<RunningHash>) -> Result<(), VerifyError> {
+    match hash {
+        // One RSA public-key operation per salt length: microseconds, no need to leave the
+        // async runtime for it.
+        Some(hash) => verify_digest(
+            &meta.hash_algorithm,
+            &meta.public_key,
+            &meta.signature,
+            &hash.finalize(),
+        ),
+        None => verify_file(meta, path).await,
+    }
+}
 
 /// Hashes the file at `path` with the object's algorithm and checks its signature.
 pub async fn verify_file(meta: &MetaData, path: &Path) -> Result<(), VerifyError> {
@@ -33,25 +65,18 @@ pub async fn verify_file(meta: &MetaData, path: &Path) -> Result<(), VerifyError
     .map_err(|e| VerifyError(format!("Verification was interrupted: {e}")))?
 }
 
-fn hash_file(algorithm: &str, path: &Path) -> std::io::Result<Vec<u8>> {
+fn hash_file(algorithm: &str, path: &Path) -> std::io::Result<Box<[u8]>> {
     let mut file = std::fs::File::open(path)?;
     let mut buffer = vec![0u8; 256 * 1024];
-    let mut sha1 = Sha1::new();
-    let mut sha256 = Sha256::new();
+    let mut hash = new_hash(algorithm);
     loop {
         let read = file.read(&mut buffer)?;
         if read == 0 {
             break;
         }
-        match algorithm {
-            "SHA1" => sha1.update(&buffer[..read]),
-            _ => sha256.update(&buffer[..read]),
-        }
+        hash.update(&buffer[..read]);
     }
-    Ok(match algorithm {
-        "SHA1" => sha1.finalize().to_vec(),
-        _ => sha256.finalize().to_vec(),
-    })
+    Ok(hash.finalize())
 }
 
 /// Checks an RSA-PSS signature over a precomputed digest. The salt length is not part of
@@ -127,6 +152,46 @@ mod tests {
         assert_eq!(verify_digest("SHA256", &key, &signature, &digest), Ok(()));
         let other = Sha256::digest(b"tampered");
         assert!(verify_digest("SHA256", &key, &signature, &other).is_err());
+    }
+
+    fn signed_meta(data: &[u8]) -> MetaData {
+        let (public_key, signature) = signed(data, None);
+        MetaData {
+            hash_algorithm: "SHA256".into(),
+            public_key,
+            signature,
+            ..MetaData::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn stored_data_verifies_from_its_running_hash_or_else_from_its_file() {
+        let data = b"model weights, in several pieces".as_slice();
+        let meta = signed_meta(data);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data");
+        std::fs::write(&path, data).unwrap();
+
+        let mut hash = running_hash(&meta).expect("signed metadata is verified");
+        data.chunks(5).for_each(|piece| hash.update(piece));
+        assert_eq!(verify_stored(&meta, &path, Some(hash)).await, Ok(()));
+        assert_eq!(verify_stored(&meta, &path, None).await, Ok(()));
+
+        // The hash speaks for the data it was fed, whatever the file holds, and the reverse.
+        let mut other = running_hash(&meta).unwrap();
+        other.update(b"tampered in transit");
+        assert!(verify_stored(&meta, &path, Some(other)).await.is_err());
+        std::fs::write(&path, b"tampered on disk").unwrap();
+        assert!(verify_stored(&meta, &path, None).await.is_err());
+    }
+
+    #[test]
+    fn only_signed_metadata_gets_a_running_hash() {
+        assert!(running_hash(&MetaData::default()).is_none());
+        let mut sha1 = signed_meta(b"x");
+        sha1.hash_algorithm = "SHA1".into();
+        assert_eq!(running_hash(&sha1).unwrap().output_size(), 20);
+        assert_eq!(running_hash(&signed_meta(b"x")).unwrap().output_size(), 32);
     }
 
     #[test]

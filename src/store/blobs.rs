@@ -2,7 +2,8 @@
 //! into place, so a data file is either complete or absent; a chunked upload writes into a
 //! partial file at the chunk's offset, linked into place once complete. Names come from the engine (unique per upload), never
 //! from user input. File writes happen on a blocking thread fed through a small channel, so
-//! memory stays bounded by a few buffers whatever the object size.
+//! memory stays bounded by a few buffers whatever the object size. That thread can also hash
+//! the bytes it writes, so that data to be verified needs no second pass over its file.
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -16,6 +17,19 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Buffers queued between the request and the writer thread: writing into the page cache is
 /// faster than a network fills a buffer, so two keep the writer busy.
 const WRITE_QUEUE: usize = 2;
+
+/// A hash fed, in file order, every byte a write stores. Fed on the writer thread while the
+/// data arrives: verifying a signature then costs no read of the stored file afterwards,
+/// which on an edge device may no longer be in the page cache.
+pub type RunningHash = Box<dyn sha2::digest::DynDigest + Send>;
+
+/// What a write stored.
+pub struct Written {
+    /// Bytes written.
+    pub len: u64,
+    /// The hash the write was given, fed with exactly those bytes.
+    pub hash: Option<RunningHash>,
+}
 
 /// What writing data can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -62,9 +76,16 @@ impl BlobStore {
         self.partial_dir.join(format!("{session}.part"))
     }
 
-    /// Streams `body` into the data file `name`; returns its length once it is durable.
-    /// Nothing is visible under `name` unless the whole body arrived.
-    pub async fn write_whole<S, E>(&self, name: &str, body: S, max_len: u64) -> Result<u64, BlobError>
+    /// Streams `body` into the data file `name`, feeding `hash` with it; returns what was
+    /// written once it is durable. Nothing is visible under `name` unless the whole body
+    /// arrived.
+    pub async fn write_whole<S, E>(
+        &self,
+        name: &str,
+        body: S,
+        max_len: u64,
+        hash: Option<RunningHash>,
+    ) -> Result<Written, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -73,7 +94,7 @@ impl BlobStore {
             .tmp_dir
             .join(format!("{}-{name}", self.temp_counter.fetch_add(1, Ordering::Relaxed)));
         let file = std::fs::File::create(&temp)?;
-        let written = match stream_into(file, 0, body, max_len).await {
+        let written = match stream_into(file, 0, body, max_len, hash).await {
             Ok(written) => written,
             Err(e) => {
                 let _ = tokio::fs::remove_file(&temp).await;
@@ -93,13 +114,20 @@ impl BlobStore {
         Ok(written)
     }
 
-    /// Writes `body` at `offset` of the partial file of an upload session of `total` bytes;
-    /// returns the number of bytes written once they are durable.
+    /// Writes `body` at `offset` of the partial file of an upload session of `total` bytes,
+    /// feeding `hash` with it; returns what was written once it is durable.
     ///
     /// The partial file reserves its `total` bytes first, so an upload that does not fit on
     /// the disk fails at its first chunk with nothing written, instead of holding the space
     /// of the chunks that did fit while the rest cannot come.
-    pub async fn write_chunk<S, E>(&self, session: i64, total: u64, offset: u64, body: S) -> Result<u64, BlobError>
+    pub async fn write_chunk<S, E>(
+        &self,
+        session: i64,
+        total: u64,
+        offset: u64,
+        body: S,
+        hash: Option<RunningHash>,
+    ) -> Result<Written, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -115,7 +143,7 @@ impl BlobStore {
             Ok(file)
         })
         .await?;
-        stream_into(file, offset, body, total.saturating_sub(offset)).await
+        stream_into(file, offset, body, total.saturating_sub(offset), hash).await
     }
 
     /// Puts a completed partial file in place as the data file `name`. The partial file is
@@ -264,26 +292,36 @@ impl EarlyFlusher {
     }
 }
 
-/// Copies `body` into `file` from `offset`, on a blocking writer thread, then fsyncs.
+/// Copies `body` into `file` from `offset`, on a blocking writer thread that also feeds
+/// `hash` with each buffer it wrote, then fsyncs.
 ///
 /// The request fills a buffer of `WRITE_BUFFER` bytes and hands it to the writer, which hands
 /// it back once written. A buffer is allocated only while none is waiting to be reused, so at
 /// most `WRITE_QUEUE` + 3 exist per upload (queued, being written, waiting to be queued, being
 /// filled): an upload of any size holds a few MiB and allocates nothing per chunk.
-async fn stream_into<S, E>(file: std::fs::File, offset: u64, mut body: S, max_len: u64) -> Result<u64, BlobError>
+async fn stream_into<S, E>(
+    file: std::fs::File,
+    offset: u64,
+    mut body: S,
+    max_len: u64,
+    mut hash: Option<RunningHash>,
+) -> Result<Written, BlobError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let (recycler, mut recycled) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE + 3);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<Option<RunningHash>> {
         let mut file = file;
         file.seek(SeekFrom::Start(offset))?;
         let mut flusher: Option<EarlyFlusher> = None;
         let mut unflushed = 0usize;
         while let Some(mut buffer) = receiver.blocking_recv() {
             file.write_all(&buffer)?;
+            if let Some(hash) = hash.as_mut() {
+                hash.update(&buffer);
+            }
             unflushed += buffer.len();
             buffer.clear();
             // Never full: no more buffers exist than it holds.
@@ -299,7 +337,8 @@ where
         if let Some(flusher) = flusher {
             flusher.finish();
         }
-        file.sync_all()
+        file.sync_all()?;
+        Ok(hash)
     });
     let fresh = || Vec::with_capacity(WRITE_BUFFER);
     let mut pending = fresh();
@@ -338,8 +377,8 @@ where
     if let Some(failure) = failure {
         return Err(failure);
     }
-    written??;
-    Ok(total)
+    let hash = written??;
+    Ok(Written { len: total, hash })
 }
 
 #[cfg(test)]
@@ -358,5 +397,56 @@ mod tests {
         // More than any disk holds: refused, and the file keeps its length.
         assert!(reserve(&file, 1 << 60).is_err());
         assert_eq!(file.metadata().unwrap().len(), 4096);
+    }
+
+    fn sha256() -> Option<RunningHash> {
+        Some(Box::new(<sha2::Sha256 as sha2::Digest>::new()))
+    }
+
+    /// A body in pieces that straddle the writer's buffers.
+    fn body(data: &[u8]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+        let pieces: Vec<_> = data.chunks(300_001).map(|p| Ok(Bytes::copy_from_slice(p))).collect();
+        futures_util::stream::iter(pieces)
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn a_whole_write_hashes_exactly_the_bytes_it_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let data = pattern(3 * WRITE_BUFFER + 12_345);
+        let written = blobs.write_whole("d1", body(&data), u64::MAX, sha256()).await.unwrap();
+        assert_eq!(written.len, data.len() as u64);
+        let stored = std::fs::read(blobs.path("d1")).unwrap();
+        assert_eq!(stored, data);
+        let expected = <sha2::Sha256 as sha2::Digest>::digest(&stored);
+        assert_eq!(*written.hash.unwrap().finalize(), *expected);
+
+        let unhashed = blobs.write_whole("d2", body(&data), u64::MAX, None).await.unwrap();
+        assert!(unhashed.hash.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_chunk_write_hashes_only_its_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let data = pattern(2 * WRITE_BUFFER);
+        let (head, tail) = data.split_at(WRITE_BUFFER + 7);
+        let total = data.len() as u64;
+        let first = blobs.write_chunk(1, total, 0, body(head), sha256()).await.unwrap();
+        let second = blobs
+            .write_chunk(1, total, head.len() as u64, body(tail), first.hash)
+            .await
+            .unwrap();
+        assert_eq!((first.len, second.len), (head.len() as u64, tail.len() as u64));
+        let expected = <sha2::Sha256 as sha2::Digest>::digest(&data);
+        assert_eq!(
+            *second.hash.unwrap().finalize(),
+            *expected,
+            "the chunks in order make the data"
+        );
     }
 }

@@ -69,8 +69,8 @@ impl EssSync {
             let offset = answer.start;
             let before = covered(&download.session.ranges);
             let body = answer.body;
-            match self.node.write_download(&download.session, offset, body).await {
-                Ok(session) => download.session = session,
+            match self.node.write_download(&mut download, offset, body).await {
+                Ok(()) => {}
                 Err(e) if e.is_disk_full() => {
                     return self.disk_full(key, instance, data_id, Some(download.session.id)).await;
                 }
@@ -80,7 +80,7 @@ impl EssSync {
                 return Step::Retry(Reply::RetryLater("the CSS sent no new data".into()));
             }
         }
-        match self.node.complete_download(key, &download).await {
+        match self.node.complete_download(key, &mut download).await {
             Ok(Completion::Done) => {
                 tracing::info!(%key, instance, "ESS: object completely received");
                 self.send_received(key, instance, data_id).await

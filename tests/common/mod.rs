@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod proxy;
 mod raw;
 pub mod sequence;
+pub mod signing;
 pub mod sync;
 pub mod trials;
 
