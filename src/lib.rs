@@ -363,6 +363,7 @@ fn settings(config: &Config) -> NodeSettings {
         dest_id: config.destination_id.clone(),
         chunk_size: i32::try_from(config.max_data_chunk_size).unwrap_or(i32::MAX),
         ranged_download_slots: cpus * multiplier,
+        data_stream_slots: usize::try_from(config.max_data_streams).unwrap_or(1),
         max_metadata_body: 64 * 1024 * 1024,
         broker_address: format!("{scheme}://{}:{}", config.broker_address, config.broker_port),
         resend_interval_secs: i64::from(config.resend_interval),

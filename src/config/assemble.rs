@@ -58,6 +58,7 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
         // Step 8: brokers limit message sizes, so data sent through one always travels in chunks.
         enable_data_chunk: comms.enable_data_chunk || communication_protocol.uses_mqtt(),
         max_data_chunk_size: comms.max_data_chunk_size,
+        max_data_streams: comms.max_data_streams,
         max_inflight_chunks: max_inflight_chunks(comms.max_inflight_chunks, css),
         object_queue_buffer_size: object_queue_buffer_size(comms.object_queue_buffer_size, css),
         verify_queue_buffer_size: match comms.verify_queue_buffer_size {

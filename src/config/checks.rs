@@ -51,7 +51,7 @@ fn unix_socket_path(address: &str, root: &Path) -> Result<(), ConfigError> {
 
 /// Periods of zero or less make the original spin or panic; we refuse them (spec §5).
 pub(super) fn positive_periods(config: &Config) -> Result<(), ConfigError> {
-    let periods: [(&str, i64); 8] = [
+    let periods: [(&str, i64); 9] = [
         ("ResendInterval", config.resend_interval.into()),
         ("ESSPingInterval", config.ess_ping_interval.into()),
         ("ObjectActivationInterval", config.object_activation_interval.into()),
@@ -63,6 +63,7 @@ pub(super) fn positive_periods(config: &Config) -> Result<(), ConfigError> {
         ),
         ("LeadershipTimeout", config.leadership_timeout.into()),
         ("MaxDataChunkSize", config.max_data_chunk_size),
+        ("MaxDataStreams", config.max_data_streams),
     ];
     match periods.iter().find(|(_, value)| *value <= 0) {
         Some((name, value)) => Err(invalid(format!("{name} must be greater than zero (got {value})"))),

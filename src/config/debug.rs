@@ -62,6 +62,7 @@ redacting_debug!(
     remove_ess_registration_seconds,
     enable_data_chunk,
     max_data_chunk_size,
+    max_data_streams,
     max_inflight_chunks,
     object_queue_buffer_size,
     verify_queue_buffer_size,

@@ -115,6 +115,9 @@ pub struct Config {
     pub enable_data_chunk: bool,
     /// `MaxDataChunkSize`, bytes (> 0).
     pub max_data_chunk_size: i64,
+    /// `MaxDataStreams` (extension): data downloads served at once (> 0); further ones
+    /// wait for a free stream. Each holds up to 1 MiB of buffers.
+    pub max_data_streams: i64,
     /// `MaxInflightChunks`, clamped to at least 1 (at most 64 on a CSS).
     pub max_inflight_chunks: i64,
     /// `ObjectQueueBufferSize`; 0 became 1000 (CSS) / 2 (ESS).

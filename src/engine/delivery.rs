@@ -83,11 +83,15 @@ impl Node {
             }
             return Ok(ops);
         }
+        // A set, not a search of the registered nodes for each previous one: with thousands
+        // of nodes that search made publishing a version take seconds.
+        let addressed: std::collections::HashSet<(&str, &str)> = registered
+            .iter()
+            .filter(|d| addresses(&record.meta, d))
+            .map(|d| (d.dest_type.as_str(), d.dest_id.as_str()))
+            .collect();
         for old in previous {
-            let still = registered
-                .iter()
-                .any(|d| d.dest_type == old.dest_type && d.dest_id == old.dest_id && addresses(&record.meta, d));
-            if !still {
+            if !addressed.contains(&(old.dest_type.as_str(), old.dest_id.as_str())) {
                 let remote = Remote {
                     dest_type: old.dest_type,
                     dest_id: old.dest_id,

@@ -132,6 +132,8 @@ pub struct NodeSettings {
     pub chunk_size: i32,
     /// Concurrent ranged downloads allowed.
     pub ranged_download_slots: usize,
+    /// Data downloads streamed at the same time (`MaxDataStreams`).
+    pub data_stream_slots: usize,
     /// Largest JSON body of a metadata PUT (inline data included).
     pub max_metadata_body: usize,
     /// Broker address reported for the single org in the organization listing.
@@ -230,6 +232,7 @@ impl Node {
             None => clock,
         };
         let slots = settings.ranged_download_slots.max(1);
+        let streams = settings.data_stream_slots.max(1);
         let data_uri_rules = Arc::new(data_uri::Rules {
             roots: settings.data_uri_roots.clone(),
             reserved: settings.data_uri_reserved.clone(),
@@ -244,7 +247,7 @@ impl Node {
             data_uri_rules,
             uploads_in_flight: Mutex::new(HashSet::new()),
             ranged_downloads: Arc::new(tokio::sync::Semaphore::new(slots)),
-            stream_slots: Arc::new(tokio::sync::Semaphore::new(DATA_STREAM_SLOTS)),
+            stream_slots: Arc::new(tokio::sync::Semaphore::new(streams)),
             receiving: std::sync::atomic::AtomicUsize::new(0),
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
@@ -353,7 +356,12 @@ impl Node {
     /// its body is sent) and bodies being received.
     pub fn transfers_in_flight(&self) -> TransfersInFlight {
         TransfersInFlight {
-            sending: DATA_STREAM_SLOTS.saturating_sub(self.0.stream_slots.available_permits()),
+            sending: self
+                .0
+                .settings
+                .data_stream_slots
+                .max(1)
+                .saturating_sub(self.0.stream_slots.available_permits()),
             receiving: self.0.receiving.load(Ordering::Relaxed),
         }
     }
@@ -456,9 +464,6 @@ impl Drop for UploadGuard<'_> {
         self.set.lock().remove(&self.key);
     }
 }
-
-/// Data downloads streamed at the same time.
-const DATA_STREAM_SLOTS: usize = 64;
 
 /// Attempts at a read-decide-write cycle before giving up on a hot key.
 const WRITE_ATTEMPTS: usize = 16;

@@ -37,6 +37,7 @@ impl Fixture {
             dest_id: if role == Role::Css { "Cloud" } else { "node1" }.into(),
             chunk_size: 1024 * 1024,
             ranged_download_slots: 4,
+            data_stream_slots: 4,
             max_metadata_body: 1024 * 1024,
             broker_address: String::new(),
             resend_interval_secs: 5,
