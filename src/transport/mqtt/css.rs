@@ -1,9 +1,10 @@
 //! The CSS side of the MQTT transport (spec: css-ess-protocol.md §4, §5, §7): edge nodes'
 //! messages become the same engine calls as their `/spi/v1` requests, and the messages the
-//! engine queues for MQTT nodes are published to them as soon as they commit. Objects' data,
-//! pulled from and served to the nodes with `getdata`, is in `chunks`.
+//! engine queues for MQTT nodes are published to them as soon as they commit (`pushes`).
+//! Objects' data, pulled from and served to the nodes with `getdata`, is in `chunks`.
 
 mod chunks;
+mod pushes;
 
 use super::codec::{self, Control, Message};
 use super::connection::{Connection, Incoming};
@@ -11,7 +12,7 @@ use crate::auth::edge::NodeAddress;
 use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
 use crate::engine::{EngineError, Node, ReceptionScope};
-use crate::model::sync::{Action, Feedback, Remote};
+use crate::model::sync::{Action, Feedback};
 use crate::model::{MetaData, ObjectKey};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -356,26 +357,5 @@ impl CssMqtt {
         }
         self.send(node, &Control::about("updated", meta.clone())).await;
         self.start_pull(node, key, meta);
-    }
-
-    /// Publishes what the engine queued for MQTT nodes, node by node as commits wake them.
-    async fn publish_queued(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<(String, Remote)>) {
-        while let Some((org, remote)) = pushes.recv().await {
-            let node = address(&org, &remote.dest_type, &remote.dest_id);
-            if !matches!(self.node.node_communication(&node).await, Ok(Some(communication)) if communication == "mqtt")
-            {
-                continue;
-            }
-            match self.node.spi_take_pending(&node).await {
-                Ok(items) => {
-                    for item in items {
-                        self.send(&node, &Control::about(&item.kind, item.meta)).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%org, dest_id = %remote.dest_id, error = %e, "MQTT: reading queued messages failed")
-                }
-            }
-        }
     }
 }
