@@ -3,13 +3,16 @@
 //! - A version published to all of them must reach every node while the CSS's store answers
 //!   slowly (a database across a network): taking a node's queued messages is a store write,
 //!   and the CSS must not take them one node after the other.
+//! - When the whole fleet asks for its chunks at once, the requests waiting to be served
+//!   hold no data file open: the files open are bounded by the ranged-download slots,
+//!   not by the number of nodes asking.
 
 mod common;
 
 use common::faults::{Fault, FaultProxy};
 use common::sync::{eventually, Net, Transport};
 use common::{TestNode, ORG};
-use edge_sync_service::model::{Destination, MetaData};
+use edge_sync_service::model::{Destination, MetaData, ObjectKey};
 use edge_sync_service::transport::mqtt::codec::{self, Control, Message};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
@@ -146,6 +149,11 @@ async fn fleet(net: &mut Net, css: &TestNode) -> Vec<EdgeNode> {
     futures_util::future::join_all((0..NODES).map(|i| EdgeNode::register(port, format!("n{i}")))).await
 }
 
+/// Open file descriptors of a process.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count())
+}
+
 /// The port of a `postgres://user@host:port/db` URL.
 fn port_of(url: &str) -> u16 {
     let after_host = url.split('@').nth(1).expect("a host in the URL");
@@ -180,5 +188,65 @@ async fn a_version_published_to_many_mqtt_nodes_reaches_them_together() {
         "{NODES} nodes heard of the new version {took:?} after it was published, with {DB_LATENCY:?} \
          each way to the database\n{}",
         css.log()
+    );
+}
+
+#[tokio::test]
+async fn chunk_requests_of_a_whole_fleet_wait_without_open_files() {
+    let mut net = Net::new(Transport::Mqtt);
+    let css = net.css(&[("HTTPCSSObjDownloadConcurrencyMultiplier", "1")]);
+    let mut nodes = fleet(&mut net, &css).await;
+    let data = common::pattern(1 << 20, 7);
+    css.api().create(&css.obj("fleet", "big"), json!({}), Some(&data)).await;
+    let mut requests = Vec::with_capacity(NODES);
+    for node in &mut nodes {
+        let meta = node.update_of("big").await;
+        let key = ObjectKey::new(ORG, &meta.object_type, &meta.object_id);
+        let me = Destination {
+            org: ORG.into(),
+            dest_type: "edge".into(),
+            dest_id: node.id.clone(),
+            communication: "mqtt".into(),
+            code_version: "1.0".into(),
+        };
+        requests.push(Control::about(
+            "getdata",
+            codec::node_meta(&me, &key, meta.instance_id, meta.data_id, false),
+        ));
+    }
+
+    let before = open_files(css.pid());
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (sampling, pid) = (sampling.clone(), css.pid());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(open_files(pid));
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        })
+    };
+    futures_util::future::join_all(nodes.iter().zip(&requests).map(|(node, request)| node.publish(request))).await;
+    for node in &mut nodes {
+        let chunk = node
+            .next(
+                "the chunk",
+                |m| matches!(m, Message::Data(chunk) if chunk.object_id == "big"),
+            )
+            .await;
+        let Message::Data(chunk) = chunk else {
+            unreachable!("picked a data message")
+        };
+        assert_eq!((chunk.offset, &chunk.data[..]), (0, &data[..]), "node {}", node.id);
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let most = sampler.await.expect("sampler");
+    // A ranged-download slot per CPU, each with its data file; some room for the store.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        most <= before + cpus + 8,
+        "{NODES} chunk requests at once: up to {most} files open, {before} before"
     );
 }
