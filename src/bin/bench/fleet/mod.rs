@@ -3,6 +3,8 @@
 //! processes on 127.0.0.1, prints a table and returns its figures as JSON; docs/SCALING.md
 //! explains what they mean for fleets beyond one machine.
 
+mod mqtt;
+mod mqtt_sim;
 mod publish;
 mod sim;
 mod waiting;
@@ -20,6 +22,9 @@ pub enum Mode {
     /// 3,000 registered nodes and 1,000 objects addressed to all: publishing a new version
     /// and serving a newly registered node its list.
     Publish,
+    /// 1,000 simulated nodes, each its own connection to one mosquitto, and a CSS over MQTT:
+    /// registration, then a 1 MiB object to all, every byte compared; CSS and broker memory.
+    Mqtt,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -38,6 +43,7 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::Waiting => waiting::run(binary, scale(10_000)).await,
         Mode::BigObject => waiting::big_object(binary, scale(3_000)).await,
         Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
+        Mode::Mqtt => mqtt::run(binary, scale(1_000)).await,
     }
 }
 
