@@ -109,11 +109,17 @@ pub enum RangedRead {
 
 /// What admits one download: a data stream slot, and for a ranged read a ranged-download
 /// permit. Held until the last byte of the download left for the network, so that the
-/// buffers of at most `DATA_STREAM_SLOTS` downloads exist at once, however many nodes
+/// buffers of at most `MaxDataStreams` downloads exist at once, however many nodes
 /// download.
 pub struct Admission {
     _ranged: Option<tokio::sync::OwnedSemaphorePermit>,
     _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A range to read that holds a slot of the ranged downloads ([`Node::admit`]).
+pub(super) struct AdmittedRange {
+    range: RangeRequest,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// An open data file positioned at the start of the requested range.
@@ -461,7 +467,8 @@ impl Node {
             Err(EngineError::Forbidden) => return Err(EngineError::DataForbidden),
             other => other?.ok_or(EngineError::NotFound)?,
         };
-        self.open_data(&record, range, RangedRead::Limited).await
+        let range = self.admit(range, RangedRead::Limited).await?;
+        self.open_data(&record, range).await
     }
 
     /// Waits for a free data stream slot.
@@ -474,44 +481,50 @@ impl Node {
             .map_err(|_| EngineError::Busy)
     }
 
-    /// Opens the data of a record the caller was allowed to read, whole or a range of it.
-    /// The download is admitted first, so that the downloads waiting for a slot hold
-    /// neither a file nor a thread.
+    /// Takes a slot of the ranged downloads for a read of `range` (whole data needs none),
+    /// before anything is read for it: reads waiting for a slot hold no record and no open
+    /// file, so however many nodes ask at once, the files open and the data being read are
+    /// bounded by the slots.
+    pub(super) async fn admit(
+        &self,
+        range: Option<RangeRequest>,
+        admission: RangedRead,
+    ) -> EngineResult<Option<AdmittedRange>> {
+        let Some(range) = range else {
+            return Ok(None);
+        };
+        let slots = self.0.ranged_downloads.clone();
+        let permit = match admission {
+            RangedRead::Limited => slots.try_acquire_owned().map_err(|_| EngineError::Busy)?,
+            RangedRead::Queued => slots.acquire_owned().await.map_err(|_| EngineError::Busy)?,
+        };
+        Ok(Some(AdmittedRange { range, permit }))
+    }
+
+    /// Opens the data of a record the caller was allowed to read, whole or the admitted
+    /// range of it, once a data stream slot is free.
     pub(super) async fn open_data(
         &self,
         record: &ObjectRecord,
-        range: Option<RangeRequest>,
-        admission: RangedRead,
+        range: Option<AdmittedRange>,
     ) -> EngineResult<DataStream> {
         let data_file = self.data_file(record).ok_or(EngineError::NotFound)?;
-        let ranged = match (range, admission) {
-            (None, _) => None,
-            (Some(_), RangedRead::Limited) => Some(
-                self.0
-                    .ranged_downloads
-                    .clone()
-                    .try_acquire_owned()
-                    .map_err(|_| EngineError::Busy)?,
-            ),
-            (Some(_), RangedRead::Queued) => Some(
-                self.0
-                    .ranged_downloads
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| EngineError::Busy)?,
-            ),
-        };
-        let admission = Admission {
-            _ranged: ranged,
-            _slot: self.stream_slot().await?,
-        };
+        // Taken before the file is opened, for the same reason as the ranged slots.
+        let slot = self.stream_slot().await?;
         let (mut file, size) = self.open_data_file(&data_file).await.map_err(|e| match e {
             DataFileError::Missing => EngineError::NotFound,
             // A data URI file that left the allowed directories or changed after the PUT.
             DataFileError::Refused(reason) => EngineError::Conflict(reason),
             DataFileError::Io(e) => e.into(),
         })?;
+        let (range, ranged) = match range {
+            Some(AdmittedRange { range, permit }) => (Some(range), Some(permit)),
+            None => (None, None),
+        };
+        let admission = Admission {
+            _ranged: ranged,
+            _slot: slot,
+        };
         let Some(range) = range else {
             return Ok(DataStream {
                 file,

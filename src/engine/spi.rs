@@ -360,6 +360,8 @@ impl Node {
         admission: super::RangedRead,
     ) -> EngineResult<super::DataStream> {
         Self::require_same_org(node, &key.org)?;
+        // The slot first (spec §3.8: 429 before the record checks).
+        let range = self.admit(range, admission).await?;
         let record = self
             .0
             .store
@@ -379,7 +381,7 @@ impl Node {
                 "{key} instance {instance_id} is not current"
             )));
         }
-        self.open_data(&object, range, admission).await
+        self.open_data(&object, range).await
     }
 
     /// `resend`: every deliverable object addressed to the node is queued again.

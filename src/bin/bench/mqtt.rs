@@ -29,14 +29,15 @@ impl MqttStats {
     }
 }
 
-/// A broker on a free port, killed on drop.
-struct Broker {
+/// A broker on a free port, killed on drop. It publishes its `$SYS` counters every second.
+pub(crate) struct Broker {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Broker {
-    fn start(dir: &Path) -> Result<Self, String> {
+    /// Starts mosquitto with its configuration in `dir`; returns once it listens.
+    pub(crate) fn start(dir: &Path) -> Result<Self, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -45,7 +46,7 @@ impl Broker {
         std::fs::write(
             &config,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 268435456\npersistence false\nset_tcp_nodelay true\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_packet_size 268435456\npersistence false\nset_tcp_nodelay true\nsys_interval 1\n"
             ),
         )
         .map_err(|e| format!("cannot write the broker configuration: {e}"))?;
@@ -67,6 +68,21 @@ impl Broker {
         }
         Ok(broker)
     }
+
+    /// The broker's process, for its memory and CPU.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Environment that points a node at this broker over plain MQTT.
+    pub(crate) fn transport_env(&self) -> Vec<(String, String)> {
+        env(&[
+            ("COMMUNICATION_PROTOCOL", "mqtt".to_string()),
+            ("BROKER_ADDRESS", "127.0.0.1".to_string()),
+            ("BROKER_PORT", self.port.to_string()),
+            ("MQTT_USE_SSL", "false".to_string()),
+        ])
+    }
 }
 
 impl Drop for Broker {
@@ -84,19 +100,14 @@ fn env(pairs: &[(&str, String)]) -> Vec<(String, String)> {
 pub async fn run(binary: &Path, objects: usize, large_bytes: u64) -> Result<MqttStats, String> {
     let dir = TempDir::create()?;
     let broker = Broker::start(dir.path())?;
-    let transport = [
-        ("COMMUNICATION_PROTOCOL", "mqtt".to_string()),
-        ("BROKER_ADDRESS", "127.0.0.1".to_string()),
-        ("BROKER_PORT", broker.port.to_string()),
-        ("MQTT_USE_SSL", "false".to_string()),
-    ];
+    let transport = broker.transport_env();
     let css_dir = dir.path().join("css");
     let ess_dir = dir.path().join("ess");
     for sub in [&css_dir, &ess_dir] {
         std::fs::create_dir_all(sub).map_err(|e| format!("cannot create {}: {e}", sub.display()))?;
     }
-    let mut css = Server::start_with(binary, &css_dir, &env(&transport))?;
-    let mut ess_env = env(&transport);
+    let mut css = Server::start_with(binary, &css_dir, &transport)?;
+    let mut ess_env = transport;
     ess_env.extend(env(&[
         ("NODE_TYPE", "ESS".into()),
         ("ORG_ID", ORG.into()),

@@ -1,7 +1,7 @@
 //! MQTT payloads (spec: css-ess-protocol.md §4.4-4.5): JSON control messages and binary data
 //! messages, and the topics both roles use (§4.2).
 
-use crate::model::{Destination, MetaData};
+use crate::model::{Destination, MetaData, ObjectKey};
 use serde::{Deserialize, Serialize};
 
 /// First bytes of a data message; a JSON message can never start with them.
@@ -100,6 +100,29 @@ impl Control {
             ..Self::new(command)
         }
     }
+}
+
+/// Metadata naming an object in a message an edge node `node` sends about it (spec §4.4):
+/// the object's key, instance and data ID, with the node as origin of its own objects
+/// (`own`) and as destination of the copies it receives: the fields the CSS finds the
+/// sender by.
+pub fn node_meta(node: &Destination, key: &ObjectKey, instance_id: i64, data_id: i64, own: bool) -> MetaData {
+    let mut meta = MetaData {
+        destination_org_id: key.org.clone(),
+        object_type: key.object_type.clone(),
+        object_id: key.object_id.clone(),
+        instance_id,
+        data_id,
+        ..MetaData::default()
+    };
+    if own {
+        meta.origin_type = node.dest_type.clone();
+        meta.origin_id = node.dest_id.clone();
+    } else {
+        meta.destination_type = node.dest_type.clone();
+        meta.destination_id = node.dest_id.clone();
+    }
+    meta
 }
 
 /// One chunk of an object's data.

@@ -1,9 +1,11 @@
 //! The CSS side of the MQTT transport (spec: css-ess-protocol.md §4, §5, §7): edge nodes'
 //! messages become the same engine calls as their `/spi/v1` requests, and the messages the
-//! engine queues for MQTT nodes are published to them as soon as they commit. Objects' data,
-//! pulled from and served to the nodes with `getdata`, is in `chunks`.
+//! engine queues for MQTT nodes are published to them as soon as they commit (`pushes`).
+//! Objects' data, pulled from and served to the nodes with `getdata`, is in `chunks`.
 
+mod chunk_queue;
 mod chunks;
+mod pushes;
 
 use super::codec::{self, Control, Message};
 use super::connection::{Connection, Incoming};
@@ -11,7 +13,7 @@ use crate::auth::edge::NodeAddress;
 use crate::config::Config;
 use crate::engine::spi::ActionOutcome;
 use crate::engine::{EngineError, Node, ReceptionScope};
-use crate::model::sync::{Action, Feedback, Remote};
+use crate::model::sync::{Action, Feedback};
 use crate::model::{MetaData, ObjectKey};
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -51,6 +53,8 @@ struct CssMqtt {
     /// How long a node waits for a chunk it asked for: twice its answer time of
     /// max(5 s, `ResendInterval`), assuming the node's interval is the CSS's.
     node_chunk_wait: Duration,
+    /// Nodes' `getdata` waiting to be served.
+    chunk_requests: chunk_queue::ChunkQueue,
 }
 
 /// Starts the CSS's MQTT transport: the broker connection, the message handler and the
@@ -80,7 +84,18 @@ pub fn spawn(
         registrations: broadcast::channel(64).0,
         served_lately: Mutex::new(Default::default()),
         node_chunk_wait: 2 * resend.max(Duration::from_secs(5)),
+        chunk_requests: Default::default(),
     });
+    // One server of `getdata` per ranged-download slot: more would only wait for a slot.
+    for _ in 0..css.node.settings().ranged_download_slots.max(1) {
+        let (server, stop) = (css.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = server.serve_queued_chunks() => {}
+            }
+        });
+    }
     let (handler, publisher, resumer) = (css.clone(), css.clone(), css);
     let stop = shutdown.clone();
     tracker.spawn(async move {
@@ -186,7 +201,11 @@ impl CssMqtt {
     async fn handle(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
         while let Some(message) = incoming.recv().await {
             match codec::decode(&message.payload) {
-                // Each message on its own task: a chunk being read or written must not hold
+                // A request for a chunk waits for a server in the queue, however many come.
+                Ok(Message::Control(control)) if control.command == "getdata" => {
+                    self.chunk_requests.push(Self::sender_of(&control), *control);
+                }
+                // Each other message on its own task: one node's store writes must not hold
                 // up other nodes' messages. Handlers check instances and are idempotent.
                 Ok(Message::Control(control)) => {
                     let css = self.clone();
@@ -211,7 +230,7 @@ impl CssMqtt {
             if self.connection.sessions() < 2 {
                 continue;
             }
-            self.clone().serve_again_what_the_last_session_lost();
+            self.serve_again_what_the_last_session_lost();
             match self.node.resend_unacknowledged(None).await {
                 Ok(0) => {}
                 Ok(resent) => tracing::info!(resent, "MQTT: messages sent before the reconnection queued again"),
@@ -258,7 +277,6 @@ impl CssMqtt {
                 other => other,
             },
             "resend" => self.on_resend(&node, control).await,
-            "getdata" => self.serve_chunk(&node, &control).await,
             _ => self.on_object_message(&node, control).await,
         };
         if let Err(e) = result {
@@ -356,26 +374,5 @@ impl CssMqtt {
         }
         self.send(node, &Control::about("updated", meta.clone())).await;
         self.start_pull(node, key, meta);
-    }
-
-    /// Publishes what the engine queued for MQTT nodes, node by node as commits wake them.
-    async fn publish_queued(self: Arc<Self>, mut pushes: mpsc::UnboundedReceiver<(String, Remote)>) {
-        while let Some((org, remote)) = pushes.recv().await {
-            let node = address(&org, &remote.dest_type, &remote.dest_id);
-            if !matches!(self.node.node_communication(&node).await, Ok(Some(communication)) if communication == "mqtt")
-            {
-                continue;
-            }
-            match self.node.spi_take_pending(&node).await {
-                Ok(items) => {
-                    for item in items {
-                        self.send(&node, &Control::about(&item.kind, item.meta)).await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(%org, dest_id = %remote.dest_id, error = %e, "MQTT: reading queued messages failed")
-                }
-            }
-        }
     }
 }

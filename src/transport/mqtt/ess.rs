@@ -225,26 +225,9 @@ impl MqttLink {
         self.connection.publish(topic, codec::encode_data(&chunk)).await;
     }
 
-    /// Metadata naming an object in a message: the stored metadata when there is some (the
-    /// CSS checks origin and destination fields), with this node as destination for copies
-    /// it received and as origin for its own objects.
+    /// Metadata naming an object in a message of this node (see [`codec::node_meta`]).
     fn meta_for(&self, key: &ObjectKey, instance_id: i64, data_id: i64, own: bool) -> MetaData {
-        let mut meta = MetaData {
-            destination_org_id: key.org.clone(),
-            object_type: key.object_type.clone(),
-            object_id: key.object_id.clone(),
-            ..MetaData::default()
-        };
-        if own {
-            meta.origin_type = self.me.dest_type.clone();
-            meta.origin_id = self.me.dest_id.clone();
-        } else {
-            meta.destination_type = self.me.dest_type.clone();
-            meta.destination_id = self.me.dest_id.clone();
-        }
-        meta.instance_id = instance_id;
-        meta.data_id = data_id;
-        meta
+        codec::node_meta(&self.me, key, instance_id, data_id, own)
     }
 
     async fn publish_control(&self, message: &Control, leader: bool) {

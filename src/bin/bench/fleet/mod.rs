@@ -3,6 +3,8 @@
 //! processes on 127.0.0.1, prints a table and returns its figures as JSON; docs/SCALING.md
 //! explains what they mean for fleets beyond one machine.
 
+mod mqtt;
+mod mqtt_sim;
 mod publish;
 mod signed;
 mod sim;
@@ -25,6 +27,9 @@ pub enum Mode {
     /// ESS process: what verification adds to the data PUT and to the arrival, and the peak
     /// RSS, against the same object unsigned; a tampered copy must be refused.
     Signed,
+    /// 1,000 simulated nodes, each its own connection to one mosquitto, and a CSS over MQTT:
+    /// registration, then a 1 MiB object to all, every byte compared; CSS and broker memory.
+    Mqtt,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -44,6 +49,7 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::BigObject => waiting::big_object(binary, scale(3_000)).await,
         Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
         Mode::Signed => signed::run(binary, quick).await,
+        Mode::Mqtt => mqtt::run(binary, scale(1_000)).await,
     }
 }
 

@@ -30,72 +30,60 @@ pub fn make_room(nodes: usize) -> Result<(), String> {
 /// One object completed by one node.
 pub struct Arrival {
     pub object_id: String,
-    /// When the poll that brought the object answered.
+    /// When the object's notification reached the node: the poll that brought it answered,
+    /// or its `update` message came.
     pub polled: Instant,
-    /// When the CSS answered `received`.
+    /// When the CSS answered `received` (over MQTT: its `ackreceived` came).
     pub done: Instant,
 }
 
 /// What the nodes are to receive, by object ID: the data, empty for a metadata-only object.
 type Expected = Arc<Mutex<HashMap<String, Bytes>>>;
 
-/// The running fleet; dropping it stops every node.
-pub struct SimFleet {
-    pub nodes: usize,
+/// What a fleet's nodes are to receive and what they report back, for fleets of any
+/// transport: the bench tells what an object holds before publishing it, each node reports
+/// every object it completed (or the error that ended it) through its [`Reporter`].
+pub struct Deliveries {
+    nodes: usize,
     expected: Expected,
     arrivals: mpsc::UnboundedReceiver<Result<Arrival, String>>,
-    tasks: tokio::task::JoinSet<()>,
 }
 
-impl SimFleet {
-    /// Registers `nodes` simulated nodes `edge/n{i}` with the CSS at `base` and lets each
-    /// long-poll with `wait` seconds. Returns when every node is registered, with the time
-    /// that took.
-    pub async fn start(base: Arc<str>, nodes: usize, wait: u64) -> Result<(SimFleet, Duration), String> {
-        make_room(nodes)?;
-        let client = fanout::node_client(nodes + 16)?;
+/// A node's side of [`Deliveries`].
+#[derive(Clone)]
+pub struct Reporter {
+    expected: Expected,
+    arrivals: mpsc::UnboundedSender<Result<Arrival, String>>,
+}
+
+impl Reporter {
+    /// The content of object `id`, if the bench published it.
+    pub fn expected(&self, id: &str) -> Option<Bytes> {
+        self.expected.lock().get(id).cloned()
+    }
+
+    /// Reports an object completed, or the error that ended the node; false when nobody
+    /// listens any more.
+    pub fn report(&self, outcome: Result<Arrival, String>) -> bool {
+        self.arrivals.send(outcome).is_ok()
+    }
+}
+
+impl Deliveries {
+    /// Deliveries to `nodes` nodes, and the reporter each of them gets a clone of.
+    pub fn new(nodes: usize) -> (Deliveries, Reporter) {
         let expected: Expected = Arc::default();
-        let gate = Arc::new(Semaphore::new(REGISTER_CONCURRENCY));
-        let (registered_tx, mut registered_rx) = mpsc::unbounded_channel::<Result<(), String>>();
-        let (arrival_tx, arrivals) = mpsc::unbounded_channel();
-        let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..nodes {
-            let node = SimNode::new(client.clone(), base.clone(), "edge", &format!("n{i}"));
-            let (gate, registered, arrival, expected) = (
-                gate.clone(),
-                registered_tx.clone(),
-                arrival_tx.clone(),
-                expected.clone(),
-            );
-            tasks.spawn(async move {
-                let outcome = {
-                    let _permit = gate.acquire().await;
-                    node.register_new().await
-                };
-                let failed = outcome.is_err();
-                let _ = registered.send(outcome);
-                if !failed {
-                    let ended = serve(&node, wait, &expected, &arrival).await;
-                    let _ = arrival.send(Err(ended));
-                }
-            });
-        }
-        for _ in 0..nodes {
-            match tokio::time::timeout(Duration::from_secs(120), registered_rx.recv()).await {
-                Ok(Some(Ok(()))) => {}
-                Ok(Some(Err(e))) => return Err(format!("registration: {e}")),
-                Ok(None) => return Err("the simulated nodes stopped".into()),
-                Err(_) => return Err("registrations stalled for 120 s".into()),
-            }
-        }
-        let fleet = SimFleet {
+        let (sender, arrivals) = mpsc::unbounded_channel();
+        let reporter = Reporter {
+            expected: expected.clone(),
+            arrivals: sender,
+        };
+        let deliveries = Deliveries {
             nodes,
             expected,
             arrivals,
-            tasks,
         };
-        Ok((fleet, started.elapsed()))
+        (deliveries, reporter)
     }
 
     /// Tells the nodes what object `id` holds, before it is published.
@@ -124,6 +112,52 @@ impl SimFleet {
         }
         Ok(arrivals)
     }
+}
+
+/// The running fleet; dropping it stops every node.
+pub struct SimFleet {
+    pub deliveries: Deliveries,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl SimFleet {
+    /// Registers `nodes` simulated nodes `edge/n{i}` with the CSS at `base` and lets each
+    /// long-poll with `wait` seconds. Returns when every node is registered, with the time
+    /// that took.
+    pub async fn start(base: Arc<str>, nodes: usize, wait: u64) -> Result<(SimFleet, Duration), String> {
+        make_room(nodes)?;
+        let client = fanout::node_client(nodes + 16)?;
+        let (deliveries, reporter) = Deliveries::new(nodes);
+        let gate = Arc::new(Semaphore::new(REGISTER_CONCURRENCY));
+        let (registered_tx, mut registered_rx) = mpsc::unbounded_channel::<Result<(), String>>();
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..nodes {
+            let node = SimNode::new(client.clone(), base.clone(), "edge", &format!("n{i}"));
+            let (gate, registered, reporter) = (gate.clone(), registered_tx.clone(), reporter.clone());
+            tasks.spawn(async move {
+                let outcome = {
+                    let _permit = gate.acquire().await;
+                    node.register_new().await
+                };
+                let failed = outcome.is_err();
+                let _ = registered.send(outcome);
+                if !failed {
+                    let ended = serve(&node, wait, &reporter).await;
+                    reporter.report(Err(ended));
+                }
+            });
+        }
+        for _ in 0..nodes {
+            match tokio::time::timeout(Duration::from_secs(120), registered_rx.recv()).await {
+                Ok(Some(Ok(()))) => {}
+                Ok(Some(Err(e))) => return Err(format!("registration: {e}")),
+                Ok(None) => return Err("the simulated nodes stopped".into()),
+                Err(_) => return Err("registrations stalled for 120 s".into()),
+            }
+        }
+        Ok((SimFleet { deliveries, tasks }, started.elapsed()))
+    }
 
     /// Stops every node.
     pub fn stop(&mut self) {
@@ -133,12 +167,7 @@ impl SimFleet {
 
 /// A node's life after its registration: polls and handles what comes, until an error,
 /// which it returns.
-async fn serve(
-    node: &SimNode,
-    wait: u64,
-    expected: &Expected,
-    arrivals: &mpsc::UnboundedSender<Result<Arrival, String>>,
-) -> String {
+async fn serve(node: &SimNode, wait: u64, reporter: &Reporter) -> String {
     loop {
         let items = match node.poll(Some(wait)).await {
             Ok(items) => items,
@@ -150,8 +179,7 @@ async fn serve(
                 continue;
             }
             let id = item.meta.object_id.clone();
-            let data = expected.lock().get(&id).cloned();
-            let Some(data) = data else {
+            let Some(data) = reporter.expected(&id) else {
                 return format!("object {id} arrived but was never published");
             };
             if let Err(e) = receive(node, &item.meta, &data).await {
@@ -162,7 +190,7 @@ async fn serve(
                 polled,
                 done: Instant::now(),
             };
-            if arrivals.send(Ok(arrival)).is_err() {
+            if !reporter.report(Ok(arrival)) {
                 return "stopped".into();
             }
         }

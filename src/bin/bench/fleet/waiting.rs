@@ -69,7 +69,7 @@ impl Stage {
     /// Publishes `data` as object `id` addressed to every node (`noData` when empty) and
     /// waits for every node to complete it.
     async fn deliver(&mut self, id: &str, data: Bytes) -> Result<Delivery, String> {
-        self.fleet.expect(id, data.clone());
+        self.fleet.deliveries.expect(id, data.clone());
         let sampler = RssSampler::start(self.css.pid());
         let cpu_before = server::cpu_ticks(self.css.pid());
         let publishing = Instant::now();
@@ -80,7 +80,7 @@ impl Stage {
             fanout::put_data(&self.admin, &self.base, FLEET_TYPE, id, data).await?;
         }
         let published = Instant::now();
-        let arrivals = self.fleet.all_arrivals(id, STALL).await;
+        let arrivals = self.fleet.deliveries.all_arrivals(id, STALL).await;
         let total = published.elapsed();
         let cpu = cpu_seconds(cpu_before, server::cpu_ticks(self.css.pid()));
         let (_, peak_kb) = sampler.finish();
@@ -152,14 +152,15 @@ impl Delivery {
 const DELIVERY_HEADER: &str =
     "object           PUT ms  polled s    p50 s    p99 s    all s  CSS peak MB  CPU s    delivered\n";
 
-fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
+/// CPU seconds between two readings of [`server::cpu_ticks`].
+pub(super) fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
     match (before, after) {
         (Some(b), Some(a)) => a.saturating_sub(b) as f64 / server::clock_ticks_per_second() as f64,
         _ => f64::NAN,
     }
 }
 
-fn verdict(met: bool) -> &'static str {
+pub(super) fn verdict(met: bool) -> &'static str {
     if met {
         "met"
     } else {

@@ -24,7 +24,7 @@ impl CssMqtt {
     /// one: a chunk published just before the connection dropped may never have reached the
     /// broker (QoS 0), and its node, whose own session went on, would wait for it until its
     /// timeout. A chunk the node already has is dropped by it.
-    pub(super) fn serve_again_what_the_last_session_lost(self: Arc<Self>) {
+    pub(super) fn serve_again_what_the_last_session_lost(&self) {
         let session = self.connection.sessions();
         let window = self.node_chunk_wait;
         let lost: Vec<ServedChunk> = {
@@ -40,13 +40,19 @@ impl CssMqtt {
             chunks = lost.len(),
             "MQTT: serving again chunks sent before the reconnection"
         );
-        tokio::spawn(async move {
-            for chunk in lost {
-                if let Err(e) = self.serve_chunk(&chunk.node, &chunk.request).await {
-                    tracing::debug!(error = %e, "MQTT: a chunk could not be served again");
-                }
+        for chunk in lost {
+            self.chunk_requests.push(chunk.node, chunk.request);
+        }
+    }
+
+    /// Serves the nodes' queued `getdata`, one after the other.
+    pub(super) async fn serve_queued_chunks(self: Arc<Self>) {
+        loop {
+            let (node, request) = self.chunk_requests.pop().await;
+            if let Err(e) = self.serve_chunk(&node, &request).await {
+                tracing::warn!(org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, error = %e, "MQTT: serving a chunk failed");
             }
-        });
+        }
     }
 
     /// Every `ResendInterval`: pulls that stopped (lost chunks, a CSS restart, a broker
@@ -187,8 +193,10 @@ impl CssMqtt {
     }
 
     /// Answers a node's `getdata` for one of the CSS's objects with the chunk at the offset,
-    /// or with feedback code 5 when that instance cannot be served.
-    pub(super) async fn serve_chunk(&self, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
+    /// or with feedback code 5 when that instance cannot be served. The chunk is read once
+    /// a ranged-download slot is free, and the slot is held until the chunk is queued on the
+    /// broker connection: the chunks in memory are bounded by the slots.
+    async fn serve_chunk(&self, node: &NodeAddress, control: &Control) -> Result<(), EngineError> {
         self.require_registered(node).await?;
         let meta = &control.meta;
         let key = ObjectKey::new(&node.org, &meta.object_type, &meta.object_id);
@@ -225,17 +233,19 @@ impl CssMqtt {
         use tokio::io::AsyncSeekExt;
         file.seek(std::io::SeekFrom::Start(stream.range.start)).await?;
         file.take(stream.range.len).read_to_end(&mut data).await?;
-        let message = DataChunk {
+        // The chunk as read is dropped once encoded: while the publish waits for room in
+        // the connection's queue, only the encoded copy is held.
+        let payload = codec::encode_data(&DataChunk {
             org: key.org.clone(),
             object_type: key.object_type.clone(),
             object_id: key.object_id.clone(),
             offset: control.offset,
             instance_id: meta.instance_id,
             data: Bytes::from(data),
-        };
+        });
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
         let session = self.connection.sessions();
-        self.connection.publish(topic, codec::encode_data(&message)).await;
+        self.connection.publish(topic, payload).await;
         let mut served = self.served_lately.lock();
         if served.len() == SERVED_KEPT {
             served.pop_front();
