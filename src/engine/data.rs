@@ -99,8 +99,8 @@ pub(super) struct StoredData<'a> {
 /// (`HTTPCSSObjDownloadConcurrencyMultiplier`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangedRead {
-    /// A request of an application or of an edge node over HTTP: refused (`Busy`, the
-    /// original's 429) when every slot is taken; the caller asks again.
+    /// A request of an application or of an edge node over HTTP: waits a while for a slot,
+    /// then is refused (`Busy`, the original's 429); the caller asks again.
     Limited,
     /// A chunk the CSS publishes to a node over MQTT: the node takes a refusal for "the
     /// object is gone", so it waits for a slot instead of being refused.
@@ -128,6 +128,10 @@ pub struct DataStream {
     pub range: DataRange,
     pub admission: Admission,
 }
+
+/// How long a ranged download of an application or an edge node waits for a slot before it
+/// is answered 429 (`Busy`), well within the ESS's request timeout.
+const RANGED_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Chunks of a download read ahead of the network by the reader thread.
 const READ_AHEAD: usize = 2;
@@ -495,7 +499,15 @@ impl Node {
         };
         let slots = self.0.ranged_downloads.clone();
         let permit = match admission {
-            RangedRead::Limited => slots.try_acquire_owned().map_err(|_| EngineError::Busy)?,
+            // Waiting in line a while, rather than answering 429 at once: thousands of nodes
+            // told to come back retried in a storm that took the CPU from the downloads, and
+            // the slots went to whoever happened to ask as one freed, so no node finished.
+            // A waiting request costs what a long poll does, and the line is first come,
+            // first served.
+            RangedRead::Limited => tokio::time::timeout(RANGED_WAIT, slots.acquire_owned())
+                .await
+                .map_err(|_| EngineError::Busy)?
+                .map_err(|_| EngineError::Busy)?,
             RangedRead::Queued => slots.acquire_owned().await.map_err(|_| EngineError::Busy)?,
         };
         Ok(Some(AdmittedRange { range, permit }))

@@ -26,6 +26,9 @@ const IDLE_WINDOW: Duration = Duration::from_secs(30);
 const SETTLE: Duration = Duration::from_secs(2);
 /// A delivery that makes no progress for this long has failed.
 const STALL: Duration = Duration::from_secs(60);
+/// The same for `big-object`, where nodes wait their turn for each chunk: the first
+/// completes only once most chunks of all nodes were served.
+const BIG_STALL: Duration = Duration::from_secs(600);
 /// Size of the data object of `waiting`.
 const MIB: u64 = 1 << 20;
 /// Size of the object of `big-object`.
@@ -68,7 +71,7 @@ impl Stage {
 
     /// Publishes `data` as object `id` addressed to every node (`noData` when empty) and
     /// waits for every node to complete it.
-    async fn deliver(&mut self, id: &str, data: Bytes) -> Result<Delivery, String> {
+    async fn deliver(&mut self, id: &str, data: Bytes, stall: Duration) -> Result<Delivery, String> {
         self.fleet.deliveries.expect(id, data.clone());
         let sampler = RssSampler::start(self.css.pid());
         let cpu_before = server::cpu_ticks(self.css.pid());
@@ -80,7 +83,7 @@ impl Stage {
             fanout::put_data(&self.admin, &self.base, FLEET_TYPE, id, data).await?;
         }
         let published = Instant::now();
-        let arrivals = self.fleet.deliveries.all_arrivals(id, STALL).await;
+        let arrivals = self.fleet.deliveries.all_arrivals(id, stall).await;
         let total = published.elapsed();
         let cpu = cpu_seconds(cpu_before, server::cpu_ticks(self.css.pid()));
         let (_, peak_kb) = sampler.finish();
@@ -183,9 +186,9 @@ pub async fn run(binary: &Path, nodes: usize) -> Result<Outcome, String> {
     let waiting_rss_kb = server::rss_kb(pid).unwrap_or(0).max(idle_rss_kb);
 
     crate::progress("fleet: a metadata-only object to every node");
-    let meta_only = stage.deliver("meta-only", Bytes::new()).await?;
+    let meta_only = stage.deliver("meta-only", Bytes::new(), STALL).await?;
     crate::progress("fleet: a 1 MiB object to every node");
-    let data = stage.deliver("one-mib", sim::content(MIB)).await?;
+    let data = stage.deliver("one-mib", sim::content(MIB), STALL).await?;
 
     let failed = meta_only.delivered != nodes || data.delivered != nodes;
     let mut table = format!(
@@ -232,7 +235,7 @@ pub async fn big_object(binary: &Path, nodes: usize) -> Result<Outcome, String> 
     crate::progress("fleet: one download of the object alone");
     let single = single_stream(&stage, &data).await?;
     crate::progress(&format!("fleet: a 16 MiB object to {nodes} nodes at once"));
-    let fleet = stage.deliver("big", data).await?;
+    let fleet = stage.deliver("big", data, BIG_STALL).await?;
     let aggregate = (BIG as f64 * nodes as f64) / 1e6 / fleet.total.as_secs_f64();
     let single_rate = BIG as f64 / 1e6 / single.as_secs_f64();
     let failed = fleet.delivered != nodes;
