@@ -1,6 +1,7 @@
 //! Object data: whole and chunked uploads, full and ranged downloads (spec: rest-api.md §4.8).
 //! Data is streamed both ways; an upload becomes visible only once it is complete and durable.
 
+use super::data_stream::DataStream;
 use super::objects::Change;
 use super::verify::verify_file;
 use super::{DataFileError, EngineError, EngineResult, Node, UploadGuard};
@@ -101,108 +102,6 @@ pub enum RangedRead {
     /// A chunk the CSS publishes to a node over MQTT: the node takes a refusal for "the
     /// object is gone", so it waits for a slot instead of being refused.
     Queued,
-}
-
-/// An open data file positioned at the start of the requested range.
-pub struct DataStream {
-    pub file: tokio::fs::File,
-    pub range: DataRange,
-    /// Held for as long as a ranged download is read.
-    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// A data stream slot, held for as long as the download is read.
-    pub slot: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// Chunks of a download read ahead of the network by the reader thread.
-const READ_AHEAD: usize = 2;
-/// Buffers of one download: read ahead, being sent, and one being read into.
-const DOWNLOAD_BUFFERS: usize = READ_AHEAD + 2;
-
-/// A download buffer lent to the HTTP body as `Bytes`: when the last view of it is dropped
-/// (its bytes were sent), it goes back to its download's reader for the next read.
-struct Lent {
-    buffer: Vec<u8>,
-    len: usize,
-    home: std::sync::mpsc::SyncSender<Vec<u8>>,
-}
-
-impl AsRef<[u8]> for Lent {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer[..self.len]
-    }
-}
-
-impl Drop for Lent {
-    fn drop(&mut self) {
-        // Never full (it holds every buffer of the download); a finished reader frees it.
-        let _ = self.home.try_send(std::mem::take(&mut self.buffer));
-    }
-}
-
-impl DataStream {
-    /// The range's bytes as a stream of chunks of up to `chunk` bytes. One blocking thread
-    /// reads the file from start to end, at most `READ_AHEAD` chunks ahead of the consumer,
-    /// instead of one hop to the blocking pool and one extra copy per read. Its few buffers
-    /// are allocated once and come back when sent, so a download of any size holds
-    /// `DOWNLOAD_BUFFERS` chunks and allocates nothing per chunk. The stream holds the
-    /// slot and permit until it is dropped, that is until its last bytes were handed to the
-    /// connection: released when the thread has read the range, they would let every
-    /// further download fill its buffers while the earlier ones still wait to be sent, and
-    /// memory would grow with the number of nodes downloading at once.
-    pub async fn into_chunks(self, chunk: usize) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let DataStream {
-            file,
-            range,
-            permit,
-            slot,
-        } = self;
-        let mut file = file.into_std().await;
-        let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let (home, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
-            let mut allocated = 0;
-            let mut left = range.len;
-            while left > 0 {
-                let mut buffer = match returned.try_recv() {
-                    Ok(buffer) => buffer,
-                    Err(_) if allocated < DOWNLOAD_BUFFERS => {
-                        allocated += 1;
-                        // A small object gets a buffer of its size, not a whole chunk.
-                        vec![0u8; chunk.min(usize::try_from(range.len).unwrap_or(usize::MAX))]
-                    }
-                    Err(_) => match returned.recv() {
-                        Ok(buffer) => buffer,
-                        Err(_) => return,
-                    },
-                };
-                let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                let item = match file.read(&mut buffer[..want]) {
-                    Ok(0) => Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the data file is shorter than its object",
-                    )),
-                    Ok(len) => {
-                        left -= len as u64;
-                        Ok(Bytes::from_owner(Lent {
-                            buffer,
-                            len,
-                            home: home.clone(),
-                        }))
-                    }
-                    Err(e) => Err(e),
-                };
-                let failed = item.is_err();
-                if sender.blocking_send(item).is_err() || failed {
-                    return;
-                }
-            }
-        });
-        let held = (permit, slot);
-        futures_util::stream::unfold((receiver, held), |(mut receiver, held)| async move {
-            receiver.recv().await.map(|item| (item, (receiver, held)))
-        })
-    }
 }
 
 impl Node {
