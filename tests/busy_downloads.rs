@@ -1,7 +1,8 @@
 //! The CSS's limit of ranged downloads at once (`HTTPCSSObjDownloadConcurrencyMultiplier` x
-//! CPUs): an ESS refused as busy (`429`) asks again shortly, not at its next resend pass.
-//! The slots are taken by an application's ranged downloads whose bodies the test does not
-//! read: each holds its slot until its answer is dropped.
+//! CPUs): a ranged download beyond it waits its turn for a moment and is refused with `429`
+//! only when no slot frees meanwhile; an ESS refused as busy asks again shortly, not at its
+//! next resend pass. The slots are taken by an application's ranged downloads whose bodies
+//! the test does not read: each holds its slot until its answer is dropped.
 
 mod common;
 
@@ -14,6 +15,8 @@ use std::time::{Duration, Instant};
 /// Bytes of the object whose downloads hold the slots: more than the socket buffers and the
 /// CSS's read-ahead take in, so that an unread answer stays in progress.
 const HOLDER_SIZE: usize = 16 << 20;
+/// How long a ranged download waits for a slot on the CSS (`engine::data::RANGED_SLOT_WAIT`).
+const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// How long the test waits for the ESS's refusals, and for it to complete the object.
 const PATIENCE: Duration = Duration::from_secs(15);
 
@@ -68,6 +71,53 @@ async fn node_downloads_answered(css: &TestNode, status: &str) -> f64 {
 }
 
 #[tokio::test]
+async fn a_ranged_download_beyond_the_slots_is_refused_only_after_waiting_its_turn() {
+    let css = TestNode::css();
+    let path = holder_object(&css).await;
+    let _holders = hold_every_slot(&css, &path).await;
+    let asked = Instant::now();
+    let refused = ranged(&css, &path, 99).await;
+    let waited = asked.elapsed();
+    assert_eq!(refused.status(), 429);
+    assert!(
+        waited >= SLOT_WAIT - Duration::from_millis(50) && waited < SLOT_WAIT * 10,
+        "refused after {waited:?}, not after waiting about {SLOT_WAIT:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_ranged_download_gets_a_slot_freed_while_it_waits() {
+    let css = TestNode::css();
+    let path = holder_object(&css).await;
+    let mut holders = hold_every_slot(&css, &path).await;
+    let waiting = {
+        let (css_api, path) = (css.api(), path.clone());
+        tokio::spawn(async move {
+            css_api
+                .send(
+                    css_api
+                        .request(reqwest::Method::GET, &format!("{path}/data"), Some(ADMIN))
+                        .header("Range", "bytes=100-199"),
+                )
+                .await
+        })
+    };
+    // Still waiting a moment later: neither served nor refused.
+    let mut waiting = Box::pin(waiting);
+    assert!(
+        tokio::time::timeout(SLOT_WAIT / 3, &mut waiting).await.is_err(),
+        "answered although every slot was taken"
+    );
+    drop(holders.pop());
+    let answer = tokio::time::timeout(SLOT_WAIT * 10, waiting)
+        .await
+        .expect("answered once a slot freed")
+        .expect("the request task");
+    assert_eq!(answer.status, 206);
+    assert_eq!(answer.body, common::pattern(HOLDER_SIZE, 3)[100..200]);
+}
+
+#[tokio::test]
 async fn an_ess_refused_as_busy_asks_again_shortly_and_completes_once_a_slot_frees() {
     // 64 KiB chunks; the ESS's resend pass every 60 s, far longer than the test waits, so
     // only asking again within the download can complete it in time.
@@ -86,7 +136,7 @@ async fn an_ess_refused_as_busy_asks_again_shortly_and_completes_once_a_slot_fre
     api.create(&path, json!({"destinationType": "edge"}), None).await;
     assert_eq!(api.put_bytes(&format!("{path}/data"), data.clone()).await.status, 204);
 
-    // Each attempt is refused; the ESS asks again after a short pause.
+    // Each attempt waits its turn on the CSS and is refused; the ESS asks again shortly.
     wait_for(
         "the CSS to refuse the ESS's data requests three times",
         &[&css, &ess],
