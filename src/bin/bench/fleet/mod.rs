@@ -4,6 +4,7 @@
 //! explains what they mean for fleets beyond one machine.
 
 mod publish;
+mod real_ess;
 mod sim;
 mod waiting;
 
@@ -20,6 +21,9 @@ pub enum Mode {
     /// 3,000 registered nodes and 1,000 objects addressed to all: publishing a new version
     /// and serving a newly registered node its list.
     Publish,
+    /// 20 real ESS processes (--quick: 5) fetching one 1 GiB object (--quick: 256 MiB) in
+    /// chunks; CSS and ESS peak RSS, and the total against the single-stream download rate.
+    RealEss,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -38,6 +42,14 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::Waiting => waiting::run(binary, scale(10_000)).await,
         Mode::BigObject => waiting::big_object(binary, scale(3_000)).await,
         Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
+        Mode::RealEss => {
+            real_ess::run(
+                binary,
+                nodes.unwrap_or(if quick { 5 } else { 20 }),
+                if quick { 256 << 20 } else { 1 << 30 },
+            )
+            .await
+        }
     }
 }
 

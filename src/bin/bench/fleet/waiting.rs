@@ -152,7 +152,7 @@ impl Delivery {
 const DELIVERY_HEADER: &str =
     "object           PUT ms  polled s    p50 s    p99 s    all s  CSS peak MB  CPU s    delivered\n";
 
-fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
+pub(super) fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
     match (before, after) {
         (Some(b), Some(a)) => a.saturating_sub(b) as f64 / server::clock_ticks_per_second() as f64,
         _ => f64::NAN,
