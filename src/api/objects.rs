@@ -16,10 +16,6 @@ use futures_util::TryStreamExt;
 
 const PREFIX: &str = "/api/v1/objects";
 
-/// Read buffer of one data download: large enough to keep a single download near disk speed.
-/// How many run at once is bounded by the engine's stream slots, so memory stays flat.
-const DOWNLOAD_BUFFER: usize = 256 * 1024;
-
 /// Operation segments after `{objectID}`, matched case-insensitively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operation {
@@ -354,7 +350,7 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
 /// `Content-Range` for a partial range; the body streams from the file.
 pub(crate) async fn data_response(data: DataStream) -> Response {
     let range = data.range;
-    let stream = data.into_chunks(DOWNLOAD_BUFFER).await;
+    let stream = data.into_chunks().await;
     let mut response = Response::new(Body::from_stream(stream));
     if range.partial {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;

@@ -5,6 +5,7 @@
 //! memory stays bounded by a few buffers whatever the object size. That thread can also hash
 //! the bytes it writes, so that data to be verified needs no second pass over its file.
 
+use super::buffers::BufferPool;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::collections::HashSet;
@@ -17,6 +18,9 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Buffers queued between the request and the writer thread: writing into the page cache is
 /// faster than a network fills a buffer, so two keep the writer busy.
 const WRITE_QUEUE: usize = 2;
+/// The write buffers of every write, kept when a write ends: enough for two writes at once
+/// (an ESS mostly writes one download at a time) before further ones are freed.
+static WRITE_BUFFER_POOL: BufferPool = BufferPool::new(WRITE_BUFFER, 2 * (WRITE_QUEUE + 3));
 
 /// A hash fed, in file order, every byte a write stores. Fed on the writer thread while the
 /// data arrives: verifying a signature then costs no read of the stored file afterwards,
@@ -296,9 +300,10 @@ impl EarlyFlusher {
 /// `hash` with each buffer it wrote, then fsyncs.
 ///
 /// The request fills a buffer of `WRITE_BUFFER` bytes and hands it to the writer, which hands
-/// it back once written. A buffer is allocated only while none is waiting to be reused, so at
-/// most `WRITE_QUEUE` + 3 exist per upload (queued, being written, waiting to be queued, being
-/// filled): an upload of any size holds a few MiB and allocates nothing per chunk.
+/// it back once written. A buffer is taken from the pool only while none is waiting to be
+/// reused, so at most `WRITE_QUEUE` + 3 are in use per upload (queued, being written, waiting
+/// to be queued, being filled): an upload of any size holds a few MiB, and they go back to
+/// the pool at its end.
 async fn stream_into<S, E>(
     file: std::fs::File,
     offset: u64,
@@ -340,7 +345,11 @@ where
         file.sync_all()?;
         Ok(hash)
     });
-    let fresh = || Vec::with_capacity(WRITE_BUFFER);
+    let fresh = || {
+        let mut buffer = WRITE_BUFFER_POOL.take();
+        buffer.clear();
+        buffer
+    };
     let mut pending = fresh();
     let mut total: u64 = 0;
     let mut failure = None;
@@ -371,9 +380,15 @@ where
     }
     if failure.is_none() && !pending.is_empty() {
         let _ = sender.send(pending).await;
+    } else {
+        WRITE_BUFFER_POOL.give_back(pending);
     }
     drop(sender);
     let written = writer.await.map_err(std::io::Error::other);
+    // The writer has finished: every buffer it wrote is back here.
+    while let Ok(buffer) = recycled.try_recv() {
+        WRITE_BUFFER_POOL.give_back(buffer);
+    }
     if let Some(failure) = failure {
         return Err(failure);
     }

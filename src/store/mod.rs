@@ -5,6 +5,7 @@
 //! with an optimistic revision check.
 
 pub mod blobs;
+pub mod buffers;
 pub mod postgres;
 pub mod space;
 pub mod sqlite;

@@ -20,6 +20,7 @@ const NO_SPACE: &str = "not enough disk space on the edge node to store the data
 impl EssSync {
     /// Downloads the missing data of a received copy, chunk by chunk in offset order,
     /// resuming where a previous attempt stopped; completes the copy and reports `received`.
+    /// A chunk the CSS refuses as busy is asked for again shortly ([`BusyRetry`](super::retry::BusyRetry)).
     #[tracing::instrument(name = "download", skip_all, fields(%key, instance))]
     pub(super) async fn download(&self, key: &ObjectKey, instance: i64, data_id: i64) -> Step {
         let mut download = match self.node.begin_download(key, instance).await {
@@ -37,13 +38,18 @@ impl EssSync {
         if already > 0 {
             tracing::info!(%key, instance, bytes = already, "ESS: resuming a download");
         }
+        let mut busy = self.settings.retry.busy_retry();
         while let Some(request) = next_request(&download.session, chunk_size, self.settings.chunking) {
             let range = match request {
                 ChunkRequest::Whole => None,
                 ChunkRequest::Range { start, end } => Some((start, end)),
             };
             let answer = match self.client.data(key, instance, data_id, range).await {
-                Ok(answer) => answer,
+                Ok(answer) => {
+                    busy.served();
+                    answer
+                }
+                Err(Reply::Busy) if busy.pause().await => continue,
                 Err(Reply::UnknownObject) => {
                     tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
                     if let Err(e) = self.node.drop_received(key, instance).await {

@@ -23,6 +23,9 @@ pub enum Reply {
     UnknownObject,
     /// No answer, or the CSS asked to come back later; worth another attempt.
     RetryLater(String),
+    /// The CSS is serving as many downloads as it allows at once (`429`): a slot frees as
+    /// soon as another node's chunk is sent, so asking again shortly is worth it.
+    Busy,
     /// Refused for good; the text says what the CSS answered.
     Refused(String),
     /// This node could not make the request (not retryable).
@@ -32,7 +35,7 @@ pub enum Reply {
 impl Reply {
     /// True for answers worth retrying.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RetryLater(_))
+        matches!(self, Self::RetryLater(_) | Self::Busy)
     }
 
     /// True when the CSS took the request or already had what it says.
@@ -49,6 +52,7 @@ impl std::fmt::Display for Reply {
             Self::UnknownNode => f.write_str("node unknown to the CSS"),
             Self::UnknownObject => f.write_str("object unknown to the CSS"),
             Self::RetryLater(e) => write!(f, "transient failure: {e}"),
+            Self::Busy => f.write_str("the CSS is busy serving other downloads"),
             Self::Refused(e) => write!(f, "refused: {e}"),
             Self::Invalid(e) => write!(f, "invalid request: {e}"),
         }

@@ -847,6 +847,35 @@ pub async fn ess_lists(client: &reqwest::Client, ess_base: &str, object_type: &s
     body.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
+/// For every member of `fleet` in order, the time from `start` until it listed
+/// `{object_type}/{id}` ([`ess_lists`], asked every `period`); `None` for a member that did
+/// not within `deadline` of `start`.
+pub async fn wait_listed(
+    client: &reqwest::Client,
+    fleet: &EssFleet,
+    object_type: &str,
+    id: &str,
+    start: Instant,
+    period: Duration,
+    deadline: Duration,
+) -> Vec<Option<Duration>> {
+    let watchers = fleet.members.iter().map(|member| {
+        let base = member.base();
+        async move {
+            loop {
+                if ess_lists(client, &base, object_type, id).await {
+                    return Some(start.elapsed());
+                }
+                if start.elapsed() > deadline {
+                    return None;
+                }
+                tokio::time::sleep(period).await;
+            }
+        }
+    });
+    futures_util::future::join_all(watchers).await
+}
+
 /// The real-process fan-out on a CSS and fleet already running and registered: a 1 MB
 /// broadcast object, timed until every ESS lists it.
 pub async fn real(
@@ -875,27 +904,8 @@ pub async fn real(
     } else {
         Duration::from_millis(20)
     };
-    let mut watchers = tokio::task::JoinSet::new();
-    for member in &fleet.members {
-        let (client, base) = (admin.clone(), member.base());
-        watchers.spawn(async move {
-            loop {
-                if ess_lists(&client, &base, FANOUT_TYPE, id).await {
-                    return Some(Instant::now());
-                }
-                if start.elapsed() > Duration::from_secs(60) {
-                    return None;
-                }
-                tokio::time::sleep(period).await;
-            }
-        });
-    }
-    let mut finished = Vec::with_capacity(nodes);
-    while let Some(outcome) = watchers.join_next().await {
-        if let Ok(Some(at)) = outcome {
-            finished.push(at.saturating_duration_since(start));
-        }
-    }
+    let listed = wait_listed(admin, fleet, FANOUT_TYPE, id, start, period, Duration::from_secs(60)).await;
+    let mut finished: Vec<Duration> = listed.into_iter().flatten().collect();
     let total = start.elapsed();
     let cpu = cpu_seconds(cpu_before, server::cpu_ticks(css_pid), ticks);
     let (start_rss_kb, peak_rss_kb) = sampler.finish();

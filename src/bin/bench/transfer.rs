@@ -143,8 +143,11 @@ impl RssSampler {
     }
 }
 
+/// Object type of the objects the transfer helpers create and read.
+pub const BLOB_TYPE: &str = "blob";
+
 fn object_url(base: &str, id: &str) -> String {
-    format!("{base}/api/v1/objects/bench/blob/{id}")
+    format!("{base}/api/v1/objects/{}/{BLOB_TYPE}/{id}", crate::ORG)
 }
 
 /// Creates object `blob/{id}` and streams `size` bytes of generated content into it.
@@ -156,7 +159,7 @@ pub async fn upload(
     content: &Content,
     pid: u32,
 ) -> Result<TransferStats, String> {
-    let meta = format!(r#"{{"meta":{{"objectID":"{id}","objectType":"blob"}}}}"#);
+    let meta = format!(r#"{{"meta":{{"objectID":"{id}","objectType":"{BLOB_TYPE}"}}}}"#);
     let response = client
         .put(object_url(base, id))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -165,7 +168,20 @@ pub async fn upload(
         .await
         .map_err(|e| format!("PUT blob/{id}: {e}"))?;
     expect_status(response, reqwest::StatusCode::NO_CONTENT, &format!("PUT blob/{id}")).await?;
+    upload_data(client, base, id, size, content, pid).await
+}
 
+/// Streams `size` bytes of generated content into the data of the existing object
+/// `blob/{id}`; the content is generated block by block as the request sends it, so no more
+/// than a few blocks are ever held.
+pub async fn upload_data(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    size: u64,
+    content: &Content,
+    pid: u32,
+) -> Result<TransferStats, String> {
     // Start from a clean page cache so earlier phases' writeback does not slow this one.
     flush_file_systems();
     let generator = content.clone();
@@ -211,27 +227,35 @@ pub async fn download(
     content: &Content,
     pid: u32,
 ) -> Result<TransferStats, String> {
+    download_url(client, &format!("{}/data", object_url(base, id)), size, content, pid).await
+}
+
+/// Streams the data at `url` (an object's `.../data` on any node), checking that it is the
+/// generated content of `size` bytes; `pid`'s peak RSS is sampled meanwhile.
+pub async fn download_url(
+    client: &reqwest::Client,
+    url: &str,
+    size: u64,
+    content: &Content,
+    pid: u32,
+) -> Result<TransferStats, String> {
     let expected = content.expected_checksum(size);
     let sampler = RssSampler::start(pid);
     let start = Instant::now();
     let result = async {
-        let response = client
-            .get(format!("{}/data", object_url(base, id)))
-            .send()
-            .await
-            .map_err(|e| format!("GET blob/{id}/data: {e}"))?;
+        let response = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             let body = response.bytes().await.unwrap_or_default();
             return Err(format!(
-                "GET blob/{id}/data: status {status}: {}",
+                "GET {url}: status {status}: {}",
                 String::from_utf8_lossy(&body)
             ));
         }
         let mut checksum = Checksum::default();
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| format!("GET blob/{id}/data: {e}"))?;
+            let chunk = chunk.map_err(|e| format!("GET {url}: {e}"))?;
             checksum.update(&chunk);
         }
         Ok(checksum)
@@ -242,12 +266,12 @@ pub async fn download(
     let checksum = result?;
     if checksum.position != size {
         return Err(format!(
-            "GET blob/{id}/data: received {} bytes, expected {size}",
+            "GET {url}: received {} bytes, expected {size}",
             checksum.position
         ));
     }
     if checksum.sum != expected {
-        return Err(format!("GET blob/{id}/data: checksum mismatch"));
+        return Err(format!("GET {url}: checksum mismatch"));
     }
     Ok(TransferStats {
         bytes: size,

@@ -51,8 +51,9 @@ fn reply_of(route: Route, status: u16) -> Reply {
         (_, 409) => Reply::Superseded,
         (Route::Node, 404) | (Route::Poll, 424) => Reply::UnknownNode,
         (Route::Object, 400 | 404) => Reply::UnknownObject,
-        // The spec's transient answers (§3.4).
-        (_, 502 | 503 | 504 | 408 | 429 | 307) => Reply::RetryLater(format!("status {status}")),
+        // The spec's transient answers (§3.4); 429 only ever answers a ranged download.
+        (_, 429) => Reply::Busy,
+        (_, 502 | 503 | 504 | 408 | 307) => Reply::RetryLater(format!("status {status}")),
         // The CSS's disk is full: the same request succeeds once space is freed there.
         (_, 507) => Reply::RetryLater("status 507: the CSS has not enough disk space".into()),
         _ => Reply::Refused(format!("status {status}")),
@@ -408,6 +409,7 @@ mod tests {
         assert_eq!(reply_of(Route::Poll, 424), Reply::UnknownNode);
         assert_eq!(reply_of(Route::Poll, 404), Reply::Refused("status 404".into()));
         assert_eq!(reply_of(Route::Object, 404), Reply::UnknownObject);
+        assert_eq!(reply_of(Route::Object, 429), Reply::Busy);
         assert_eq!(reply_of(Route::Object, 400), Reply::UnknownObject);
         assert_eq!(reply_of(Route::Node, 400), Reply::Refused("status 400".into()));
         assert!(reply_of(Route::Object, 204).acknowledged() && reply_of(Route::Object, 409).acknowledged());

@@ -6,6 +6,7 @@
 mod mqtt;
 mod mqtt_sim;
 mod publish;
+mod real_ess;
 mod signed;
 mod sim;
 mod waiting;
@@ -30,6 +31,9 @@ pub enum Mode {
     /// 1,000 simulated nodes, each its own connection to one mosquitto, and a CSS over MQTT:
     /// registration, then a 1 MiB object to all, every byte compared; CSS and broker memory.
     Mqtt,
+    /// 20 real ESS processes (--quick: 5) fetching one 1 GiB object (--quick: 256 MiB) in
+    /// chunks; CSS and ESS peak RSS, and the total against the single-stream download rate.
+    RealEss,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -50,6 +54,14 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
         Mode::Signed => signed::run(binary, quick).await,
         Mode::Mqtt => mqtt::run(binary, scale(1_000)).await,
+        Mode::RealEss => {
+            real_ess::run(
+                binary,
+                nodes.unwrap_or(if quick { 5 } else { 20 }),
+                if quick { 256 << 20 } else { 1 << 30 },
+            )
+            .await
+        }
     }
 }
 
