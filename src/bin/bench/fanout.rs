@@ -471,13 +471,6 @@ pub async fn registered_ids(client: &reqwest::Client, base: &str) -> Result<Vec<
         .collect())
 }
 
-fn cpu_seconds(before: Option<u64>, after: Option<u64>, ticks_per_second: u64) -> f64 {
-    match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / ticks_per_second as f64,
-        _ => f64::NAN,
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Simulated fan-out
 
@@ -570,7 +563,6 @@ pub async fn fanout_over(instances: &[(Arc<str>, u32)], nodes: usize) -> Result<
     let id = "f1";
     put_object(&admin, &base, FANOUT_TYPE, id, serde_json::json!({})).await?;
     let data = Content::new().block(0, FANOUT_SIZE);
-    let ticks = server::clock_ticks_per_second();
     let sampler = RssSampler::start(pid);
     let cpu_ticks = || -> Option<u64> { instances.iter().map(|(_, pid)| server::cpu_ticks(*pid)).sum() };
     let cpu_before = cpu_ticks();
@@ -592,7 +584,7 @@ pub async fn fanout_over(instances: &[(Arc<str>, u32)], nodes: usize) -> Result<
         }
     }
     let total = start.elapsed();
-    let cpu = cpu_seconds(cpu_before, cpu_ticks(), ticks);
+    let cpu = server::cpu_seconds(cpu_before, cpu_ticks());
     let (start_rss_kb, peak_rss_kb) = sampler.finish();
     tasks.abort_all();
     if let Some(e) = failure {
@@ -889,7 +881,6 @@ pub async fn real(
     let id = "r1";
     put_object(admin, css_base, FANOUT_TYPE, id, serde_json::json!({})).await?;
     let data = Content::new().block(0, FANOUT_SIZE);
-    let ticks = server::clock_ticks_per_second();
     let sampler = RssSampler::start(css_pid);
     let cpu_before = server::cpu_ticks(css_pid);
     let sent = put_data(admin, css_base, FANOUT_TYPE, id, data).await;
@@ -907,7 +898,7 @@ pub async fn real(
     let listed = wait_listed(admin, fleet, FANOUT_TYPE, id, start, period, Duration::from_secs(60)).await;
     let mut finished: Vec<Duration> = listed.into_iter().flatten().collect();
     let total = start.elapsed();
-    let cpu = cpu_seconds(cpu_before, server::cpu_ticks(css_pid), ticks);
+    let cpu = server::cpu_seconds(cpu_before, server::cpu_ticks(css_pid));
     let (start_rss_kb, peak_rss_kb) = sampler.finish();
     if finished.len() < nodes {
         return Err(format!(

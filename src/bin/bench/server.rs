@@ -194,6 +194,14 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// CPU seconds between two readings of [`cpu_ticks`]; NaN when either is missing.
+pub fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
+    match (before, after) {
+        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / clock_ticks_per_second() as f64,
+        _ => f64::NAN,
+    }
+}
+
 /// Clock ticks per second (`getconf CLK_TCK`), 100 when it cannot be asked.
 pub fn clock_ticks_per_second() -> u64 {
     Command::new("getconf")

@@ -65,6 +65,15 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
     }
 }
 
+/// How a table tells whether a target was met.
+pub fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
 /// `part` of `whole` as a percentage.
 pub fn percent(part: f64, whole: f64) -> f64 {
     if whole > 0.0 {

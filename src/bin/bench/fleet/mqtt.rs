@@ -7,10 +7,10 @@
 
 use super::mqtt_sim::MqttFleet;
 use super::sim::{self, FLEET_TYPE};
-use super::waiting::{cpu_seconds, verdict};
-use super::{mb, Outcome};
+use super::{mb, verdict, Outcome};
 use crate::fanout::{self, quantile_ms};
 use crate::mqtt::Broker;
+use crate::server::cpu_seconds;
 use crate::server::{self, Server, TempDir};
 use crate::transfer::RssSampler;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

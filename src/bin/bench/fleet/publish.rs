@@ -4,7 +4,7 @@
 //! to it, and what one (object, node) pair costs in the store.
 
 use super::sim::{self, FLEET_TYPE};
-use super::Outcome;
+use super::{verdict, Outcome};
 use crate::fanout::{self, SimNode};
 use crate::server::{Server, TempDir};
 use serde_json::json;
@@ -107,16 +107,8 @@ async fn measure(
         publish_median.as_secs_f64() * 1e3,
         publish.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         served.as_secs_f64() * 1e3,
-        if publish_median < Duration::from_secs(1) {
-            "met"
-        } else {
-            "NOT met"
-        },
-        if served < Duration::from_secs(1) {
-            "met"
-        } else {
-            "NOT met"
-        },
+        verdict(publish_median < Duration::from_secs(1)),
+        verdict(served < Duration::from_secs(1)),
     );
     let json = json!({
         "mode": "publish",

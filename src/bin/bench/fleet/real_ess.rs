@@ -9,9 +9,9 @@
 //! checksum) with what was published. The total is set against the ideal: every copy at the
 //! single-stream rate, one after the other.
 
-use super::waiting::cpu_seconds;
-use super::{mb, Outcome};
+use super::{mb, verdict, Outcome};
 use crate::fanout::{self, EssFleet};
+use crate::server::cpu_seconds;
 use crate::server::{self, Server, TempDir};
 use crate::transfer::{self, Content, RssSampler, TransferStats, BLOB_TYPE};
 use serde_json::json;
@@ -355,14 +355,6 @@ fn quantile_s(sorted: &[Duration], q: f64) -> f64 {
         return sorted.first().map_or(f64::NAN, Duration::as_secs_f64);
     }
     fanout::quantile_ms(sorted, q) / 1e3
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "NOT met"
-    }
 }
 
 /// Fails early when the disk of `dir` has less than `needed` bytes free: the run writes

@@ -11,8 +11,9 @@
 //! data (one byte changed) under the publisher's signature must be refused by the CSS.
 
 use super::sim;
-use super::{mb, Outcome};
+use super::{mb, verdict, Outcome};
 use crate::fanout::{self, EssFleet, ORG};
+use crate::server::cpu_seconds;
 use crate::server::{self, Server, TempDir};
 use crate::transfer::{self, RssSampler};
 use base64::Engine as _;
@@ -238,13 +239,6 @@ async fn wait_arrival(stage: &Stage, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
-    match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / server::clock_ticks_per_second() as f64,
-        _ => f64::NAN,
-    }
-}
-
 /// The SHA-256 of the data the ESS serves for `id`, hashed as it streams in.
 async fn ess_data_sha256(stage: &Stage, id: &str) -> Result<Vec<u8>, String> {
     // An ESS names its objects without the organization (it has one).
@@ -345,14 +339,6 @@ fn peak(transfers: &[Transfer], of: impl Fn(&Transfer) -> u64) -> u64 {
 /// Signed minus unsigned, in seconds: what verification adds.
 fn added(signed: Duration, plain: Duration) -> f64 {
     signed.as_secs_f64() - plain.as_secs_f64()
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "NOT met"
-    }
 }
 
 fn report(

@@ -6,8 +6,9 @@
 //! the aggregate rate next to one download of the same object alone.
 
 use super::sim::{self, Arrival, SimFleet, FLEET_TYPE};
-use super::{mb, percent, Outcome};
+use super::{mb, percent, verdict, Outcome};
 use crate::fanout::{self, quantile_ms};
+use crate::server::cpu_seconds;
 use crate::server::{self, Server, TempDir};
 use crate::transfer::RssSampler;
 use bytes::Bytes;
@@ -154,22 +155,6 @@ impl Delivery {
 
 const DELIVERY_HEADER: &str =
     "object           PUT ms  polled s    p50 s    p99 s    all s  CSS peak MB  CPU s    delivered\n";
-
-/// CPU seconds between two readings of [`server::cpu_ticks`].
-pub(super) fn cpu_seconds(before: Option<u64>, after: Option<u64>) -> f64 {
-    match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / server::clock_ticks_per_second() as f64,
-        _ => f64::NAN,
-    }
-}
-
-pub(super) fn verdict(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "NOT met"
-    }
-}
 
 /// Mode `waiting`.
 pub async fn run(binary: &Path, nodes: usize) -> Result<Outcome, String> {
