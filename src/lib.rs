@@ -14,6 +14,7 @@
 //! - [`metrics`]: the Prometheus metrics served at `/metrics`.
 //! - [`healthcheck`]: the `--healthcheck` probe of a running node, for container images.
 //! - [`logging`]: log and trace destinations, levels, files and rotation (`LogTraceDestination`).
+//! - [`zero_copy`]: downloads over plain TCP sent from the page cache by `sendfile(2)`.
 //! - [`tls`]: the HTTPS server certificate (configured or generated) and TLS settings;
 //!   client-side trust for the ESS → CSS and MQTT broker connections.
 #![forbid(unsafe_code)]
@@ -36,6 +37,7 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+pub mod zero_copy;
 
 #[cfg(test)]
 mod proptest_cases;

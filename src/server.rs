@@ -3,8 +3,9 @@
 //! one task per connection, graceful shutdown on the node's cancellation token (stop
 //! accepting, let in-flight requests finish).
 
-use crate::config::{Config, ListeningType};
+use crate::config::{Config, ListeningType, SendfileDownloads};
 use crate::tls;
+use crate::zero_copy::SendfileStream;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use axum::Router;
@@ -43,6 +44,8 @@ pub struct Listener {
     tls: Option<TlsAcceptor>,
     /// `HTTPServerReadHeaderTimeout`; also bounds the TLS handshake.
     header_read_timeout: Option<Duration>,
+    /// `SendfileDownloads`: which plain TCP clients get downloads sent from the page cache.
+    sendfile: SendfileDownloads,
 }
 
 enum Socket {
@@ -137,6 +140,7 @@ pub async fn bind(config: &Config) -> Result<Vec<Listener>, ListenError> {
             socket,
             tls: if secure { acceptor.clone() } else { None },
             header_read_timeout,
+            sendfile: config.sendfile_downloads,
         });
     }
     Ok(listeners)
@@ -209,6 +213,7 @@ struct Connections {
     tls: Option<TlsAcceptor>,
     http: http1::Builder,
     handshake_timeout: Duration,
+    sendfile: SendfileDownloads,
 }
 
 async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken, tracker: TaskTracker) {
@@ -225,11 +230,18 @@ async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken
         .max_headers(MAX_HEADER_FIELDS)
         .timer(TokioTimer::new())
         .header_read_timeout(listener.header_read_timeout);
+    if listener.tls.is_none() {
+        // Response bodies are queued as they are, never copied into the connection's own
+        // buffer: downloads on plain TCP rely on it to send files by their placeholder
+        // chunks (see `zero_copy`).
+        http.writev(true);
+    }
     let connections = Arc::new(Connections {
         router,
         tls: listener.tls.clone(),
         http,
         handshake_timeout: listener.header_read_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+        sendfile: listener.sendfile,
     });
     let graceful = GracefulShutdown::new();
     loop {
@@ -238,9 +250,9 @@ async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken
             accepted = accept(&listener.socket) => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok(accepted) => {
                 let watcher = graceful.watcher();
-                tracker.spawn(connections.clone().serve(stream, peer, watcher, stop.clone()));
+                tracker.spawn(connections.clone().serve(accepted, watcher, stop.clone()));
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::debug!(error = %e, "accept failed");
@@ -259,16 +271,22 @@ async fn accept_loop(listener: Listener, router: Router, stop: CancellationToken
     graceful.shutdown().await;
 }
 
-async fn accept(socket: &Socket) -> std::io::Result<(Box<dyn Stream>, Option<SocketAddr>)> {
+/// An accepted connection, before TLS.
+enum Accepted {
+    Tcp(tokio::net::TcpStream, SocketAddr),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(socket: &Socket) -> std::io::Result<Accepted> {
     match socket {
         Socket::Tcp(l) => {
             let (stream, peer) = l.accept().await?;
             let _ = stream.set_nodelay(true);
-            Ok((Box::new(stream), Some(peer)))
+            Ok(Accepted::Tcp(stream, peer))
         }
         Socket::Unix(l, _) => {
             let (stream, _) = l.accept().await?;
-            Ok((Box::new(stream), None))
+            Ok(Accepted::Unix(stream))
         }
     }
 }
@@ -285,14 +303,16 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 impl Connections {
     /// One connection: the TLS handshake if any (a failure is only logged at debug level),
     /// then HTTP/1.1 until the client or a graceful shutdown closes it. TCP requests carry
-    /// `ConnectInfo<SocketAddr>`.
-    async fn serve(
-        self: Arc<Self>,
-        stream: Box<dyn Stream>,
-        peer: Option<SocketAddr>,
-        watcher: Watcher,
-        stop: CancellationToken,
-    ) {
+    /// `ConnectInfo<SocketAddr>`, and plain TCP ones the connection's [`crate::zero_copy::FileSends`].
+    async fn serve(self: Arc<Self>, accepted: Accepted, watcher: Watcher, stop: CancellationToken) {
+        let (stream, peer, sends): (Box<dyn Stream>, _, _) = match (accepted, &self.tls) {
+            (Accepted::Tcp(tcp, peer), None) if self.sendfile.for_peer(peer.ip()) => {
+                let (stream, sends) = SendfileStream::new(tcp);
+                (Box::new(stream), Some(peer), Some(sends))
+            }
+            (Accepted::Tcp(tcp, peer), _) => (Box::new(tcp), Some(peer), None),
+            (Accepted::Unix(unix), _) => (Box::new(unix), None, None),
+        };
         let stream: Box<dyn Stream> = match &self.tls {
             None => stream,
             Some(acceptor) => {
@@ -317,6 +337,9 @@ impl Connections {
         let service = self.router.clone().map_request(move |mut request: Request<Incoming>| {
             if let Some(peer) = peer {
                 request.extensions_mut().insert(ConnectInfo(peer));
+            }
+            if let Some(sends) = &sends {
+                request.extensions_mut().insert(sends.clone());
             }
             request
         });

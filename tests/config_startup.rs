@@ -55,6 +55,29 @@ fn ess_without_destination_type_exits_98() {
 }
 
 #[test]
+fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
+    let (_dir, root, config) = scratch();
+    let port = common::free_port().to_string();
+    let (status, output) = run_to_exit(
+        &[
+            ("NODE_TYPE", "CSS"),
+            ("SENDFILE_DOWNLOADS", "sometimes"),
+            ("PERSISTENCE_ROOT_PATH", &root),
+            ("LISTENING_TYPE", "unsecure"),
+            ("LISTENING_ADDRESS", "127.0.0.1"),
+            ("UNSECURE_LISTENING_PORT", &port),
+        ],
+        &["-c", &config],
+        LIMIT,
+    );
+    assert_eq!(status.code(), Some(98), "{output}");
+    assert!(
+        output.contains("SendfileDownloads must be auto, always or never, not 'sometimes'"),
+        "{output}"
+    );
+}
+
+#[test]
 fn mongo_storage_provider_is_refused_with_the_alternatives() {
     let (_dir, root, config) = scratch();
     let port = common::free_port().to_string();

@@ -8,9 +8,10 @@ use super::{json_response, no_content, AppState};
 use crate::engine::{DataStream, Filters, OrgQuery, OrgQueryResult, Report};
 use crate::model::names::is_valid_name;
 use crate::model::{ObjectKey, Role};
+use crate::zero_copy::FileSends;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::TryStreamExt;
 
@@ -241,19 +242,20 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             node.delete_object(&identity, &key).await?;
             Ok(no_content())
         }
-        Route::Operation(op_route, key) => operation_route(&state, op_route, &parts.headers, key, identity, body).await,
+        Route::Operation(op_route, key) => operation_route(&state, op_route, &parts, key, identity, body).await,
     }
 }
 
 async fn operation_route(
     state: &AppState,
     op_route: OpRoute,
-    headers: &HeaderMap,
+    parts: &axum::http::request::Parts,
     key: ObjectKey,
     identity: crate::auth::Identity,
     body: Body,
 ) -> ApiResult<Response> {
     let node = &state.node;
+    let headers = &parts.headers;
     let report = |r: Report| {
         let (identity, key) = (&identity, &key);
         async move {
@@ -266,7 +268,8 @@ async fn operation_route(
     match op_route {
         OpRoute::GetData => {
             let range = super::ranges::range_header(headers)?;
-            Ok(data_response(node.get_data(&identity, &key, range).await?).await)
+            let sends = parts.extensions.get::<FileSends>();
+            Ok(data_response(node.get_data(&identity, &key, range).await?, sends).await)
         }
         OpRoute::PutData => {
             let content_range = super::ranges::content_range_header(headers)?;
@@ -347,11 +350,15 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
 }
 
 /// An object's data as a download, applications' and nodes' alike: 200, or 206 with
-/// `Content-Range` for a partial range; the body streams from the file.
-pub(crate) async fn data_response(data: DataStream) -> Response {
+/// `Content-Range` for a partial range; the body streams from the file, sent by the kernel
+/// from the page cache where the connection can (`sends`: plain TCP).
+pub(crate) async fn data_response(data: DataStream, sends: Option<&FileSends>) -> Response {
     let range = data.range;
-    let stream = data.into_chunks().await;
-    let mut response = Response::new(Body::from_stream(stream));
+    let body = match sends {
+        Some(sends) => Body::from_stream(data.into_file_sends(sends).await),
+        None => Body::from_stream(data.into_chunks().await),
+    };
+    let mut response = Response::new(body);
     if range.partial {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
     }

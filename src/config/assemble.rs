@@ -43,6 +43,7 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
         unix_socket_file_permissions: chosen.unix_socket_file_permissions,
         secure_listening_port: listening.secure_listening_port,
         unsecure_listening_port: listening.unsecure_listening_port,
+        sendfile_downloads: chosen.sendfile_downloads,
         server_certificate: listening.server_certificate,
         server_key: listening.server_key,
         http_server_read_header_timeout: listening.http_server_read_header_timeout,

@@ -3,7 +3,9 @@
 //! All case-insensitive; every failure is a validation error (exit 98) with the original's
 //! message where the original has one.
 
-use super::types::{ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, StorageKind};
+use super::types::{
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, SendfileDownloads, StorageKind,
+};
 use super::validate::invalid;
 use super::ConfigError;
 
@@ -32,6 +34,18 @@ pub(super) fn listening_type(value: &str, node_type: NodeType) -> Result<Listeni
         _ => Err(invalid(
             "ListeningType must be both, secure, unsecure, unix, or secure-unix",
         )),
+    }
+}
+
+/// `SendfileDownloads` (extension).
+pub(super) fn sendfile_downloads(value: &str) -> Result<SendfileDownloads, ConfigError> {
+    match value.to_lowercase().as_str() {
+        "" | "auto" => Ok(SendfileDownloads::Auto),
+        "always" => Ok(SendfileDownloads::Always),
+        "never" => Ok(SendfileDownloads::Never),
+        _ => Err(invalid(format!(
+            "SendfileDownloads must be auto, always or never, not '{value}'"
+        ))),
     }
 }
 

@@ -48,6 +48,7 @@ redacting_debug!(
     unix_socket_file_permissions,
     secure_listening_port,
     unsecure_listening_port,
+    sendfile_downloads,
     #[hidden]
     server_certificate,
     server_key,

@@ -51,6 +51,7 @@ pub(super) struct RawListening {
     pub(super) unix_socket_file_permissions: String,
     pub(super) secure_listening_port: u16,
     pub(super) unsecure_listening_port: u16,
+    pub(super) sendfile_downloads: String,
     pub(super) server_certificate: String,
     pub(super) server_key: Secret,
     pub(super) http_server_read_header_timeout: i64,
@@ -203,6 +204,7 @@ fn read_listening(s: &mut Sources<'_>) -> Result<RawListening, ConfigError> {
         ),
         secure_listening_port: s.int(Key::new("SecureListeningPort", "SECURE_LISTENING_PORT"), 8443)?,
         unsecure_listening_port: s.int(Key::new("UnsecureListeningPort", "UNSECURE_LISTENING_PORT"), 8080)?,
+        sendfile_downloads: s.string(Key::new("SendfileDownloads", "SENDFILE_DOWNLOADS"), "auto"),
         server_certificate: s.string(Key::new("ServerCertificate", "SERVER_CERTIFICATE"), ""),
         server_key: Secret::new(s.string(Key::new("ServerKey", "SERVER_KEY"), "")),
         // The original's environment variable for this key is the key itself.

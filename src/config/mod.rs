@@ -31,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 pub use ignored::{ignored_key_names, IgnoredKey};
 pub use types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret, StorageKind,
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret,
+    SendfileDownloads, StorageKind,
 };
 
 /// Why the configuration could not be used. The message is meant to be shown as is.
@@ -86,6 +87,8 @@ pub struct Config {
     pub secure_listening_port: u16,
     /// `UnsecureListeningPort`.
     pub unsecure_listening_port: u16,
+    /// `SendfileDownloads` (extension): `auto` (default), `always` or `never`.
+    pub sendfile_downloads: SendfileDownloads,
     /// `ServerCertificate`: inline PEM or path (relative → persistence root).
     pub server_certificate: String,
     /// `ServerKey`: inline PEM or path (relative → persistence root).

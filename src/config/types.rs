@@ -6,6 +6,31 @@
 
 use std::fmt;
 
+/// Whether plain-HTTP downloads are sent from the page cache by `sendfile(2)`
+/// (`SendfileDownloads`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendfileDownloads {
+    /// For clients on other hosts. A client on the same host (a loopback address) reads
+    /// the data from the page cache itself when it is sent this way, and was measured
+    /// slower for it than when the service copies: it keeps the copying path.
+    Auto,
+    /// For every plain TCP client.
+    Always,
+    /// Never: every download is read and copied by the service.
+    Never,
+}
+
+impl SendfileDownloads {
+    /// Whether a download to a client at `peer` is sent from the page cache.
+    pub fn for_peer(self, peer: std::net::IpAddr) -> bool {
+        match self {
+            SendfileDownloads::Auto => !peer.to_canonical().is_loopback(),
+            SendfileDownloads::Always => true,
+            SendfileDownloads::Never => false,
+        }
+    }
+}
+
 /// Which role the node plays (`NodeType`, spec config.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeType {

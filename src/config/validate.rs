@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use super::load::{Raw, RawListening, RawNode, RawStorage};
 use super::protocol::{self, Broker, ProtocolKinds};
 use super::types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, StorageKind,
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, SendfileDownloads,
+    StorageKind,
 };
 use super::{assemble, checks, choices, paths, Config, ConfigError};
 use crate::model::names::is_valid_name;
@@ -38,6 +39,7 @@ pub(super) struct Node {
 /// How the API is served (§5 step 7).
 pub(super) struct Listening {
     pub(super) listening_type: ListeningType,
+    pub(super) sendfile_downloads: SendfileDownloads,
     pub(super) unix_socket_file_permissions: u32,
 }
 
@@ -202,6 +204,7 @@ fn listening(raw: &RawListening, node_type: NodeType) -> Result<Listening, Confi
     };
     Ok(Listening {
         listening_type,
+        sendfile_downloads: choices::sendfile_downloads(&raw.sendfile_downloads)?,
         unix_socket_file_permissions,
     })
 }

@@ -3,6 +3,7 @@
 
 use super::data::DataRange;
 use crate::store::buffers::BufferPool;
+use crate::zero_copy::FileSends;
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -77,6 +78,19 @@ impl DataStream {
     /// once (10,000 nodes fetching 1 MB took 4 GB).
     pub async fn into_chunks(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
         self.into_chunks_from(&DOWNLOAD_BUFFER_POOL).await
+    }
+
+    /// The range's bytes as placeholder chunks that the connection sends from the file with
+    /// `sendfile(2)` (plain TCP connections only: see [`crate::zero_copy`]). Nothing is read
+    /// by the process and no buffer is held; the admission is held until the last chunk has
+    /// been sent, as for [`DataStream::into_chunks`].
+    pub async fn into_file_sends(
+        self,
+        sends: &FileSends,
+    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+        let DataStream { file, range, admission } = self;
+        let file = file.into_std().await;
+        sends.body(file, range.start, range.len, std::sync::Arc::new(admission))
     }
 
     /// [`DataStream::into_chunks`] with buffers of `pool`.

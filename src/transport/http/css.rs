@@ -219,7 +219,8 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
                 .await?;
-            Ok(counted_download(data_response(data).await, &state))
+            let sends = parts.extensions.get::<crate::zero_copy::FileSends>();
+            Ok(counted_download(data_response(data, sends).await, &state))
         }
         SpiRoute::Data {
             put: true,
