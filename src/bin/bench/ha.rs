@@ -66,17 +66,12 @@ pub async fn run(binary: &Path, work: &Work) -> Result<Vec<Setup>, String> {
 
 /// Empties the database between set-ups, so each one starts from nothing.
 async fn clear(database: &Postgres) -> Result<(), String> {
-    let (client, connection) = tokio_postgres::connect(&database.url(), tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to the bench database: {e}"))?;
-    let driver = tokio::spawn(connection);
-    client
+    database
+        .client()
+        .await?
         .batch_execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
         .await
-        .map_err(|e| format!("cannot empty the bench database: {e}"))?;
-    drop(client);
-    let _ = driver.await;
-    Ok(())
+        .map_err(|e| format!("cannot empty the bench database: {e}"))
 }
 
 async fn measure(name: &'static str, servers: &mut [Server], work: &Work) -> Result<Setup, String> {

@@ -16,6 +16,12 @@ pub struct Postgres {
 impl Postgres {
     /// Initializes a cluster under `dir` and starts it.
     pub fn start(dir: &Path) -> Result<Self, String> {
+        Self::start_with(dir, &[])
+    }
+
+    /// Like [`Postgres::start`], with server settings `name=value` added (e.g. a library to
+    /// preload).
+    pub fn start_with(dir: &Path, settings: &[&str]) -> Result<Self, String> {
         let bin = binaries()?;
         let run_as = is_root().then_some("postgres");
         let home = dir.join("postgres");
@@ -42,10 +48,14 @@ impl Postgres {
         };
         let data = server.data.display().to_string();
         server.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])?;
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
             home.display()
         );
+        for setting in settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
         let log = home.join("server.log").display().to_string();
         server.run(
             "pg_ctl",
@@ -57,6 +67,58 @@ impl Postgres {
     /// The URL of the `postgres` database as the superuser, without TLS.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres?sslmode=disable", self.port)
+    }
+
+    /// A connection to [`Postgres::url`], its driver running on the runtime.
+    pub async fn client(&self) -> Result<tokio_postgres::Client, String> {
+        let (client, connection) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to the bench database: {e}"))?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// The postmaster's process ID (first line of `postmaster.pid`).
+    pub fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data.join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
+    /// Resident set size of the server, all its processes together, in kB. Pages of the
+    /// shared buffers count once per process that touched them, so this overstates the
+    /// memory the server holds; [`Postgres::pss_kb`] shares them out.
+    pub fn rss_kb(&self) -> u64 {
+        self.processes().into_iter().filter_map(crate::server::rss_kb).sum()
+    }
+
+    /// Proportional set size of the server, all its processes together, in kB
+    /// (`/proc/PID/smaps_rollup`: shared pages divided among the processes sharing them);
+    /// `None` when it cannot be read (another user's processes without privileges).
+    pub fn pss_kb(&self) -> Option<u64> {
+        self.processes()
+            .into_iter()
+            .map(|pid| {
+                let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+                let line = text.lines().find(|l| l.starts_with("Pss:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .sum()
+    }
+
+    /// CPU time of the server in clock ticks: every process, including connections already
+    /// closed.
+    pub fn cpu_ticks(&self) -> Option<u64> {
+        crate::server::tree_cpu_ticks(self.pid()?)
+    }
+
+    /// The postmaster and its children.
+    fn processes(&self) -> Vec<u32> {
+        let Some(pid) = self.pid() else {
+            return Vec::new();
+        };
+        let mut all = crate::server::children(pid);
+        all.push(pid);
+        all
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {

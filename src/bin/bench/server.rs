@@ -182,16 +182,46 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// User + system CPU time of a process in clock ticks (`/proc/PID/stat` fields 14 and 15).
-pub fn cpu_ticks(pid: u32) -> Option<u64> {
+/// Field `n` (numbered from 1 as in proc(5)) of `/proc/PID/stat`, from field 3 on.
+fn stat_field(pid: u32, n: usize) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; the fields after it are space separated.
     let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
     // `rest` starts at field 3 (state), so field N is at index N - 3.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    rest.split_whitespace().nth(n.checked_sub(3)?)?.parse().ok()
+}
+
+/// User + system CPU time of a process in clock ticks (`/proc/PID/stat` fields 14 and 15).
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    Some(stat_field(pid, 14)? + stat_field(pid, 15)?)
+}
+
+/// CPU time of a process and of all its children, living or ended, in clock ticks: for a
+/// server that forks a process per connection (PostgreSQL), whose children come and go.
+/// Ended children count once their parent reaped them (`cutime` + `cstime`, fields 16-17).
+pub fn tree_cpu_ticks(pid: u32) -> Option<u64> {
+    let reaped = stat_field(pid, 16)? + stat_field(pid, 17)?;
+    let living: u64 = children(pid).into_iter().filter_map(cpu_ticks).sum();
+    Some(cpu_ticks(pid)? + reaped + living)
+}
+
+/// The processes whose parent is `pid` (`/proc/*/stat` field 4).
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| stat_field(child, 4) == Some(u64::from(pid)))
+        .collect()
+}
+
+/// Soft open-file limit of a process (`/proc/PID/limits`); `None` when unlimited or unknown.
+pub fn open_file_limit(pid: u32) -> Option<u64> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// CPU seconds between two readings of [`cpu_ticks`]; NaN when either is missing.

@@ -3,6 +3,7 @@
 //! processes on 127.0.0.1, prints a table and returns its figures as JSON; docs/SCALING.md
 //! explains what they mean for fleets beyond one machine.
 
+mod instances;
 mod mqtt;
 mod mqtt_sim;
 mod publish;
@@ -31,6 +32,10 @@ pub enum Mode {
     /// 1,000 simulated nodes, each its own connection to one mosquitto, and a CSS over MQTT:
     /// registration, then a 1 MiB object to all, every byte compared; CSS and broker memory.
     Mqtt,
+    /// 3 CSS instances on one PostgreSQL and 10,000 simulated nodes spread over them,
+    /// long-polling: each instance's memory and the database's, CPU and store statements per
+    /// idle poll, a metadata-only and a 1 MiB object to all, store size per (object, node).
+    Instances,
     /// 20 real ESS processes (--quick: 5) fetching one 1 GiB object (--quick: 256 MiB) in
     /// chunks; CSS and ESS peak RSS, and the total against the single-stream download rate.
     RealEss,
@@ -54,6 +59,7 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::Publish => publish::run(binary, scale(3_000), if quick { 100 } else { 1_000 }).await,
         Mode::Signed => signed::run(binary, quick).await,
         Mode::Mqtt => mqtt::run(binary, scale(1_000)).await,
+        Mode::Instances => instances::run(binary, scale(10_000)).await,
         Mode::RealEss => {
             real_ess::run(
                 binary,

@@ -9,6 +9,7 @@ use crate::transfer::Content;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
@@ -118,23 +119,29 @@ impl Deliveries {
 pub struct SimFleet {
     pub deliveries: Deliveries,
     tasks: tokio::task::JoinSet<()>,
+    /// Polls answered so far, all nodes together: what an idle window's costs are divided by.
+    polls: Arc<AtomicU64>,
 }
 
 impl SimFleet {
-    /// Registers `nodes` simulated nodes `edge/n{i}` with the CSS at `base` and lets each
-    /// long-poll with `wait` seconds. Returns when every node is registered, with the time
-    /// that took.
-    pub async fn start(base: Arc<str>, nodes: usize, wait: u64) -> Result<(SimFleet, Duration), String> {
+    /// Registers `nodes` simulated nodes `edge/n{i}`, node `i` with the CSS at
+    /// `bases[i % bases.len()]` (several instances sharing a database: round-robin, as a load
+    /// balancer would), and lets each long-poll that instance with `wait` seconds. Returns
+    /// when every node is registered, with the time that took.
+    pub async fn start(bases: &[Arc<str>], nodes: usize, wait: u64) -> Result<(SimFleet, Duration), String> {
         make_room(nodes)?;
-        let client = fanout::node_client(nodes + 16)?;
+        let client = fanout::node_client(nodes.div_ceil(bases.len().max(1)) + 16)?;
         let (deliveries, reporter) = Deliveries::new(nodes);
+        let polls = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(Semaphore::new(REGISTER_CONCURRENCY));
         let (registered_tx, mut registered_rx) = mpsc::unbounded_channel::<Result<(), String>>();
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..nodes {
-            let node = SimNode::new(client.clone(), base.clone(), "edge", &format!("n{i}"));
+            let base = bases[i % bases.len()].clone();
+            let node = SimNode::new(client.clone(), base, "edge", &format!("n{i}"));
             let (gate, registered, reporter) = (gate.clone(), registered_tx.clone(), reporter.clone());
+            let polls = polls.clone();
             tasks.spawn(async move {
                 let outcome = {
                     let _permit = gate.acquire().await;
@@ -143,7 +150,7 @@ impl SimFleet {
                 let failed = outcome.is_err();
                 let _ = registered.send(outcome);
                 if !failed {
-                    let ended = serve(&node, wait, &reporter).await;
+                    let ended = serve(&node, wait, &reporter, &polls).await;
                     reporter.report(Err(ended));
                 }
             });
@@ -156,7 +163,19 @@ impl SimFleet {
                 Err(_) => return Err("registrations stalled for 120 s".into()),
             }
         }
-        Ok((SimFleet { deliveries, tasks }, started.elapsed()))
+        Ok((
+            SimFleet {
+                deliveries,
+                tasks,
+                polls,
+            },
+            started.elapsed(),
+        ))
+    }
+
+    /// Polls answered so far, all nodes together.
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::Relaxed)
     }
 
     /// Stops every node.
@@ -167,12 +186,13 @@ impl SimFleet {
 
 /// A node's life after its registration: polls and handles what comes, until an error,
 /// which it returns.
-async fn serve(node: &SimNode, wait: u64, reporter: &Reporter) -> String {
+async fn serve(node: &SimNode, wait: u64, reporter: &Reporter, polls: &AtomicU64) -> String {
     loop {
         let items = match node.poll(Some(wait)).await {
             Ok(items) => items,
             Err(e) => return e,
         };
+        polls.fetch_add(1, Ordering::Relaxed);
         let polled = Instant::now();
         for item in items {
             if item.kind != "update" || item.meta.object_type != FLEET_TYPE {

@@ -20,76 +20,104 @@ use std::time::{Duration, Instant};
 
 /// How long each long poll is held: the ESS's default `HTTPPollingInterval`, so the idle
 /// load is that of a fleet of ESS with their defaults.
-const WAIT: u64 = 10;
+pub(super) const WAIT: u64 = 10;
 /// How long the idle CPU is measured: several long-poll periods.
-const IDLE_WINDOW: Duration = Duration::from_secs(30);
+pub(super) const IDLE_WINDOW: Duration = Duration::from_secs(30);
 /// How long the first polls may take to park after the last registration.
 const SETTLE: Duration = Duration::from_secs(2);
 /// A delivery that makes no progress for this long has failed.
-const STALL: Duration = Duration::from_secs(60);
+pub(super) const STALL: Duration = Duration::from_secs(60);
 /// The same for `big-object`, where nodes wait their turn for each chunk: the first
 /// completes only once most chunks of all nodes were served.
 const BIG_STALL: Duration = Duration::from_secs(600);
 /// Size of the data object of `waiting`.
-const MIB: u64 = 1 << 20;
+pub(super) const MIB: u64 = 1 << 20;
 /// Size of the object of `big-object`.
 const BIG: u64 = 16 << 20;
 /// Single-stream downloads of `big-object`'s object; the median is reported.
 const SINGLE_RUNS: usize = 3;
 
-/// A CSS with a registered, polling fleet.
-struct Stage {
+/// One or several CSS instances with a registered, polling fleet.
+pub(super) struct Stage {
     _dir: TempDir,
-    css: Server,
-    base: Arc<str>,
+    css: Vec<Server>,
+    /// Each instance's URL; objects are published through the first.
+    bases: Vec<Arc<str>>,
     admin: reqwest::Client,
-    fleet: SimFleet,
-    registration: Duration,
+    pub fleet: SimFleet,
+    pub registration: Duration,
 }
 
 impl Stage {
     async fn start(binary: &Path, nodes: usize) -> Result<Stage, String> {
         sim::make_room(nodes)?;
         let dir = TempDir::create()?;
-        let mut css = Server::start(binary, dir.path())?;
+        let css = Server::start(binary, dir.path())?;
+        Stage::with(dir, vec![css], nodes).await
+    }
+
+    /// Waits until every instance of `css` (started in `dir`, with this process's raised
+    /// open-file limit: see [`sim::make_room`]) is healthy, then registers `nodes` simulated
+    /// nodes spread over them in turn and lets them long-poll.
+    pub(super) async fn with(dir: TempDir, mut css: Vec<Server>, nodes: usize) -> Result<Stage, String> {
         let admin = crate::http_client()?;
-        let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{}", css.port));
-        css.wait_healthy(&admin, &base, Duration::from_secs(30)).await?;
+        let mut bases = Vec::with_capacity(css.len());
+        for server in &mut css {
+            let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{}", server.port));
+            server.wait_healthy(&admin, &base, Duration::from_secs(60)).await?;
+            bases.push(base);
+        }
         crate::progress(&format!("fleet: registering {nodes} simulated nodes"));
-        let (fleet, registration) = SimFleet::start(base.clone(), nodes, WAIT)
-            .await
-            .map_err(|e| format!("{e}{}", css.log_tail()))?;
+        let (fleet, registration) = match SimFleet::start(&bases, nodes, WAIT).await {
+            Ok(started) => started,
+            Err(e) => return Err(format!("{e}{}", css.iter().map(Server::log_tail).collect::<String>())),
+        };
         tokio::time::sleep(SETTLE).await;
         Ok(Stage {
             _dir: dir,
             css,
-            base,
+            bases,
             admin,
             fleet,
             registration,
         })
     }
 
+    /// The instances' process IDs.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        self.css.iter().map(Server::pid).collect()
+    }
+
+    /// CPU time of all instances together, in clock ticks.
+    pub(super) fn cpu_ticks(&self) -> Option<u64> {
+        self.css.iter().map(|s| server::cpu_ticks(s.pid())).sum()
+    }
+
+    fn log_tails(&self) -> String {
+        self.css.iter().map(Server::log_tail).collect()
+    }
+
     /// Publishes `data` as object `id` addressed to every node (`noData` when empty) and
     /// waits for every node to complete it.
-    async fn deliver(&mut self, id: &str, data: Bytes, stall: Duration) -> Result<Delivery, String> {
+    pub(super) async fn deliver(&mut self, id: &str, data: Bytes, stall: Duration) -> Result<Delivery, String> {
         self.fleet.deliveries.expect(id, data.clone());
-        let sampler = RssSampler::start(self.css.pid());
-        let cpu_before = server::cpu_ticks(self.css.pid());
+        let samplers: Vec<RssSampler> = self.pids().into_iter().map(RssSampler::start).collect();
+        let cpu_before = self.cpu_ticks();
         let publishing = Instant::now();
+        let base = &self.bases[0];
         if data.is_empty() {
-            fanout::put_object(&self.admin, &self.base, FLEET_TYPE, id, json!({"noData": true})).await?;
+            fanout::put_object(&self.admin, base, FLEET_TYPE, id, json!({"noData": true})).await?;
         } else {
-            fanout::put_object(&self.admin, &self.base, FLEET_TYPE, id, json!({})).await?;
-            fanout::put_data(&self.admin, &self.base, FLEET_TYPE, id, data).await?;
+            fanout::put_object(&self.admin, base, FLEET_TYPE, id, json!({})).await?;
+            fanout::put_data(&self.admin, base, FLEET_TYPE, id, data).await?;
         }
         let published = Instant::now();
         let arrivals = self.fleet.deliveries.all_arrivals(id, stall).await;
         let total = published.elapsed();
-        let cpu = cpu_seconds(cpu_before, server::cpu_ticks(self.css.pid()));
-        let (_, peak_kb) = sampler.finish();
-        let arrivals = arrivals.map_err(|e| format!("{e}{}", self.css.log_tail()))?;
-        let (delivered, _) = fanout::delivered_count(&self.admin, &self.base, FLEET_TYPE, id).await?;
+        let cpu = cpu_seconds(cpu_before, self.cpu_ticks());
+        let peak_kb = samplers.into_iter().map(|s| s.finish().1).collect();
+        let arrivals = arrivals.map_err(|e| format!("{e}{}", self.log_tails()))?;
+        let (delivered, _) = fanout::delivered_count(&self.admin, base, FLEET_TYPE, id).await?;
         Ok(Delivery {
             publish: published - publishing,
             total,
@@ -109,23 +137,30 @@ impl Drop for Stage {
 }
 
 /// One object delivered to the whole fleet.
-struct Delivery {
+pub(super) struct Delivery {
     /// The PUT (and data PUT) until answered.
     publish: Duration,
     /// From the answer until the last node's `received` was answered.
-    total: Duration,
+    pub total: Duration,
     /// Per node, sorted: from the answer until the poll bringing the object answered.
     polled: Vec<Duration>,
     /// Per node, sorted: from the answer until its `received` was answered.
     done: Vec<Duration>,
-    peak_kb: u64,
-    cpu: f64,
+    /// Peak RSS of each instance meanwhile.
+    pub peak_kb: Vec<u64>,
+    /// CPU seconds of all instances together.
+    pub cpu: f64,
     /// Destinations the CSS lists as delivered afterwards.
-    delivered: usize,
+    pub delivered: usize,
 }
 
 impl Delivery {
-    fn row(&self, label: &str) -> String {
+    /// Peak RSS of all instances together, each at its own peak.
+    pub fn peak_total_kb(&self) -> u64 {
+        self.peak_kb.iter().sum()
+    }
+
+    pub(super) fn row(&self, label: &str) -> String {
         format!(
             "{label:<16} {:>8.1} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>11.1} {:>9.2} {:>10}\n",
             self.publish.as_secs_f64() * 1e3,
@@ -133,33 +168,34 @@ impl Delivery {
             quantile_ms(&self.done, 0.5) / 1e3,
             quantile_ms(&self.done, 0.99) / 1e3,
             self.total.as_secs_f64(),
-            mb(self.peak_kb),
+            mb(self.peak_total_kb()),
             self.cpu,
             self.delivered
         )
     }
 
-    fn json(&self) -> serde_json::Value {
+    pub(super) fn json(&self) -> serde_json::Value {
         json!({
             "publish_ms": self.publish.as_secs_f64() * 1e3,
             "all_polled_s": quantile_ms(&self.polled, 1.0) / 1e3,
             "p50_s": quantile_ms(&self.done, 0.5) / 1e3,
             "p99_s": quantile_ms(&self.done, 0.99) / 1e3,
             "total_s": self.total.as_secs_f64(),
-            "css_peak_rss_mb": mb(self.peak_kb),
+            "css_peak_rss_mb": mb(self.peak_total_kb()),
+            "css_peak_rss_mb_each": self.peak_kb.iter().map(|&kb| mb(kb)).collect::<Vec<_>>(),
             "css_cpu_s": self.cpu,
             "delivered": self.delivered,
         })
     }
 }
 
-const DELIVERY_HEADER: &str =
+pub(super) const DELIVERY_HEADER: &str =
     "object           PUT ms  polled s    p50 s    p99 s    all s  CSS peak MB  CPU s    delivered\n";
 
 /// Mode `waiting`.
 pub async fn run(binary: &Path, nodes: usize) -> Result<Outcome, String> {
     let mut stage = Stage::start(binary, nodes).await?;
-    let pid = stage.css.pid();
+    let pid = stage.css[0].pid();
     let idle_rss_kb = server::rss_kb(pid).unwrap_or(0);
     crate::progress(&format!("fleet: {nodes} nodes waiting; CSS CPU over {IDLE_WINDOW:?}"));
     let cpu_before = server::cpu_ticks(pid);
@@ -237,7 +273,7 @@ pub async fn big_object(binary: &Path, nodes: usize) -> Result<Outcome, String> 
          targets (3,000 nodes): CSS peak RSS < 128 MB {}, aggregate >= single stream {}",
         BIG as f64 * nodes as f64 / 1e9,
         fleet.total.as_secs_f64(),
-        verdict(mb(fleet.peak_kb) < 128.0),
+        verdict(mb(fleet.peak_total_kb()) < 128.0),
         verdict(aggregate >= single_rate),
     );
     let json = json!({
@@ -257,14 +293,18 @@ async fn single_stream(stage: &Stage, data: &Bytes) -> Result<Duration, String> 
     let id = "alone";
     fanout::put_object(
         &stage.admin,
-        &stage.base,
+        &stage.bases[0],
         FLEET_TYPE,
         id,
         json!({"destinationType": "nobody"}),
     )
     .await?;
-    fanout::put_data(&stage.admin, &stage.base, FLEET_TYPE, id, data.clone()).await?;
-    let url = format!("{}/api/v1/objects/{}/{FLEET_TYPE}/{id}/data", stage.base, crate::ORG);
+    fanout::put_data(&stage.admin, &stage.bases[0], FLEET_TYPE, id, data.clone()).await?;
+    let url = format!(
+        "{}/api/v1/objects/{}/{FLEET_TYPE}/{id}/data",
+        stage.bases[0],
+        crate::ORG
+    );
     let mut times = Vec::with_capacity(SINGLE_RUNS);
     for _ in 0..SINGLE_RUNS {
         let started = Instant::now();
