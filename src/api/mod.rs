@@ -8,6 +8,7 @@
 mod admin;
 mod docs;
 pub mod error;
+mod meta_answers;
 mod metrics;
 mod objects;
 mod observe;
@@ -151,9 +152,14 @@ async fn common_headers(mut response: Response) -> Response {
 
 /// 200 with Go-style JSON.
 pub(crate) fn json_response<T: Serialize + ?Sized>(value: &T) -> Response {
+    json_bytes_response(to_go_json(value).into())
+}
+
+/// 200 with JSON already serialized.
+pub(crate) fn json_bytes_response(json: bytes::Bytes) -> Response {
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-        to_go_json(value),
+        json,
     )
         .into_response()
 }

@@ -3,8 +3,9 @@
 //! the engine. Names are validated before authentication, as the original does.
 
 use super::error::{ApiError, ApiResult};
+use super::meta_answers::meta_answer;
 use super::request::{identify, invalid_name, segments, Query};
-use super::{json_response, no_content, AppState};
+use super::{json_bytes_response, json_response, no_content, AppState};
 use crate::engine::{DataStream, Filters, OrgQuery, OrgQueryResult, Report};
 use crate::model::names::is_valid_name;
 use crate::model::{ObjectKey, Role};
@@ -232,7 +233,9 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             node.update_webhook(&identity, &org, &object_type, &body).await?;
             Ok(no_content())
         }
-        Route::GetObject(key) => Ok(json_response(&node.get_object(&identity, &key).await?.meta)),
+        Route::GetObject(key) => Ok(json_bytes_response(meta_answer(
+            &node.get_object(&identity, &key).await?,
+        ))),
         Route::PutObject(key) => {
             let body = read_small_body(&state, body).await?;
             node.put_object(&identity, &key, &body).await?;
