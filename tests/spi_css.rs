@@ -4,86 +4,11 @@
 
 mod common;
 
+use common::fake_ess::{object_path, FakeEss};
 use common::sync::css_with;
 use common::{TestNode, ADMIN};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// An edge node speaking the protocol the way an ESS does.
-struct FakeEss {
-    base: String,
-    client: reqwest::Client,
-    key: String,
-    dest: String,
-}
-
-impl FakeEss {
-    fn new(css: &TestNode, org: &str, dest_type: &str, dest_id: &str) -> Self {
-        Self {
-            base: css.base(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-            key: format!("{org}/{dest_type}/{dest_id}"),
-            dest: format!("{org}/{dest_type}/{dest_id}"),
-        }
-    }
-
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(&self.key, Some(""))
-            .header("X-Sync-Service-Dest", &self.dest)
-    }
-
-    async fn put(&self, path: &str) -> u16 {
-        self.request(reqwest::Method::PUT, path)
-            .send()
-            .await
-            .expect("PUT")
-            .status()
-            .as_u16()
-    }
-
-    async fn register(&self, as_new: bool) -> u16 {
-        let kind = if as_new { "register-new" } else { "register" };
-        self.put(&format!("/spi/v1/{kind}/{}?persistent-storage=true", self.dest))
-            .await
-    }
-
-    /// Polls once; `(status, items)`.
-    async fn poll(&self, wait: Option<u64>) -> (u16, Vec<Value>) {
-        let path = match wait {
-            Some(seconds) => format!("/spi/v1/objects/?wait={seconds}"),
-            None => "/spi/v1/objects/".to_string(),
-        };
-        let response = self.request(reqwest::Method::GET, &path).send().await.expect("poll");
-        let status = response.status().as_u16();
-        let items = if status == 200 {
-            serde_json::from_slice(&response.bytes().await.expect("poll body")).expect("poll JSON")
-        } else {
-            Vec::new()
-        };
-        (status, items)
-    }
-
-    async fn action(&self, meta: &Value, action: &str) -> u16 {
-        let path = object_path(meta, action);
-        self.put(&path).await
-    }
-}
-
-fn object_path(meta: &Value, tail: &str) -> String {
-    format!(
-        "/spi/v1/objects/{}/{}/{}/{}/{}/{tail}",
-        meta["destinationOrgID"].as_str().unwrap(),
-        meta["objectType"].as_str().unwrap(),
-        meta["objectID"].as_str().unwrap(),
-        meta["instanceID"],
-        meta["dataID"]
-    )
-}
 
 async fn delivery_status(css: &TestNode, object: &str) -> String {
     let response = css

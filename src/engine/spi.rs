@@ -66,6 +66,7 @@ impl Node {
             if self.0.pollers.stopping() {
                 return Ok(None);
             }
+            tracing::trace!(org = %node.org, dest_type = %node.dest_type, dest_id = %node.dest_id, "long poll waiting for news");
             // A wake-up without news for this node (all polls woken after a lost connection
             // between instances) waits again for the rest of the time.
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

@@ -8,6 +8,7 @@ pub mod app;
 pub mod broker;
 mod client;
 pub mod cluster;
+pub mod fake_ess;
 pub mod faults;
 pub mod kill_points;
 pub mod metrics;

@@ -23,7 +23,7 @@ const MAX_BYTES: usize = 2 * 1024 * 1024;
 
 /// A generation number: changes on every invalidation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Generation(u64);
+pub(super) struct Generation(pub(super) u64);
 
 struct Entry {
     record: Arc<ObjectRecord>,

@@ -9,6 +9,7 @@
 
 mod admin;
 mod cache;
+mod node_cache;
 mod nodes;
 mod objects;
 mod pool;
@@ -21,6 +22,7 @@ use crate::model::sync::{Notification, Remote};
 use crate::model::{Destination, DestinationStatus, ObjectDeliveryView, ObjectKey, ObjectRecord, Organization};
 use async_trait::async_trait;
 use cache::ObjectCache;
+use node_cache::NodeCache;
 use pool::SqlitePool;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// Shared with the writer thread, which invalidates what each write changed.
     cache: Arc<ObjectCache>,
+    /// The same for what long polls ask about their nodes.
+    nodes: Arc<NodeCache>,
 }
 
 impl SqliteStore {
@@ -39,6 +43,7 @@ impl SqliteStore {
         Ok(Self {
             pool: SqlitePool::open(path, schema::migrate, durable)?,
             cache: Arc::default(),
+            nodes: Arc::default(),
         })
     }
 
@@ -51,6 +56,25 @@ impl SqliteStore {
         let cache = Arc::clone(&self.cache);
         let settled = move || cache.invalidate(&keys);
         self.pool.write_then(work, settled).await
+    }
+
+    /// Runs a write that changes the registration of a node, which the node cache forgets
+    /// once it settles.
+    async fn write_node<R, F>(&self, org: &str, remote: &Remote, work: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (nodes, org, remote) = (Arc::clone(&self.nodes), org.to_string(), remote.clone());
+        self.pool.write_then(work, move || nodes.forget(&org, &remote)).await
+    }
+}
+
+/// The node a batch's operation may queue a message for.
+fn queued_for(op: &StoreOp) -> Option<(String, Remote)> {
+    match op {
+        StoreOp::PutNotification(n) => Some((n.key.org.clone(), n.remote.clone())),
+        _ => None,
     }
 }
 
@@ -175,11 +199,14 @@ impl Store for SqliteStore {
 
     async fn delete_organization(&self, org: &str) -> StoreResult<Vec<String>> {
         let org = org.to_string();
-        let cache = Arc::clone(&self.cache);
+        let (cache, nodes) = (Arc::clone(&self.cache), Arc::clone(&self.nodes));
         self.pool
             .write_then(
                 move |conn| admin::delete_organization(conn, &org),
-                move || cache.clear(),
+                move || {
+                    cache.clear();
+                    nodes.clear();
+                },
             )
             .await
     }
@@ -230,14 +257,22 @@ impl Store for SqliteStore {
     }
 
     async fn apply(&self, ops: Vec<StoreOp>) -> StoreResult<()> {
-        let written = ops.iter().filter_map(StoreOp::written_object).collect();
-        self.write_objects(written, move |conn| {
+        let written: Vec<ObjectKey> = ops.iter().filter_map(StoreOp::written_object).collect();
+        let queued: Vec<(String, Remote)> = ops.iter().filter_map(queued_for).collect();
+        let (cache, nodes) = (Arc::clone(&self.cache), Arc::clone(&self.nodes));
+        let settled = move || {
+            cache.invalidate(&written);
+            if !queued.is_empty() {
+                nodes.records_written(queued.iter().map(|(org, remote)| (org.as_str(), remote)));
+            }
+        };
+        let work = move |conn: &rusqlite::Connection| {
             for op in &ops {
                 objects::apply_op(conn, op)?;
             }
             Ok(())
-        })
-        .await
+        };
+        self.pool.write_then(work, settled).await
     }
 
     async fn notification(&self, key: &ObjectKey, remote: &Remote) -> StoreResult<Option<Notification>> {
@@ -262,10 +297,18 @@ impl Store for SqliteStore {
     }
 
     async fn notifications_awaiting_poll(&self, org: &str, remote: &Remote) -> StoreResult<Vec<Notification>> {
-        let (org, remote) = (org.to_string(), remote.clone());
-        self.pool
-            .read(move |conn| nodes::notifications_awaiting_poll(conn, &org, &remote))
-            .await
+        let Err(seen) = self.nodes.nothing_awaiting(org, remote) else {
+            return Ok(Vec::new());
+        };
+        let (owned_org, owned_remote) = (org.to_string(), remote.clone());
+        let records = self
+            .pool
+            .read(move |conn| nodes::notifications_awaiting_poll(conn, &owned_org, &owned_remote))
+            .await?;
+        if records.is_empty() {
+            self.nodes.keep_nothing_awaiting(org, remote, seen);
+        }
+        Ok(records)
     }
 
     async fn due_notifications(&self, now: i64) -> StoreResult<Vec<Notification>> {
@@ -273,16 +316,29 @@ impl Store for SqliteStore {
     }
 
     async fn upsert_destination(&self, destination: Destination, now: i64) -> StoreResult<()> {
-        self.pool
-            .write(move |conn| nodes::upsert_destination(conn, &destination, now))
-            .await
+        let remote = Remote {
+            dest_type: destination.dest_type.clone(),
+            dest_id: destination.dest_id.clone(),
+        };
+        let org = destination.org.clone();
+        self.write_node(&org, &remote, move |conn| {
+            nodes::upsert_destination(conn, &destination, now)
+        })
+        .await
     }
 
     async fn destination(&self, org: &str, remote: &Remote) -> StoreResult<Option<Destination>> {
-        let (org, remote) = (org.to_string(), remote.clone());
-        self.pool
-            .read(move |conn| nodes::destination(conn, &org, &remote))
-            .await
+        let seen = match self.nodes.registration(org, remote) {
+            Ok(registration) => return Ok(registration),
+            Err(seen) => seen,
+        };
+        let (owned_org, owned_remote) = (org.to_string(), remote.clone());
+        let registration = self
+            .pool
+            .read(move |conn| nodes::destination(conn, &owned_org, &owned_remote))
+            .await?;
+        self.nodes.keep_registration(org, remote, registration.clone(), seen);
+        Ok(registration)
     }
 
     async fn touch_destination(&self, org: &str, remote: &Remote, now: i64) -> StoreResult<bool> {
@@ -293,10 +349,11 @@ impl Store for SqliteStore {
     }
 
     async fn remove_destination(&self, org: &str, remote: &Remote) -> StoreResult<()> {
-        let (org, remote) = (org.to_string(), remote.clone());
-        self.pool
-            .write(move |conn| nodes::remove_destination(conn, &org, &remote))
-            .await
+        let (owned_org, owned_remote) = (org.to_string(), remote.clone());
+        self.write_node(org, remote, move |conn| {
+            nodes::remove_destination(conn, &owned_org, &owned_remote)
+        })
+        .await
     }
 
     async fn inactive_destinations(&self, before: i64) -> StoreResult<Vec<Destination>> {

@@ -258,16 +258,20 @@ pub(super) fn notifications_awaiting_poll(
     org: &str,
     remote: &Remote,
 ) -> StoreResult<Vec<Notification>> {
-    // Literals of our own status spellings (no caller input), so the statement stays cached.
-    let statuses: Vec<String> = NotificationStatus::awaiting_poll()
-        .map(|s| format!("'{}'", s.as_str()))
-        .collect();
-    let sql = format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications INDEXED BY notifications_by_remote_status
-         WHERE org = ?1 AND remote_type = ?2 AND remote_id = ?3 AND status IN ({}) ORDER BY instance_id",
-        statuses.join(", ")
-    );
-    query_notifications(conn, &sql, &[&org, &remote.dest_type, &remote.dest_id])
+    // Literals of our own status spellings (no caller input), so the statement stays cached;
+    // made once, not at every poll.
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let statuses: Vec<String> = NotificationStatus::awaiting_poll()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications INDEXED BY notifications_by_remote_status
+             WHERE org = ?1 AND remote_type = ?2 AND remote_id = ?3 AND status IN ({}) ORDER BY instance_id",
+            statuses.join(", ")
+        )
+    });
+    query_notifications(conn, sql, &[&org, &remote.dest_type, &remote.dest_id])
 }
 
 pub(super) fn due_notifications(conn: &Connection, now: i64) -> StoreResult<Vec<Notification>> {
