@@ -3,7 +3,11 @@
 //! `postgres::<case>` test of it. SQLite gets a database file in a temporary folder;
 //! PostgreSQL a new database in this binary's throw-away cluster (tests/common/postgres.rs).
 
+// Cases in files of their own beside this one (a crate root finds modules in its own folder).
+#[path = "store_conformance/batches.rs"]
+mod batches;
 mod common;
+use batches::*;
 
 use edge_sync_service::model::acl::{AclEntry, AclKind, AclRole, AclUserType};
 use edge_sync_service::model::sync::{Notification, NotificationStatus, Remote};
@@ -66,6 +70,7 @@ conformance!(
     concurrent_changes_of_one_acl_and_one_upload_all_count,
     a_batch_guarded_by_a_notification_fails_once_it_changed,
     a_batch_guarded_by_an_object_revision_leaves_the_object_as_it_is,
+    a_batch_writes_repeated_records_in_order_the_last_winning,
 );
 
 async fn postgres_store() -> Arc<dyn Store> {

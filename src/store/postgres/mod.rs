@@ -11,11 +11,13 @@
 //! reported by the server is a [`StoreError::Conflict`], which callers already retry.
 //!
 //! Modules: [`schema`] (versioned migrations), `connect` (pool and TLS), then the queries by
-//! subject: `objects`, `uploads`, `nodes` (destinations, deliveries, notifications),
-//! `admin` (organizations, webhooks, ACLs), and `cluster` (what instances sharing the
-//! database coordinate through: the leader lease, instance ID slots, wake-up messages).
+//! subject: `objects`, `batch` (the operations of [`Store::apply`]), `uploads`, `nodes`
+//! (destinations, deliveries, notifications), `admin` (organizations, webhooks, ACLs), and
+//! `cluster` (what instances sharing the database coordinate through: the leader lease,
+//! instance ID slots, wake-up messages).
 
 mod admin;
+mod batch;
 mod cluster;
 pub use cluster::WakeupListener;
 mod connect;
@@ -352,9 +354,7 @@ impl Store for PostgresStore {
     }
 
     async fn apply(&self, ops: Vec<StoreOp>) -> StoreResult<()> {
-        in_transaction!(self, |tx| for op in &ops {
-            objects::apply_op(&tx, op).await?;
-        })
+        in_transaction!(self, |tx| batch::apply(&tx, &ops).await?)
     }
 
     async fn notification(&self, key: &ObjectKey, remote: &Remote) -> StoreResult<Option<Notification>> {

@@ -1,8 +1,8 @@
-//! Object records and the operations of an atomic batch.
+//! Object records.
 
 use super::{execute, query, Params};
 use crate::model::{MetaData, ObjectKey, ObjectRecord, ObjectStatus};
-use crate::store::{Expect, StoreError, StoreOp, StoreResult};
+use crate::store::{Expect, StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
@@ -144,139 +144,8 @@ pub(super) async fn delete(tx: &Transaction<'_>, key: &ObjectKey, revision: i64)
 }
 
 /// Every row of `table` that belongs to the object.
-async fn delete_of_object(client: &impl GenericClient, table: &str, key: &ObjectKey) -> StoreResult<()> {
+pub(super) async fn delete_of_object(client: &impl GenericClient, table: &str, key: &ObjectKey) -> StoreResult<()> {
     let sql = format!("DELETE FROM {table} WHERE org = $1 AND object_type = $2 AND object_id = $3");
     execute(client, &sql, &[&key.org, &key.object_type, &key.object_id]).await?;
-    Ok(())
-}
-
-/// The key of a notification record: object key, then remote node.
-fn record_params<'a>(
-    key: &'a ObjectKey,
-    remote: &'a crate::model::sync::Remote,
-) -> [&'a (dyn tokio_postgres::types::ToSql + Sync); 5] {
-    [
-        &key.org,
-        &key.object_type,
-        &key.object_id,
-        &remote.dest_type,
-        &remote.dest_id,
-    ]
-}
-
-/// One operation of [`crate::store::Store::apply`].
-pub(super) async fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> StoreResult<()> {
-    match op {
-        StoreOp::WriteObject {
-            record,
-            expect,
-            drop_upload,
-        } => {
-            write(tx, record, *expect, *drop_upload).await?;
-        }
-        StoreOp::DeleteObject { key, revision } => delete(tx, key, *revision).await?,
-        StoreOp::PutNotification(n) => {
-            execute(
-                tx,
-                "INSERT INTO notifications (org, object_type, object_id, remote_type, remote_id, status,
-                    instance_id, data_id, resend_time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-                 ON CONFLICT (org, object_type, object_id, remote_type, remote_id) DO UPDATE SET
-                    status = excluded.status, instance_id = excluded.instance_id, data_id = excluded.data_id,
-                    resend_time = excluded.resend_time",
-                &[
-                    &n.key.org,
-                    &n.key.object_type,
-                    &n.key.object_id,
-                    &n.remote.dest_type,
-                    &n.remote.dest_id,
-                    &n.status.as_str(),
-                    &n.instance_id,
-                    &n.data_id,
-                    &n.resend_time,
-                ],
-            )
-            .await?;
-        }
-        StoreOp::DeleteNotification { key, remote } => {
-            let sql = "DELETE FROM notifications WHERE org = $1 AND object_type = $2 AND object_id = $3
-                 AND remote_type = $4 AND remote_id = $5";
-            execute(tx, sql, &record_params(key, remote)).await?;
-        }
-        StoreOp::ExpectObject { key, revision } => {
-            // Shared lock until the batch commits: a change of the object waits for it, other
-            // guarded batches do not.
-            let rows = query(
-                tx,
-                "SELECT revision FROM objects WHERE org = $1 AND object_type = $2 AND object_id = $3 FOR SHARE",
-                &[&key.org, &key.object_type, &key.object_id],
-            )
-            .await?;
-            let stored = match rows.first() {
-                Some(row) => Some(row.try_get::<_, i64>(0)?),
-                None => None,
-            };
-            if stored != Some(*revision) {
-                return Err(StoreError::Conflict);
-            }
-        }
-        StoreOp::ExpectNotification {
-            key,
-            remote,
-            status,
-            instance_id,
-        } => {
-            // Locked until the batch commits: the check holds for the writes that follow.
-            let sql = "SELECT status, instance_id FROM notifications WHERE org = $1 AND object_type = $2
-                 AND object_id = $3 AND remote_type = $4 AND remote_id = $5 FOR UPDATE";
-            let rows = query(tx, sql, &record_params(key, remote)).await?;
-            let stored = match rows.first() {
-                Some(row) => Some((row.try_get::<_, String>(0)?, row.try_get::<_, i64>(1)?)),
-                None => None,
-            };
-            if stored != Some((status.as_str().to_string(), *instance_id)) {
-                return Err(StoreError::Conflict);
-            }
-        }
-        StoreOp::DeleteNotificationsOf(key) => delete_of_object(tx, "notifications", key).await?,
-        StoreOp::SetDelivery {
-            key,
-            remote,
-            status,
-            message,
-        } => {
-            execute(
-                tx,
-                "INSERT INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (org, object_type, object_id, dest_type, dest_id) DO UPDATE SET
-                    status = excluded.status, message = excluded.message",
-                &[
-                    &key.org,
-                    &key.object_type,
-                    &key.object_id,
-                    &remote.dest_type,
-                    &remote.dest_id,
-                    &status.as_str(),
-                    message,
-                ],
-            )
-            .await?;
-        }
-        StoreOp::DeleteDelivery { key, remote } => {
-            execute(
-                tx,
-                "DELETE FROM object_destinations WHERE org = $1 AND object_type = $2 AND object_id = $3
-                 AND dest_type = $4 AND dest_id = $5",
-                &[
-                    &key.org,
-                    &key.object_type,
-                    &key.object_id,
-                    &remote.dest_type,
-                    &remote.dest_id,
-                ],
-            )
-            .await?;
-        }
-    }
     Ok(())
 }
