@@ -54,14 +54,15 @@ fn ess_without_destination_type_exits_98() {
     assert!(output.to_lowercase().contains("destination type"), "{output}");
 }
 
-#[test]
-fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
+/// Runs a CSS listening on loopback with the setting `name=value` added; returns how it
+/// exited and what it printed.
+fn css_with_setting(name: &str, value: &str) -> (std::process::ExitStatus, String) {
     let (_dir, root, config) = scratch();
     let port = common::free_port().to_string();
-    let (status, output) = run_to_exit(
+    run_to_exit(
         &[
             ("NODE_TYPE", "CSS"),
-            ("SENDFILE_DOWNLOADS", "sometimes"),
+            (name, value),
             ("PERSISTENCE_ROOT_PATH", &root),
             ("LISTENING_TYPE", "unsecure"),
             ("LISTENING_ADDRESS", "127.0.0.1"),
@@ -69,7 +70,12 @@ fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
         ],
         &["-c", &config],
         LIMIT,
-    );
+    )
+}
+
+#[test]
+fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
+    let (status, output) = css_with_setting("SENDFILE_DOWNLOADS", "sometimes");
     assert_eq!(status.code(), Some(98), "{output}");
     assert!(
         output.contains("SendfileDownloads must be auto, always or never, not 'sometimes'"),
@@ -79,20 +85,7 @@ fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
 
 #[test]
 fn mongo_storage_provider_is_refused_with_the_alternatives() {
-    let (_dir, root, config) = scratch();
-    let port = common::free_port().to_string();
-    let (status, output) = run_to_exit(
-        &[
-            ("NODE_TYPE", "CSS"),
-            ("STORAGE_PROVIDER", "mongo"),
-            ("PERSISTENCE_ROOT_PATH", &root),
-            ("LISTENING_TYPE", "unsecure"),
-            ("LISTENING_ADDRESS", "127.0.0.1"),
-            ("UNSECURE_LISTENING_PORT", &port),
-        ],
-        &["-c", &config],
-        LIMIT,
-    );
+    let (status, output) = css_with_setting("STORAGE_PROVIDER", "mongo");
     assert!(!status.success(), "{output}");
     assert!(output.contains("mongo"), "{output}");
     assert!(output.contains("PostgreSQL") || output.contains("embedded"), "{output}");

@@ -20,10 +20,11 @@ fn node(role: Role) -> TestNode {
     TestNode::start(options)
 }
 
-async fn published(node: &TestNode, id: &str, data: &[u8]) -> String {
+/// Creates `model/{id}` with `meta` and uploads `data` through the data route.
+async fn published(node: &TestNode, id: &str, meta: serde_json::Value, data: &[u8]) -> String {
     let api = node.api();
     let path = node.obj("model", id);
-    api.create(&path, json!({}), None).await;
+    api.create(&path, meta, None).await;
     assert_eq!(api.put_bytes(&format!("{path}/data"), data.to_vec()).await.status, 204);
     path
 }
@@ -41,7 +42,7 @@ async fn whole_and_ranged_downloads_on_one_connection_are_the_published_bytes(ro
     let node = node(role);
     let api = node.api();
     let data = common::pattern(SIZE, 21);
-    let path = published(&node, "model", &data).await;
+    let path = published(&node, "model", json!({}), &data).await;
     // One client: its requests share a kept-alive connection, so downloads follow each
     // other and other answers on it.
     for round in 0..3 {
@@ -62,7 +63,7 @@ async fn whole_and_ranged_downloads_on_one_connection_are_the_published_bytes(ro
         assert_eq!(response.status, 206, "{start}-{end}");
         assert!(response.body == data[start..=end], "range {start}-{end} differs");
     }
-    let empty = published(&node, "empty", b"").await;
+    let empty = published(&node, "empty", json!({}), b"").await;
     let response = api.get(&format!("{empty}/data")).await;
     assert_eq!((response.status, response.body.len()), (200, 0));
     node.assert_healthy().await;
@@ -73,8 +74,8 @@ async fn downloads_at_once_each_get_their_own_bytes(role: Role) {
     let first = common::pattern(SIZE, 22);
     let second = common::pattern(SIZE / 3, 23);
     let paths = [
-        published(&node, "first", &first).await,
-        published(&node, "second", &second).await,
+        published(&node, "first", json!({}), &first).await,
+        published(&node, "second", json!({}), &second).await,
     ];
     let downloads = (0..6).map(|n| {
         let api = node.api();
@@ -94,15 +95,8 @@ async fn an_ess_pulls_an_object_sent_from_the_page_cache() {
     let ess = http_ess(css.port(), &[]);
     wait_registered(&css, &ess, "node1").await;
     let data = common::pattern(SIZE, 24);
-    let path = css.obj("model", "pulled");
-    let api = css.api();
-    api.create(
-        &path,
-        json!({"destinationType": "edge", "destinationID": "node1"}),
-        None,
-    )
-    .await;
-    assert_eq!(api.put_bytes(&format!("{path}/data"), data.clone()).await.status, 204);
+    let to_the_ess = json!({"destinationType": "edge", "destinationID": "node1"});
+    published(&css, "pulled", to_the_ess, &data).await;
     wait_for("the ESS to hold the object", &[&css, &ess], SYNC_DEADLINE, async || {
         listed(&ess, "model", "pulled").await.is_some()
     })

@@ -35,30 +35,35 @@ pub(super) async fn apply(tx: &Transaction<'_>, ops: &[StoreOp]) -> StoreResult<
             continue;
         }
         let (upserts, after) = rest.split_at(run);
-        let mut notifications = Vec::new();
-        let mut deliveries = Vec::new();
-        for op in upserts {
-            match op {
-                StoreOp::PutNotification(n) => notifications.push(n),
-                StoreOp::SetDelivery {
-                    key,
-                    remote,
-                    status,
-                    message,
-                } => deliveries.push(Delivery {
-                    key,
-                    remote,
-                    status: *status,
-                    message,
-                }),
-                _ => {}
-            }
-        }
-        put_notifications(tx, notifications).await?;
-        set_deliveries(tx, deliveries).await?;
+        write_upserts(tx, upserts).await?;
         rest = after;
     }
     Ok(())
+}
+
+/// Writes a run of upserts: each table's records in statements of many rows.
+async fn write_upserts(tx: &Transaction<'_>, upserts: &[StoreOp]) -> StoreResult<()> {
+    let mut notifications = Vec::new();
+    let mut deliveries = Vec::new();
+    for op in upserts {
+        match op {
+            StoreOp::PutNotification(n) => notifications.push(n),
+            StoreOp::SetDelivery {
+                key,
+                remote,
+                status,
+                message,
+            } => deliveries.push(Delivery {
+                key,
+                remote,
+                status: *status,
+                message,
+            }),
+            _ => {}
+        }
+    }
+    put_notifications(tx, notifications).await?;
+    set_deliveries(tx, deliveries).await
 }
 
 /// The operations that [`apply`] groups into runs.
@@ -178,20 +183,8 @@ async fn apply_op(tx: &Transaction<'_>, op: &StoreOp) -> StoreResult<()> {
             objects::write(tx, record, *expect, *drop_upload).await?;
         }
         StoreOp::DeleteObject { key, revision } => objects::delete(tx, key, *revision).await?,
-        StoreOp::PutNotification(n) => put_notifications(tx, vec![n]).await?,
-        StoreOp::SetDelivery {
-            key,
-            remote,
-            status,
-            message,
-        } => {
-            let delivery = Delivery {
-                key,
-                remote,
-                status: *status,
-                message,
-            };
-            set_deliveries(tx, vec![delivery]).await?;
+        StoreOp::PutNotification(_) | StoreOp::SetDelivery { .. } => {
+            write_upserts(tx, std::slice::from_ref(op)).await?;
         }
         StoreOp::DeleteNotification { key, remote } => {
             let sql = "DELETE FROM notifications WHERE org = $1 AND object_type = $2 AND object_id = $3

@@ -88,6 +88,13 @@ impl Entries {
             .get(remote.dest_id.as_str())
     }
 
+    fn get_mut(&mut self, org: &str, remote: &Remote) -> Option<&mut Known> {
+        self.nodes
+            .get_mut(org)?
+            .get_mut(remote.dest_type.as_str())?
+            .get_mut(remote.dest_id.as_str())
+    }
+
     /// The node's entry, created when missing (making room first).
     fn get_or_insert(&mut self, org: &str, remote: &Remote) -> &mut Known {
         if self.get(org, remote).is_none() {
@@ -182,12 +189,7 @@ impl NodeCache {
         let mut entries = self.entries.lock();
         entries.generation += 1;
         for (org, remote) in nodes {
-            if let Some(known) = entries
-                .nodes
-                .get_mut(org)
-                .and_then(|types| types.get_mut(remote.dest_type.as_str()))
-                .and_then(|ids| ids.get_mut(remote.dest_id.as_str()))
-            {
+            if let Some(known) = entries.get_mut(org, remote) {
                 known.nothing_awaiting = false;
             }
         }
