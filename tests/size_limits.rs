@@ -46,6 +46,36 @@ async fn data_over_the_limit_is_refused_and_the_stored_data_kept() {
     assert_eq!(api.status_of(&path).await, "ready");
 }
 
+#[tokio::test]
+async fn a_declared_size_beyond_the_disk_is_413_with_nothing_kept() {
+    // No MaxObjectSize: the node's own storage is the limit. Freeing space would never make
+    // 4 PB fit, so the answer is "too large", not 507's "retry once space is freed".
+    let css = common::sync::css_with(&[]);
+    let api = css.api();
+    let path = css.obj("model", "huge");
+    api.create(&path, json!({}), None).await;
+    let chunk = api.send(
+        api.request(reqwest::Method::PUT, &format!("{path}/data"), Some(ADMIN))
+            .header("Content-Range", format!("bytes 0-99/{}", 1u64 << 52))
+            .body(vec![1u8; 100]),
+    );
+    let response = chunk.await;
+    assert_eq!(response.status, 413, "{}", response.text());
+    assert!(response.text().contains("storage"), "{}", response.text());
+    assert_eq!(api.status_of(&path).await, "notReady");
+    use std::os::unix::fs::MetadataExt;
+    let allocated: u64 = css
+        .files_in("partial")
+        .iter()
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum();
+    assert!(
+        allocated < 1 << 20,
+        "the refused reservation was given back: {allocated} bytes"
+    );
+}
+
 #[test]
 fn a_negative_limit_is_a_configuration_error() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -142,4 +142,15 @@ mod tests {
         let other = ApiError::Engine(std::io::Error::from_raw_os_error(5).into());
         assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
+
+    #[test]
+    fn data_larger_than_the_disk_is_413_not_507() {
+        // EFBIG, or a declared size beyond the file system: freeing space would not help.
+        let too_big = ApiError::Engine(std::io::Error::from_raw_os_error(27).into());
+        assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let beyond = std::io::Error::new(std::io::ErrorKind::FileTooLarge, "more than the node holds");
+        let beyond = ApiError::Engine(beyond.into());
+        assert_eq!(beyond.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(beyond.public_message(), "more than the node holds\n");
+    }
 }

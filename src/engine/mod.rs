@@ -100,6 +100,10 @@ impl From<std::io::Error> for EngineError {
     fn from(e: std::io::Error) -> Self {
         if is_out_of_space(&e) {
             EngineError::Store(StoreError::Full)
+        } else if e.kind() == std::io::ErrorKind::FileTooLarge {
+            // Larger than the file system (or its largest file) can ever hold: retrying
+            // after space is freed would not help, so the client hears it is too large.
+            EngineError::TooLarge(e.to_string())
         } else {
             EngineError::Io(e)
         }

@@ -243,10 +243,22 @@ async fn blocking<R: Send + 'static>(work: impl FnOnce() -> std::io::Result<R> +
 /// so that writing them later cannot fail for lack of space. On a full disk the file is
 /// shrunk back to its previous length, giving back what the attempt took. File systems that
 /// cannot allocate ahead are written without a reservation.
+///
+/// A `total` larger than the whole file system fails with [`std::io::ErrorKind::FileTooLarge`]
+/// before anything is allocated: freeing space would never make it fit, so it must not be
+/// reported as a full disk, whose writer is told to try again later.
 fn reserve(file: &std::fs::File, total: u64) -> std::io::Result<()> {
     let before = file.metadata()?.len();
     if before >= total {
         return Ok(());
+    }
+    let stats = rustix::fs::fstatvfs(file)?;
+    let capacity = stats.f_blocks.saturating_mul(stats.f_frsize);
+    if total > capacity {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("The data's {total} bytes are more than this node's storage of {capacity} bytes could hold"),
+        ));
     }
     match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, total) {
         Ok(()) => Ok(()),
@@ -409,8 +421,9 @@ mod tests {
         assert_eq!(file.metadata().unwrap().len(), 4096);
         reserve(&file, 100).unwrap();
         assert_eq!(file.metadata().unwrap().len(), 4096, "never shrinks a larger file");
-        // More than any disk holds: refused, and the file keeps its length.
-        assert!(reserve(&file, 1 << 60).is_err());
+        // More than any disk holds: refused as too large, and the file keeps its length.
+        let refused = reserve(&file, 1 << 60).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::FileTooLarge);
         assert_eq!(file.metadata().unwrap().len(), 4096);
     }
 
