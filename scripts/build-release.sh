@@ -7,8 +7,8 @@
 # amd64, arm64 and armhf build a static binary (Rust's musl targets), cross-compiling when
 # the machine is of another architecture; `host` builds for this machine: its musl target
 # when that can be set up, otherwise its default (glibc) target, so that a machine with only
-# cargo still gets a release binary. The binary is copied to target/dist/edge-sync-service
-# and that path is printed as the last line.
+# cargo still gets a release binary (built under $CARGO_TARGET_DIR when set). The binary is
+# copied to target/dist/edge-sync-service and that path is printed as the last line.
 #
 # Needs: rustup and cargo; for a musl target of this machine's architecture, musl-gcc
 # (Debian: musl-tools); for another architecture, Debian's cross compiler and the musl
@@ -135,10 +135,10 @@ if [ -n "$target" ]; then
     export "CARGO_TARGET_${upper}_LINKER=${prefix}-gcc"
   fi
   cargo build --release --locked --bin edge-sync-service --target "$target" >&2
-  built="target/${target}/release/edge-sync-service"
+  built="${CARGO_TARGET_DIR:-target}/${target}/release/edge-sync-service"
 else
   cargo build --release --locked --bin edge-sync-service >&2
-  built="target/release/edge-sync-service"
+  built="${CARGO_TARGET_DIR:-target}/release/edge-sync-service"
 fi
 
 mkdir -p target/dist
