@@ -187,13 +187,15 @@ async fn an_object_stored_while_the_css_is_down_arrives_when_it_is_back(transpor
     let data = pattern(300 * 1024, 5);
     let ess_path = ess.obj("report", "late");
     ess_api_create(&ess, &ess_path, &data).await;
-    // The ESS finds the CSS gone before the CSS comes back: over HTTP its poll fails (or its
-    // registration, when the CSS was killed before its answer to it left); over MQTT the
-    // broker is up, so the sign is the ESS's `update` going unanswered (logged at debug
-    // level, which this ESS has; it takes the link's 10 s answer timeout).
+    // The ESS finds the CSS gone before the CSS comes back: over HTTP its poll fails; over
+    // MQTT the broker is up, so the sign is the ESS's `update` going unanswered (logged at
+    // debug level, which this ESS has; it takes the link's 10 s answer timeout). On both,
+    // when the CSS was killed before its answer to the registration left, the sign is the
+    // registration failing instead.
+    let registration_failed = "ESS: registration with the CSS failed";
     let signs: &[&str] = match transport {
-        Transport::Http => &["ESS: poll failed", "ESS: registration with the CSS failed"],
-        Transport::Mqtt => &["no answer to update from the CSS"],
+        Transport::Http => &["ESS: poll failed", registration_failed],
+        Transport::Mqtt => &["no answer to update from the CSS", registration_failed],
     };
     eventually("the ESS to notice the CSS is down", &[&css, &ess], || async {
         let log = ess.log();
