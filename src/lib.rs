@@ -42,7 +42,7 @@ pub mod zero_copy;
 #[cfg(test)]
 mod proptest_cases;
 
-use config::{Config, StorageKind};
+use config::{Config, ObjectDataStorage, StorageKind};
 use engine::{Node, NodeSettings};
 use model::Role;
 use std::path::{Path, PathBuf};
@@ -259,8 +259,9 @@ struct Storage {
     shared: Option<Arc<PostgresStore>>,
 }
 
-/// Opens the store and the data files. On PostgreSQL the data files stay under the
-/// persistence root: CSS instances sharing the database must share that folder too.
+/// Opens the store and the object data. On PostgreSQL the data is in the database unless
+/// `ObjectDataStorage files` keeps it under the persistence root, a folder that CSS instances
+/// sharing the database must then share too.
 async fn open_storage(
     config: &Config,
     sync_root: &Path,
@@ -271,6 +272,15 @@ async fn open_storage(
             let budget = std::time::Duration::from_secs(u64::try_from(config.database_connect_timeout).unwrap_or(0));
             let (store, created) = PostgresStore::connect(config.postgres_url.expose(), postgres_tls, budget).await?;
             let store = Arc::new(store);
+            if config.object_data_storage == ObjectDataStorage::Database {
+                let blobs = BlobStore::in_database(store.data()?);
+                return Ok(Storage {
+                    store: store.clone(),
+                    blobs,
+                    created,
+                    shared: Some(store),
+                });
+            }
             (store.clone(), Some(store), sync_root.join("objects"), created)
         }
         StorageKind::Sqlite | StorageKind::InMemory => {

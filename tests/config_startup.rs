@@ -84,6 +84,16 @@ fn a_sendfile_choice_other_than_auto_always_or_never_is_refused() {
 }
 
 #[test]
+fn an_object_data_storage_other_than_database_or_files_is_refused() {
+    let (status, output) = css_with_setting("OBJECT_DATA_STORAGE", "nfs");
+    assert_eq!(status.code(), Some(98), "{output}");
+    assert!(
+        output.contains("ObjectDataStorage must be database or files, not 'nfs'"),
+        "{output}"
+    );
+}
+
+#[test]
 fn mongo_storage_provider_is_refused_with_the_alternatives() {
     let (status, output) = css_with_setting("STORAGE_PROVIDER", "mongo");
     assert!(!status.success(), "{output}");

@@ -7,13 +7,17 @@
 #[path = "store_conformance/batches.rs"]
 mod batches;
 mod common;
+#[path = "store_conformance/data.rs"]
+mod data;
 use batches::*;
+use data::*;
 
 use edge_sync_service::model::acl::{AclEntry, AclKind, AclRole, AclUserType};
 use edge_sync_service::model::sync::{Notification, NotificationStatus, Remote};
 use edge_sync_service::model::{
     DeliveryStatus, Destination, MetaData, ObjectKey, ObjectRecord, ObjectStatus, Organization,
 };
+use edge_sync_service::store::blobs::BlobStore;
 use edge_sync_service::store::postgres::PostgresStore;
 use edge_sync_service::store::sqlite::SqliteStore;
 use edge_sync_service::store::{Expect, Store, StoreError, StoreOp};
@@ -73,7 +77,50 @@ conformance!(
     a_batch_writes_repeated_records_in_order_the_last_winning,
 );
 
+/// Generates `files::<case>` and `database::<case>` for each case of object data: files
+/// beside a SQLite store, and rows in PostgreSQL.
+macro_rules! data_conformance {
+    ($($case:ident),* $(,)?) => {
+        mod files {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let store = super::SqliteStore::open(&dir.path().join("sync.sqlite3"), true).expect("open");
+                    let store: std::sync::Arc<dyn super::Store> = std::sync::Arc::new(store);
+                    let blobs = super::BlobStore::open(&dir.path().join("objects")).expect("data folder");
+                    super::$case(store.clone(), blobs).await;
+                    store.close();
+                }
+            )*
+        }
+        mod database {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = super::postgres().await;
+                    let blobs = super::BlobStore::in_database(store.data().expect("data pool"));
+                    let store: std::sync::Arc<dyn super::Store> = store;
+                    super::$case(store.clone(), blobs).await;
+                    store.close();
+                }
+            )*
+        }
+    };
+}
+
+data_conformance!(
+    whole_data_reads_back_whole_by_range_and_hashed,
+    a_failed_or_overlong_body_leaves_no_data,
+    chunks_in_any_order_and_sent_twice_become_the_data,
+    leftovers_are_collected_and_referenced_data_kept,
+);
+
 async fn postgres_store() -> Arc<dyn Store> {
+    postgres().await
+}
+
+async fn postgres() -> Arc<PostgresStore> {
     let url = common::postgres::shared().create_database().await;
     let (store, created) = PostgresStore::connect(&url, None, Duration::from_secs(30))
         .await

@@ -95,6 +95,7 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
 
         persistence_root_path: place.persistence_root_path,
         storage_provider: place.storage_provider,
+        object_data_storage: place.object_data_storage,
         objects_data_path: place.objects_data_path,
         storage_maintenance_interval: storage.storage_maintenance_interval,
         database_connect_timeout: storage.database_connect_timeout,

@@ -4,7 +4,8 @@
 //! message where the original has one.
 
 use super::types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, SendfileDownloads, StorageKind,
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ObjectDataStorage, ParallelMode,
+    SendfileDownloads, StorageKind,
 };
 use super::validate::invalid;
 use super::ConfigError;
@@ -59,6 +60,18 @@ pub(super) fn parallel_mode(value: &str) -> Result<ParallelMode, ConfigError> {
         _ => Err(invalid(
             "Invalid MQTTParallelMode, please specify any off: 'none', 'small', 'medium', 'large', or leave as empty string",
         )),
+    }
+}
+
+/// `ObjectDataStorage` (extension): where a CSS on PostgreSQL keeps object data. Any value
+/// is checked, but only `postgres` reads it: the other stores keep data in files.
+pub(super) fn object_data_storage(value: &str) -> Result<ObjectDataStorage, ConfigError> {
+    match value.to_lowercase().as_str() {
+        "" | "database" => Ok(ObjectDataStorage::Database),
+        "files" => Ok(ObjectDataStorage::Files),
+        _ => Err(invalid(format!(
+            "ObjectDataStorage must be database or files, not '{value}'"
+        ))),
     }
 }
 

@@ -97,6 +97,7 @@ redacting_debug!(
     http_css_obj_download_concurrency_multiplier,
     persistence_root_path,
     storage_provider,
+    object_data_storage,
     objects_data_path,
     storage_maintenance_interval,
     database_connect_timeout,

@@ -111,6 +111,7 @@ pub(super) struct Http {
 pub(super) struct RawStorage {
     pub(super) persistence_root_path: String,
     pub(super) storage_provider: String,
+    pub(super) object_data_storage: String,
     pub(super) objects_data_path: String,
     pub(super) storage_maintenance_interval: i16,
     pub(super) database_connect_timeout: i64,
@@ -302,6 +303,7 @@ fn read_storage(s: &mut Sources<'_>) -> Result<RawStorage, ConfigError> {
             "/var/edge-sync-service/persist",
         ),
         storage_provider: s.string(Key::new("StorageProvider", "STORAGE_PROVIDER"), ""),
+        object_data_storage: s.string(Key::new("ObjectDataStorage", "OBJECT_DATA_STORAGE"), "database"),
         objects_data_path: s.string(Key::new("ObjectsDataPath", "OBJECTS_DATA_PATH"), ""),
         storage_maintenance_interval: s.int(
             Key::new("StorageMaintenanceInterval", "STORAGE_MAINTENANCE_INTERVAL"),

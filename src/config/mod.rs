@@ -31,8 +31,8 @@ use std::path::{Path, PathBuf};
 
 pub use ignored::{ignored_key_names, IgnoredKey};
 pub use types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, Secret,
-    SendfileDownloads, StorageKind,
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ObjectDataStorage, ParallelMode, Protocol,
+    Secret, SendfileDownloads, StorageKind,
 };
 
 /// Why the configuration could not be used. The message is meant to be shown as is.
@@ -185,6 +185,9 @@ pub struct Config {
     pub persistence_root_path: PathBuf,
     /// `StorageProvider`, mapped to our stores.
     pub storage_provider: StorageKind,
+    /// `ObjectDataStorage` (extension): with `postgres`, object data in the database
+    /// (default) or in files under the persistence root.
+    pub object_data_storage: ObjectDataStorage,
     /// `ObjectsDataPath`, absolute, inside the persistence root; `None` when not set.
     pub objects_data_path: Option<PathBuf>,
     /// `StorageMaintenanceInterval`, seconds (> 0).

@@ -163,8 +163,18 @@ pub enum StorageKind {
     /// Everything in memory, lost on restart (`inmemory`).
     InMemory,
     /// Metadata in a PostgreSQL database (`postgres`, CSS only), so that several CSS
-    /// instances can share it; data files stay under the persistence root.
+    /// instances can share it; object data there too unless [`ObjectDataStorage::Files`].
     Postgres,
+}
+
+/// Where a CSS on PostgreSQL keeps object data (`ObjectDataStorage`, extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectDataStorage {
+    /// In the database beside the metadata (the default): instances share nothing else.
+    Database,
+    /// In files under the persistence root, which instances sharing the database must
+    /// share too (a network file system or a shared volume).
+    Files,
 }
 
 /// Where the log and the trace go (`LogTraceDestination`, spec config.md §4.8): any

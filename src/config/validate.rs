@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use super::load::{Raw, RawListening, RawNode, RawStorage};
 use super::protocol::{self, Broker, ProtocolKinds};
 use super::types::{
-    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ParallelMode, Protocol, SendfileDownloads,
-    StorageKind,
+    ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ObjectDataStorage, ParallelMode, Protocol,
+    SendfileDownloads, StorageKind,
 };
 use super::{assemble, checks, choices, paths, Config, ConfigError};
 use crate::model::names::is_valid_name;
@@ -48,6 +48,7 @@ pub(super) struct Storage {
     pub(super) persistence_root_path: PathBuf,
     pub(super) data_uri_roots: Vec<PathBuf>,
     pub(super) storage_provider: StorageKind,
+    pub(super) object_data_storage: ObjectDataStorage,
     pub(super) objects_data_path: Option<PathBuf>,
 }
 
@@ -261,6 +262,7 @@ fn storage(
         persistence_root_path,
         data_uri_roots,
         storage_provider,
+        object_data_storage: choices::object_data_storage(&raw.object_data_storage)?,
         objects_data_path,
     })
 }

@@ -196,7 +196,7 @@ impl Node {
         body: S,
     ) -> EngineResult<ActionOutcome>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let remote = remote_of(node);
@@ -220,7 +220,7 @@ impl Node {
         };
         let name = stored.name.clone();
         let verified = if copy.meta.needs_verification() {
-            verify_stored(&copy.meta, &self.0.blobs.path(&name), stored.hash.take()).await
+            verify_stored(&copy.meta, &self.0.blobs, &name, stored.hash.take()).await
         } else {
             Ok(())
         };

@@ -11,7 +11,6 @@ use crate::store::blobs::RunningHash;
 use crate::store::StoreError;
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::io::AsyncSeekExt;
 
 /// The part `start..=end` of `total` bytes that a chunk of an upload carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,7 +137,7 @@ impl Node {
         body: S,
     ) -> EngineResult<()>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         if identity.is_shut_out() {
@@ -205,7 +204,7 @@ impl Node {
         hash: Option<RunningHash>,
     ) -> EngineResult<Option<StoredData<'_>>>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let _receiving = self.receiving();
@@ -294,7 +293,7 @@ impl Node {
         if !record.meta.needs_verification() {
             return Ok(());
         }
-        let Err(failure) = verify_stored(&record.meta, &self.0.blobs.path(name), hash).await else {
+        let Err(failure) = verify_stored(&record.meta, &self.0.blobs, name, hash).await else {
             return Ok(());
         };
         self.0.blobs.remove(name).await;
@@ -414,7 +413,7 @@ impl Node {
         let data_file = self.data_file(record).ok_or(EngineError::NotFound)?;
         // Taken before the file is opened, for the same reason as the ranged slots.
         let slot = self.stream_slot().await?;
-        let (mut file, size) = self.open_data_file(&data_file).await.map_err(|e| match e {
+        let (source, size) = self.open_data_file(&data_file).await.map_err(|e| match e {
             DataFileError::Missing => EngineError::NotFound,
             // A data URI file that left the allowed directories or changed after the PUT.
             DataFileError::Refused(reason) => EngineError::Conflict(reason),
@@ -430,7 +429,7 @@ impl Node {
         };
         let Some(range) = range else {
             return Ok(DataStream {
-                file,
+                source,
                 range: DataRange {
                     start: 0,
                     len: size,
@@ -441,11 +440,10 @@ impl Node {
             });
         };
         let (start, end) = range.resolve(size).ok_or(EngineError::RangeNotSatisfiable(size))?;
-        file.seek(std::io::SeekFrom::Start(start)).await?;
         let len = end - start + 1;
         let partial = !(start == 0 && len == size);
         Ok(DataStream {
-            file,
+            source,
             range: DataRange {
                 start,
                 len,

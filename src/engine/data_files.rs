@@ -12,15 +12,16 @@
 use super::data_uri::{self, checked_path, confined_file, confined_target, open_confined, DataUriError, Field};
 use super::Node;
 use crate::model::{DataLocation, MetaData, ObjectRecord, Role};
+use crate::store::blobs::{BlobError, DataSource};
 use std::fs::Metadata;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where to read an object's data, owned so that it can be kept across an upload; files named
 /// by data URIs are checked again on every open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataFile {
-    /// A data file of the node's store.
-    Stored(PathBuf),
+    /// Data of the node's store, by name.
+    Stored(String),
     /// An own object's `sourceDataUri` file, with the size and data ID recorded at PUT.
     Source { uri: String, size: u64, data_id: i64 },
     /// A received copy's `destinationDataUri` file.
@@ -52,7 +53,7 @@ impl Node {
     /// Where the data of `record` is read from on this node; `None` when it has none.
     pub fn data_file(&self, record: &ObjectRecord) -> Option<DataFile> {
         Some(match record.data_location(self.role())? {
-            DataLocation::Stored(name) => DataFile::Stored(self.0.blobs.path(name)),
+            DataLocation::Stored(name) => DataFile::Stored(name.to_string()),
             DataLocation::SourceFile(uri) => DataFile::Source {
                 uri: uri.to_string(),
                 size: u64::try_from(record.meta.object_size).unwrap_or(0),
@@ -62,13 +63,21 @@ impl Node {
         })
     }
 
-    /// Opens a data file for reading; returns it with its length.
-    pub async fn open_data_file(&self, file: &DataFile) -> Result<(tokio::fs::File, u64), DataFileError> {
+    /// Opens data for reading; returns it with its length.
+    pub async fn open_data_file(&self, file: &DataFile) -> Result<(DataSource, u64), DataFileError> {
+        if let DataFile::Stored(name) = file {
+            return match self.0.blobs.open_data(name).await {
+                Ok(Some(opened)) => Ok(opened),
+                Ok(None) => Err(DataFileError::Missing),
+                Err(BlobError::Io(e)) => Err(DataFileError::Io(e)),
+                Err(e) => Err(DataFileError::Io(std::io::Error::other(e))),
+            };
+        }
         let (rules, file) = (self.0.data_uri_rules.clone(), file.clone());
         let (file, meta) = tokio::task::spawn_blocking(move || open_blocking(&rules, &file))
             .await
             .map_err(|e| DataFileError::Io(std::io::Error::other(e)))??;
-        Ok((tokio::fs::File::from_std(file), meta.len()))
+        Ok((DataSource::File(tokio::fs::File::from_std(file)), meta.len()))
     }
 
     /// The data URI rules of a PUT object request that passed validation, as the 400 text on
@@ -117,11 +126,15 @@ impl Node {
             .map(|e| e.to_string())
     }
 
-    /// Moves the complete, verified data file `data` of a received copy to its destination
+    /// Moves the complete, verified data file `name` of a received copy to its destination
     /// file: renamed (or, across file systems, copied) to `{path}.tmp`, then renamed to
-    /// `{path}`, both durable. `data` is gone afterwards whatever the outcome; on failure no
-    /// `{path}.tmp` is left.
-    pub(super) async fn place_destination_file(&self, uri: &str, data: PathBuf) -> Result<(), String> {
+    /// `{path}`, both durable. The data file is gone afterwards whatever the outcome; on
+    /// failure no `{path}.tmp` is left.
+    pub(super) async fn place_destination_file(&self, uri: &str, name: &str) -> Result<(), String> {
+        let Some(data) = self.0.blobs.file_path(name) else {
+            // Only an ESS places destination files, and an ESS keeps its data in files.
+            return Err("data kept in a database cannot be placed in a destination file".into());
+        };
         let (rules, uri) = (self.0.data_uri_rules.clone(), uri.to_string());
         tokio::task::spawn_blocking(move || place(&rules, &uri, &data))
             .await
@@ -151,16 +164,10 @@ impl Node {
     }
 }
 
+/// Opens a data URI file (stored data is opened by the blob store).
 fn open_blocking(rules: &data_uri::Rules, file: &DataFile) -> Result<(std::fs::File, Metadata), DataFileError> {
     match file {
-        DataFile::Stored(path) => {
-            let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => DataFileError::Missing,
-                _ => DataFileError::Io(e),
-            })?;
-            let meta = file.metadata()?;
-            Ok((file, meta))
-        }
+        DataFile::Stored(_) => Err(DataFileError::Missing),
         DataFile::Source { uri, size, data_id } => {
             let (file, meta) = open_confined(uri, Field::Source, rules)?;
             check_unchanged(&meta, *size, *data_id).map_err(DataFileError::Refused)?;
@@ -266,6 +273,7 @@ async fn remove_quietly(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     struct Fixture {
         _dir: tempfile::TempDir,

@@ -1,11 +1,14 @@
-//! An object's data being served: an open data file and the part of it requested, read
-//! by one thread into a few reused buffers and handed to the connection as a stream.
+//! An object's data being served: its open data and the part of it requested. A file is
+//! read by one thread into a few reused buffers, data in the database a few rows at a time;
+//! either way the connection gets a stream of chunks.
 
 use super::data::DataRange;
+use crate::store::blobs::DataSource;
 use crate::store::buffers::BufferPool;
 use crate::zero_copy::FileSends;
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
 
 /// What admits one download: a data stream slot, and for a ranged read a ranged-download
 /// permit. Held until the last byte of the download left for the network, so that the
@@ -16,9 +19,9 @@ pub struct Admission {
     pub(super) _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// An open data file positioned at the start of the requested range.
+/// Open data and the range of it requested.
 pub struct DataStream {
-    pub file: tokio::fs::File,
+    pub source: DataSource,
     pub range: DataRange,
     pub admission: Admission,
 }
@@ -76,35 +79,70 @@ impl DataStream {
     /// range, it would let every further download fill its buffers while the earlier ones
     /// still wait to be sent, and memory would grow with the number of nodes downloading at
     /// once (10,000 nodes fetching 1 MB took 4 GB).
-    pub async fn into_chunks(self) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    pub async fn into_chunks(self) -> BoxStream<'static, std::io::Result<Bytes>> {
         self.into_chunks_from(&DOWNLOAD_BUFFER_POOL).await
+    }
+
+    /// True when the data is a file, which [`DataStream::into_file_sends`] can send.
+    pub fn is_file(&self) -> bool {
+        matches!(self.source, DataSource::File(_))
     }
 
     /// The range's bytes as placeholder chunks that the connection sends from the file with
     /// `sendfile(2)` (plain TCP connections only: see [`crate::zero_copy`]). Nothing is read
     /// by the process and no buffer is held; the admission is held until the last chunk has
-    /// been sent, as for [`DataStream::into_chunks`].
-    pub async fn into_file_sends(
-        self,
-        sends: &FileSends,
-    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let DataStream { file, range, admission } = self;
-        let file = file.into_std().await;
-        sends.body(file, range.start, range.len, std::sync::Arc::new(admission))
+    /// been sent, as for [`DataStream::into_chunks`]. Data that is not a file
+    /// ([`DataStream::is_file`]) is streamed as by [`DataStream::into_chunks`].
+    pub async fn into_file_sends(self, sends: &FileSends) -> BoxStream<'static, std::io::Result<Bytes>> {
+        let DataStream {
+            source,
+            range,
+            admission,
+        } = self;
+        let file = match source {
+            DataSource::File(file) => file.into_std().await,
+            source => {
+                return DataStream {
+                    source,
+                    range,
+                    admission,
+                }
+                .into_chunks()
+                .await
+                .boxed()
+            }
+        };
+        sends
+            .body(file, range.start, range.len, std::sync::Arc::new(admission))
+            .boxed()
+    }
+
+    /// The range's bytes in one buffer, for a transfer that sends a bounded chunk at once.
+    pub async fn read_all(self) -> std::io::Result<Bytes> {
+        self.source.read_range(self.range.start, self.range.len).await
     }
 
     /// [`DataStream::into_chunks`] with buffers of `pool`.
-    async fn into_chunks_from(
-        self,
-        pool: &'static BufferPool,
-    ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let DataStream { file, range, admission } = self;
+    async fn into_chunks_from(self, pool: &'static BufferPool) -> BoxStream<'static, std::io::Result<Bytes>> {
+        let DataStream {
+            source,
+            range,
+            admission,
+        } = self;
         let admission = std::sync::Arc::new(admission);
+        let file = match source {
+            DataSource::File(file) => file,
+            source => return database_chunks(source, range, admission).await,
+        };
         let reader_admission = admission.clone();
         let mut file = file.into_std().await;
         let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            use std::io::Read;
+            use std::io::{Read, Seek};
+            if let Err(e) = file.seek(std::io::SeekFrom::Start(range.start)) {
+                let _ = sender.blocking_send(Err(e));
+                return;
+            }
             let (home, returned) = std::sync::mpsc::sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
             // A small object gets a buffer of its size, not a pooled whole chunk.
             let small = usize::try_from(range.len).ok().filter(|&len| len < DOWNLOAD_BUFFER);
@@ -162,16 +200,50 @@ impl DataStream {
                 pool.give_back(buffer);
             }
         });
-        futures_util::stream::unfold((receiver, admission), |(mut receiver, admission)| async move {
-            receiver.recv().await.map(|item| (item, (receiver, admission)))
-        })
+        chunks_of(receiver, admission)
     }
+}
+
+/// The chunks a reader task sends, as a stream that holds the download's admission.
+fn chunks_of(
+    receiver: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    admission: std::sync::Arc<Admission>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    futures_util::stream::unfold((receiver, admission), |(mut receiver, admission)| async move {
+        receiver.recv().await.map(|item| (item, (receiver, admission)))
+    })
+    .boxed()
+}
+
+/// The range's bytes of data in the database: a task reads its rows `READ_AHEAD` chunks
+/// ahead of the connection, so that the database and the network work at the same time.
+async fn database_chunks(
+    source: DataSource,
+    range: DataRange,
+    admission: std::sync::Arc<Admission>,
+) -> BoxStream<'static, std::io::Result<Bytes>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(READ_AHEAD);
+    tokio::spawn(async move {
+        let mut rows = match source.range_stream(range.start, range.len).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = sender.send(Err(e)).await;
+                return;
+            }
+        };
+        while let Some(item) = rows.next().await {
+            let failed = item.is_err();
+            if sender.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    chunks_of(receiver, admission)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::StreamExt;
     use std::sync::Arc;
     use tokio::sync::Semaphore;
 
@@ -181,7 +253,7 @@ mod tests {
         std::fs::write(&path, data).expect("data file");
         let size = data.len() as u64;
         DataStream {
-            file: tokio::fs::File::open(&path).await.expect("open"),
+            source: DataSource::File(tokio::fs::File::open(&path).await.expect("open")),
             range: DataRange {
                 start: 0,
                 len: size,

@@ -118,6 +118,7 @@ impl From<BlobError> for EngineError {
                 EngineError::TooLarge(format!("The data is longer than the {limit} bytes announced"))
             }
             BlobError::Io(e) => e.into(),
+            BlobError::Store(e) => e.into(),
         }
     }
 }
@@ -223,14 +224,12 @@ impl Node {
         blobs: BlobStore,
         authenticator: Box<dyn Authenticator>,
     ) -> EngineResult<Self> {
-        let referenced: HashSet<String> = store.referenced_blobs().await?.into_iter().collect();
-        let sessions: HashSet<i64> = store.upload_session_ids().await?.into_iter().collect();
         // Files another instance is writing right now are not referenced yet: with a shared
         // data folder only files untouched for a long time are leftovers.
         let min_age = settings.instance_slot.map(|_| SHARED_LEFTOVER_AGE);
-        let removed = blobs.collect_garbage(referenced, sessions, min_age).await?;
+        let removed = blobs.collect_garbage(store.as_ref(), min_age).await?;
         if removed > 0 {
-            tracing::info!(files = removed, "removed data files left over by an interrupted write");
+            tracing::info!(data = removed, "removed object data left over by an interrupted write");
         }
         let clock = InstanceClock::starting_after(store.max_instance_id().await?);
         let clock = match settings.instance_slot {

@@ -216,7 +216,7 @@ impl Node {
     async fn verify_inline(&self, record: &ObjectRecord) -> Result<(), super::verify::VerifyError> {
         match &record.blob {
             Some(name) if record.meta.needs_verification() && record.meta.data_id == record.meta.instance_id => {
-                super::verify::verify_file(&record.meta, &self.0.blobs.path(name)).await
+                super::verify::verify_stored(&record.meta, &self.0.blobs, name, None).await
             }
             _ => Ok(()),
         }

@@ -69,7 +69,7 @@ impl Node {
     /// download's session with the range recorded once the bytes are durable.
     pub async fn write_download<S, E>(&self, download: &mut Download, offset: u64, body: S) -> EngineResult<()>
     where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
         E: std::fmt::Display,
     {
         let _receiving = self.receiving();
@@ -125,7 +125,7 @@ impl Node {
         hash: Option<RunningHash>,
     ) -> EngineResult<Completion> {
         if meta.needs_verification() {
-            if let Err(failure) = verify_stored(meta, &self.0.blobs.path(&name), hash).await {
+            if let Err(failure) = verify_stored(meta, &self.0.blobs, &name, hash).await {
                 self.0.blobs.remove(&name).await;
                 self.receiver_error(key, meta.instance_id, Some(ObjectStatus::ReceiverVerificationFailed))
                     .await?;
@@ -136,9 +136,7 @@ impl Node {
         // has no stored data and is read from that file.
         let to_destination = writes_destination_file(meta);
         if to_destination {
-            let placed = self
-                .place_destination_file(&meta.destination_data_uri, self.0.blobs.path(&name))
-                .await;
+            let placed = self.place_destination_file(&meta.destination_data_uri, &name).await;
             if let Err(reason) = placed {
                 self.receiver_error(key, meta.instance_id, None).await?;
                 return Ok(Completion::DestinationRefused(reason));

@@ -1,6 +1,7 @@
 //! Periodic work (spec: lifecycle.md §14, css-ess-protocol.md §6, §8): on the CSS,
 //! re-queueing deliveries that failed, removing edge nodes that stopped registering and
-//! pinging, and expiring objects; on both roles, activating objects whose time has come.
+//! pinging, expiring objects, and collecting object data left in the database by
+//! interrupted writes; on both roles, activating objects whose time has come.
 //! Each loop waits on its timer or the shutdown token, never spins. When several CSS
 //! instances share a store, only the leader runs the passes (spec: css-ess-protocol.md §9);
 //! the others skip their ticks until they lead.
@@ -89,6 +90,18 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Removes object data that interrupted writes left in a store shared by several
+    /// instances, which no instance's start-up can tell apart from writes in progress.
+    async fn collect_data_garbage(&self) -> EngineResult<()> {
+        let removed = self.0.blobs.collect_garbage(self.0.store.as_ref(), None).await?;
+        if removed > 0 {
+            tracing::info!(data = removed, "removed object data left over by an interrupted write");
+        }
+        Ok(())
+    }
+}
+
 /// Starts the node's periodic work on `tracker`, until `shutdown`: the activation pass on
 /// both roles, the rest on the CSS only.
 pub fn spawn_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, shutdown: &CancellationToken) {
@@ -114,6 +127,16 @@ pub fn spawn_timers(node: Node, settings: TimerSettings, tracker: &TaskTracker, 
         "expiration",
         |node| async move { node.expiration_pass().await.map(|_| ()) },
     );
+    if node.0.blobs.collects_itself() {
+        spawn_pass(
+            &node,
+            settings.maintenance,
+            tracker,
+            shutdown,
+            "object data collection",
+            |node| async move { node.collect_data_garbage().await },
+        );
+    }
     if let Some(period) = settings.remove_inactive_nodes {
         let since = SinceLastPass::starting_now();
         spawn_pass(&node, period, tracker, shutdown, "inactive node removal", move |node| {

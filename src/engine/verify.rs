@@ -1,19 +1,17 @@
 //! Data signature verification (spec: metadata.md §12): the data is hashed with SHA-1 or
 //! SHA-256 and the RSA-PSS signature over that hash is checked with the object's public key
 //! (base64 DER SubjectPublicKeyInfo). Data is hashed while it is written ([`running_hash`],
-//! fed by the blob store's writer thread) when it arrives whole or in order; otherwise its
-//! file is hashed afterwards, in bounded buffers on a blocking thread.
+//! fed by the blob store's writer) when it arrives whole or in order; otherwise the stored
+//! data is hashed afterwards, in bounded buffers.
 
 use crate::model::MetaData;
-use crate::store::blobs::RunningHash;
+use crate::store::blobs::{BlobStore, RunningHash};
 use base64::Engine as _;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::signature::hazmat::PrehashVerifier;
 use rsa::RsaPublicKey;
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use std::io::Read;
-use std::path::Path;
 
 /// Why data did not verify; the text is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,50 +31,24 @@ fn new_hash(algorithm: &str) -> RunningHash {
     }
 }
 
-/// Checks the signature of the stored data file at `path`: against `hash` when it was fed
-/// the whole data as it was written, else by hashing the file.
-pub async fn verify_stored(meta: &MetaData, path: &Path, hash: Option<RunningHash>) -> Result<(), VerifyError> {
-    match hash {
-        // One RSA public-key operation per salt length: microseconds, no need to leave the
-        // async runtime for it.
-        Some(hash) => verify_digest(
-            &meta.hash_algorithm,
-            &meta.public_key,
-            &meta.signature,
-            &hash.finalize(),
-        ),
-        None => verify_file(meta, path).await,
-    }
-}
-
-/// Hashes the file at `path` with the object's algorithm and checks its signature.
-pub async fn verify_file(meta: &MetaData, path: &Path) -> Result<(), VerifyError> {
-    let (algorithm, key, signature) = (
-        meta.hash_algorithm.clone(),
-        meta.public_key.clone(),
-        meta.signature.clone(),
-    );
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let digest = hash_file(&algorithm, &path).map_err(|e| VerifyError(format!("Failed to read the data: {e}")))?;
-        verify_digest(&algorithm, &key, &signature, &digest)
-    })
-    .await
-    .map_err(|e| VerifyError(format!("Verification was interrupted: {e}")))?
-}
-
-fn hash_file(algorithm: &str, path: &Path) -> std::io::Result<Box<[u8]>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut hash = new_hash(algorithm);
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
-        hash.update(&buffer[..read]);
-    }
-    Ok(hash.finalize())
+/// Checks the signature of the stored data `name`: against `hash` when it was fed the whole
+/// data as it was written, else by hashing the stored data.
+pub async fn verify_stored(
+    meta: &MetaData,
+    blobs: &BlobStore,
+    name: &str,
+    hash: Option<RunningHash>,
+) -> Result<(), VerifyError> {
+    let digest = match hash {
+        Some(hash) => hash.finalize(),
+        None => blobs
+            .digest(name, new_hash(&meta.hash_algorithm))
+            .await
+            .map_err(|e| VerifyError(format!("Failed to read the data: {e}")))?,
+    };
+    // One RSA public-key operation per salt length: microseconds, no need to leave the
+    // async runtime for it.
+    verify_digest(&meta.hash_algorithm, &meta.public_key, &meta.signature, &digest)
 }
 
 /// Checks an RSA-PSS signature over a precomputed digest. The salt length is not part of
@@ -169,20 +141,21 @@ mod tests {
         let data = b"model weights, in several pieces".as_slice();
         let meta = signed_meta(data);
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("data");
+        let blobs = BlobStore::open(dir.path()).unwrap();
+        let path = blobs.file_path("data").unwrap();
         std::fs::write(&path, data).unwrap();
 
         let mut hash = running_hash(&meta).expect("signed metadata is verified");
         data.chunks(5).for_each(|piece| hash.update(piece));
-        assert_eq!(verify_stored(&meta, &path, Some(hash)).await, Ok(()));
-        assert_eq!(verify_stored(&meta, &path, None).await, Ok(()));
+        assert_eq!(verify_stored(&meta, &blobs, "data", Some(hash)).await, Ok(()));
+        assert_eq!(verify_stored(&meta, &blobs, "data", None).await, Ok(()));
 
         // The hash speaks for the data it was fed, whatever the file holds, and the reverse.
         let mut other = running_hash(&meta).unwrap();
         other.update(b"tampered in transit");
-        assert!(verify_stored(&meta, &path, Some(other)).await.is_err());
+        assert!(verify_stored(&meta, &blobs, "data", Some(other)).await.is_err());
         std::fs::write(&path, b"tampered on disk").unwrap();
-        assert!(verify_stored(&meta, &path, None).await.is_err());
+        assert!(verify_stored(&meta, &blobs, "data", None).await.is_err());
     }
 
     #[test]

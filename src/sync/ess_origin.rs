@@ -15,11 +15,6 @@ use super::link::{DataPush, Reply};
 use crate::engine::origin::{AfterUpdate, OriginMessage, UploadSource};
 use crate::model::sync::{Action, NotificationStatus};
 use crate::model::{MetaData, ObjectKey};
-use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-
-/// Read buffer of an upload stream.
-const READ_BUFFER: usize = 64 * 1024;
 
 /// The next part of an upload (pure; §3.8): the whole data when chunking is off or the
 /// object fits one chunk, else the chunk at `offset`, `None` when everything was sent.
@@ -212,8 +207,8 @@ impl EssSync {
     ) -> Reply {
         // A `sourceDataUri` file is confined and compared with what the PUT measured at
         // every part, so a file changed or swapped for a symlink mid-upload stops it.
-        let mut file = match self.node.open_data_file(&source.file).await {
-            Ok((file, on_disk)) if on_disk >= start + len => file,
+        let data = match self.node.open_data_file(&source.file).await {
+            Ok((data, on_disk)) if on_disk >= start + len => data,
             Ok((_, on_disk)) => {
                 return Reply::Invalid(format!(
                     "the data file has {on_disk} bytes, the object {}",
@@ -222,16 +217,12 @@ impl EssSync {
             }
             Err(e) => return Reply::Invalid(format!("cannot open the data: {e}")),
         };
-        if start > 0 {
-            if let Err(e) = file.seek(std::io::SeekFrom::Start(start)).await {
-                return Reply::Invalid(format!("cannot read the data: {e}"));
-            }
-        }
-        let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BUFFER);
+        let stream = match data.range_stream(start, len).await {
+            Ok(stream) => stream,
+            Err(e) => return Reply::Invalid(format!("cannot read the data: {e}")),
+        };
         let range = chunk.then_some((start, start + len - 1, source.total));
-        pusher
-            .upload(key, instance, source.data_id, range, len, stream.boxed())
-            .await
+        pusher.upload(key, instance, source.data_id, range, len, stream).await
     }
 
     /// A part was not accepted: transient failures are retried with backoff (the upload

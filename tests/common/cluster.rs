@@ -1,5 +1,6 @@
-//! Several CSS instances on one PostgreSQL database: starting them sharing a database and a
-//! persistence root, and asking an instance whether it leads.
+//! Several CSS instances on one PostgreSQL database: starting them sharing the database and
+//! nothing else (object data is kept in the database), and asking an instance whether it
+//! leads.
 
 use super::metrics::{parse, value, Sample};
 use super::postgres::PgCluster;
@@ -13,7 +14,7 @@ pub const LEADERSHIP_TIMEOUT: u64 = 3;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A CSS instance on the database of `url` with `extra` settings; `root` shares another
-/// instance's persistence root (and so its data files).
+/// instance's persistence root (for data kept in files, `ObjectDataStorage files`).
 pub fn instance_with(url: &str, root: Option<&Path>, extra: Vec<(String, String)>) -> TestNode {
     let mut options = NodeOptions::new(Role::Css);
     options.storage = "postgres";
@@ -34,8 +35,8 @@ pub fn instance_with(url: &str, root: Option<&Path>, extra: Vec<(String, String)
     TestNode::start(options)
 }
 
-/// Two instances sharing a new database of `cluster` and a persistence root; the first one
-/// started leads.
+/// Two instances sharing a new database of `cluster`, each with its own persistence root;
+/// the first one started leads.
 pub async fn two_instances(cluster: &PgCluster) -> (TestNode, TestNode) {
     two_instances_with(cluster, Vec::new()).await
 }
@@ -48,7 +49,7 @@ pub async fn two_instances_with(cluster: &PgCluster, extra: Vec<(String, String)
         leads(&first).await == Some(true)
     })
     .await;
-    let second = instance_with(&url, Some(first.root()), extra);
+    let second = instance_with(&url, None, extra);
     (first, second)
 }
 

@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Most connections one instance holds.
-const MAX_CONNECTIONS: usize = 16;
+pub(super) const MAX_CONNECTIONS: usize = 16;
 /// Longest a call waits for a free connection.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest one connection attempt may take (unless the URL sets `connect_timeout`).
@@ -99,8 +99,8 @@ async fn forward_notifications<S, T>(
     }
 }
 
-/// A pool over `connector`. Nothing is connected yet.
-pub(super) fn pool(connector: &Connector) -> StoreResult<Pool> {
+/// A pool of at most `size` connections over `connector`. Nothing is connected yet.
+pub(super) fn pool(connector: &Connector, size: usize) -> StoreResult<Pool> {
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -110,7 +110,7 @@ pub(super) fn pool(connector: &Connector) -> StoreResult<Pool> {
         None => Manager::from_config(config, NoTls, manager_config),
     };
     Pool::builder(manager)
-        .max_size(MAX_CONNECTIONS)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(WAIT_TIMEOUT))
         .create_timeout(Some(CONNECT_TIMEOUT * 2))

@@ -1,6 +1,7 @@
 //! The PostgreSQL store: the same tables and semantics as the SQLite store, in a database that
 //! several CSS instances can share. Metadata is kept as JSON text beside the columns that
-//! queries filter on; object data files stay on the filesystem ([`super::blobs`]).
+//! queries filter on; object data is in the database too ([`data`]) unless the CSS is told
+//! to keep it in files ([`super::blobs`]).
 //!
 //! Transactions run at PostgreSQL's default `READ COMMITTED` level. Revision checks are part
 //! of the writing statement itself (`UPDATE … WHERE revision = $n`, `INSERT … ON CONFLICT DO
@@ -21,6 +22,8 @@ mod batch;
 mod cluster;
 pub use cluster::WakeupListener;
 mod connect;
+mod data;
+pub use data::DatabaseData;
 mod nodes;
 mod objects;
 pub mod schema;
@@ -56,7 +59,7 @@ impl PostgresStore {
         connect_budget: Duration,
     ) -> StoreResult<(Self, bool)> {
         let connector = connect::Connector::new(url, tls)?;
-        let pool = connect::pool(&connector)?;
+        let pool = connect::pool(&connector, connect::MAX_CONNECTIONS)?;
         let mut client = connect::first_connection(&pool, connect_budget).await?;
         let created = schema::migrate(&mut client).await?;
         Ok((Self { pool, connector }, created))
@@ -66,6 +69,14 @@ impl PostgresStore {
     /// `LISTEN`/`NOTIFY`).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Object data in this database, over a pool of its own (see [`data`]).
+    pub fn data(&self) -> StoreResult<DatabaseData> {
+        Ok(DatabaseData::new(connect::pool(
+            &self.connector,
+            data::DATA_CONNECTIONS,
+        )?))
     }
 
     async fn client(&self) -> StoreResult<Object> {

@@ -13,7 +13,12 @@ use deadpool_postgres::Object;
 const MIGRATION_LOCK: i64 = 0x0065_7373_6d69_6772;
 
 /// The migrations, oldest first; a version is never changed once released, only appended to.
-const MIGRATIONS: &[(i32, &str)] = &[(1, V1_INITIAL), (2, V2_CLUSTER), (3, V3_POLL_INDEX)];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, V1_INITIAL),
+    (2, V2_CLUSTER),
+    (3, V3_POLL_INDEX),
+    (4, V4_OBJECT_DATA),
+];
 
 const V1_INITIAL: &str = r#"
 CREATE TABLE objects (
@@ -88,6 +93,21 @@ CREATE SEQUENCE instance_slots;
 const V3_POLL_INDEX: &str = r#"
 DROP INDEX notifications_by_remote;
 CREATE INDEX notifications_by_remote_status ON notifications (org, remote_type, remote_id, status);
+"#;
+
+/// Object data in the database (`super::data`): rows of bytes by data name and offset,
+/// stored uncompressed, and the complete data with their sizes; objects are found by the
+/// data they name when leftovers are collected.
+const V4_OBJECT_DATA: &str = r#"
+CREATE TABLE object_data (
+    name TEXT COLLATE "C" PRIMARY KEY, size BIGINT NOT NULL, created_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE object_data_chunks (
+    name TEXT COLLATE "C" NOT NULL, start BIGINT NOT NULL, data BYTEA NOT NULL,
+    PRIMARY KEY (name, start)
+);
+ALTER TABLE object_data_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
+CREATE INDEX objects_by_blob ON objects (blob) WHERE blob IS NOT NULL;
 "#;
 
 /// The newest schema version this program knows.

@@ -19,7 +19,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Feedback code "invalid object" (spec §5.5): the origin cannot serve the data.
@@ -282,16 +281,11 @@ impl MqttLink {
 
     /// Reads `len` bytes at `start` of an own object's data.
     async fn read_chunk(&self, file: &crate::engine::DataFile, start: u64, len: u64) -> Result<Bytes, String> {
-        let (mut file, on_disk) = self.node.open_data_file(file).await.map_err(|e| e.to_string())?;
+        let (source, on_disk) = self.node.open_data_file(file).await.map_err(|e| e.to_string())?;
         if on_disk < start + len {
             return Err(format!("the data file has {on_disk} bytes, fewer than the object"));
         }
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut data = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        file.take(len).read_to_end(&mut data).await.map_err(|e| e.to_string())?;
-        Ok(Bytes::from(data))
+        source.read_range(start, len).await.map_err(|e| e.to_string())
     }
 
     fn node_message(&self, command: &str) -> Control {

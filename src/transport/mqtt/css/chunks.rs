@@ -10,7 +10,6 @@ use crate::transport::mqtt::codec::{self, Control, DataChunk};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{broadcast, oneshot};
 
 /// Attempts to get one chunk before the pull is left to the node's next `update`.
@@ -228,11 +227,7 @@ impl CssMqtt {
                 return Ok(());
             }
         };
-        let mut data = Vec::with_capacity(usize::try_from(stream.range.len).unwrap_or(0));
-        let mut file = stream.file;
-        use tokio::io::AsyncSeekExt;
-        file.seek(std::io::SeekFrom::Start(stream.range.start)).await?;
-        file.take(stream.range.len).read_to_end(&mut data).await?;
+        let data = stream.read_all().await?;
         // The chunk as read is dropped once encoded: while the publish waits for room in
         // the connection's queue, only the encoded copy is held.
         let payload = codec::encode_data(&DataChunk {
@@ -241,7 +236,7 @@ impl CssMqtt {
             object_id: key.object_id.clone(),
             offset: control.offset,
             instance_id: meta.instance_id,
-            data: Bytes::from(data),
+            data,
         });
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
         let session = self.connection.sessions();

@@ -1,11 +1,13 @@
 //! Object data as files. A whole upload is streamed into a temporary file, fsynced and renamed
 //! into place, so a data file is either complete or absent; a chunked upload writes into a
-//! partial file at the chunk's offset, linked into place once complete. Names come from the engine (unique per upload), never
-//! from user input. File writes happen on a blocking thread fed through a small channel, so
-//! memory stays bounded by a few buffers whatever the object size. That thread can also hash
-//! the bytes it writes, so that data to be verified needs no second pass over its file.
+//! partial file at the chunk's offset, linked into place once complete. Names come from the
+//! engine (unique per upload), never from user input. File writes happen on a blocking thread
+//! fed through a small channel, so memory stays bounded by a few buffers whatever the object
+//! size. That thread can also hash the bytes it writes, so that data to be verified needs no
+//! second pass over its file.
 
-use super::buffers::BufferPool;
+use super::{BlobError, RunningHash, Written};
+use crate::store::buffers::BufferPool;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use std::collections::HashSet;
@@ -25,41 +27,15 @@ const WRITE_QUEUE: usize = 2;
 /// (an ESS mostly writes one download at a time) before further ones are freed.
 static WRITE_BUFFER_POOL: BufferPool = BufferPool::new(WRITE_BUFFER, 2 * (WRITE_QUEUE + 3));
 
-/// A hash fed, in file order, every byte a write stores. Fed on the writer thread while the
-/// data arrives: verifying a signature then costs no read of the stored file afterwards,
-/// which on an edge device may no longer be in the page cache.
-pub type RunningHash = Box<dyn sha2::digest::DynDigest + Send>;
-
-/// What a write stored.
-pub struct Written {
-    /// Bytes written.
-    pub len: u64,
-    /// The hash the write was given, fed with exactly those bytes.
-    pub hash: Option<RunningHash>,
-}
-
-/// What writing data can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum BlobError {
-    /// The client's body stream failed (disconnect, timeout).
-    #[error("reading the request body failed: {0}")]
-    Body(String),
-    /// The body is longer than the caller allowed.
-    #[error("the body is longer than {0} bytes")]
-    TooLong(u64),
-    #[error("data file error: {0}")]
-    Io(#[from] std::io::Error),
-}
-
 /// The directory of data files of one node.
-pub struct BlobStore {
+pub struct FileBlobs {
     data_dir: PathBuf,
     tmp_dir: PathBuf,
     partial_dir: PathBuf,
     temp_counter: AtomicU64,
 }
 
-impl BlobStore {
+impl FileBlobs {
     /// Uses (creating) `root/data`, `root/tmp` and `root/partial`.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         let store = Self {
@@ -155,7 +131,7 @@ impl BlobStore {
 
     /// Puts a completed partial file in place as the data file `name`. The partial file is
     /// linked, not moved: it must stay until the commit that ends its upload session (then
-    /// [`BlobStore::remove_partial`]), since a crash before that commit leaves the session
+    /// [`FileBlobs::remove_partial`]), since a crash before that commit leaves the session
     /// with its chunks recorded and the new data file unreferenced (collected at start); a
     /// chunk sent again then completes the upload from the partial file's bytes.
     pub async fn promote_partial(&self, session: i64, name: &str, len: u64) -> Result<(), BlobError> {
@@ -170,6 +146,21 @@ impl BlobStore {
         })
         .await?;
         Ok(())
+    }
+
+    /// Opens a data file with its length; `None` when it does not exist.
+    pub async fn open_data(&self, name: &str) -> std::io::Result<Option<(tokio::fs::File, u64)>> {
+        let path = self.path(name);
+        let opened = blocking(move || match std::fs::File::open(&path) {
+            Ok(file) => {
+                let len = file.metadata()?.len();
+                Ok(Some((file, len)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await?;
+        Ok(opened.map(|(file, len)| (tokio::fs::File::from_std(file), len)))
     }
 
     /// Removes a data file; a missing file is not an error.
@@ -447,7 +438,7 @@ mod tests {
     #[tokio::test]
     async fn a_whole_write_hashes_exactly_the_bytes_it_stored() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(dir.path()).unwrap();
+        let blobs = FileBlobs::open(dir.path()).unwrap();
         let data = pattern(3 * WRITE_BUFFER + 12_345);
         let written = blobs.write_whole("d1", body(&data), u64::MAX, sha256()).await.unwrap();
         assert_eq!(written.len, data.len() as u64);
@@ -463,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn a_chunk_write_hashes_only_its_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobStore::open(dir.path()).unwrap();
+        let blobs = FileBlobs::open(dir.path()).unwrap();
         let data = pattern(2 * WRITE_BUFFER);
         let (head, tail) = data.split_at(WRITE_BUFFER + 7);
         let total = data.len() as u64;
