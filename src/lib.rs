@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod data_copy;
 pub mod engine;
 pub mod healthcheck;
 pub mod logging;
@@ -273,6 +274,7 @@ async fn open_storage(
             let (store, created) = PostgresStore::connect(config.postgres_url.expose(), postgres_tls, budget).await?;
             let store = Arc::new(store);
             if config.object_data_storage == ObjectDataStorage::Database {
+                warn_of_unused_data_files(&sync_root.join("objects").join("data"));
                 let blobs = BlobStore::in_database(store.data()?);
                 return Ok(Storage {
                     store: store.clone(),
@@ -299,6 +301,25 @@ async fn open_storage(
         created,
         shared,
     })
+}
+
+/// Data files left in the persistence folder of a CSS that now keeps data in the database
+/// (an installation of the shared-folder mode after an upgrade): their objects answer 404
+/// until the files are copied, which the log must say.
+fn warn_of_unused_data_files(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    let files = entries.filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file())).count();
+    if files > 0 {
+        tracing::warn!(
+            files,
+            folder = %folder.display(),
+            "object data files are in the persistence folder, but data is kept in the database \
+             (ObjectDataStorage database): copy them with --copy-data-into-database, or set \
+             ObjectDataStorage files to keep using them"
+        );
+    }
 }
 
 /// The SQLite store of the persistence root (or of its volatile folder, emptied first, for

@@ -1,6 +1,7 @@
 //! `edge-sync-service -c sync.conf`: loads the configuration and runs the node until
 //! SIGINT or SIGTERM. With `--healthcheck` it instead probes the node that configuration
-//! describes and exits 0 (healthy) or 1.
+//! describes and exits 0 (healthy) or 1; with `--copy-data-into-database` it copies a CSS's
+//! object data files into its PostgreSQL database (see `data_copy`).
 
 use clap::Parser;
 use edge_sync_service::config::Config;
@@ -24,6 +25,12 @@ struct Args {
     /// its listener) and exit 0 if it is healthy, 1 if not: for container health checks.
     #[arg(long)]
     healthcheck: bool,
+    /// CSS on PostgreSQL: copy the object data files of the persistence folder (kept there
+    /// with `ObjectDataStorage files`) into the database, verifying each one's size and
+    /// SHA-256, then exit 0 when every object's data is in the database. Safe to run again:
+    /// what is there already is verified, not copied.
+    #[arg(long, conflicts_with = "healthcheck")]
+    copy_data_into_database: bool,
 }
 
 fn main() {
@@ -39,6 +46,9 @@ fn main() {
     };
     if args.healthcheck {
         std::process::exit(healthcheck(&config));
+    }
+    if args.copy_data_into_database {
+        std::process::exit(copy_data_into_database(&config));
     }
     let logging = match logging::init(&config) {
         Ok(guard) => guard,
@@ -96,6 +106,34 @@ fn main() {
     // `exit` runs no destructors: write out the lines the file writers still hold first.
     drop(logging);
     std::process::exit(code);
+}
+
+/// Copies the data files into the database, telling of each on stderr and summing up on
+/// stdout: 0 when every object's data is in the database, 1 when some is missing or
+/// differs, 2 when the copy could not run.
+fn copy_data_into_database(config: &Config) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("Failed to start the async runtime. Error: {e}");
+            return 2;
+        }
+    };
+    let progress = |line: &str| eprintln!("{line}");
+    match runtime.block_on(edge_sync_service::data_copy::copy_into_database(config, &progress)) {
+        Ok(summary) => {
+            print!("{summary}");
+            if summary.complete() {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            2
+        }
+    }
 }
 
 /// Runs the probe on a single-threaded runtime (the node's own runtime is not needed) and

@@ -42,11 +42,8 @@ async fn data_uploaded_through_one_instance_is_served_whole_and_by_range_by_the_
         );
         assert_eq!(response.body, &data[start..=end], "{start}-{end}");
     }
-    assert!(
-        first.files_in("objects/data").is_empty(),
-        "no data file on either instance"
-    );
-    assert!(second.files_in("objects/data").is_empty());
+    assert!(first.files_in("data").is_empty(), "no data file on either instance");
+    assert!(second.files_in("data").is_empty());
 
     // New data replaces the old one, and deleting the object removes its data.
     let newer = pattern(MIB / 2, 12);
@@ -172,4 +169,85 @@ async fn a_kill9_mid_upload_leaves_nothing_visible_and_the_other_instance_contin
     assert_eq!(api2.data(&chunked).await, data);
     assert_eq!(api2.put_bytes(&format!("{whole}/data"), data.clone()).await.status, 204);
     assert_eq!(api2.data(&whole).await, data);
+}
+
+/// Runs `--copy-data-into-database` with the environment of `node`'s last run.
+fn copy_data(node: &common::TestNode) -> (Option<i32>, String) {
+    let env = node.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let config = node.root().join("absent-sync.conf").display().to_string();
+    let (status, output) = common::run_to_exit(
+        &env,
+        &["-c", &config, "--copy-data-into-database"],
+        Duration::from_secs(120),
+    );
+    (status.code(), output)
+}
+
+#[tokio::test]
+async fn a_shared_folder_installation_copies_its_data_into_the_database() {
+    let cluster = common::postgres::shared();
+    let url = cluster.create_database().await;
+    let in_files = vec![("OBJECT_DATA_STORAGE".to_string(), "files".to_string())];
+    let mut css = common::cluster::instance_with(&url, None, in_files);
+    let api = css.api();
+    let objects: Vec<(String, Vec<u8>)> = vec![
+        (css.obj("model", "big"), pattern(3 * MIB + 5, 31)),
+        (css.obj("model", "small"), pattern(1000, 32)),
+        (css.obj("model", "empty"), Vec::new()),
+    ];
+    for (object, data) in &objects {
+        api.create(object, json!({}), None).await;
+        assert_eq!(api.put_bytes(&format!("{object}/data"), data.clone()).await.status, 204);
+    }
+    let files = css.files_in("data");
+    assert_eq!(files.len(), 3, "kept in files: {files:?}");
+    css.terminate();
+    assert!(css.wait_exit(DEADLINE).is_some_and(|s| s.success()));
+
+    let (code, output) = copy_data(&css);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("copied 3"), "{output}");
+    // Run again: nothing to copy, everything verified against its file.
+    let (code, output) = copy_data(&css);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("copied 0") && output.contains("verified 3"), "{output}");
+
+    // A file that differs from the database's copy is reported, never copied over.
+    let big = files
+        .iter()
+        .max_by_key(|f| f.metadata().unwrap().len())
+        .unwrap()
+        .clone();
+    let mut changed = std::fs::read(&big).unwrap();
+    changed[MIB] ^= 0xff;
+    std::fs::write(&big, &changed).unwrap();
+    let (code, output) = copy_data(&css);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("differing 1") && output.contains("different SHA-256"),
+        "{output}"
+    );
+
+    // The data is served from the database by an instance of its own folder; one started
+    // on the old folder serves it too, and its log says the files there are not used.
+    for root in [None, Some(css.root())] {
+        let in_database = common::cluster::instance_with(&url, root, Vec::new());
+        for (object, data) in &objects {
+            assert_eq!(in_database.api().data(object).await, *data, "{object}");
+        }
+        let warned = in_database.log().contains("--copy-data-into-database");
+        assert_eq!(warned, root.is_some(), "{}", in_database.log());
+    }
+}
+
+#[test]
+fn copying_data_into_the_database_needs_postgres() {
+    let (status, output) = common::run_to_exit(
+        &[("NODE_TYPE", "CSS")],
+        &["-c", "/nonexistent/sync.conf", "--copy-data-into-database"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(status.code(), Some(2), "{output}");
+    assert!(output.contains("needs StorageProvider postgres"), "{output}");
 }

@@ -25,13 +25,15 @@ use crate::store::blobs::{BlobError, RunningHash, Written};
 use crate::store::{StoreError, StoreResult};
 use bytes::{Bytes, BytesMut};
 use deadpool_postgres::{GenericClient, Pool};
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 
-/// Largest row of data: large enough that a 1 GiB object is about a thousand rows and
-/// statements, small enough that a read or a write holds a few of them.
-const ROW: usize = 1 << 20;
+/// Largest row of data: a read holds a few rows per download, so that downloads from the
+/// database hold about as much memory as downloads from files (whose buffers are this size).
+const ROW: usize = 256 * 1024;
 /// Rows read by one query.
-const ROWS_PER_READ: i64 = 2;
+const ROWS_PER_READ: u64 = 2;
+/// Queries of one read under way at once.
+const READS_IN_FLIGHT: usize = 2;
 /// Connections of the data pool: uploads and downloads of data at once beyond these wait
 /// for one (up to the pool's wait timeout, then the request fails as unavailable).
 pub const DATA_CONNECTIONS: usize = 8;
@@ -76,6 +78,12 @@ impl DatabaseData {
     {
         let mut client = self.pool.get().await.map_err(StoreError::from)?;
         let transaction = client.transaction().await.map_err(StoreError::from)?;
+        // Names are new for every upload; rows under it can only be those of an earlier
+        // copy of the same data (`--copy-data-into-database` run again), which go.
+        transaction
+            .execute("DELETE FROM object_data_chunks WHERE name = $1", &[&name])
+            .await
+            .map_err(StoreError::from)?;
         let written = write_rows(&transaction, name, 0, body, max_len, hash).await?;
         let statement = transaction
             .prepare_cached(UPSERT_DATA)
@@ -181,50 +189,75 @@ impl DatabaseData {
         }
     }
 
-    /// `len` bytes of the data `name` from `start`, a few rows per query. Bytes missing in
-    /// the range (rows lost or removed meanwhile) end the stream with an error rather than
-    /// a short or wrong read.
+    /// `len` bytes of the data `name` from `start`, [`ROWS_PER_READ`] rows per query with
+    /// [`READS_IN_FLIGHT`] queries at once, so that the database reads the next rows while
+    /// the connection sends the last ones. Bytes missing in the range (rows lost or removed
+    /// meanwhile) end the stream with an error rather than a short or wrong read.
     pub fn read(
         self: std::sync::Arc<Self>,
         name: String,
         start: u64,
         len: u64,
     ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
-        let state = ReadState {
-            data: self,
-            name,
-            position: start,
-            end: start.saturating_add(len),
-            from_row: 0,
-            rows: std::collections::VecDeque::new(),
-        };
-        futures_util::stream::try_unfold(state, |mut state| async move {
-            if state.position >= state.end {
-                return Ok(None);
+        let end = start.saturating_add(len);
+        // No row is longer than ROW: the row holding `start` begins after this.
+        let first = start.saturating_sub(ROW as u64 - 1);
+        let window = (ROW as u64) * ROWS_PER_READ;
+        let windows = (first..end).step_by(usize::try_from(window).unwrap_or(usize::MAX));
+        let rows = futures_util::stream::iter(windows)
+            .map(move |from| {
+                let (data, name) = (self.clone(), name.clone());
+                async move { data.rows(&name, from, (from + window).min(end)).await }
+            })
+            .buffered(READS_IN_FLIGHT)
+            .map(|rows| rows.map(|rows| futures_util::stream::iter(rows.into_iter().map(Ok::<_, std::io::Error>))))
+            .try_flatten()
+            .boxed();
+        futures_util::stream::try_unfold((rows, start), move |(mut rows, position)| async move {
+            loop {
+                if position >= end {
+                    return Ok(None);
+                }
+                let Some((row_start, bytes)) = rows.try_next().await? else {
+                    return Err(missing(position));
+                };
+                let row_end = row_start + bytes.len() as u64;
+                if row_start > position {
+                    return Err(missing(position));
+                }
+                if row_end <= position {
+                    // A row wholly before the position (rows of chunks sent with other bounds).
+                    continue;
+                }
+                let skip = usize::try_from(position - row_start).unwrap_or(usize::MAX);
+                let take = usize::try_from(end.min(row_end) - position).unwrap_or(usize::MAX);
+                let bytes = bytes.slice(skip..skip + take);
+                let position = position + bytes.len() as u64;
+                return Ok(Some((bytes, (rows, position))));
             }
-            if state.rows.is_empty() {
-                state.fetch().await?;
-            }
-            let Some((row_start, mut bytes)) = state.rows.pop_front() else {
-                return Err(missing(state.position));
-            };
-            let row_end = row_start + bytes.len() as u64;
-            if row_start > state.position {
-                return Err(missing(state.position));
-            }
-            state.from_row = row_start;
-            if row_end <= state.position {
-                // A row wholly before the position (rows of chunks sent with other bounds).
-                return Ok(Some((Bytes::new(), state)));
-            }
-            let skip = usize::try_from(state.position - row_start).unwrap_or(usize::MAX);
-            let take =
-                usize::try_from((state.end - state.position).min(row_end - state.position)).unwrap_or(usize::MAX);
-            bytes = bytes.slice(skip..skip + take);
-            state.position += bytes.len() as u64;
-            Ok(Some((bytes, state)))
         })
-        .filter(|item| std::future::ready(!matches!(item, Ok(bytes) if bytes.is_empty())))
+    }
+
+    /// The rows of `name` starting in `[from, to)`, in order.
+    async fn rows(&self, name: &str, from: u64, to: u64) -> std::io::Result<Vec<(u64, Bytes)>> {
+        let fetched = async {
+            let client = self.pool.get().await?;
+            let statement = client
+                .prepare_cached(
+                    "SELECT start, data FROM object_data_chunks
+                     WHERE name = $1 AND start >= $2 AND start < $3 ORDER BY start",
+                )
+                .await?;
+            let rows = client.query(&statement, &[&name, &to_i64(from), &to_i64(to)]).await?;
+            let mut fetched = Vec::with_capacity(rows.len());
+            for row in rows {
+                let start: i64 = row.try_get(0)?;
+                let data: &[u8] = row.try_get(1)?;
+                fetched.push((u64::try_from(start).unwrap_or(0), Bytes::copy_from_slice(data)));
+            }
+            Ok::<_, StoreError>(fetched)
+        };
+        fetched.await.map_err(std::io::Error::other)
     }
 
     /// Removes complete data no object references (older than an hour, so that data about
@@ -257,55 +290,6 @@ impl DatabaseData {
             leftovers.iter().map(|row| row.try_get(0)).collect::<Result<_, _>>()?;
         transaction.commit().await?;
         Ok(orphans.len() + leftovers.len())
-    }
-}
-
-/// Where a read is.
-struct ReadState {
-    data: std::sync::Arc<DatabaseData>,
-    name: String,
-    position: u64,
-    end: u64,
-    /// Start of the last row read: the next query asks for rows from there on.
-    from_row: u64,
-    rows: std::collections::VecDeque<(u64, Bytes)>,
-}
-
-impl ReadState {
-    /// Reads the next rows that hold bytes at or after the position.
-    async fn fetch(&mut self) -> std::io::Result<()> {
-        let fetched = async {
-            let client = self.data.pool.get().await?;
-            let statement = client
-                .prepare_cached(
-                    "SELECT start, data FROM object_data_chunks
-                     WHERE name = $1 AND start >= $2 AND start + octet_length(data) > $3
-                     ORDER BY start LIMIT $4",
-                )
-                .await?;
-            let rows = client
-                .query(
-                    &statement,
-                    &[
-                        &self.name,
-                        &to_i64(self.from_row),
-                        &to_i64(self.position),
-                        &ROWS_PER_READ,
-                    ],
-                )
-                .await?;
-            let mut fetched = Vec::with_capacity(rows.len());
-            for row in rows {
-                let start: i64 = row.try_get(0)?;
-                let data: &[u8] = row.try_get(1)?;
-                fetched.push((u64::try_from(start).unwrap_or(0), Bytes::copy_from_slice(data)));
-            }
-            Ok::<_, StoreError>(fetched)
-        }
-        .await
-        .map_err(std::io::Error::other)?;
-        self.rows.extend(fetched);
-        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 //! processes on 127.0.0.1, prints a table and returns its figures as JSON; docs/SCALING.md
 //! explains what they mean for fleets beyond one machine.
 
+mod database_data;
 mod instances;
 mod mqtt;
 mod mqtt_sim;
@@ -36,6 +37,10 @@ pub enum Mode {
     /// long-polling: each instance's memory and the database's, CPU and store statements per
     /// idle poll, a metadata-only and a 1 MiB object to all, store size per (object, node).
     Instances,
+    /// Object data in PostgreSQL against data in files: a 1 GiB object (--quick: 256 MiB) up
+    /// and down on each, through two instances sharing only the database, then a 16 MiB object
+    /// to 500 simulated nodes (--quick: 50) polling both; rates and peak RSS.
+    DatabaseData,
     /// 20 real ESS processes (--quick: 5) fetching one 1 GiB object (--quick: 256 MiB) in
     /// chunks; CSS and ESS peak RSS, and the total against the single-stream download rate.
     RealEss,
@@ -60,6 +65,10 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
         Mode::Signed => signed::run(binary, quick).await,
         Mode::Mqtt => mqtt::run(binary, scale(1_000)).await,
         Mode::Instances => instances::run(binary, scale(10_000)).await,
+        Mode::DatabaseData => {
+            let (size, runs) = if quick { (256 << 20, 1) } else { (1 << 30, 3) };
+            database_data::run(binary, size, runs, nodes.unwrap_or(if quick { 50 } else { 500 })).await
+        }
         Mode::RealEss => {
             real_ess::run(
                 binary,
