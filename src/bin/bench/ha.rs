@@ -48,8 +48,13 @@ pub async fn run(binary: &Path, work: &Work) -> Result<Vec<Setup>, String> {
         crate::progress(&format!("{name}: starting"));
         let run_dir = TempDir::create()?;
         let mut servers = Vec::new();
-        for _ in 0..instances {
-            servers.push(Server::start_with(binary, run_dir.path(), &env)?);
+        for i in 0..instances {
+            // Each instance a persistence folder of its own: data is in the database.
+            servers.push(Server::start_with(
+                binary,
+                &run_dir.path().join(format!("css{i}")),
+                &env,
+            )?);
         }
         let outcome = measure(name, &mut servers, work).await;
         let logs: String = servers.iter().map(|s| s.log_tail()).collect();

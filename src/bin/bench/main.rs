@@ -36,7 +36,7 @@
 //!
 //! `--ha` runs only the several-instances benchmark: a PostgreSQL server (Debian package
 //! `postgresql`, durable settings), then one CSS on SQLite, one on PostgreSQL and two on
-//! PostgreSQL sharing a persistence folder; for each, metadata PUT and GET rates at
+//! PostgreSQL (each with a persistence folder of its own, data in the database); for each, metadata PUT and GET rates at
 //! concurrency 32 spread over the instances, server CPU per GET, and the fan-out of a 1 MB
 //! object to simulated edge nodes polling the instances in turn (`--quick`: fewer).
 //!

@@ -2,11 +2,14 @@
 //!
 //! Data is kept as rows of `bytea` of at most [`ROW`] bytes (`object_data_chunks`, keyed by
 //! data name and byte offset), with one `object_data` row per complete data giving its
-//! size. Rows rather than large objects: rows are read by range with an index, written in a
-//! plain transaction, removed by a plain `DELETE` and vacuumed like every other table, while
-//! large objects need their own unlinking and live outside the tables' backups and
-//! replication filters. The column is stored uncompressed (`STORAGE EXTERNAL`): models and
-//! archives rarely compress, and trying costs CPU on every row.
+//! size. Rows rather than large objects, by measurement (PostgreSQL 15, 256 MiB of random
+//! bytes in 256 KiB pieces, server side): written in 1.1-2.1 s as rows against 2.2-3.6 s
+//! with `lo_put`, read back in 0.2 s against 0.6 s with `lo_get`, and 534 MB on disk for two
+//! copies against 689 MB. Rows are also read by range with an index, written in plain
+//! transactions, removed by a plain `DELETE` and vacuumed and replicated like every other
+//! table, while large objects need their own unlinking. The column is stored uncompressed
+//! (`STORAGE EXTERNAL`): models and archives rarely compress, and trying costs CPU on every
+//! row.
 //!
 //! - A whole upload writes its rows and its `object_data` row in one transaction: a crash or
 //!   a failed body leaves nothing.

@@ -1,4 +1,5 @@
-//! Mode `instances`: three CSS instances sharing one PostgreSQL and one persistence folder,
+//! Mode `instances`: three CSS instances sharing one PostgreSQL (and nothing else: object
+//! data is in the database, each instance has a persistence folder of its own),
 //! a fleet of simulated nodes spread over them in turn (as a load balancer without session
 //! affinity would), all long-polling. Checks docs/SCALING.md's model of several instances,
 //! which was built from one CSS on SQLite: each instance's memory and the database's while
@@ -164,15 +165,13 @@ pub async fn run(binary: &Path, nodes: usize) -> Result<Outcome, String> {
     let (database, counted) = database(dir.path()).await?;
     let stats = database.client().await?;
     let css_dir = TempDir::create()?;
-    let shared = css_dir.path().join("shared");
     let env = [
         ("STORAGE_PROVIDER".to_string(), "postgres".to_string()),
         ("POSTGRES_URL".to_string(), database.url()),
-        ("PERSISTENCE_ROOT_PATH".to_string(), shared.display().to_string()),
     ];
     let mut css = Vec::with_capacity(INSTANCES);
     for i in 0..INSTANCES {
-        // A folder of its own for its log; the persistence folder is the shared one.
+        // A folder of its own for its log and its persistence folder.
         css.push(Server::start_with(
             binary,
             &css_dir.path().join(format!("css{i}")),
