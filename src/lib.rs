@@ -22,6 +22,7 @@
 pub mod api;
 pub mod auth;
 pub mod backoff;
+pub mod client;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -31,10 +31,32 @@ struct Args {
     /// what is there already is verified, not copied.
     #[arg(long, conflicts_with = "healthcheck")]
     copy_data_into_database: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Instead of running the service: a command-line client of one, or a completion script.
+// Parsed once per process: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Client(edge_sync_service::client::ClientCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completion { shell: clap_complete::Shell },
 }
 
 fn main() {
     let args = Args::parse();
+    match args.command {
+        Some(Command::Client(command)) => std::process::exit(edge_sync_service::client::run(command)),
+        Some(Command::Completion { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Args::command(), "edge-sync-service", &mut std::io::stdout());
+            return;
+        }
+        None => {}
+    }
     let env = |name: &str| std::env::var(name).ok();
     let config = match Config::load(&args.config, &env) {
         Ok(config) => config,

@@ -28,7 +28,7 @@
 //! `PostgresCACertificate` or the system roots (libpq's `require` would not verify it).
 
 use super::pem::{parse_certificates, parse_key, setting_pem};
-use super::roots::{system_verifier, trusted};
+use super::roots::{chain_verifier, system_verifier, trusted};
 use super::verifiers::{pins, PinnedVerifier, Verdict, WithoutChain};
 use super::{provider, TlsError, PROTOCOL_VERSIONS};
 use crate::config::{Config, StorageKind};
@@ -102,6 +102,33 @@ pub fn postgres_client_config(config: &Config) -> Result<Option<Arc<ClientConfig
     let value = config.postgres_ca_certificate.trim();
     let verifier = trusted(config, POSTGRES_CA, value, Some(&config.allowed_certificate_extensions))?;
     build_client_config(POSTGRES_CA, verifier, None).map(Some)
+}
+
+/// What the command-line client's CA option is called in its errors.
+const CLIENT_CA: &str = "--ca";
+
+/// The client configuration of the command-line client (`edge-sync-service object ...`):
+/// trust is the PEM file `ca` when given, else the system roots; no client certificate.
+pub fn command_line_client_config(ca: Option<&std::path::Path>) -> Result<Arc<ClientConfig>, TlsError> {
+    let verifier = match ca {
+        None => system_verifier(CLIENT_CA)?,
+        Some(path) => {
+            let origin = path.display().to_string();
+            let setting = |detail: String| TlsError::Setting {
+                key: CLIENT_CA,
+                detail: format!("{origin}: {detail}"),
+            };
+            let pem = std::fs::read(path).map_err(|e| setting(e.to_string()))?;
+            let certificates = parse_certificates(&pem).map_err(setting)?;
+            let mut roots = rustls::RootCertStore::empty();
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(setting("no usable CA certificate".into()));
+            }
+            chain_verifier(CLIENT_CA, roots, &origin)?
+        }
+    };
+    build_client_config(CLIENT_CA, verifier, None)
 }
 
 /// A client certificate chain, its key, and where the certificate came from.

@@ -21,7 +21,9 @@ mod roots;
 mod server;
 mod verifiers;
 
-pub use client::{css_client_config, mqtt_client_config, postgres_client_config, webhook_client_config};
+pub use client::{
+    command_line_client_config, css_client_config, mqtt_client_config, postgres_client_config, webhook_client_config,
+};
 pub use generated::GENERATED_DIR;
 pub use identity::{fingerprint, identity, Identity};
 pub use server::{build_server_config, server_config};
