@@ -343,7 +343,7 @@ fn errors_are_one_line_with_their_exit_codes() {
     let (code, output) = client(closed, &["object", "list"], dir.path());
     assert_eq!(code, 3, "{output}");
     assert_eq!(output.lines().count(), 1, "{output}");
-    assert!(output.starts_with("error: listing the objects: "), "{output}");
+    assert!(output.starts_with("error: asking the service's health: "), "{output}");
 
     let (status, output) = run_to_exit(&[("HZN_ORG_ID", "org")], &["object", "list"], LIMIT);
     assert_eq!(status.code(), Some(2), "{output}");
@@ -352,6 +352,40 @@ fn errors_are_one_line_with_their_exit_codes() {
     let (code, output) = client(closed, &["object", "publish", "-i", "x"], dir.path());
     assert_eq!(code, 2, "{output}");
     assert!(output.contains("no objectType"), "{output}");
+}
+
+#[test]
+fn the_same_commands_work_against_an_ess() {
+    let ess = TestNode::ess();
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(200_000, 6);
+    let file = dir.path().join("report.bin");
+    std::fs::write(&file, &data).unwrap();
+    // The client learns from the health answer that paths have no organization segment.
+    let run = |args: &[&str]| client(ess.port(), args, dir.path());
+    let (code, output) = run(&["object", "publish", "-t", "report", "-i", "r1", "-f", &path_arg(&file)]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(ess.api().data(&ess.obj("report", "r1")).await_blocking(), data);
+    let (code, output) = run(&["object", "list", "-t", "report"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output
+            .lines()
+            .any(|l| l.starts_with("report") && l.contains("r1") && l.contains("200.0 kB")),
+        "{output}"
+    );
+    let (code, output) = run(&["object", "list"]);
+    assert_eq!(code, 2, "{output}");
+    assert!(output.contains("give -t"), "{output}");
+    let out = dir.path().join("copy.bin");
+    let (code, output) = run(&["object", "download", "-t", "report", "-i", "r1", "-f", &path_arg(&out)]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let (code, output) = run(&["nodes"]);
+    assert_eq!(code, 2, "{output}");
+    let (code, output) = run(&["object", "delete", "-t", "report", "-i", "r1"]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("org/report/r1: deleted"), "{output}");
 }
 
 #[test]
@@ -375,3 +409,11 @@ fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+trait Blocking: std::future::Future + Sized {
+    fn await_blocking(self) -> Self::Output {
+        futures_executor(self)
+    }
+}
+
+impl<F: std::future::Future> Blocking for F {}

@@ -73,7 +73,10 @@ pub struct ConnectionArgs {
 /// A connection to one service.
 pub struct Connection {
     base: String,
+    /// The objects' organization; on an ESS, where paths have none, possibly empty.
     pub org: String,
+    /// The service is an ESS: its paths have no organization segment.
+    pub ess: bool,
     authorization: Option<String>,
     http: reqwest::Client,
 }
@@ -85,7 +88,9 @@ fn from_env(names: &[&str]) -> Option<String> {
 }
 
 impl Connection {
-    pub fn open(args: &ConnectionArgs) -> ClientResult<Self> {
+    /// Connects to the service and asks its health which role it plays (an ESS's paths have
+    /// no organization segment).
+    pub async fn open(args: &ConnectionArgs) -> ClientResult<Self> {
         let url = args
             .url
             .clone()
@@ -105,8 +110,7 @@ impl Connection {
             .org
             .clone()
             .or_else(|| from_env(&["HZN_ORG_ID"]))
-            .or_else(|| user.as_deref().and_then(org_of_user))
-            .ok_or_else(|| ClientError::usage("no organization: give --org or set HZN_ORG_ID"))?;
+            .or_else(|| user.as_deref().and_then(org_of_user));
         let authorization = user.map(|user| {
             format!(
                 "Basic {}",
@@ -124,12 +128,36 @@ impl Connection {
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| ClientError::usage(format!("cannot set up HTTP: {e}")))?;
-        Ok(Self {
+        let mut connection = Self {
             base,
-            org,
+            org: org.clone().unwrap_or_default(),
+            ess: false,
             authorization,
             http,
-        })
+        };
+        let health = connection
+            .expect(
+                "asking the service's health",
+                connection.request(Method::GET, "/api/v1/health"),
+                &[StatusCode::OK],
+            )
+            .await?;
+        let health = json_of("asking the service's health", health).await?;
+        connection.ess = health["general"]["nodeType"].as_str() == Some("ESS");
+        if !connection.ess && org.is_none() {
+            return Err(ClientError::usage("no organization: give --org or set HZN_ORG_ID"));
+        }
+        Ok(connection)
+    }
+
+    /// How objects are named in messages: `org/type/id`, or `type/id` on an ESS whose org
+    /// was not given.
+    pub fn name_of(&self, object_type: &str, object_id: &str) -> String {
+        if self.org.is_empty() {
+            format!("{object_type}/{object_id}")
+        } else {
+            format!("{}/{object_type}/{object_id}", self.org)
+        }
     }
 
     /// The service's URL, without a trailing slash.
@@ -146,14 +174,18 @@ impl Connection {
         }
     }
 
-    /// `/api/v1/objects/{org}/{type}/{id}` with each segment escaped.
+    /// `/api/v1/objects/{org}/{type}/{id}` (on an ESS without the org), each segment escaped.
     pub fn object_path(&self, object_type: &str, object_id: &str) -> String {
-        format!(
-            "/api/v1/objects/{}/{}/{}",
-            escape(&self.org),
-            escape(object_type),
-            escape(object_id)
-        )
+        format!("{}/{}", self.type_path(object_type), escape(object_id))
+    }
+
+    /// `/api/v1/objects/{org}/{type}` (on an ESS without the org).
+    pub fn type_path(&self, object_type: &str) -> String {
+        if self.ess {
+            format!("/api/v1/objects/{}", escape(object_type))
+        } else {
+            format!("/api/v1/objects/{}/{}", escape(&self.org), escape(object_type))
+        }
     }
 
     /// Sends a request; a failure to get any answer is an error, every answer is returned.

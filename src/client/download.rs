@@ -31,7 +31,7 @@ pub struct DownloadArgs {
 
 pub async fn run(connection: &Connection, args: &DownloadArgs) -> ClientResult<()> {
     let path = connection.object_path(&args.object_type, &args.object_id);
-    let label = format!("{}/{}/{}", connection.org, args.object_type, args.object_id);
+    let label = connection.name_of(&args.object_type, &args.object_id);
     let target = args.file.clone().unwrap_or_else(|| PathBuf::from(&args.object_id));
     if target == Path::new("-") {
         return to_stdout(connection, &path).await;

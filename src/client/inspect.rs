@@ -88,10 +88,14 @@ pub async fn list(connection: &Connection, args: &ListArgs) -> ClientResult<()> 
     if let Some(destination_type) = &args.destination_type {
         query.push(("destinationType", destination_type.clone()));
     }
-    let request = connection
-        .request(Method::GET, &format!("/api/v1/objects/{}", escape(&connection.org)))
-        .query(&query);
-    let objects = json_or_empty(connection, "listing the objects", request).await?;
+    let objects = if connection.ess {
+        ess_objects(connection, args).await?
+    } else {
+        let request = connection
+            .request(Method::GET, &format!("/api/v1/objects/{}", escape(&connection.org)))
+            .query(&query);
+        json_or_empty(connection, "listing the objects", request).await?
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&objects).unwrap_or_default());
         return Ok(());
@@ -116,6 +120,35 @@ pub async fn list(connection: &Connection, args: &ListArgs) -> ClientResult<()> 
         .collect();
     print!("{}", table(&["TYPE", "ID", "VERSION", "SIZE", "DESTINATIONS"], &rows));
     Ok(())
+}
+
+/// An ESS has no search: the objects of one type, each one's metadata read in turn (an
+/// ESS holds few).
+async fn ess_objects(connection: &Connection, args: &ListArgs) -> ClientResult<Value> {
+    let Some(object_type) = &args.object_type else {
+        return Err(ClientError::usage("an ESS lists the objects of one type: give -t"));
+    };
+    let request = connection
+        .request(Method::GET, &connection.type_path(object_type))
+        .query(&[("all_objects", "true")]);
+    let listed = json_or_empty(connection, "listing the objects", request).await?;
+    let mut objects = Vec::new();
+    for entry in listed.as_array().into_iter().flatten() {
+        let object_id = text(entry, "objectID");
+        if args.object_id.as_ref().is_some_and(|wanted| *wanted != object_id) {
+            continue;
+        }
+        let path = connection.object_path(object_type, &object_id);
+        let response = connection
+            .expect(
+                "reading the metadata",
+                connection.request(Method::GET, &path),
+                &[StatusCode::OK],
+            )
+            .await?;
+        objects.push(json_of("reading the metadata", response).await?);
+    }
+    Ok(Value::Array(objects))
 }
 
 pub async fn status(connection: &Connection, args: &StatusArgs) -> ClientResult<()> {
@@ -193,13 +226,18 @@ pub async fn delete(connection: &Connection, object: &ObjectName) -> ClientResul
         )
         .await?;
     eprintln!(
-        "{}/{}/{}: deleted",
-        connection.org, object.object_type, object.object_id
+        "{}: deleted",
+        connection.name_of(&object.object_type, &object.object_id)
     );
     Ok(())
 }
 
 pub async fn nodes(connection: &Connection, args: &TableArgs) -> ClientResult<()> {
+    if connection.ess {
+        return Err(ClientError::usage(
+            "only a CSS has registered nodes; this service is an ESS",
+        ));
+    }
     let request = connection.request(
         Method::GET,
         &format!("/api/v1/destinations/{}", escape(&connection.org)),
@@ -294,7 +332,7 @@ impl Summary {
 
 async fn summary(connection: &Connection, object: &ObjectName) -> ClientResult<Summary> {
     let path = connection.object_path(&object.object_type, &object.object_id);
-    let name = format!("{}/{}/{}", connection.org, object.object_type, object.object_id);
+    let name = connection.name_of(&object.object_type, &object.object_id);
     let status = connection
         .expect(
             "reading the object's status",

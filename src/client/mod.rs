@@ -95,9 +95,14 @@ pub fn run(command: ClientCommand) -> i32 {
 async fn execute(command: ClientCommand) -> ClientResult<()> {
     match command {
         ClientCommand::Object { command, connection } => {
-            let connection = Connection::open(&connection)?;
+            // What the command line alone can tell is told before connecting.
+            let meta = match &command {
+                ObjectCommand::Publish(args) => Some(publish::metadata(args)?),
+                _ => None,
+            };
+            let connection = Connection::open(&connection).await?;
             match command {
-                ObjectCommand::Publish(args) => publish::run(&connection, &args).await,
+                ObjectCommand::Publish(args) => publish::run(&connection, &args, meta.unwrap_or_default()).await,
                 ObjectCommand::List(args) => inspect::list(&connection, &args).await,
                 ObjectCommand::Download(args) => download::run(&connection, &args).await,
                 ObjectCommand::Delete(object) => inspect::delete(&connection, &object).await,
@@ -108,7 +113,9 @@ async fn execute(command: ClientCommand) -> ClientResult<()> {
                 }
             }
         }
-        ClientCommand::Nodes { table, connection } => inspect::nodes(&Connection::open(&connection)?, &table).await,
+        ClientCommand::Nodes { table, connection } => {
+            inspect::nodes(&Connection::open(&connection).await?, &table).await
+        }
     }
 }
 

@@ -57,12 +57,12 @@ struct PublishState {
     acknowledged: u64,
 }
 
-pub async fn run(connection: &Connection, args: &PublishArgs) -> ClientResult<()> {
-    let meta = metadata(args)?;
+/// Publishes `meta` (from [`metadata`], checked before connecting) and the data.
+pub async fn run(connection: &Connection, args: &PublishArgs, meta: Value) -> ClientResult<()> {
     let object_type = meta["objectType"].as_str().unwrap_or_default().to_string();
     let object_id = meta["objectID"].as_str().unwrap_or_default().to_string();
     let path = connection.object_path(&object_type, &object_id);
-    let label = format!("{}/{object_type}/{object_id}", connection.org);
+    let label = connection.name_of(&object_type, &object_id);
     let file = match args.data.as_deref() {
         Some(file) if file == Path::new("-") => {
             put_meta(connection, &path, &meta).await?;
@@ -128,7 +128,7 @@ impl PublishState {
 }
 
 /// The metadata to publish: the file's, with the flags' values over it.
-fn metadata(args: &PublishArgs) -> ClientResult<Value> {
+pub fn metadata(args: &PublishArgs) -> ClientResult<Value> {
     let mut meta = match &args.meta_file {
         Some(path) => {
             let text =
