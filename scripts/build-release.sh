@@ -99,11 +99,17 @@ if [ "$1" = host ]; then
     echo "note: cannot add the Rust target $target; building for the default target" >&2
     target=""
   fi
-else
-  musl_std_ready "$target" || {
+elif ! musl_std_ready "$target"; then
+  # The closest target when a distribution of Rust lacks 32-bit arm's musl standard library:
+  # the same CPU with glibc, dynamically linked (it needs the armhf glibc at run time).
+  if [ "$1" = armhf ] && rustup target add armv7-unknown-linux-gnueabihf >&2; then
+    echo "note: $target cannot be added here; building for armv7-unknown-linux-gnueabihf" \
+      "(glibc, dynamically linked) instead" >&2
+    target=armv7-unknown-linux-gnueabihf
+  else
     echo "error: cannot add the Rust target $target (rustup target add $target)" >&2
     exit 1
-  }
+  fi
 fi
 
 if [ -n "$target" ]; then
@@ -116,6 +122,16 @@ if [ -n "$target" ]; then
       exit 1
     }
     export "CC_${snake}=musl-gcc"
+  elif [[ $target == *-gnueabihf ]]; then
+    prefix=$(gnu_prefix "$arch")
+    command -v "${prefix}-gcc" >/dev/null 2>&1 || {
+      echo "error: ${prefix}-gcc not found; install Debian's $(cross_package "$prefix")" >&2
+      exit 1
+    }
+    # A glibc target: the cross compiler's own headers and libraries are the right ones.
+    export "CC_${snake}=${prefix}-gcc"
+    export "AR_${snake}=${prefix}-ar"
+    export "CARGO_TARGET_${upper}_LINKER=${prefix}-gcc"
   else
     prefix=$(gnu_prefix "$arch")
     command -v "${prefix}-gcc" >/dev/null 2>&1 || {

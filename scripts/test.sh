@@ -2,7 +2,7 @@
 # Runs every check and test of the project on a fresh Debian machine with Rust:
 # installs what the tests need, then formatting, lints, unit and integration tests, a short
 # fuzzing run of the REST API, then the packaging: shell scripts, the release build, the
-# systemd unit.
+# systemd unit, and the arm64 and armhf builds run under qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,12 @@ cd "$(dirname "$0")/.."
 # python3-venv: the API fuzzer (schemathesis from PyPI) runs in a virtual environment.
 # For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
 # release build, systemd for systemd-analyze (it checks the unit without a running systemd).
-packages=(mosquitto postgresql python3-venv shellcheck musl-tools systemd)
+# For the arm builds run under qemu (scripts/check-arm.sh): Debian's cross compilers, the musl
+# headers of each architecture (packages of a foreign architecture), armhf's glibc headers
+# for the glibc build of armhf (see build-release.sh), and qemu-user-static.
+packages=(mosquitto postgresql python3-venv shellcheck musl-tools systemd
+  gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-armhf-cross musl-dev:arm64 musl-dev:armhf
+  qemu-user-static)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -22,6 +27,9 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  for arch in arm64 armhf; do
+    dpkg --print-foreign-architectures | grep -qx "$arch" || $sudo_cmd dpkg --add-architecture "$arch"
+  done
   $sudo_cmd apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y --no-install-recommends "${missing[@]}"
 fi
@@ -62,5 +70,9 @@ if [ -n "$messages" ]; then
   echo "$messages"
   exit 1
 fi
-# Any failure above has already stopped the script: shellcheck, release build, unit.
-echo "packaging: 3 passed, 0 failed"
+echo "== arm builds run under qemu (scripts/check-arm.sh)"
+for arch in arm64 armhf; do
+  scripts/check-arm.sh "$arch" "$binary"
+done
+# Any failure above has already stopped the script: shellcheck, release build, unit, arm.
+echo "packaging: 5 passed, 0 failed"
