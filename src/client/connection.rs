@@ -136,13 +136,8 @@ impl Connection {
             http,
         };
         let health = connection
-            .expect(
-                "asking the service's health",
-                connection.request(Method::GET, "/api/v1/health"),
-                &[StatusCode::OK],
-            )
+            .get_json("asking the service's health", "/api/v1/health")
             .await?;
-        let health = json_of("asking the service's health", health).await?;
         connection.ess = health["general"]["nodeType"].as_str() == Some("ESS");
         if !connection.ess && org.is_none() {
             return Err(ClientError::usage("no organization: give --org or set HZN_ORG_ID"));
@@ -186,6 +181,14 @@ impl Connection {
         } else {
             format!("/api/v1/objects/{}/{}", escape(&self.org), escape(object_type))
         }
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub async fn get_json(&self, what: &str, path: &str) -> ClientResult<serde_json::Value> {
+        let response = self
+            .expect(what, self.request(Method::GET, path), &[StatusCode::OK])
+            .await?;
+        json_of(what, response).await
     }
 
     /// Sends a request; a failure to get any answer is an error, every answer is returned.

@@ -3,7 +3,7 @@
 //! when run again, as long as the object is still the same instance (a new instance has
 //! other data, and its partial file another name).
 
-use super::connection::{json_of, refusal, ClientError, ClientResult, Connection};
+use super::connection::{refusal, ClientError, ClientResult, Connection};
 use super::progress::Progress;
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -42,14 +42,7 @@ pub async fn run(connection: &Connection, args: &DownloadArgs) -> ClientResult<(
             target.display()
         )));
     }
-    let response = connection
-        .expect(
-            "reading the metadata",
-            connection.request(Method::GET, &path),
-            &[StatusCode::OK],
-        )
-        .await?;
-    let meta = json_of("reading the metadata", response).await?;
+    let meta = connection.get_json("reading the metadata", &path).await?;
     let instance = meta["instanceID"].as_i64().unwrap_or(0);
     let partial = partial_path(&target, instance);
     remove_other_partials(&target, &partial);

@@ -139,14 +139,7 @@ async fn ess_objects(connection: &Connection, args: &ListArgs) -> ClientResult<V
             continue;
         }
         let path = connection.object_path(object_type, &object_id);
-        let response = connection
-            .expect(
-                "reading the metadata",
-                connection.request(Method::GET, &path),
-                &[StatusCode::OK],
-            )
-            .await?;
-        objects.push(json_of("reading the metadata", response).await?);
+        objects.push(connection.get_json("reading the metadata", &path).await?);
     }
     Ok(Value::Array(objects))
 }

@@ -4,7 +4,7 @@
 //! service acknowledged, as long as the object is still the instance it created and the file
 //! is unchanged.
 
-use super::connection::{json_of, ClientError, ClientResult, Connection};
+use super::connection::{ClientError, ClientResult, Connection};
 use super::progress::Progress;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -188,14 +188,7 @@ async fn put_meta(connection: &Connection, path: &str, meta: &Value) -> ClientRe
 
 /// The instance ID the service gave the object.
 async fn instance_of(connection: &Connection, path: &str) -> ClientResult<i64> {
-    let response = connection
-        .expect(
-            "reading the metadata back",
-            connection.request(Method::GET, path),
-            &[StatusCode::OK],
-        )
-        .await?;
-    let meta = json_of("reading the metadata back", response).await?;
+    let meta = connection.get_json("reading the metadata back", path).await?;
     Ok(meta["instanceID"].as_i64().unwrap_or(0))
 }
 
