@@ -112,7 +112,7 @@ async fn requests_spread_over_two_instances_see_one_service() {
 }
 
 /// Objects written through both instances at once get distinct instance IDs, so their data
-/// files in the shared folder never collide.
+/// in the database never collide.
 #[tokio::test]
 async fn concurrent_writes_through_both_instances_keep_every_object_s_data() {
     let cluster = common::postgres::shared();
