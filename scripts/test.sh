@@ -71,8 +71,11 @@ if [ -n "$messages" ]; then
   exit 1
 fi
 echo "== arm builds run under qemu (scripts/check-arm.sh)"
+# Each arm build replaces target/dist/edge-sync-service: keep this machine's binary apart.
+host_binary=target/dist/edge-sync-service-host
+cp "$binary" "$host_binary"
 for arch in arm64 armhf; do
-  scripts/check-arm.sh "$arch" "$binary"
+  scripts/check-arm.sh "$arch" "$host_binary"
 done
 # Any failure above has already stopped the script: shellcheck, release build, unit, arm.
 echo "packaging: 5 passed, 0 failed"
