@@ -358,8 +358,8 @@ async fn read_small_body(state: &AppState, body: Body) -> ApiResult<bytes::Bytes
 pub(crate) async fn data_response(data: DataStream, sends: Option<&FileSends>) -> Response {
     let range = data.range;
     let body = match sends {
-        Some(sends) if data.is_file() => Body::from_stream(data.into_file_sends(sends).await),
-        _ => Body::from_stream(data.into_chunks().await),
+        Some(sends) => Body::from_stream(data.into_file_sends(sends).await),
+        None => Body::from_stream(data.into_chunks().await),
     };
     let mut response = Response::new(body);
     if range.partial {

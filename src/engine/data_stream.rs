@@ -83,16 +83,11 @@ impl DataStream {
         self.into_chunks_from(&DOWNLOAD_BUFFER_POOL).await
     }
 
-    /// True when the data is a file, which [`DataStream::into_file_sends`] can send.
-    pub fn is_file(&self) -> bool {
-        matches!(self.source, DataSource::File(_))
-    }
-
     /// The range's bytes as placeholder chunks that the connection sends from the file with
     /// `sendfile(2)` (plain TCP connections only: see [`crate::zero_copy`]). Nothing is read
     /// by the process and no buffer is held; the admission is held until the last chunk has
-    /// been sent, as for [`DataStream::into_chunks`]. Data that is not a file
-    /// ([`DataStream::is_file`]) is streamed as by [`DataStream::into_chunks`].
+    /// been sent, as for [`DataStream::into_chunks`]. Data that is not a file (rows of the
+    /// database) is streamed as by [`DataStream::into_chunks`].
     pub async fn into_file_sends(self, sends: &FileSends) -> BoxStream<'static, std::io::Result<Bytes>> {
         let DataStream {
             source,

@@ -81,12 +81,6 @@ impl DatabaseData {
     {
         let mut client = self.pool.get().await.map_err(StoreError::from)?;
         let transaction = client.transaction().await.map_err(StoreError::from)?;
-        // Names are new for every upload; rows under it can only be those of an earlier
-        // copy of the same data (`--copy-data-into-database` run again), which go.
-        transaction
-            .execute("DELETE FROM object_data_chunks WHERE name = $1", &[&name])
-            .await
-            .map_err(StoreError::from)?;
         let written = write_rows(&transaction, name, 0, body, max_len, hash).await?;
         let statement = transaction
             .prepare_cached(UPSERT_DATA)
