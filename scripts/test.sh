@@ -12,12 +12,13 @@ cd "$(dirname "$0")/.."
 # cluster (initdb, pg_ctl) on a free port; they find the server binaries on PATH or in
 # /usr/lib/postgresql/<version>/bin.
 # python3-venv: the API fuzzer (schemathesis from PyPI) runs in a virtual environment.
+# chromium, chromium-driver: the status page's tests drive a real headless browser.
 # For the packaging checks: shellcheck for the shell scripts, musl-tools for the static
 # release build, systemd for systemd-analyze (it checks the unit without a running systemd).
 # For the arm builds run under qemu (scripts/check-arm.sh): Debian's cross compilers, the musl
 # headers of each architecture (packages of a foreign architecture), armhf's glibc headers
 # for the glibc build of armhf (see build-release.sh), and qemu-user-static.
-packages=(mosquitto postgresql python3-venv shellcheck musl-tools systemd
+packages=(mosquitto postgresql python3-venv chromium chromium-driver shellcheck musl-tools systemd
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-armhf-cross musl-dev:arm64 musl-dev:armhf
   qemu-user-static)
 missing=()

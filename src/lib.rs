@@ -39,6 +39,7 @@ pub mod store;
 pub mod sync;
 pub mod tls;
 pub mod transport;
+pub mod ui;
 pub mod zero_copy;
 
 #[cfg(test)]
@@ -161,7 +162,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         handler: axum::routing::any(transport::http::css::dispatch),
         recognise: transport::http::css::recognise,
     };
-    let router = api::router(state, spi);
+    // The status page is above the API: it reads through the same engine and authentication.
+    let router = api::router(state.clone(), spi).merge(ui::router(state));
     server::serve(listeners, router, &shutdown, &tracker);
     tracker.close();
     shutdown.cancelled().await;
@@ -408,5 +410,10 @@ fn settings(config: &Config) -> NodeSettings {
         allowed_data_file_extensions: config.allowed_data_file_extensions.clone(),
         max_object_size: u64::try_from(config.max_object_size).ok().filter(|&limit| limit > 0),
         instance_slot: None,
+        link_windows: engine::LinkWindows::from_intervals(
+            config.http_polling_interval,
+            config.ess_ping_interval,
+            engine::MAX_LONG_POLL.as_secs(),
+        ),
     }
 }

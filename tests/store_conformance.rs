@@ -9,8 +9,11 @@ mod batches;
 mod common;
 #[path = "store_conformance/data.rs"]
 mod data;
+#[path = "store_conformance/fleet.rs"]
+mod fleet;
 use batches::*;
 use data::*;
+use fleet::*;
 
 use edge_sync_service::model::acl::{AclEntry, AclKind, AclRole, AclUserType};
 use edge_sync_service::model::sync::{Notification, NotificationStatus, Remote};
@@ -75,6 +78,7 @@ conformance!(
     a_batch_guarded_by_a_notification_fails_once_it_changed,
     a_batch_guarded_by_an_object_revision_leaves_the_object_as_it_is,
     a_batch_writes_repeated_records_in_order_the_last_winning,
+    the_status_page_reads_counts_and_pages,
 );
 
 /// Generates `files::<case>` and `database::<case>` for each case of object data: files
@@ -280,6 +284,7 @@ async fn stale_revision_fails_the_whole_batch(store: Arc<dyn Store>) {
             remote: to.clone(),
             status: DeliveryStatus::Pending,
             message: String::new(),
+            at: 1,
         },
         StoreOp::WriteObject {
             record: Box::new(record("model", "c")),
@@ -334,6 +339,7 @@ async fn objects_are_deleted_with_their_records(store: Arc<dyn Store>) {
                 remote: to.clone(),
                 status: DeliveryStatus::Delivering,
                 message: String::new(),
+                at: 1,
             },
         ])
         .await
@@ -402,12 +408,14 @@ async fn batches_apply_notifications_and_deliveries_together(store: Arc<dyn Stor
                 remote: n1.clone(),
                 status: DeliveryStatus::Pending,
                 message: String::new(),
+                at: 1,
             },
             StoreOp::SetDelivery {
                 key: k.clone(),
                 remote: n2.clone(),
                 status: DeliveryStatus::Pending,
                 message: String::new(),
+                at: 1,
             },
         ])
         .await
@@ -426,6 +434,7 @@ async fn batches_apply_notifications_and_deliveries_together(store: Arc<dyn Stor
                 remote: n1.clone(),
                 status: DeliveryStatus::Error,
                 message: "it failed".into(),
+                at: 1,
             },
             StoreOp::DeleteNotification {
                 key: k.clone(),
@@ -599,12 +608,14 @@ async fn destinations_are_upserted_touched_and_removed(store: Arc<dyn Store>) {
                 remote: n1.clone(),
                 status: DeliveryStatus::Delivered,
                 message: String::new(),
+                at: 1,
             },
             StoreOp::SetDelivery {
                 key: k.clone(),
                 remote: n2.clone(),
                 status: DeliveryStatus::Delivered,
                 message: String::new(),
+                at: 1,
             },
         ])
         .await
@@ -833,6 +844,7 @@ async fn deleting_an_organization_removes_everything_of_it(store: Arc<dyn Store>
                 remote: n1.clone(),
                 status: DeliveryStatus::Pending,
                 message: String::new(),
+                at: 1,
             },
         ])
         .await

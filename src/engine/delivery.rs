@@ -174,6 +174,7 @@ impl Node {
                     remote: remote.clone(),
                     status: DeliveryStatus::Delivering,
                     message: String::new(),
+                    at: crate::clock::now_secs(),
                 },
                 StoreOp::PutNotification(self.update_notification(record, remote)),
             ]
@@ -183,6 +184,7 @@ impl Node {
                 remote,
                 status: DeliveryStatus::Pending,
                 message: String::new(),
+                at: crate::clock::now_secs(),
             }]
         }
     }

@@ -48,7 +48,7 @@ pub enum OrgQueryResult {
 impl Node {
     /// Filters records to those the caller may read, in the listing's sense: read-all gets
     /// everything; an ESS service what its policy admits; anyone else the public ones.
-    async fn visible_to(
+    pub(super) async fn visible_to(
         &self,
         identity: &Identity,
         org: &str,

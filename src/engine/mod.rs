@@ -11,6 +11,7 @@ mod data_stream;
 pub mod data_uri;
 mod delivery;
 mod destinations;
+mod fleet_view;
 mod grants;
 mod lifecycle;
 mod listings;
@@ -35,8 +36,10 @@ pub use css_receive::ReceptionScope;
 pub use data::{ContentRange, DataRange, RangeRequest, RangedRead};
 pub use data_files::{DataFile, DataFileError};
 pub use data_stream::DataStream;
+pub use fleet_view::{DeliveryCounts, LinkState, LinkWindows, NodeView, ObjectSummary};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
 pub use reports::StoreUsage;
+pub use spi::MAX_LONG_POLL;
 pub use webhooks::{PostResult, WebhookPoster};
 
 use crate::auth::{Authenticator, Identity};
@@ -166,6 +169,8 @@ pub struct NodeSettings {
     /// PostgreSQL): a number no other process gets, which picks this process's slot of
     /// instance IDs and is part of its data file names.
     pub instance_slot: Option<i64>,
+    /// How long a silent edge node still counts as online, then late (the status page).
+    pub link_windows: fleet_view::LinkWindows,
 }
 
 /// Age after which an unreferenced file in a data folder shared by several instances is
@@ -196,6 +201,8 @@ struct Inner {
     started: Instant,
     client_requests: AtomicU64,
     pollers: pollers::PollRegistry,
+    /// When each edge node was last heard from by this process.
+    last_heard: fleet_view::LastHeard,
     /// ESS: wakes the sync client when an application report recorded a message for the CSS.
     outbox_signal: tokio::sync::Notify,
     /// An application asked (through `/api/v1/resend`) for everything to be sent again; the
@@ -257,6 +264,7 @@ impl Node {
             started: Instant::now(),
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
+            last_heard: fleet_view::LastHeard::default(),
             outbox_signal: tokio::sync::Notify::new(),
             resend_requested: std::sync::atomic::AtomicBool::new(false),
             unregister_requested: std::sync::atomic::AtomicBool::new(false),

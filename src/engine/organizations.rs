@@ -119,7 +119,7 @@ impl Node {
         Ok(())
     }
 
-    fn require_destination_reader(&self, identity: &Identity, org: &str) -> EngineResult<()> {
+    pub(super) fn require_destination_reader(&self, identity: &Identity, org: &str) -> EngineResult<()> {
         match identity.kind {
             IdentityKind::SyncAdmin => Ok(()),
             IdentityKind::Failed | IdentityKind::EdgeNode => Err(EngineError::Forbidden),

@@ -244,6 +244,7 @@ impl Node {
             remote: remote.clone(),
             status,
             message,
+            at: crate::clock::now_secs(),
         };
         let object_present = self.0.store.object(key).await?.is_some();
         Ok(match action {

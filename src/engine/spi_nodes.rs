@@ -40,7 +40,9 @@ impl Node {
             }
             _ => false,
         };
-        edge::node_for_request(identity, dest_header, may_address).ok_or(EngineError::Forbidden)
+        let node = edge::node_for_request(identity, dest_header, may_address).ok_or(EngineError::Forbidden)?;
+        self.note_heard(&node);
+        Ok(node)
     }
 
     /// How a registered node is sent its messages (`http` or `mqtt`); `None` for a node that
@@ -244,6 +246,7 @@ impl Node {
         let remote = remote_of(node);
         self.0.store.remove_destination(&node.org, &remote).await?;
         self.0.pollers.forget(&node.org, &remote);
+        self.0.last_heard.forget(&node.org, &remote);
         Ok(())
     }
 
@@ -258,6 +261,7 @@ impl Node {
             };
             self.0.store.remove_destination(&destination.org, &remote).await?;
             self.0.pollers.forget(&destination.org, &remote);
+            self.0.last_heard.forget(&destination.org, &remote);
             tracing::info!(org = %destination.org, dest_type = %remote.dest_type, dest_id = %remote.dest_id, "removed an inactive edge node");
         }
         Ok(stale.len())

@@ -109,6 +109,16 @@ pub enum DeliveryStatus {
 }
 
 impl DeliveryStatus {
+    /// Every state, in the order a delivery goes through them (deleted and error last).
+    pub const ALL: [Self; 6] = [
+        Self::Pending,
+        Self::Delivering,
+        Self::Delivered,
+        Self::Consumed,
+        Self::Deleted,
+        Self::Error,
+    ];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,16 +133,7 @@ impl DeliveryStatus {
 
     /// Parses the wire spelling.
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Delivering,
-            Self::Delivered,
-            Self::Consumed,
-            Self::Deleted,
-            Self::Error,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == value)
+        Self::ALL.into_iter().find(|s| s.as_str() == value)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod buffers;
+pub mod fleet;
 pub mod postgres;
 pub mod space;
 pub mod sqlite;
@@ -154,6 +155,9 @@ pub enum StoreOp {
         remote: Remote,
         status: DeliveryStatus,
         message: String,
+        /// When, in seconds since the epoch; kept as the time of change only when the
+        /// state differs from the stored one.
+        at: i64,
     },
     DeleteDelivery {
         key: ObjectKey,
@@ -270,6 +274,20 @@ pub trait Store: Send + Sync + 'static {
         dest_type: &str,
         dest_id: &str,
     ) -> StoreResult<Vec<ObjectDeliveryView>>;
+
+    // The status page's reads ([`fleet`]): a page of rows each, aggregates in the database.
+
+    /// Destinations per delivery state of the objects `ids` (type, id) of `org`; states
+    /// without destinations are left out.
+    async fn delivery_counts(&self, org: &str, ids: Vec<(String, String)>) -> StoreResult<Vec<fleet::DeliveryCount>>;
+    /// A page of an object's delivery states, ordered by destination.
+    async fn delivery_page(
+        &self,
+        key: &ObjectKey,
+        page: &fleet::PageRequest,
+    ) -> StoreResult<fleet::Paged<fleet::DeliveryRow>>;
+    /// A page of an org's registered nodes, ordered by type and id.
+    async fn node_page(&self, org: &str, page: &fleet::PageRequest) -> StoreResult<fleet::Paged<fleet::NodeRow>>;
 
     /// Every stored organization.
     async fn organizations(&self) -> StoreResult<Vec<Organization>>;

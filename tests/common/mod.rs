@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod browser;
 mod client;
 pub mod cluster;
 pub mod fake_ess;

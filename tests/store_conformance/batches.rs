@@ -21,6 +21,7 @@ fn delivery(object: &ObjectKey, to: &Remote, status: DeliveryStatus, message: &s
         remote: to.clone(),
         status,
         message: message.into(),
+        at: 1,
     }
 }
 

@@ -48,6 +48,7 @@ impl Fixture {
             allowed_data_file_extensions: Vec::new(),
             max_object_size: None,
             instance_slot: None,
+            link_windows: crate::engine::LinkWindows::from_intervals(10, 1, 60),
         };
         let authenticator = Box::new(DummyAuthenticator::default());
         let node = Node::start(settings, Arc::new(store), blobs, authenticator)

@@ -53,11 +53,13 @@ async fn write_upserts(tx: &Transaction<'_>, upserts: &[StoreOp]) -> StoreResult
                 remote,
                 status,
                 message,
+                at,
             } => deliveries.push(Delivery {
                 key,
                 remote,
                 status: *status,
                 message,
+                at: *at,
             }),
             _ => {}
         }
@@ -77,6 +79,7 @@ struct Delivery<'a> {
     remote: &'a Remote,
     status: DeliveryStatus,
     message: &'a str,
+    at: i64,
 }
 
 /// The last of the items of each key, in the order of those last ones.
@@ -138,9 +141,12 @@ async fn set_deliveries(tx: &Transaction<'_>, deliveries: Vec<Delivery<'_>>) -> 
             d.remote.dest_id.as_str(),
         )
     });
-    let sql = "INSERT INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    // The time of change moves only with the state (as in the embedded store).
+    let sql = "INSERT INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message, changed_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
          ON CONFLICT (org, object_type, object_id, dest_type, dest_id) DO UPDATE SET
+            changed_at = CASE WHEN object_destinations.status = excluded.status
+                THEN object_destinations.changed_at ELSE excluded.changed_at END,
             status = excluded.status, message = excluded.message";
     for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
         let text = |f: for<'d> fn(&'d Delivery<'d>) -> &'d str| chunk.iter().map(|d| f(d)).collect::<Vec<&str>>();
@@ -152,9 +158,10 @@ async fn set_deliveries(tx: &Transaction<'_>, deliveries: Vec<Delivery<'_>>) -> 
             text(|d| &d.remote.dest_id),
             text(|d| d.status.as_str()),
             text(|d| d.message),
+            chunk.iter().map(|d| d.at).collect::<Vec<i64>>(),
         );
         let params: &Params<'_> = &[
-            &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &columns.6,
+            &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5, &columns.6, &columns.7,
         ];
         execute(tx, sql, params).await?;
     }

@@ -23,12 +23,14 @@ mod cluster;
 pub use cluster::WakeupListener;
 mod connect;
 mod data;
+mod fleet;
 pub use data::DatabaseData;
 mod nodes;
 mod objects;
 pub mod schema;
 mod uploads;
 
+use super::fleet::{DeliveryCount, DeliveryRow, NodeRow, PageRequest, Paged};
 use super::{Expect, Store, StoreError, StoreOp, StoreResult, UploadSession};
 use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::sync::{Notification, Remote};
@@ -304,6 +306,18 @@ impl Store for PostgresStore {
 
     async fn destination_statuses(&self, key: &ObjectKey) -> StoreResult<Vec<DestinationStatus>> {
         nodes::destination_statuses(&self.client().await?, key).await
+    }
+
+    async fn delivery_counts(&self, org: &str, ids: Vec<(String, String)>) -> StoreResult<Vec<DeliveryCount>> {
+        fleet::delivery_counts(&self.client().await?, org, &ids).await
+    }
+
+    async fn delivery_page(&self, key: &ObjectKey, page: &PageRequest) -> StoreResult<Paged<DeliveryRow>> {
+        fleet::delivery_page(&self.client().await?, key, page).await
+    }
+
+    async fn node_page(&self, org: &str, page: &PageRequest) -> StoreResult<Paged<NodeRow>> {
+        fleet::node_page(&self.client().await?, org, page).await
     }
 
     async fn objects_for_destination(

@@ -8,9 +8,9 @@ use crate::store::{StoreError, StoreResult};
 use deadpool_postgres::{GenericClient, Transaction};
 use tokio_postgres::Row;
 
-const DESTINATION_COLUMNS: &str = "org, dest_type, dest_id, communication, code_version";
+pub(super) const DESTINATION_COLUMNS: &str = "org, dest_type, dest_id, communication, code_version";
 
-fn destination_from_row(row: &Row) -> StoreResult<Destination> {
+pub(super) fn destination_from_row(row: &Row) -> StoreResult<Destination> {
     Ok(Destination {
         org: row.try_get(0)?,
         dest_type: row.try_get(1)?,
@@ -87,7 +87,7 @@ pub(super) async fn remove_destination(tx: &Transaction<'_>, org: &str, remote: 
     Ok(())
 }
 
-fn delivery_status(text: &str) -> StoreResult<DeliveryStatus> {
+pub(super) fn delivery_status(text: &str) -> StoreResult<DeliveryStatus> {
     DeliveryStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("delivery status {text:?}")))
 }
 

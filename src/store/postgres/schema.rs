@@ -18,6 +18,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, V2_CLUSTER),
     (3, V3_POLL_INDEX),
     (4, V4_OBJECT_DATA),
+    (5, V5_DELIVERY_CHANGED_AT),
 ];
 
 const V1_INITIAL: &str = r#"
@@ -108,6 +109,14 @@ CREATE TABLE object_data_chunks (
 );
 ALTER TABLE object_data_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 CREATE INDEX objects_by_blob ON objects (blob) WHERE blob IS NOT NULL;
+"#;
+
+/// For the status page: when each delivery state last changed (rows written before read 0,
+/// their time unknown), and the states of an object's destinations in an index of their
+/// own, so that they are counted per state from the index.
+const V5_DELIVERY_CHANGED_AT: &str = r#"
+ALTER TABLE object_destinations ADD COLUMN changed_at BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX object_destinations_by_state ON object_destinations (org, object_type, object_id, status);
 "#;
 
 /// The newest schema version this program knows.

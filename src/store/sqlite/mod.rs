@@ -9,6 +9,7 @@
 
 mod admin;
 mod cache;
+mod fleet;
 mod node_cache;
 mod nodes;
 mod objects;
@@ -16,6 +17,7 @@ mod pool;
 mod schema;
 mod uploads;
 
+use super::fleet::{DeliveryCount, DeliveryRow, NodeRow, PageRequest, Paged};
 use super::{Expect, ObjectTotals, Store, StoreOp, StoreResult, UnacknowledgedCount, UploadSession};
 use crate::model::acl::{AclEntry, AclKind, AclUserType};
 use crate::model::sync::{Notification, Remote};
@@ -187,6 +189,25 @@ impl Store for SqliteStore {
         self.pool
             .read(move |conn| nodes::objects_for_destination(conn, &org, &dest_type, &dest_id))
             .await
+    }
+
+    async fn delivery_counts(&self, org: &str, ids: Vec<(String, String)>) -> StoreResult<Vec<DeliveryCount>> {
+        let org = org.to_string();
+        self.pool
+            .read(move |conn| fleet::delivery_counts(conn, &org, &ids))
+            .await
+    }
+
+    async fn delivery_page(&self, key: &ObjectKey, page: &PageRequest) -> StoreResult<Paged<DeliveryRow>> {
+        let (key, page) = (key.clone(), page.clone());
+        self.pool
+            .read(move |conn| fleet::delivery_page(conn, &key, &page))
+            .await
+    }
+
+    async fn node_page(&self, org: &str, page: &PageRequest) -> StoreResult<Paged<NodeRow>> {
+        let (org, page) = (org.to_string(), page.clone());
+        self.pool.read(move |conn| fleet::node_page(conn, &org, &page)).await
     }
 
     async fn organizations(&self) -> StoreResult<Vec<Organization>> {

@@ -84,7 +84,7 @@ pub(super) fn remove_destination(conn: &Connection, org: &str, remote: &Remote) 
     Ok(())
 }
 
-fn delivery_status(text: &str) -> StoreResult<DeliveryStatus> {
+pub(super) fn delivery_status(text: &str) -> StoreResult<DeliveryStatus> {
     DeliveryStatus::parse(text).ok_or_else(|| StoreError::Corrupt(format!("delivery status {text:?}")))
 }
 
@@ -148,10 +148,16 @@ pub(super) fn set_delivery(
     remote: &Remote,
     status: DeliveryStatus,
     message: &str,
+    at: i64,
 ) -> StoreResult<()> {
+    // The time of change moves only when the state does: a message rewritten in the same
+    // state (a resend, a repeated acknowledgement) is not a change the operator looks for.
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO object_destinations (org, object_type, object_id, dest_type, dest_id, status, message, changed_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (org, object_type, object_id, dest_type, dest_id) DO UPDATE SET
+            changed_at = CASE WHEN status = excluded.status THEN changed_at ELSE excluded.changed_at END,
+            status = excluded.status, message = excluded.message",
     )?
     .execute(params![
         key.org,
@@ -160,7 +166,8 @@ pub(super) fn set_delivery(
         remote.dest_type,
         remote.dest_id,
         status.as_str(),
-        message
+        message,
+        at
     ])?;
     Ok(())
 }

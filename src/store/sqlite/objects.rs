@@ -242,7 +242,8 @@ pub(super) fn apply_op(conn: &Connection, op: &StoreOp) -> StoreResult<()> {
             remote,
             status,
             message,
-        } => nodes::set_delivery(conn, key, remote, *status, message)?,
+            at,
+        } => nodes::set_delivery(conn, key, remote, *status, message, *at)?,
         StoreOp::DeleteDelivery { key, remote } => nodes::delete_delivery(conn, key, remote)?,
     }
     Ok(())

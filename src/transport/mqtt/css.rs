@@ -266,6 +266,7 @@ impl CssMqtt {
 
     async fn on_control(self: Arc<Self>, control: Control) {
         let node = Self::sender_of(&control);
+        self.node.note_heard(&node);
         let command = control.command.clone();
         let result = match command.as_str() {
             "register" | "registerNew" => self.on_register(&node, &control).await,

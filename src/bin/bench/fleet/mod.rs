@@ -11,6 +11,7 @@ mod publish;
 mod real_ess;
 mod signed;
 mod sim;
+mod status_page;
 mod waiting;
 
 use std::path::Path;
@@ -44,6 +45,10 @@ pub enum Mode {
     /// 20 real ESS processes (--quick: 5) fetching one 1 GiB object (--quick: 256 MiB) in
     /// chunks; CSS and ESS peak RSS, and the total against the single-stream download rate.
     RealEss,
+    /// The status page of a CSS with 10,000 registered nodes and 50 objects addressed to all:
+    /// how long each page takes to answer (objects with counts, one object's destinations,
+    /// nodes; first page, last page, searched).
+    StatusPage,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -69,6 +74,7 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
             let (size, runs) = if quick { (256 << 20, 1) } else { (1 << 30, 3) };
             database_data::run(binary, size, runs, nodes.unwrap_or(if quick { 50 } else { 500 })).await
         }
+        Mode::StatusPage => status_page::run(binary, scale(10_000), 50).await,
         Mode::RealEss => {
             real_ess::run(
                 binary,

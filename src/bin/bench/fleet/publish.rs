@@ -21,13 +21,26 @@ const PUBLISH_RUNS: usize = 5;
 
 /// Mode `publish` with `nodes` registered nodes and `objects` objects addressed to all.
 pub async fn run(binary: &Path, nodes: usize, objects: usize) -> Result<Outcome, String> {
+    with_one_css(binary, nodes, async |dir, base, admin| {
+        measure(dir, base, admin, nodes, objects).await
+    })
+    .await
+}
+
+/// Starts one CSS with room for `nodes` connections, runs `measure` on it (its folder, its
+/// base URL, an admin client) and stops it; an error carries the end of its log.
+pub(super) async fn with_one_css(
+    binary: &Path,
+    nodes: usize,
+    measure: impl AsyncFnOnce(&Path, &Arc<str>, &reqwest::Client) -> Result<Outcome, String>,
+) -> Result<Outcome, String> {
     sim::make_room(nodes)?;
     let dir = TempDir::create()?;
     let mut css = Server::start(binary, dir.path())?;
     let admin = crate::http_client()?;
     let base: Arc<str> = Arc::from(format!("http://127.0.0.1:{}", css.port));
     css.wait_healthy(&admin, &base, Duration::from_secs(30)).await?;
-    let outcome = measure(dir.path(), &base, &admin, nodes, objects).await;
+    let outcome = measure(dir.path(), &base, &admin).await;
     css.stop();
     outcome.map_err(|e| format!("{e}{}", css.log_tail()))
 }
@@ -126,7 +139,7 @@ async fn measure(
 
 /// Runs `task(i)` for every `i` below `count`, [`SETUP_CONCURRENCY`] at a time; the first
 /// error ends it.
-async fn each<F, Fut>(count: usize, task: F) -> Result<(), String>
+pub(super) async fn each<F, Fut>(count: usize, task: F) -> Result<(), String>
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
