@@ -415,5 +415,7 @@ fn settings(config: &Config) -> NodeSettings {
             config.ess_ping_interval,
             engine::MAX_LONG_POLL.as_secs(),
         ),
+        // Three polls missed, and never less than half a minute of failures.
+        link_patience: std::time::Duration::from_secs((3 * u64::from(config.http_polling_interval)).max(30)),
     }
 }

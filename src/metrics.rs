@@ -12,7 +12,7 @@
 //! org/type/ID of destinations (at most [`MAX_DESTINATION_SERIES`] of them).
 
 use crate::engine::BrokerHealth;
-use crate::engine::{Node, TransfersInFlight};
+use crate::engine::{LinkCondition, LinkReason, LinkReport, LinkState, Node, NodeView, TransfersInFlight};
 use crate::model::Role;
 use crate::store::{ObjectTotals, UnacknowledgedCount};
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
@@ -61,6 +61,24 @@ struct TransportLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    org: String,
+    dest_type: String,
+    dest_id: String,
+    protocol: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -237,6 +255,12 @@ impl Metrics {
             "Bytes exchanged with other nodes: object data on the HTTP node-to-node routes, everything on the MQTT connection",
             bytes,
         );
+        if let Some(link) = &snapshot.css_link {
+            register_css_link(&mut registry, link);
+        }
+        if let Some(nodes) = &snapshot.node_links {
+            register_node_links(&mut registry, nodes);
+        }
         if let Some(broker) = &snapshot.broker {
             registry.register(
                 "mqtt_broker_connected",
@@ -246,6 +270,88 @@ impl Metrics {
         }
         registry
     }
+}
+
+/// An ESS's link to its CSS: its state, its last success and its failures per reason.
+fn register_css_link(registry: &mut Registry, link: &LinkReport) {
+    let states = Family::<StateLabels, Gauge>::default();
+    for state in LinkCondition::ALL {
+        states
+            .get_or_create(&StateLabels { state: state.as_str() })
+            .set(i64::from(link.condition == state));
+    }
+    registry.register(
+        "css_link_state",
+        "1 for the state of this ESS's link to its CSS (connected, retrying or offline), 0 for the others",
+        states,
+    );
+    let since = Gauge::<i64>::default();
+    since.set(link.since);
+    registry.register(
+        "css_link_state_since_timestamp_seconds",
+        "When the link to the CSS entered its state (Unix time)",
+        since,
+    );
+    if let Some(at) = link.last_success {
+        let success = Gauge::<i64>::default();
+        success.set(at);
+        registry.register(
+            "css_link_last_success_timestamp_seconds",
+            "When an exchange with the CSS last succeeded (Unix time)",
+            success,
+        );
+    }
+    let failures = Family::<ReasonLabels, Counter>::default();
+    for (reason, count) in LinkReason::ALL.iter().zip(link.failures) {
+        failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc_by(count);
+    }
+    registry.register(
+        "css_link_failures",
+        "Failed exchanges with the CSS since the start, per reason",
+        failures,
+    );
+}
+
+/// A CSS's nodes: how many are online, late and offline, and when the least recently heard
+/// ones (at most [`MAX_DESTINATION_SERIES`]) were last heard from.
+fn register_node_links(registry: &mut Registry, nodes: &[NodeView]) {
+    let states = Family::<StateLabels, Gauge>::default();
+    for state in [LinkState::Online, LinkState::Late, LinkState::Offline] {
+        let count = nodes.iter().filter(|n| n.link == state).count();
+        states
+            .get_or_create(&StateLabels { state: state.as_str() })
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+    registry.register(
+        "nodes_by_link",
+        "Registered edge nodes per link state: online (heard within two poll cycles), late (within two ping intervals), offline",
+        states,
+    );
+    let mut silent: Vec<&NodeView> = nodes.iter().collect();
+    silent.sort_by_key(|n| n.last_heard);
+    let last_heard = Family::<NodeLabels, Gauge>::default();
+    for node in silent.into_iter().take(MAX_DESTINATION_SERIES) {
+        let d = &node.destination;
+        last_heard
+            .get_or_create(&NodeLabels {
+                org: d.org.clone(),
+                dest_type: d.dest_type.clone(),
+                dest_id: d.dest_id.clone(),
+                protocol: d.communication.clone(),
+            })
+            .set(node.last_heard);
+    }
+    registry.register(
+        "node_last_heard_timestamp_seconds",
+        format!(
+            "When an edge node was last heard from (Unix time); the {MAX_DESTINATION_SERIES} heard from least recently"
+        ),
+        last_heard,
+    );
 }
 
 /// The values of one scrape. Store values are `None` when their query failed.
@@ -263,6 +369,10 @@ pub struct Snapshot {
     pub broker: Option<BrokerHealth>,
     /// This node does the cluster-wide periodic work (always, alone on its store).
     pub leader: bool,
+    /// ESS: its link to the CSS.
+    pub css_link: Option<LinkReport>,
+    /// CSS: every registered node's last contact and link (`None` when the query failed).
+    pub node_links: Option<Vec<NodeView>>,
 }
 
 impl Snapshot {
@@ -282,6 +392,10 @@ impl Snapshot {
             .await
             .inspect_err(|e| logged("pending notifications", e))
             .ok();
+        let node_links = match node.role() {
+            Role::Css => Some(node.node_links().await.inspect_err(|e| logged("node links", e)).ok()),
+            Role::Ess => None,
+        };
         let registered_ess = match node.role() {
             Role::Css => Some(
                 node.registered_node_count()
@@ -292,7 +406,10 @@ impl Snapshot {
             Role::Ess => None,
         };
         Self {
-            store_ok: objects.is_some() && pending.is_some() && registered_ess.is_none_or(|r| r.is_some()),
+            store_ok: objects.is_some()
+                && pending.is_some()
+                && registered_ess.is_none_or(|r| r.is_some())
+                && node_links.as_ref().is_none_or(|n| n.is_some()),
             objects,
             pending,
             registered_ess: registered_ess.flatten(),
@@ -300,6 +417,8 @@ impl Snapshot {
             serves_spi: node.settings().serves_spi,
             broker: node.broker().map(|b| b.health()),
             leader: node.is_leader(),
+            css_link: node.css_link().map(|link| link.report()),
+            node_links: node_links.flatten(),
         }
     }
 }
@@ -332,7 +451,55 @@ mod tests {
             serves_spi: true,
             broker: None,
             leader: true,
+            css_link: None,
+            node_links: Some(vec![
+                node_view("late1", 100, LinkState::Late),
+                node_view("up", 900, LinkState::Online),
+                node_view("gone", 50, LinkState::Offline),
+            ]),
         }
+    }
+
+    fn node_view(id: &str, last_heard: i64, link: LinkState) -> NodeView {
+        NodeView {
+            destination: crate::model::Destination {
+                org: "org".into(),
+                dest_type: "edge".into(),
+                dest_id: id.into(),
+                communication: "http".into(),
+                code_version: "1.0".into(),
+            },
+            last_heard,
+            link,
+            pending: 0,
+        }
+    }
+
+    #[test]
+    fn an_ess_reports_its_link_to_the_css() {
+        let link = crate::engine::LinkMonitor::new(Duration::from_secs(30));
+        link.succeeded();
+        link.failed(LinkReason::Tls, "unknown issuer");
+        link.failed(LinkReason::Tls, "unknown issuer");
+        let snapshot = Snapshot {
+            css_link: Some(link.report()),
+            node_links: None,
+            ..snapshot()
+        };
+        let text = Metrics::new().encode(&snapshot).expect("encoded");
+        for line in [
+            "edge_sync_css_link_state{state=\"retrying\"} 1",
+            "edge_sync_css_link_state{state=\"connected\"} 0",
+            "edge_sync_css_link_failures_total{reason=\"tls\"} 2",
+            "edge_sync_css_link_failures_total{reason=\"dns\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
+        }
+        assert!(
+            text.contains("edge_sync_css_link_last_success_timestamp_seconds "),
+            "{text}"
+        );
+        assert!(!text.contains("nodes_by_link"), "{text}");
     }
 
     #[test]
@@ -358,6 +525,10 @@ mod tests {
             "edge_sync_registered_ess 1",
             "edge_sync_transfers_in_flight{direction=\"sending\"} 1",
             "edge_sync_transport_bytes_total{transport=\"http\",direction=\"sent\"} 11",
+            "edge_sync_nodes_by_link{state=\"online\"} 1",
+            "edge_sync_nodes_by_link{state=\"late\"} 1",
+            "edge_sync_nodes_by_link{state=\"offline\"} 1",
+            "edge_sync_node_last_heard_timestamp_seconds{org=\"org\",dest_type=\"edge\",dest_id=\"gone\",protocol=\"http\"} 50",
         ] {
             assert!(text.lines().any(|l| l == line), "no line {line:?} in\n{text}");
         }

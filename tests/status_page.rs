@@ -82,6 +82,7 @@ async fn the_page_matches_the_api_and_follows_a_delivery_without_reloading() {
     let edge_html = edge_page.text();
     assert!(edge_html.contains("data-object=\"model/m1\""), "{edge_html}");
     assert!(!edge_html.contains("/ui/nodes"), "{edge_html}");
+    assert!(edge_html.contains(">connected</strong> since"), "{edge_html}");
     assert_eq!(first.api().get("/ui/nodes").await.status, 404);
 
     // Marks this page: a reload would lose the mark.

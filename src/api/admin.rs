@@ -2,6 +2,7 @@
 //! shutdown (spec: rest-api.md §5, §6, §8-§10).
 
 use super::error::{ApiError, ApiResult};
+use super::link_health::{CssLinkHealth, DestinationEntry};
 use super::request::{identify, invalid_name, segments, Query};
 use super::{json_response, no_content, AppState};
 use crate::auth::IdentityKind;
@@ -85,7 +86,11 @@ pub async fn destinations(State(state): State<AppState>, request: Request) -> Ap
             .err()
             .unwrap_or(EngineError::NotFound)
             .into()),
-        DestinationsRoute::List(org) => Ok(json_response(&node.list_destinations(&identity, &org).await?)),
+        DestinationsRoute::List(org) => {
+            let nodes = node.list_destinations(&identity, &org).await?;
+            let entries: Vec<DestinationEntry> = nodes.into_iter().map(DestinationEntry::of).collect();
+            Ok(json_response(&entries))
+        }
         DestinationsRoute::Objects(org, dest_type, dest_id) => Ok(json_response(
             &node.destination_objects(&identity, &org, &dest_type, &dest_id).await?,
         )),
@@ -198,6 +203,9 @@ struct HealthReport {
     usage: Option<Usage>,
     #[serde(rename = "mqttHealth", skip_serializing_if = "Option::is_none")]
     mqtt_health: Option<MqttHealth>,
+    /// ESS: how its link to the CSS stands (not in the original's report).
+    #[serde(rename = "cssLink", skip_serializing_if = "Option::is_none")]
+    css_link: Option<CssLinkHealth>,
 }
 
 /// The broker connection in the original's terms (spec rest-api.md §8).
@@ -335,6 +343,7 @@ pub async fn health(State(state): State<AppState>, request: Request) -> ApiResul
         },
         usage,
         mqtt_health,
+        css_link: node.css_link().map(|link| CssLinkHealth::of(&link.report())),
     };
     Ok(json_response(&report))
 }

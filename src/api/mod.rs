@@ -8,6 +8,7 @@
 mod admin;
 mod docs;
 pub mod error;
+mod link_health;
 mod meta_answers;
 mod metrics;
 mod objects;

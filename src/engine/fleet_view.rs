@@ -225,6 +225,42 @@ impl Node {
         Ok((summary, deliveries))
     }
 
+    /// Every registered node with when it was last heard from and its link, for `/metrics`.
+    pub async fn node_links(&self) -> EngineResult<Vec<NodeView>> {
+        let now = now_secs();
+        let windows = self.0.settings.link_windows;
+        Ok(self
+            .0
+            .store
+            .nodes_last_seen()
+            .await?
+            .into_iter()
+            .map(|(destination, last_seen)| self.node_view(destination, last_seen, 0, windows, now))
+            .collect())
+    }
+
+    fn node_view(
+        &self,
+        destination: Destination,
+        last_seen: i64,
+        pending: u64,
+        windows: LinkWindows,
+        now: i64,
+    ) -> NodeView {
+        let remote = Remote {
+            dest_type: destination.dest_type.clone(),
+            dest_id: destination.dest_id.clone(),
+        };
+        let heard_here = self.0.last_heard.get(&destination.org, &remote).unwrap_or(0);
+        let last_heard = heard_here.max(last_seen);
+        NodeView {
+            destination,
+            last_heard,
+            link: windows.state(last_heard, now),
+            pending,
+        }
+    }
+
     /// A page of the registered nodes of `org` (matching the search in their name, protocol
     /// or version), with when each was last heard from and its link state.
     pub async fn fleet_nodes(
@@ -241,20 +277,7 @@ impl Node {
         let rows = nodes
             .rows
             .into_iter()
-            .map(|row| {
-                let remote = Remote {
-                    dest_type: row.destination.dest_type.clone(),
-                    dest_id: row.destination.dest_id.clone(),
-                };
-                let heard_here = self.0.last_heard.get(org, &remote).unwrap_or(0);
-                let last_heard = heard_here.max(row.last_seen);
-                NodeView {
-                    destination: row.destination,
-                    last_heard,
-                    link: windows.state(last_heard, now),
-                    pending: row.pending,
-                }
-            })
+            .map(|row| self.node_view(row.destination, row.last_seen, row.pending, windows, now))
             .collect();
         Ok(Paged {
             total: nodes.total,

@@ -14,6 +14,7 @@ mod destinations;
 mod fleet_view;
 mod grants;
 mod lifecycle;
+mod link_status;
 mod listings;
 mod objects;
 mod organizations;
@@ -37,6 +38,7 @@ pub use data::{ContentRange, DataRange, RangeRequest, RangedRead};
 pub use data_files::{DataFile, DataFileError};
 pub use data_stream::DataStream;
 pub use fleet_view::{DeliveryCounts, LinkState, LinkWindows, NodeView, ObjectSummary};
+pub use link_status::{LinkCondition, LinkError, LinkMonitor, LinkReason, LinkReport};
 pub use listings::{Filters, OrgQuery, OrgQueryResult};
 pub use reports::StoreUsage;
 pub use spi::MAX_LONG_POLL;
@@ -171,6 +173,8 @@ pub struct NodeSettings {
     pub instance_slot: Option<i64>,
     /// How long a silent edge node still counts as online, then late (the status page).
     pub link_windows: fleet_view::LinkWindows,
+    /// ESS: how long exchanges with the CSS may fail before its link counts as offline.
+    pub link_patience: std::time::Duration,
 }
 
 /// Age after which an unreferenced file in a data folder shared by several instances is
@@ -203,6 +207,8 @@ struct Inner {
     pollers: pollers::PollRegistry,
     /// When each edge node was last heard from by this process.
     last_heard: fleet_view::LastHeard,
+    /// ESS: how its link to the CSS stands (`None` on a CSS).
+    css_link: Option<LinkMonitor>,
     /// ESS: wakes the sync client when an application report recorded a message for the CSS.
     outbox_signal: tokio::sync::Notify,
     /// An application asked (through `/api/v1/resend`) for everything to be sent again; the
@@ -250,6 +256,7 @@ impl Node {
             reserved: settings.data_uri_reserved.clone(),
             extensions: settings.allowed_data_file_extensions.clone(),
         });
+        let css_link = (settings.role == Role::Ess).then(|| LinkMonitor::new(settings.link_patience));
         Ok(Self(Arc::new(Inner {
             settings,
             store,
@@ -265,6 +272,7 @@ impl Node {
             client_requests: AtomicU64::new(0),
             pollers: pollers::PollRegistry::default(),
             last_heard: fleet_view::LastHeard::default(),
+            css_link,
             outbox_signal: tokio::sync::Notify::new(),
             resend_requested: std::sync::atomic::AtomicBool::new(false),
             unregister_requested: std::sync::atomic::AtomicBool::new(false),
@@ -391,6 +399,11 @@ impl Node {
     }
 
     /// The organization an ESS serves (its configured org); on the CSS the path's org.
+    /// ESS: the record of its link to the CSS, which the transports keep up to date.
+    pub fn css_link(&self) -> Option<&LinkMonitor> {
+        self.0.css_link.as_ref()
+    }
+
     pub fn org_for<'a>(&'a self, path_org: Option<&'a str>) -> &'a str {
         match (self.role(), path_org) {
             (Role::Css, Some(org)) => org,

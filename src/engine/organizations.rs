@@ -1,10 +1,11 @@
 //! Organizations, registered destinations and webhooks (spec: rest-api.md §4.4, §5, §6).
 
-use super::{EngineError, EngineResult, Node};
+use super::{EngineError, EngineResult, Node, NodeView};
 use crate::auth::{access, Identity, IdentityKind};
 use crate::model::json::{from_lenient, Shape};
 use crate::model::names::is_valid_name;
-use crate::model::{Destination, ObjectDeliveryView, Organization, OrganizationEntry, Role, ORGANIZATION_FIELDS};
+use crate::model::{ObjectDeliveryView, Organization, OrganizationEntry, Role, ORGANIZATION_FIELDS};
+use crate::store::fleet::PageRequest;
 use serde::Deserialize;
 
 static ORGANIZATION_SHAPE: Shape = Shape {
@@ -128,8 +129,9 @@ impl Node {
         }
     }
 
-    /// `GET /api/v1/destinations/{org}`: registered edge nodes.
-    pub async fn list_destinations(&self, identity: &Identity, org: &str) -> EngineResult<Vec<Destination>> {
+    /// `GET /api/v1/destinations/{org}`: registered edge nodes, with when each was last heard
+    /// from and its link.
+    pub async fn list_destinations(&self, identity: &Identity, org: &str) -> EngineResult<Vec<NodeView>> {
         self.require_destination_reader(identity, org)?;
         if self.role() == Role::Ess {
             // The text tells the caller why, and sets this answer apart from a bad route's 400.
@@ -137,11 +139,16 @@ impl Node {
                 "Failed to fetch the list of destinations. Error: ESS doesn't have destinations".into(),
             ));
         }
-        let destinations = self.0.store.destinations(org).await?;
-        if destinations.is_empty() {
+        let everything = PageRequest {
+            offset: 0,
+            limit: u64::MAX,
+            search: String::new(),
+        };
+        let nodes = self.fleet_nodes(identity, org, &everything).await?;
+        if nodes.rows.is_empty() {
             return Err(EngineError::NotFound);
         }
-        Ok(destinations)
+        Ok(nodes.rows)
     }
 
     /// `GET /api/v1/destinations/{org}/{type}/{id}/objects`.

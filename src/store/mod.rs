@@ -286,6 +286,9 @@ pub trait Store: Send + Sync + 'static {
         key: &ObjectKey,
         page: &fleet::PageRequest,
     ) -> StoreResult<fleet::Paged<fleet::DeliveryRow>>;
+    /// Every registered node of every org with the time of its last registration or ping
+    /// (seconds since the epoch), for `/metrics`.
+    async fn nodes_last_seen(&self) -> StoreResult<Vec<(Destination, i64)>>;
     /// A page of an org's registered nodes, ordered by type and id.
     async fn node_page(&self, org: &str, page: &fleet::PageRequest) -> StoreResult<fleet::Paged<fleet::NodeRow>>;
 

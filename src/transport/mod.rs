@@ -4,6 +4,7 @@
 //! and of the ESS's protocol-neutral sync tasks ([`crate::sync::link::EssLink`]), and back.
 
 pub mod http;
+pub mod link_reason;
 pub mod mqtt;
 
 use crate::config::Config;
@@ -61,7 +62,14 @@ fn mqtt_ess_link(
         &config.destination_id,
     )];
     let (incoming_tx, incoming) = tokio::sync::mpsc::channel(64);
-    let connection = mqtt::connection::Connection::start(&settings, topics, incoming_tx, tracker, shutdown.clone());
+    let connection = mqtt::connection::Connection::start(
+        &settings,
+        topics,
+        incoming_tx,
+        Some(node.clone()),
+        tracker,
+        shutdown.clone(),
+    );
     node.set_broker(connection.state());
     let me = Destination {
         org: config.org_id.clone(),

@@ -171,7 +171,11 @@ async fn objects_page(State(state): State<AppState>, parts: Parts, Query(query):
         search: &request.search,
         page,
     };
-    let main = pages::objects(&place, &objects, state.node.role() == Role::Css);
+    let mut main = String::new();
+    if let Some(link) = state.node.css_link() {
+        main.push_str(&pages::css_link(&link.report()));
+    }
+    main.push_str(&pages::objects(&place, &objects, state.node.role() == Role::Css));
     let refresh = href(
         "/ui",
         &[("org", &org), ("q", &request.search), ("page", &page.to_string())],

@@ -4,7 +4,7 @@
 
 use super::html::{escape, href, pager, time};
 use super::PAGE_SIZE;
-use crate::engine::{LinkState, NodeView, ObjectSummary};
+use crate::engine::{LinkCondition, LinkReport, LinkState, NodeView, ObjectSummary};
 use crate::model::DeliveryStatus;
 use crate::store::fleet::{DeliveryRow, Paged};
 use std::fmt::Write;
@@ -177,6 +177,33 @@ pub fn nodes(place: &Place<'_>, nodes: &Paged<NodeView>) -> String {
             &[("org", place.org), ("q", place.search), ("page", &page.to_string())],
         )
     }));
+    out
+}
+
+/// An ESS's link to its CSS: its state since when, and the last error while not connected.
+pub fn css_link(link: &LinkReport) -> String {
+    let mut out = format!(
+        "<p class=\"link\" data-field=\"css-link\">Link to the CSS: <strong class=\"{class}\">{state}</strong> since {since}",
+        class = match link.condition {
+            LinkCondition::Connected => "ok",
+            LinkCondition::Retrying => "late",
+            LinkCondition::Offline => "bad",
+        },
+        state = link.condition.as_str(),
+        since = time(link.since),
+    );
+    if link.condition != LinkCondition::Connected {
+        if let Some(error) = &link.last_error {
+            let _ = write!(
+                out,
+                " · last error ({}) at {}: {}",
+                error.reason.as_str(),
+                time(error.at),
+                escape(&error.message)
+            );
+        }
+    }
+    out.push_str("</p>");
     out
 }
 

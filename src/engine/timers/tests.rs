@@ -49,6 +49,7 @@ impl Fixture {
             max_object_size: None,
             instance_slot: None,
             link_windows: crate::engine::LinkWindows::from_intervals(10, 1, 60),
+            link_patience: std::time::Duration::from_secs(30),
         };
         let authenticator = Box::new(DummyAuthenticator::default());
         let node = Node::start(settings, Arc::new(store), blobs, authenticator)
@@ -96,7 +97,7 @@ impl Fixture {
 
     async fn registered(&self) -> Vec<String> {
         let nodes = self.node.list_destinations(&admin(), ORG).await.expect("the node list");
-        nodes.into_iter().map(|d| d.dest_id).collect()
+        nodes.into_iter().map(|d| d.destination.dest_id).collect()
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::nodes::{delivery_status, destination_from_row, DESTINATION_COLUMNS};
 use super::{count, query};
-use crate::model::{DestinationStatus, ObjectKey};
+use crate::model::{Destination, DestinationStatus, ObjectKey};
 use crate::store::fleet::{DeliveryCount, DeliveryRow, NodeRow, PageRequest, Paged};
 use crate::store::StoreResult;
 use deadpool_postgres::GenericClient;
@@ -89,6 +89,18 @@ pub(super) async fn delivery_page(
         })
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(Paged { total, rows })
+}
+
+pub(super) async fn nodes_last_seen(client: &impl GenericClient) -> StoreResult<Vec<(Destination, i64)>> {
+    let rows = query(
+        client,
+        &format!("SELECT {DESTINATION_COLUMNS}, last_seen FROM destinations"),
+        &[],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| Ok((destination_from_row(row)?, row.try_get(5)?)))
+        .collect()
 }
 
 pub(super) async fn node_page(

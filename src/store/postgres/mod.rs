@@ -316,6 +316,10 @@ impl Store for PostgresStore {
         fleet::delivery_page(&self.client().await?, key, page).await
     }
 
+    async fn nodes_last_seen(&self) -> StoreResult<Vec<(Destination, i64)>> {
+        fleet::nodes_last_seen(&self.client().await?).await
+    }
+
     async fn node_page(&self, org: &str, page: &PageRequest) -> StoreResult<Paged<NodeRow>> {
         fleet::node_page(&self.client().await?, org, page).await
     }

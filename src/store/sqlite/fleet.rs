@@ -91,6 +91,24 @@ pub(super) fn delivery_page(conn: &Connection, key: &ObjectKey, page: &PageReque
     })
 }
 
+pub(super) fn nodes_last_seen(conn: &Connection) -> StoreResult<Vec<(Destination, i64)>> {
+    let mut statement = conn
+        .prepare_cached("SELECT org, dest_type, dest_id, communication, code_version, last_seen FROM destinations")?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            Destination {
+                org: r.get(0)?,
+                dest_type: r.get(1)?,
+                dest_id: r.get(2)?,
+                communication: r.get(3)?,
+                code_version: r.get(4)?,
+            },
+            r.get(5)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 pub(super) fn node_page(conn: &Connection, org: &str, page: &PageRequest) -> StoreResult<Paged<NodeRow>> {
     const MATCHES: &str = "org = ?1
         AND (?2 = '' OR instr(lower(dest_type || '/' || dest_id || ' ' || communication || ' ' || code_version), ?2) > 0)";

@@ -205,6 +205,10 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn nodes_last_seen(&self) -> StoreResult<Vec<(Destination, i64)>> {
+        self.pool.read(fleet::nodes_last_seen).await
+    }
+
     async fn node_page(&self, org: &str, page: &PageRequest) -> StoreResult<Paged<NodeRow>> {
         let (org, page) = (org.to_string(), page.clone());
         self.pool.read(move |conn| fleet::node_page(conn, &org, &page)).await

@@ -11,6 +11,7 @@ use crate::model::{MetaData, ObjectKey};
 use crate::sync::link::{
     DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration, UploadBody,
 };
+use crate::transport::link_reason::{reason_of_request, reason_of_status};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -137,14 +138,40 @@ impl EssClient {
     }
 
     async fn send(&self, route: Route, builder: reqwest::RequestBuilder) -> Reply {
-        match builder.send().await {
+        match self.exchange(builder).await {
             Ok(response) => {
                 let status = response.status().as_u16();
                 // Read (and drop) the body so the connection can be reused.
                 let _ = response.bytes().await;
                 reply_of(route, status)
             }
-            Err(e) => failed(&e),
+            Err(reply) => reply,
+        }
+    }
+
+    /// Sends a request and records in the node's link status whether the CSS answered (a
+    /// server error or refused credentials count as failures of the link).
+    async fn exchange(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Reply> {
+        let link = self.node.css_link();
+        match builder.send().await {
+            Ok(response) => {
+                if let Some(link) = link {
+                    let status = response.status().as_u16();
+                    match reason_of_status(status) {
+                        Some(reason) => link.failed(reason, &format!("the CSS answered {status}")),
+                        None => link.succeeded(),
+                    }
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                if let Some(link) = link {
+                    if !e.is_builder() {
+                        link.failed(reason_of_request(&e), &error_chain(&e));
+                    }
+                }
+                Err(failed(&e))
+            }
         }
     }
 
@@ -227,11 +254,7 @@ impl EssLink for EssClient {
         let wait = wait_secs.min(MAX_LONG_POLL_SECS);
         let url = format!("{}/spi/v1/objects/?{LONG_POLL_PARAM}={wait}", self.base);
         let timeout = self.control_timeout + Duration::from_secs(u64::from(wait));
-        let response = self
-            .request(Method::GET, &url, timeout)
-            .send()
-            .await
-            .map_err(|e| failed(&e))?;
+        let response = self.exchange(self.request(Method::GET, &url, timeout)).await?;
         let long_poll = response.headers().contains_key(LONG_POLL_HEADER);
         match response.status() {
             StatusCode::NO_CONTENT => {
@@ -321,7 +344,7 @@ impl EssLink for EssClient {
         if let Some((start, end)) = range {
             builder = builder.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
-        let response = builder.send().await.map_err(|e| failed(&e))?;
+        let response = self.exchange(builder).await?;
         let start = match response.status() {
             StatusCode::OK => 0,
             StatusCode::PARTIAL_CONTENT => response

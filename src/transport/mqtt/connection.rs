@@ -5,9 +5,13 @@
 
 use crate::backoff::Backoff;
 use crate::clock::now_millis;
-use crate::engine::{BrokerHealth, BrokerStatus};
+use crate::engine::{BrokerHealth, BrokerStatus, LinkReason, Node};
+use crate::transport::link_reason::reason_in_chain;
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration,
+    Transport,
+};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -100,11 +104,13 @@ impl BrokerStatus for State {
 
 impl Connection {
     /// Starts the connection task: subscribes `topics` at every connect and forwards every
-    /// publish to `incoming`. Ends when `shutdown` is cancelled.
+    /// publish to `incoming`; an ESS's `link` learns of each connect, message and failure.
+    /// Ends when `shutdown` is cancelled.
     pub fn start(
         settings: &BrokerSettings,
         topics: Vec<String>,
         incoming: mpsc::Sender<Incoming>,
+        link: Option<Node>,
         tracker: &tokio_util::task::TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -142,18 +148,29 @@ impl Connection {
                 _ = shutdown.cancelled() => {
                     let _ = runner.client.try_disconnect();
                 }
-                _ = runner.run(events, topics, incoming, address) => {}
+                _ = runner.run(events, topics, incoming, address, link) => {}
             }
         });
         connection
     }
 
-    async fn run(&self, mut events: EventLoop, topics: Vec<String>, incoming: mpsc::Sender<Incoming>, address: String) {
+    async fn run(
+        &self,
+        mut events: EventLoop,
+        topics: Vec<String>,
+        incoming: mpsc::Sender<Incoming>,
+        address: String,
+        link: Option<Node>,
+    ) {
+        let link = link.as_ref().and_then(Node::css_link);
         let mut failures = 0u32;
         loop {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
+                    if let Some(link) = link {
+                        link.succeeded();
+                    }
                     tracing::info!(broker = %address, "MQTT: connected to the broker");
                     for topic in &topics {
                         if let Err(e) = self.client.subscribe(topic.clone(), QoS::AtMostOnce).await {
@@ -170,6 +187,9 @@ impl Connection {
                     self.state.session_renewed.notify_waiters();
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    if let Some(link) = link {
+                        link.succeeded();
+                    }
                     self.state
                         .received_bytes
                         .fetch_add(publish.payload.len() as u64, Ordering::Relaxed);
@@ -183,6 +203,9 @@ impl Connection {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if let Some(link) = link {
+                        link.failed(reason_of_connection(&e), &e.to_string());
+                    }
                     if self.state.disconnected_at.load(Ordering::SeqCst) == 0 {
                         self.state.disconnected_at.store(now_millis(), Ordering::SeqCst);
                     }
@@ -254,5 +277,19 @@ impl Connection {
             return;
         }
         renewed.await;
+    }
+}
+
+/// Why the broker connection failed, in the link status's terms: the network's reasons
+/// where the error shows one, credentials the broker refused, else the broker.
+fn reason_of_connection(error: &ConnectionError) -> LinkReason {
+    match error {
+        ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadUserNamePassword | ConnectReturnCode::NotAuthorized,
+        ) => LinkReason::Unauthorized,
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => LinkReason::Timeout,
+        ConnectionError::Tls(_) => LinkReason::Tls,
+        ConnectionError::Io(e) => reason_in_chain(e).unwrap_or(LinkReason::Broker),
+        _ => LinkReason::Broker,
     }
 }

@@ -69,7 +69,7 @@ pub fn spawn(
     let settings = super::broker_settings(config, tls);
     let topics = codec::CSS_SUBSCRIPTIONS.iter().map(|t| t.to_string()).collect();
     let (incoming_tx, incoming) = mpsc::channel(256);
-    let connection = Connection::start(&settings, topics, incoming_tx, tracker, shutdown.clone());
+    let connection = Connection::start(&settings, topics, incoming_tx, None, tracker, shutdown.clone());
     tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), "CSS: serving edge nodes over MQTT");
     node.set_broker(connection.state());
     let (pusher, pushes) = mpsc::unbounded_channel();
