@@ -417,5 +417,6 @@ fn settings(config: &Config) -> NodeSettings {
         ),
         // Three polls missed, and never less than half a minute of failures.
         link_patience: std::time::Duration::from_secs((3 * u64::from(config.http_polling_interval)).max(30)),
+        data_compression: config.data_compression,
     }
 }

@@ -26,6 +26,18 @@ pub fn fill(buffer: &mut [u8]) -> Result<(), getrandom::Error> {
     getrandom::getrandom(buffer)
 }
 
+/// `len` random bytes: data with no structure a compressor could use, for tests and
+/// benchmarks of what does not compress.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    if fill(&mut bytes).is_err() {
+        for piece in bytes.chunks_mut(8) {
+            piece.copy_from_slice(&u64().to_le_bytes()[..piece.len()]);
+        }
+    }
+    bytes
+}
+
 /// A random number in `[0, 1)`.
 pub fn fraction() -> f64 {
     (u64() >> 11) as f64 / (1u64 << 53) as f64

@@ -87,6 +87,7 @@ redacting_debug!(
     http_css_host,
     http_css_port,
     http_css_use_ssl,
+    data_compression,
     #[hidden]
     http_css_ca_certificate,
     http_polling_interval,

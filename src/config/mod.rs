@@ -165,6 +165,10 @@ pub struct Config {
     pub http_css_port: u16,
     /// `HTTPCSSUseSSL`.
     pub http_css_use_ssl: bool,
+    /// `DataCompression` (extension): object data between two nodes of this implementation
+    /// travels zstd-compressed over HTTP when it compresses; negotiated per request, so an
+    /// original node on the other side sees the original protocol.
+    pub data_compression: bool,
     /// `HTTPCSSCACertificate`: path (relative → persistence root) or inline PEM.
     pub http_css_ca_certificate: String,
     /// `HTTPPollingInterval`, seconds (> 0).

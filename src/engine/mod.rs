@@ -175,6 +175,8 @@ pub struct NodeSettings {
     pub link_windows: fleet_view::LinkWindows,
     /// ESS: how long exchanges with the CSS may fail before its link counts as offline.
     pub link_patience: std::time::Duration,
+    /// `DataCompression`: object data may travel compressed to and from nodes that ask.
+    pub data_compression: bool,
 }
 
 /// Age after which an unreferenced file in a data folder shared by several instances is

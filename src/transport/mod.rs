@@ -3,6 +3,7 @@
 //! [`mqtt`] (messages through a broker). Each turns its wire format into calls of the engine
 //! and of the ESS's protocol-neutral sync tasks ([`crate::sync::link::EssLink`]), and back.
 
+pub mod compression;
 pub mod http;
 pub mod link_reason;
 pub mod mqtt;

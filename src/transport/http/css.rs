@@ -13,6 +13,7 @@ use crate::engine::EngineError;
 use crate::model::names::is_valid_name;
 use crate::model::sync::{Action, LONG_POLL_HEADER, LONG_POLL_PARAM};
 use crate::model::ObjectKey;
+use crate::transport::compression;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -200,9 +201,14 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 None => StatusCode::NO_CONTENT.into_response(),
                 Some(items) => json_response(&items),
             };
-            response
-                .headers_mut()
-                .insert(LONG_POLL_HEADER, HeaderValue::from_static("1"));
+            let headers = response.headers_mut();
+            headers.insert(LONG_POLL_HEADER, HeaderValue::from_static("1"));
+            if engine.settings().data_compression {
+                headers.insert(
+                    compression::ACCEPTED_HEADER,
+                    HeaderValue::from_static(compression::ZSTD),
+                );
+            }
             Ok(response)
         }
         SpiRoute::Resend(org) => {
@@ -219,8 +225,15 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
                 .await?;
-            let sends = parts.extensions.get::<crate::zero_copy::FileSends>();
-            Ok(counted_download(data_response(data, sends).await, &state))
+            let response = if engine.settings().data_compression
+                && compression::names_zstd(parts.headers.get(compression::ENCODING_HEADER))
+            {
+                compressed_if_worth(data_response(data, None).await).await
+            } else {
+                let sends = parts.extensions.get::<crate::zero_copy::FileSends>();
+                data_response(data, sends).await
+            };
+            Ok(counted_download(response, &state))
         }
         SpiRoute::Data {
             put: true,
@@ -233,7 +246,13 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             let stream = body
                 .into_data_stream()
                 .map_err(std::io::Error::other)
-                .inspect_ok(move |frame| metrics.count_http_received(frame.len() as u64));
+                .inspect_ok(move |frame| metrics.count_http_received(frame.len() as u64))
+                .boxed();
+            let stream = if compression::names_zstd(parts.headers.get(compression::ENCODING_HEADER)) {
+                compression::decompress(stream)
+            } else {
+                stream
+            };
             // A final chunk may carry padding past its range; exactly the range is kept.
             let limit = content_range.map_or(u64::MAX, |r| r.byte_count());
             let stream = truncated(Box::pin(stream), limit);
@@ -264,6 +283,29 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
 
 /// Counts a download's bytes for `/metrics` as its body is sent (a client that stops
 /// reading is counted for what it got).
+/// A download's answer with its body compressed when a sample of it compresses: the length
+/// is then unknown and the answer says how the body is encoded; its range stays that of the
+/// data. A read error while sampling ends the answer as the read error would have.
+async fn compressed_if_worth(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    match compression::compress_if_worth(compression::io_stream(body.into_data_stream())).await {
+        Ok((compressed, stream)) => {
+            if compressed {
+                parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+                parts.headers.insert(
+                    compression::ENCODING_HEADER,
+                    HeaderValue::from_static(compression::ZSTD),
+                );
+            }
+            Response::from_parts(parts, axum::body::Body::from_stream(stream))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading object data to send failed");
+            ApiError::from(EngineError::Io(e)).into_response()
+        }
+    }
+}
+
 fn counted_download(response: Response, state: &AppState) -> Response {
     let metrics = state.metrics.clone();
     response.map(|body| {

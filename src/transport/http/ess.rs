@@ -11,11 +11,14 @@ use crate::model::{MetaData, ObjectKey};
 use crate::sync::link::{
     DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration, UploadBody,
 };
+use crate::transport::compression;
 use crate::transport::link_reason::{reason_of_request, reason_of_status};
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Characters escaped in a path segment: everything but RFC 3986 unreserved characters.
@@ -92,6 +95,10 @@ pub struct EssClient {
     persistent: bool,
     control_timeout: Duration,
     data_timeout: Duration,
+    /// `DataCompression`: ask for compressed downloads, compress uploads the CSS takes so.
+    compression: bool,
+    /// The CSS said (on a poll answer) that it takes compressed uploads.
+    css_takes_compressed: Arc<AtomicBool>,
 }
 
 impl EssClient {
@@ -122,6 +129,8 @@ impl EssClient {
             persistent: config.storage_provider == crate::config::StorageKind::Sqlite && !store_created,
             control_timeout: seconds(config.http_ess_client_timeout, 120),
             data_timeout: seconds(config.http_ess_obj_client_timeout, 600),
+            compression: config.data_compression,
+            css_takes_compressed: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -155,6 +164,9 @@ impl EssClient {
         let link = self.node.css_link();
         match builder.send().await {
             Ok(response) => {
+                if compression::names_zstd(response.headers().get(compression::ACCEPTED_HEADER)) {
+                    self.css_takes_compressed.store(true, Ordering::Relaxed);
+                }
                 if let Some(link) = link {
                     let status = response.status().as_u16();
                     match reason_of_status(status) {
@@ -344,6 +356,9 @@ impl EssLink for EssClient {
         if let Some((start, end)) = range {
             builder = builder.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
         }
+        if self.compression {
+            builder = builder.header(compression::ENCODING_HEADER, compression::ZSTD);
+        }
         let response = self.exchange(builder).await?;
         let start = match response.status() {
             StatusCode::OK => 0,
@@ -359,10 +374,14 @@ impl EssLink for EssClient {
                 return Err(reply_of(Route::Object, other.as_u16()));
             }
         };
-        Ok(DataChunk {
-            start,
-            body: response.bytes_stream().map_err(|e| error_chain(&e)).boxed(),
-        })
+        let body = if compression::names_zstd(response.headers().get(compression::ENCODING_HEADER)) {
+            compression::decompress(compression::io_stream(response.bytes_stream()))
+                .map_err(|e| error_chain(&e))
+                .boxed()
+        } else {
+            response.bytes_stream().map_err(|e| error_chain(&e)).boxed()
+        };
+        Ok(DataChunk { start, body })
     }
 }
 
@@ -383,8 +402,21 @@ impl DataPush for EssClient {
         let url = self.object_url(key, instance_id, data_id, "data");
         let mut builder = self
             .request(Method::PUT, &url, self.data_timeout)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .header(reqwest::header::CONTENT_LENGTH, len);
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        let (compressed, body) = if self.compression && self.css_takes_compressed.load(Ordering::Relaxed) {
+            match compression::compress_if_worth(body).await {
+                Ok(sampled) => sampled,
+                Err(e) => return Reply::Invalid(format!("reading the data to send: {e}")),
+            }
+        } else {
+            (false, body)
+        };
+        // A compressed body's length is known once sent: it goes in chunks.
+        builder = if compressed {
+            builder.header(compression::ENCODING_HEADER, compression::ZSTD)
+        } else {
+            builder.header(reqwest::header::CONTENT_LENGTH, len)
+        };
         if let Some((start, end, total)) = range {
             builder = builder.header(reqwest::header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"));
         }

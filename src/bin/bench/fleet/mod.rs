@@ -11,6 +11,7 @@ mod publish;
 mod real_ess;
 mod signed;
 mod sim;
+mod slow_link;
 mod status_page;
 mod waiting;
 
@@ -49,6 +50,10 @@ pub enum Mode {
     /// how long each page takes to answer (objects with counts, one object's destinations,
     /// nodes; first page, last page, searched).
     StatusPage,
+    /// One CSS and one ESS over a link limited to 10 Mbit/s each way: a 100 MB object
+    /// (--quick: 10 MB) of log lines with compression negotiated and with an ESS that does
+    /// not take part, and of random bytes; bytes on the wire and time to arrival.
+    SlowLink,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -74,6 +79,7 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
             let (size, runs) = if quick { (256 << 20, 1) } else { (1 << 30, 3) };
             database_data::run(binary, size, runs, nodes.unwrap_or(if quick { 50 } else { 500 })).await
         }
+        Mode::SlowLink => slow_link::run(binary, if quick { 10_000_000 } else { 100_000_000 }).await,
         Mode::StatusPage => status_page::run(binary, scale(10_000), 50).await,
         Mode::RealEss => {
             real_ess::run(

@@ -1,0 +1,261 @@
+//! Mode `slow-link`: one CSS and one ESS over a link limited to 10 Mbit/s each way (a proxy
+//! in this process), and a 100 MB object (--quick: 10 MB) sent through it: log lines (JSON)
+//! with compression negotiated, the same with the ESS not taking part (`DataCompression
+//! false`, as an original ESS), and random bytes. Bytes on the wire and time to arrival.
+
+use super::{verdict, Outcome};
+use crate::fanout;
+use crate::server::{Server, TempDir};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The link's rate each way, bytes per second (10 Mbit/s).
+const LINK_BYTES_PER_SECOND: u64 = 10_000_000 / 8;
+/// The proxy's write size: small enough to pace evenly.
+const SLICE: usize = 16 * 1024;
+
+/// Mode `slow-link` with objects of `size` bytes.
+pub async fn run(binary: &Path, size: usize) -> Result<Outcome, String> {
+    let dir = TempDir::create()?;
+    let css_dir = dir.path().join("css");
+    std::fs::create_dir_all(&css_dir).map_err(|e| e.to_string())?;
+    let metrics = [("METRICS_ACCESS".to_string(), "open".to_string())];
+    let mut css = Server::start_with(binary, &css_dir, &metrics)?;
+    let admin = crate::http_client()?;
+    let base = format!("http://127.0.0.1:{}", css.port);
+    css.wait_healthy(&admin, &base, Duration::from_secs(30)).await?;
+    let link_port = slow_link(css.port).await?;
+    let outcome = measure(binary, dir.path(), &admin, &base, link_port, size).await;
+    css.stop();
+    outcome.map_err(|e| format!("{e}{}", css.log_tail()))
+}
+
+struct Case {
+    label: &'static str,
+    compression: bool,
+    data: bytes::Bytes,
+}
+
+async fn measure(
+    binary: &Path,
+    dir: &Path,
+    admin: &reqwest::Client,
+    base: &str,
+    link_port: u16,
+    size: usize,
+) -> Result<Outcome, String> {
+    let cases = [
+        Case {
+            label: "log lines (JSON), compression negotiated",
+            compression: true,
+            data: log_lines(size).into(),
+        },
+        Case {
+            label: "log lines (JSON), ESS not taking part",
+            compression: false,
+            data: log_lines(size).into(),
+        },
+        Case {
+            label: "random bytes, compression negotiated",
+            compression: true,
+            data: edge_sync_service::random::noise(size).into(),
+        },
+    ];
+    let mut table = format!(
+        "fleet: slow-link  (one CSS and one ESS over a 10 Mbit/s link each way; {} MB objects)\n",
+        size / 1_000_000
+    );
+    let _ = writeln!(
+        table,
+        "{:<44} {:>14} {:>10} {:>9}",
+        "object", "bytes on wire", "of size", "seconds"
+    );
+    let mut figures = Vec::new();
+    let mut wire_by_case = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let ess_dir = dir.join(format!("ess-{i}"));
+        std::fs::create_dir_all(&ess_dir).map_err(|e| e.to_string())?;
+        let id = format!("n{i}");
+        let env: Vec<(String, String)> = [
+            ("NODE_TYPE", "ESS"),
+            ("DESTINATION_TYPE", "edge"),
+            ("DESTINATION_ID", id.as_str()),
+            ("ORG_ID", fanout::ORG),
+            ("HTTP_CSS_HOST", "127.0.0.1"),
+            ("HTTP_CSS_PORT", &link_port.to_string()),
+            ("HTTP_POLLING_INTERVAL", "2"),
+            ("DATA_COMPRESSION", if case.compression { "true" } else { "false" }),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let mut ess = Server::start_with(binary, &ess_dir, &env)?;
+        let ess_base = format!("http://127.0.0.1:{}", ess.port);
+        ess.wait_healthy(admin, &ess_base, Duration::from_secs(30)).await?;
+        crate::progress(&format!("slow-link: {}", case.label));
+        let object_id = format!("o{i}");
+        fanout::put_object(
+            admin,
+            base,
+            "logs",
+            &object_id,
+            json!({"destinationType": "edge", "destinationID": id}),
+        )
+        .await?;
+        let before = sent_bytes(admin, base).await?;
+        fanout::put_data(admin, base, "logs", &object_id, case.data.clone()).await?;
+        let started = Instant::now();
+        let arrived = wait_arrived(admin, &ess_base, &object_id, Duration::from_secs(900)).await;
+        let elapsed = started.elapsed();
+        let copy = admin
+            .get(format!("{ess_base}/api/v1/objects/logs/{object_id}/data"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .bytes()
+            .await
+            .map_err(|e| e.to_string())?;
+        ess.stop();
+        arrived?;
+        if copy != case.data {
+            return Err(format!("{}: the ESS's copy differs from the object", case.label));
+        }
+        let wire = sent_bytes(admin, base).await? - before;
+        let share = wire as f64 / case.data.len() as f64;
+        let _ = writeln!(
+            table,
+            "{:<44} {:>14} {:>9.1}% {:>9.1}",
+            case.label,
+            wire,
+            100.0 * share,
+            elapsed.as_secs_f64()
+        );
+        wire_by_case.push(share);
+        figures.push(
+            json!({"case": case.label, "size": case.data.len(), "wire_bytes": wire, "seconds": elapsed.as_secs_f64()}),
+        );
+    }
+    let _ = writeln!(
+        table,
+        "checks: log lines cross in under a quarter of their size {}; random bytes are sent as they are {}",
+        verdict(wire_by_case[0] < 0.25),
+        verdict(wire_by_case[2] <= 1.001)
+    );
+    Ok(Outcome {
+        table,
+        json: json!({"mode": "slow-link", "cases": figures}),
+        failed: !(wire_by_case[0] < 0.25 && wire_by_case[2] <= 1.001),
+    })
+}
+
+/// Object data bytes the CSS has sent on its node-to-node routes.
+async fn sent_bytes(admin: &reqwest::Client, base: &str) -> Result<u64, String> {
+    let text = admin
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("edge_sync_transport_bytes_total{transport=\"http\",direction=\"sent\"}"))
+        .ok_or("no HTTP byte count in the CSS's metrics")?;
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .ok_or_else(|| format!("unreadable metric line {line}"))
+}
+
+/// Waits until the ESS lists the object (its data complete).
+async fn wait_arrived(admin: &reqwest::Client, ess_base: &str, id: &str, deadline: Duration) -> Result<(), String> {
+    let started = Instant::now();
+    while !fanout::ess_lists(admin, ess_base, "logs", id).await {
+        if started.elapsed() > deadline {
+            return Err(format!("{id} did not reach the ESS within {deadline:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// A proxy on a free loopback port to `target`, each direction paced to the link's rate.
+async fn slow_link(target: u16) -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target)).await else {
+                    return;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(paced(client_read, server_write));
+                paced(server_read, client_write).await;
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// Copies `from` to `to` at no more than the link's rate.
+async fn paced(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf) {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut buffer = vec![0u8; SLICE];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        sent += n as u64;
+        let due = Duration::from_secs_f64(sent as f64 / LINK_BYTES_PER_SECOND as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+fn log_lines(size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size + 256);
+    let mut i = 0u64;
+    while out.len() < size {
+        let _ = writeln!(
+            VecWriter(&mut out),
+            "{{\"ts\":\"2026-12-04T19:{:02}:{:02}.{:03}Z\",\"node\":\"edge-{}\",\"level\":\"{}\",\"msg\":\"sensor reading\",\"temp\":{}.{},\"seq\":{i}}}",
+            (i / 60_000) % 60,
+            (i / 1000) % 60,
+            i % 1000,
+            i % 37,
+            ["info", "debug", "warn"][(i % 3) as usize],
+            18 + i % 11,
+            i % 10
+        );
+        i += 1;
+    }
+    out.truncate(size);
+    out
+}
+
+/// `write!` into a byte vector.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for VecWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
