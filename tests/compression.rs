@@ -1,12 +1,13 @@
-//! Object data compressed with zstd between two nodes of this implementation over HTTP,
-//! negotiated per request: compressible data travels compressed both ways and arrives
-//! byte for byte; data that does not compress, and every exchange with a node that does not
-//! take part (the original, simulated by `DataCompression false`), travels as it is.
+//! Object data compressed with zstd between two nodes of this implementation, on both
+//! transports, negotiated per request (an HTTP header, a field of MQTT's `getdata`):
+//! compressible data travels compressed both ways and arrives byte for byte; data that does
+//! not compress, and every exchange with a node that does not take part (the original,
+//! simulated by `DataCompression false`), travels as it is.
 
 mod common;
 
 use common::metrics::{parse, value};
-use common::sync::{eventually, http_ess, listed, wait_registered, SYNC_DEADLINE};
+use common::sync::{eventually, listed, wait_registered, Net, Transport, SYNC_DEADLINE};
 use common::{TestNode, SYNC_ADMIN};
 use serde_json::json;
 
@@ -30,21 +31,26 @@ fn text(len: usize) -> Vec<u8> {
     out
 }
 
-/// The CSS's object data bytes on its node-to-node routes, `direction` `sent` or `received`.
-async fn css_data_bytes(css: &TestNode, direction: &str) -> f64 {
+/// Bytes the CSS exchanged with its nodes, `direction` `sent` or `received`: object data on
+/// the HTTP routes, everything on the MQTT connection.
+async fn css_bytes(css: &TestNode, transport: Transport, direction: &str) -> f64 {
+    let label = match transport {
+        Transport::Http => "http",
+        Transport::Mqtt => "mqtt",
+    };
     let text = css.api().get_as(SYNC_ADMIN, "/metrics").await.text();
     value(
         &parse(&text),
         "edge_sync_transport_bytes_total",
-        &[("transport", "http"), ("direction", direction)],
+        &[("transport", label), ("direction", direction)],
     )
     .unwrap_or(0.0)
 }
 
 /// Publishes `data` on the CSS for node1 and waits until the ESS has it, byte for byte; the
-/// data bytes the CSS sent for it.
-async fn to_the_ess(css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_data_bytes(css, "sent").await;
+/// bytes the CSS sent meanwhile.
+async fn to_the_ess(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
+    let before = css_bytes(css, net.transport, "sent").await;
     let path = css.obj("logs", id);
     css.api()
         .create(
@@ -58,13 +64,13 @@ async fn to_the_ess(css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f6
     })
     .await;
     assert_eq!(ess.api().data(&ess.obj("logs", id)).await, data, "the ESS's copy");
-    css_data_bytes(css, "sent").await - before
+    css_bytes(css, net.transport, "sent").await - before
 }
 
-/// Creates `data` on the ESS and waits until the CSS has it, byte for byte; the data bytes
-/// the CSS received for it.
-async fn to_the_css(css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_data_bytes(css, "received").await;
+/// Creates `data` on the ESS and waits until the CSS has it, byte for byte; the bytes the
+/// CSS received meanwhile.
+async fn to_the_css(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
+    let before = css_bytes(css, net.transport, "received").await;
     let path = ess.obj("upload", id);
     ess.api().create(&path, json!({}), None).await;
     let response = ess.api().put_bytes(&format!("{path}/data"), data.to_vec()).await;
@@ -74,56 +80,75 @@ async fn to_the_css(css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f6
     })
     .await;
     assert_eq!(css.api().data(&css.obj("upload", id)).await, data, "the CSS's copy");
-    css_data_bytes(css, "received").await - before
+    css_bytes(css, net.transport, "received").await - before
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compressible_data_travels_compressed_both_ways_and_the_rest_as_it_is() {
-    let css = TestNode::css();
-    let ess = http_ess(css.port(), &[("MAX_DATA_CHUNK_SIZE", "1048576")]);
+/// Asserts that `bytes` on the wire carried `len` bytes of data as they are: exactly over
+/// HTTP (object data only), with the messages' few headers over MQTT.
+fn sent_as_it_is(transport: Transport, bytes: f64, len: usize, what: &str) {
+    let len = len as f64;
+    match transport {
+        Transport::Http => assert_eq!(bytes, len, "{what}"),
+        Transport::Mqtt => assert!(
+            bytes >= len && bytes < len * 1.02 + 65536.0,
+            "{what}: {bytes} for {len}"
+        ),
+    }
+}
+
+/// Asserts that `bytes` on the wire carried `len` bytes of log lines compressed.
+fn sent_compressed(bytes: f64, len: usize, what: &str) {
+    assert!(
+        bytes > 0.0 && bytes < len as f64 / 5.0,
+        "{what}: {bytes} bytes for {len}"
+    );
+}
+
+/// Chunks of 1 MiB both ways: several messages per object over MQTT.
+const CHUNK: (&str, &str) = ("MAX_DATA_CHUNK_SIZE", "1048576");
+
+async fn compressible_data_travels_compressed_both_ways_and_the_rest_as_it_is(transport: Transport) {
+    let net = Net::new(transport);
+    let css = net.css(&[CHUNK]);
+    let ess = net.ess(&css, &[CHUNK]);
     wait_registered(&css, &ess, "node1").await;
     let logs = text(3 * 1024 * 1024 + 123);
-
-    let down = to_the_ess(&css, &ess, "logs", &logs).await;
-    assert!(
-        down > 0.0 && down < logs.len() as f64 / 5.0,
-        "{down} bytes sent for {}",
-        logs.len()
-    );
-    let up = to_the_css(&css, &ess, "logs", &logs).await;
-    assert!(
-        up > 0.0 && up < logs.len() as f64 / 5.0,
-        "{up} bytes received for {}",
-        logs.len()
-    );
+    sent_compressed(to_the_ess(&net, &css, &ess, "logs", &logs).await, logs.len(), "down");
+    sent_compressed(to_the_css(&net, &css, &ess, "logs", &logs).await, logs.len(), "up");
 
     let random = edge_sync_service::random::noise(2 * 1024 * 1024);
-    let down = to_the_ess(&css, &ess, "random", &random).await;
-    assert_eq!(
-        down,
-        random.len() as f64,
-        "data that does not compress is sent as it is"
-    );
-    let up = to_the_css(&css, &ess, "random", &random).await;
-    assert_eq!(up, random.len() as f64);
+    let down = to_the_ess(&net, &css, &ess, "random", &random).await;
+    sent_as_it_is(transport, down, random.len(), "random bytes down");
+    let up = to_the_css(&net, &css, &ess, "random", &random).await;
+    sent_as_it_is(transport, up, random.len(), "random bytes up");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_does_not_take_part_gets_the_original_protocol() {
+async fn a_node_that_does_not_take_part_gets_the_original_protocol(transport: Transport) {
     // An ESS that neither asks for nor sends compressed data, as the original's.
-    let css = TestNode::css();
-    let plain_ess = http_ess(css.port(), &[("DATA_COMPRESSION", "false")]);
+    let net = Net::new(transport);
+    let css = net.css(&[CHUNK]);
+    let plain_ess = net.ess(&css, &[CHUNK, ("DATA_COMPRESSION", "false")]);
     wait_registered(&css, &plain_ess, "node1").await;
-    let logs = text(1024 * 1024);
-    assert_eq!(to_the_ess(&css, &plain_ess, "a", &logs).await, logs.len() as f64);
-    assert_eq!(to_the_css(&css, &plain_ess, "a", &logs).await, logs.len() as f64);
+    let logs = text(1024 * 1024 + 17);
+    let down = to_the_ess(&net, &css, &plain_ess, "a", &logs).await;
+    sent_as_it_is(transport, down, logs.len(), "to an ESS that does not take part");
+    let up = to_the_css(&net, &css, &plain_ess, "a", &logs).await;
+    sent_as_it_is(transport, up, logs.len(), "from an ESS that does not take part");
     drop(plain_ess);
+    drop(css);
 
     // A CSS that neither offers nor takes them, as the original's: our ESS asks, gets the
     // data as it is, and uploads as it is.
-    let plain_css = common::sync::css_with(&[("DATA_COMPRESSION", "false")]);
-    let ess = http_ess(plain_css.port(), &[]);
+    let plain_css = net.css(&[CHUNK, ("DATA_COMPRESSION", "false")]);
+    let ess = net.ess(&plain_css, &[CHUNK]);
     wait_registered(&plain_css, &ess, "node1").await;
-    assert_eq!(to_the_ess(&plain_css, &ess, "b", &logs).await, logs.len() as f64);
-    assert_eq!(to_the_css(&plain_css, &ess, "b", &logs).await, logs.len() as f64);
+    let down = to_the_ess(&net, &plain_css, &ess, "b", &logs).await;
+    sent_as_it_is(transport, down, logs.len(), "from a CSS that does not take part");
+    let up = to_the_css(&net, &plain_css, &ess, "b", &logs).await;
+    sent_as_it_is(transport, up, logs.len(), "to a CSS that does not take part");
 }
+
+on_both_transports!(
+    compressible_data_travels_compressed_both_ways_and_the_rest_as_it_is,
+    a_node_that_does_not_take_part_gets_the_original_protocol,
+);

@@ -62,7 +62,7 @@ impl EdgeNode {
             loop {
                 match events.poll().await {
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        let message = codec::decode(&publish.payload).expect("a message the codec reads");
+                        let message = codec::decode(&publish.payload, usize::MAX).expect("a message the codec reads");
                         if sender.send(message).is_err() {
                             return;
                         }

@@ -44,9 +44,12 @@ const BUFFER: usize = 64 * 1024;
 
 /// True when a header value lists `zstd`.
 pub fn names_zstd(value: Option<&axum::http::HeaderValue>) -> bool {
-    value
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|e| e.trim().eq_ignore_ascii_case(ZSTD)))
+    value.and_then(|v| v.to_str().ok()).is_some_and(lists_zstd)
+}
+
+/// True when a comma-separated list of encodings holds `zstd`.
+pub fn lists_zstd(encodings: &str) -> bool {
+    encodings.split(',').any(|e| e.trim().eq_ignore_ascii_case(ZSTD))
 }
 
 /// True when compressing `sample` (the start of the data) saves enough to be worth it.
@@ -63,8 +66,11 @@ pub fn worth_compressing(sample: &[u8]) -> bool {
 /// `data` compressed when a sample of its first bytes compresses; the flag says whether it
 /// was. The sample is read ahead and sent first either way.
 pub async fn compress_if_worth(
-    mut data: BoxStream<'static, io::Result<Bytes>>,
+    data: BoxStream<'static, io::Result<Bytes>>,
 ) -> io::Result<(bool, BoxStream<'static, io::Result<Bytes>>)> {
+    // Fused: data shorter than the sample has ended when it is chained after the sample,
+    // and a stream may not be polled again once it ended.
+    let mut data = data.fuse();
     let mut sample: Vec<Bytes> = Vec::new();
     let mut sampled = 0;
     while sampled < SAMPLE {
@@ -97,6 +103,23 @@ pub fn decompress(body: BoxStream<'static, io::Result<Bytes>>) -> BoxStream<'sta
     ReaderStream::with_capacity(decoder, BUFFER).boxed()
 }
 
+/// A chunk that travels whole in one message (MQTT) compressed, when a sample of it
+/// compresses and the whole comes out smaller; `None` to send it as it is.
+pub fn compress_chunk(data: &[u8]) -> Option<Vec<u8>> {
+    if !worth_compressing(&data[..data.len().min(SAMPLE)]) {
+        return None;
+    }
+    zstd::bulk::compress(data, LEVEL)
+        .ok()
+        .filter(|compressed| compressed.len() < data.len())
+}
+
+/// The data of a compressed chunk, refused when it would be larger than `limit` bytes (the
+/// frame records its size: a larger one is refused before anything is allocated).
+pub fn decompress_chunk(data: &[u8], limit: usize) -> io::Result<Vec<u8>> {
+    zstd::bulk::decompress(data, limit)
+}
+
 /// A body stream with its errors as io errors.
 pub fn io_stream<E: std::error::Error + Send + Sync + 'static>(
     body: impl futures_util::Stream<Item = Result<Bytes, E>> + Send + 'static,
@@ -115,7 +138,12 @@ mod tests {
 
     async fn round_trip(data: Vec<u8>, piece: usize) -> (bool, usize, Vec<u8>) {
         let chunks: Vec<io::Result<Bytes>> = data.chunks(piece).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let (compressed, body) = compress_if_worth(stream::iter(chunks).boxed()).await.unwrap();
+        // An unfold, as the store's readers are: it panics when polled again after its end.
+        let source = stream::unfold(
+            chunks.into_iter(),
+            |mut rest| async move { rest.next().map(|c| (c, rest)) },
+        );
+        let (compressed, body) = compress_if_worth(source.boxed()).await.unwrap();
         let wire: Vec<Bytes> = body.try_collect().await.unwrap();
         let wire_len = wire.iter().map(Bytes::len).sum();
         let received = if compressed {
@@ -166,5 +194,20 @@ mod tests {
         assert!(names_zstd(Some(&value)));
         assert!(!names_zstd(Some(&axum::http::HeaderValue::from_static("gzip"))));
         assert!(!names_zstd(None));
+    }
+
+    #[test]
+    fn chunks_are_compressed_only_when_it_pays_and_bounded_when_read() {
+        let logs = text(256 * 1024);
+        let compressed = compress_chunk(&logs).expect("log lines compress");
+        assert!(compressed.len() < logs.len() / 4, "{} bytes", compressed.len());
+        assert_eq!(decompress_chunk(&compressed, logs.len()).unwrap(), logs);
+        assert!(
+            decompress_chunk(&compressed, logs.len() - 1).is_err(),
+            "more than the limit"
+        );
+        assert!(decompress_chunk(b"not zstd at all", 1024).is_err());
+        assert_eq!(compress_chunk(&crate::random::noise(256 * 1024)), None);
+        assert_eq!(compress_chunk(&logs[..100]), None, "too short to be worth a frame");
     }
 }

@@ -2,6 +2,7 @@
 //! messages, and the topics both roles use (§4.2).
 
 use crate::model::{Destination, MetaData, ObjectKey};
+use crate::transport::compression;
 use serde::{Deserialize, Serialize};
 
 /// First bytes of a data message; a JSON message can never start with them.
@@ -12,6 +13,10 @@ const FIELD_ID: u32 = 3;
 const FIELD_OFFSET: u32 = 4;
 const FIELD_DATA: u32 = 5;
 const FIELD_INSTANCE: u32 = 6;
+/// An extension: the encoding of the data field (`zstd`), present only in answers to a
+/// receiver that asked for it with [`Control::data_encoding`]. The original's parser skips
+/// fields it does not know, and is never sent one.
+const FIELD_ENCODING: u32 = 101;
 
 /// Protocol version of every message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +52,10 @@ pub struct Control {
     pub retry: i32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// An extension on `getdata`: the receiver takes chunks in this encoding (`zstd`). The
+    /// original ignores the field and never writes it.
+    #[serde(rename = "dataEncoding", default, skip_serializing_if = "String::is_empty")]
+    pub data_encoding: String,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -81,6 +90,7 @@ impl Control {
             feedback_from_origin: false,
             retry: 0,
             reason: String::new(),
+            data_encoding: String::new(),
         }
     }
 
@@ -154,10 +164,11 @@ pub enum DecodeError {
     Data(&'static str),
 }
 
-/// Decodes a payload of either kind.
-pub fn decode(payload: &bytes::Bytes) -> Result<Message, DecodeError> {
+/// Decodes a payload of either kind; compressed data must come out at most `largest_chunk`
+/// bytes long.
+pub fn decode(payload: &bytes::Bytes, largest_chunk: usize) -> Result<Message, DecodeError> {
     if payload.len() >= 4 && payload[..4] == DATA_MAGIC.to_be_bytes() {
-        return decode_data(payload).map(Message::Data);
+        return decode_data(payload, largest_chunk).map(Message::Data);
     }
     let control: Control = serde_json::from_slice(payload).map_err(|e| DecodeError::Json(e.to_string()))?;
     if control.version != VERSION {
@@ -172,15 +183,23 @@ pub fn encode_control(message: &Control) -> bytes::Bytes {
     bytes::Bytes::from(serde_json::to_vec(message).unwrap_or_default())
 }
 
-/// Encodes a data message, fields in the original's order (data last, no padding).
-pub fn encode_data(chunk: &DataChunk) -> bytes::Bytes {
+/// Encodes a data message, fields in the original's order (data last, no padding). With
+/// `compress` (the receiver asked for it), the data is compressed when that pays, and the
+/// message says so in a field of its own.
+pub fn encode_data(chunk: &DataChunk, compress: bool) -> bytes::Bytes {
+    let compressed = if compress {
+        compression::compress_chunk(&chunk.data)
+    } else {
+        None
+    };
     let text_fields = [
         (FIELD_ORG, chunk.org.as_bytes()),
         (FIELD_TYPE, chunk.object_type.as_bytes()),
         (FIELD_ID, chunk.object_id.as_bytes()),
     ];
     let mut out = Vec::with_capacity(16 + 6 * 8 + 16 + chunk.data.len() + 64);
-    for word in [DATA_MAGIC, VERSION.major as u32, VERSION.minor as u32, 6] {
+    let fields = if compressed.is_some() { 7 } else { 6 };
+    for word in [DATA_MAGIC, VERSION.major as u32, VERSION.minor as u32, fields] {
         out.extend_from_slice(&word.to_be_bytes());
     }
     let mut field = |kind: u32, value: &[u8]| {
@@ -193,11 +212,17 @@ pub fn encode_data(chunk: &DataChunk) -> bytes::Bytes {
     }
     field(FIELD_OFFSET, &chunk.offset.to_be_bytes());
     field(FIELD_INSTANCE, &chunk.instance_id.to_be_bytes());
-    field(FIELD_DATA, &chunk.data);
+    match &compressed {
+        Some(compressed) => {
+            field(FIELD_ENCODING, compression::ZSTD.as_bytes());
+            field(FIELD_DATA, compressed);
+        }
+        None => field(FIELD_DATA, &chunk.data),
+    }
     bytes::Bytes::from(out)
 }
 
-fn decode_data(payload: &bytes::Bytes) -> Result<DataChunk, DecodeError> {
+fn decode_data(payload: &bytes::Bytes, largest_chunk: usize) -> Result<DataChunk, DecodeError> {
     let mut at = 0usize;
     let word = |at: &mut usize| -> Result<u32, DecodeError> {
         let bytes = payload.get(*at..*at + 4).ok_or(DecodeError::Data("truncated"))?;
@@ -212,6 +237,7 @@ fn decode_data(payload: &bytes::Bytes) -> Result<DataChunk, DecodeError> {
     let count = word(&mut at)?;
     let (mut org, mut object_type, mut object_id, mut offset, mut instance_id, mut data) =
         (None, None, None, 0i64, 0i64, None);
+    let mut encoding = None;
     for _ in 0..count {
         let kind = word(&mut at)?;
         let len = word(&mut at)? as usize;
@@ -237,6 +263,7 @@ fn decode_data(payload: &bytes::Bytes) -> Result<DataChunk, DecodeError> {
             FIELD_OFFSET => offset = number(&value)?,
             FIELD_INSTANCE => instance_id = number(&value)?,
             FIELD_DATA => data = Some(value),
+            FIELD_ENCODING => encoding = Some(value),
             // Unknown fields are skipped, as the original's parser does.
             _ => {}
         }
@@ -247,8 +274,25 @@ fn decode_data(payload: &bytes::Bytes) -> Result<DataChunk, DecodeError> {
         object_id: object_id.ok_or(DecodeError::Data("no objectID"))?,
         offset,
         instance_id,
-        data: data.ok_or(DecodeError::Data("no data"))?,
+        data: decoded(data.ok_or(DecodeError::Data("no data"))?, encoding, largest_chunk)?,
     })
+}
+
+/// The data of a data field in `encoding` (none: as it is).
+fn decoded(
+    data: bytes::Bytes,
+    encoding: Option<bytes::Bytes>,
+    largest_chunk: usize,
+) -> Result<bytes::Bytes, DecodeError> {
+    match encoding {
+        None => Ok(data),
+        Some(name) if name.eq_ignore_ascii_case(compression::ZSTD.as_bytes()) => {
+            compression::decompress_chunk(&data, largest_chunk)
+                .map(bytes::Bytes::from)
+                .map_err(|_| DecodeError::Data("compressed data is damaged or larger than a chunk may be"))
+        }
+        Some(_) => Err(DecodeError::Data("unknown data encoding")),
+    }
 }
 
 /// Topic the CSS publishes to for one ESS.
@@ -275,6 +319,8 @@ mod props;
 mod tests {
     use super::*;
 
+    const LIMIT: usize = 1 << 20;
+
     fn chunk() -> DataChunk {
         DataChunk {
             org: "org".into(),
@@ -288,29 +334,59 @@ mod tests {
 
     #[test]
     fn data_messages_round_trip() {
-        let encoded = encode_data(&chunk());
+        let encoded = encode_data(&chunk(), false);
         assert_eq!(&encoded[..4], &[1, 1, 1, 1]);
-        match decode(&encoded).unwrap() {
+        match decode(&encoded, LIMIT).unwrap() {
             Message::Data(decoded) => assert_eq!(decoded, chunk()),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
+    fn compressed_data_comes_back_as_it_was_and_is_bounded() {
+        let line = b"{\"level\":\"info\",\"msg\":\"sensor reading\",\"temp\":21.5}\n";
+        let logs: Vec<u8> = line.iter().copied().cycle().take(200_000).collect();
+        let big = DataChunk {
+            data: bytes::Bytes::from(logs),
+            ..chunk()
+        };
+        let compressed = encode_data(&big, true);
+        assert!(compressed.len() < big.data.len() / 4, "{} bytes", compressed.len());
+        match decode(&compressed, LIMIT).unwrap() {
+            Message::Data(decoded) => assert_eq!(decoded, big),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            decode(&compressed, big.data.len() - 1).unwrap_err(),
+            DecodeError::Data("compressed data is damaged or larger than a chunk may be")
+        );
+        // What does not compress goes as it is, in the original's six fields.
+        let short = encode_data(&chunk(), true);
+        assert_eq!(short, encode_data(&chunk(), false));
+        let mut unknown = compressed.to_vec();
+        let at = unknown.windows(4).position(|w| w == b"zstd").unwrap();
+        unknown[at..at + 4].copy_from_slice(b"lzma");
+        assert_eq!(
+            decode(&bytes::Bytes::from(unknown), LIMIT).unwrap_err(),
+            DecodeError::Data("unknown data encoding")
+        );
+    }
+
+    #[test]
     fn padding_after_the_data_is_ignored_and_bad_fields_refused() {
-        let mut padded = encode_data(&chunk()).to_vec();
+        let mut padded = encode_data(&chunk(), false).to_vec();
         padded.extend_from_slice(&[0; 100]);
-        match decode(&bytes::Bytes::from(padded)).unwrap() {
+        match decode(&bytes::Bytes::from(padded), LIMIT).unwrap() {
             Message::Data(decoded) => assert_eq!(decoded.data, chunk().data),
             other => panic!("{other:?}"),
         }
-        let mut truncated = encode_data(&chunk()).to_vec();
+        let mut truncated = encode_data(&chunk(), false).to_vec();
         truncated.truncate(truncated.len() - 3);
-        assert!(decode(&bytes::Bytes::from(truncated)).is_err());
-        let mut wrong_version = encode_data(&chunk()).to_vec();
+        assert!(decode(&bytes::Bytes::from(truncated), LIMIT).is_err());
+        let mut wrong_version = encode_data(&chunk(), false).to_vec();
         wrong_version[7] = 2;
         assert_eq!(
-            decode(&bytes::Bytes::from(wrong_version)).unwrap_err(),
+            decode(&bytes::Bytes::from(wrong_version), LIMIT).unwrap_err(),
             DecodeError::Version(2, 0)
         );
     }
@@ -321,19 +397,22 @@ mod tests {
         let text = String::from_utf8(encode_control(&message).to_vec()).unwrap();
         assert!(text.contains(r#""version":{"Major":1,"Minor":0}"#), "{text}");
         assert!(text.contains(r#""destination":{"#), "{text}");
-        assert!(!text.contains("offset") && !text.contains("feedback-code"), "{text}");
-        match decode(&encode_control(&message)).unwrap() {
+        assert!(
+            !text.contains("offset") && !text.contains("feedback-code") && !text.contains("dataEncoding"),
+            "{text}"
+        );
+        match decode(&encode_control(&message), LIMIT).unwrap() {
             Message::Control(decoded) => assert_eq!(*decoded, message),
             other => panic!("{other:?}"),
         }
         let other_version = br#"{"version":{"Major":2,"Minor":0},"command":"update"}"#;
         assert_eq!(
-            decode(&bytes::Bytes::from_static(other_version)).unwrap_err(),
+            decode(&bytes::Bytes::from_static(other_version), LIMIT).unwrap_err(),
             DecodeError::Version(2, 0)
         );
         let minimal = br#"{"version":{"Major":1,"Minor":0},"command":"regack"}"#;
         assert!(matches!(
-            decode(&bytes::Bytes::from_static(minimal)),
+            decode(&bytes::Bytes::from_static(minimal), LIMIT),
             Ok(Message::Control(_))
         ));
     }

@@ -54,6 +54,8 @@ pub struct Incoming {
 pub struct Connection {
     client: AsyncClient,
     state: Arc<State>,
+    /// The largest chunk of data a message from the other node may carry, once decoded.
+    largest_incoming_chunk: usize,
 }
 
 /// What the connection has been through, for the health report and metrics.
@@ -120,11 +122,8 @@ impl Connection {
         // Chunks this node sends are at most its MaxDataChunkSize; the other node's may be
         // larger (its own setting), up to what a broker commonly accepts.
         let outgoing = settings.max_chunk.saturating_add(PACKET_OVERHEAD);
-        let largest_incoming = settings
-            .max_chunk
-            .max(MIN_INCOMING_CHUNK)
-            .saturating_add(PACKET_OVERHEAD);
-        options.set_max_packet_size(largest_incoming, outgoing);
+        let largest_incoming_chunk = settings.max_chunk.max(MIN_INCOMING_CHUNK);
+        options.set_max_packet_size(largest_incoming_chunk.saturating_add(PACKET_OVERHEAD), outgoing);
         if !settings.user.is_empty() {
             options.set_credentials(settings.user.clone(), settings.password.clone());
         }
@@ -140,7 +139,11 @@ impl Connection {
         network.set_tcp_nodelay(true);
         events.set_network_options(network);
         let state = Arc::new(State::default());
-        let connection = Self { client, state };
+        let connection = Self {
+            client,
+            state,
+            largest_incoming_chunk,
+        };
         let runner = connection.clone();
         let address = format!("{}:{}", settings.host, settings.port);
         tracker.spawn(async move {
@@ -245,6 +248,12 @@ impl Connection {
     /// True while the broker connection is up.
     pub fn is_connected(&self) -> bool {
         self.state.connected.load(Ordering::SeqCst)
+    }
+
+    /// The largest chunk of data a message from the other node may carry: the bound of a
+    /// compressed chunk once decompressed, as of an uncompressed one.
+    pub fn largest_incoming_chunk(&self) -> usize {
+        self.largest_incoming_chunk
     }
 
     /// Number of completed connects so far.

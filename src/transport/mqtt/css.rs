@@ -200,7 +200,7 @@ fn address(org: &str, dest_type: &str, dest_id: &str) -> NodeAddress {
 impl CssMqtt {
     async fn handle(self: Arc<Self>, mut incoming: mpsc::Receiver<Incoming>) {
         while let Some(message) = incoming.recv().await {
-            match codec::decode(&message.payload) {
+            match codec::decode(&message.payload, self.connection.largest_incoming_chunk()) {
                 // A request for a chunk waits for a server in the queue, however many come.
                 Ok(Message::Control(control)) if control.command == "getdata" => {
                     self.chunk_requests.push(Self::sender_of(&control), *control);

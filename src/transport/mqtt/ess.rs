@@ -12,6 +12,7 @@ use crate::engine::Node;
 use crate::model::sync::{Action, Feedback, PollItem};
 use crate::model::{Destination, MetaData, ObjectKey};
 use crate::sync::link::{DataChunk, DataPush, EssLink, NotificationDelivery, PollAnswer, Reply, Unregistration};
+use crate::transport::compression;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -98,7 +99,7 @@ impl MqttLink {
             }
         });
         while let Some(message) = incoming.recv().await {
-            match codec::decode(&message.payload) {
+            match codec::decode(&message.payload, self.connection.largest_incoming_chunk()) {
                 Ok(Message::Control(control)) => self.on_control(*control).await,
                 Ok(Message::Data(chunk)) => self.on_data(chunk),
                 Err(e) => tracing::warn!(topic = %message.topic, error = %e, "MQTT: dropping a message"),
@@ -155,7 +156,8 @@ impl MqttLink {
             }
             "getdata" => {
                 let link = self.clone();
-                tokio::spawn(async move { link.serve_chunk(control.meta, control.offset).await });
+                let compress = self.compresses_for(&control);
+                tokio::spawn(async move { link.serve_chunk(control.meta, control.offset, compress).await });
             }
             "feedback" if control.feedback_from_origin && control.feedback_code == FEEDBACK_INVALID_OBJECT => {
                 self.answer(("data", key, instance, control.offset), Answer::NotFound);
@@ -184,9 +186,15 @@ impl MqttLink {
         self.answer(wait, Answer::Data(chunk.data));
     }
 
+    /// Whether the answer to a `getdata` may be compressed: the CSS asked for it and this
+    /// node takes part.
+    fn compresses_for(&self, request: &Control) -> bool {
+        self.node.settings().data_compression && compression::lists_zstd(&request.data_encoding)
+    }
+
     /// Answers a `getdata` for an own object with the chunk at `offset`, or feedback code 5
     /// when that instance's data is not here.
-    async fn serve_chunk(&self, meta: MetaData, offset: i64) {
+    async fn serve_chunk(&self, meta: MetaData, offset: i64, compress: bool) {
         let key = self.key_of(&meta);
         let source = match self.node.origin_upload_source(&key, meta.instance_id).await {
             Ok(Some(source)) => source,
@@ -221,7 +229,9 @@ impl MqttLink {
             data,
         };
         let topic = codec::from_ess_topic(&self.me.dest_type, &self.me.dest_id, multi_chunk);
-        self.connection.publish(topic, codec::encode_data(&chunk)).await;
+        self.connection
+            .publish(topic, codec::encode_data(&chunk, compress))
+            .await;
     }
 
     /// Metadata naming an object in a message of this node (see [`codec::node_meta`]).
@@ -433,6 +443,9 @@ impl EssLink for MqttLink {
         let offset = range.map_or(0, |(start, _)| start);
         let mut message = Control::about("getdata", self.meta_for(key, instance_id, data_id, false));
         message.offset = i64::try_from(offset).unwrap_or(0);
+        if self.node.settings().data_compression {
+            message.data_encoding = compression::ZSTD.to_string();
+        }
         let wait = ("data", key.clone(), instance_id, message.offset);
         // A chunk may be megabytes: twice the answer time; a lost one is asked for again.
         match self.request(&message, false, wait, self.answer_timeout * 2).await {

@@ -177,7 +177,7 @@ async fn drive(
                 }
                 Inbound::Session
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => match codec::decode(&publish.payload) {
+            Ok(Event::Incoming(Packet::Publish(publish))) => match codec::decode(&publish.payload, MAX_PACKET) {
                 Ok(message) => Inbound::Message(message),
                 Err(_) => {
                     Counters::add(&counters.undecodable);

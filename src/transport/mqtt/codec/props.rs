@@ -162,7 +162,7 @@ proptest! {
 
     #[test]
     fn any_payload_is_a_message_or_a_reason(payload in prop::collection::vec(any::<u8>(), 0..96)) {
-        if let Err(error) = decode(&bytes::Bytes::from(payload)) {
+        if let Err(error) = decode(&bytes::Bytes::from(payload), usize::MAX) {
             assert_reason(&error)?;
         }
     }
@@ -170,7 +170,7 @@ proptest! {
     #[test]
     fn hostile_data_messages_are_read_within_the_payload_or_dropped(payload in data_payload()) {
         let len = payload.len();
-        match decode(&bytes::Bytes::from(payload)) {
+        match decode(&bytes::Bytes::from(payload), usize::MAX) {
             Ok(Message::Data(chunk)) => {
                 prop_assert!(chunk.data.len() + chunk.object_type.len() + chunk.object_id.len() <= len);
             }
@@ -181,7 +181,7 @@ proptest! {
 
     #[test]
     fn hostile_control_messages_are_read_or_dropped(payload in control_payload()) {
-        match decode(&bytes::Bytes::from(payload)) {
+        match decode(&bytes::Bytes::from(payload), usize::MAX) {
             Ok(Message::Control(control)) => prop_assert_eq!(control.version, VERSION),
             Ok(Message::Data(_)) => prop_assert!(false, "JSON read as a data message"),
             Err(error) => assert_reason(&error)?,
@@ -190,7 +190,7 @@ proptest! {
 
     #[test]
     fn data_messages_decode_as_themselves(chunk in chunk()) {
-        match decode(&encode_data(&chunk)) {
+        match decode(&encode_data(&chunk, false), usize::MAX) {
             Ok(Message::Data(decoded)) => prop_assert_eq!(decoded, chunk),
             other => prop_assert!(false, "{other:?}"),
         }
@@ -198,7 +198,7 @@ proptest! {
 
     #[test]
     fn control_messages_decode_as_themselves(control in control()) {
-        match decode(&encode_control(&control)) {
+        match decode(&encode_control(&control), usize::MAX) {
             Ok(Message::Control(decoded)) => prop_assert_eq!(*decoded, control),
             other => prop_assert!(false, "{other:?}"),
         }

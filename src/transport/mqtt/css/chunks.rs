@@ -6,6 +6,7 @@ use super::{CssMqtt, ServedChunk, FEEDBACK_INVALID_OBJECT};
 use crate::auth::edge::NodeAddress;
 use crate::engine::{ContentRange, EngineError, RangeRequest, RangedRead, ReceptionScope};
 use crate::model::{MetaData, ObjectKey};
+use crate::transport::compression;
 use crate::transport::mqtt::codec::{self, Control, DataChunk};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -156,6 +157,9 @@ impl CssMqtt {
         self.chunks.lock().insert(wait.clone(), sender);
         let mut getdata = Control::about("getdata", meta.clone());
         getdata.offset = offset;
+        if self.node.settings().data_compression {
+            getdata.data_encoding = compression::ZSTD.to_string();
+        }
         // The request or its answer is lost when either side's broker session ends (QoS 0,
         // clean sessions): ask again as soon as the CSS reconnected or the node registered
         // again, rather than after the timeout.
@@ -230,14 +234,18 @@ impl CssMqtt {
         let data = stream.read_all().await?;
         // The chunk as read is dropped once encoded: while the publish waits for room in
         // the connection's queue, only the encoded copy is held.
-        let payload = codec::encode_data(&DataChunk {
-            org: key.org.clone(),
-            object_type: key.object_type.clone(),
-            object_id: key.object_id.clone(),
-            offset: control.offset,
-            instance_id: meta.instance_id,
-            data,
-        });
+        let compress = self.node.settings().data_compression && compression::lists_zstd(&control.data_encoding);
+        let payload = codec::encode_data(
+            &DataChunk {
+                org: key.org.clone(),
+                object_type: key.object_type.clone(),
+                object_id: key.object_id.clone(),
+                offset: control.offset,
+                instance_id: meta.instance_id,
+                data,
+            },
+            compress,
+        );
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
         let session = self.connection.sessions();
         self.connection.publish(topic, payload).await;
