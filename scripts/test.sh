@@ -18,9 +18,11 @@ cd "$(dirname "$0")/.."
 # For the arm builds run under qemu (scripts/check-arm.sh): Debian's cross compilers, the musl
 # headers of each architecture (packages of a foreign architecture), armhf's glibc headers
 # for the glibc build of armhf (see build-release.sh), and qemu-user-static.
+# For the container image (scripts/check-image.sh): buildah builds it, podman runs it with
+# runc, ca-certificates gives it its CA bundle, and file tells that the binary is static.
 packages=(mosquitto postgresql python3-venv chromium chromium-driver shellcheck musl-tools systemd
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-armhf-cross musl-dev:arm64 musl-dev:armhf
-  qemu-user-static)
+  qemu-user-static buildah podman runc ca-certificates file)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
@@ -78,5 +80,7 @@ cp "$binary" "$host_binary"
 for arch in arm64 armhf; do
   scripts/check-arm.sh "$arch" "$host_binary"
 done
-# Any failure above has already stopped the script: shellcheck, release build, unit, arm.
-echo "packaging: 5 passed, 0 failed"
+echo "== container image built with buildah and run with podman (scripts/check-image.sh)"
+scripts/check-image.sh "$host_binary"
+# Any failure above has already stopped the script: shellcheck, release build, unit, arm, image.
+echo "packaging: 6 passed, 0 failed"
