@@ -117,9 +117,10 @@ fn publish_list_download_and_delete_on_a_css() {
     );
     assert_eq!(code, 0, "{output}");
     assert_eq!(std::fs::read(&out).unwrap(), data);
+    // `get` is the same command.
     let (code, output) = client(
         css.port(),
-        &["object", "download", "-t", "model", "-i", "m1", "-f", &path_arg(&out)],
+        &["object", "get", "-t", "model", "-i", "m1", "-f", &path_arg(&out)],
         dir.path(),
     );
     assert_eq!(code, 2, "an existing file is kept: {output}");

@@ -38,6 +38,7 @@ pub enum ObjectCommand {
     /// List the objects of the organization (a table, or --json)
     List(inspect::ListArgs),
     /// Download an object's data into a file (continues an interrupted download)
+    #[command(visible_alias = "get")]
     Download(download::DownloadArgs),
     /// Delete an object
     Delete(inspect::ObjectName),
