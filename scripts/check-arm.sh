@@ -57,42 +57,9 @@ if command -v file >/dev/null 2>&1; then file "$binary"; fi
 }
 echo "$arch: --help under ${qemu[0]}: ok"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Waits up to $2 seconds for a command to succeed.
-wait_until() {
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "error: $arch: $what did not happen within $seconds s" >&2
-      for log in "$work"/*.log; do
-        echo "--- $log" >&2
-        tail -n 20 "$log" >&2
-      done
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
-AUTH=(-u myorg/admin:any)
-
-# start NAME NODE_TYPE PORT CSS_PORT COMMAND...: a node on 127.0.0.1:PORT in its own folder.
-start() {
-  local name=$1 node_type=$2 port=$3 css_port=$4
-  shift 4
-  env NODE_TYPE="$node_type" LISTENING_TYPE=unsecure LISTENING_ADDRESS=127.0.0.1 \
-    UNSECURE_LISTENING_PORT="$port" PERSISTENCE_ROOT_PATH="$work/$name" STORAGE_PROVIDER=bolt \
-    COMMUNICATION_PROTOCOL=http HTTP_CSS_HOST=127.0.0.1 HTTP_CSS_PORT="$css_port" \
-    DESTINATION_TYPE=edge DESTINATION_ID="$name" ORG_ID=myorg HTTP_POLLING_INTERVAL=1 \
-    "$@" -c "$work/absent.conf" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  wait_until "$name to answer" 120 curl -sf "${AUTH[@]}" "http://127.0.0.1:$port/api/v1/health"
-}
+check=$arch
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh
 
 # pair LABEL CSS_COMMAND... -- ESS_COMMAND...: one object with data from the CSS to the ESS.
 pair() {
@@ -110,16 +77,7 @@ pair() {
   ess_port=$(free_port)
   start "css-$label" CSS "$css_port" "$css_port" "${css[@]}"
   start "$node" ESS "$ess_port" "$css_port" "${ess[@]}"
-  wait_until "$node to register" 120 \
-    bash -c "curl -sf ${AUTH[*]} http://127.0.0.1:$css_port/api/v1/destinations/myorg | grep -q '\"$node\"'"
-  head -c 3000000 /dev/urandom >"$work/data-$label"
-  local object="http://127.0.0.1:$css_port/api/v1/objects/myorg/model/m-$label"
-  curl -sf "${AUTH[@]}" -X PUT "$object" \
-    -d "{\"meta\":{\"objectID\":\"m-$label\",\"objectType\":\"model\",\"destinationType\":\"edge\",\"destinationID\":\"$node\"}}"
-  curl -sf "${AUTH[@]}" -X PUT --data-binary "@$work/data-$label" "$object/data"
-  local copy="http://127.0.0.1:$ess_port/api/v1/objects/model/m-$label/data"
-  wait_until "the object to reach $node" 180 curl -sf "${AUTH[@]}" -o "$work/copy-$label" "$copy"
-  cmp "$work/data-$label" "$work/copy-$label"
+  sync_object "$label" "$css_port" "$ess_port" "$node"
   echo "$arch: $label: 3 MB synchronized, the same bytes"
 }
 

@@ -40,27 +40,13 @@ trap cleanup EXIT
 image=$(scripts/build-image.sh amd64 "$binary" "${storage[@]}" | tail -n 1)
 echo "image: built $image"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+check=image
+extra_logs() {
+  if [ -n "$container" ]; then podman "${storage[@]}" logs "$container" 2>&1 | tail -n 20; fi
 }
+# shellcheck source=scripts/check-lib.sh
+source scripts/check-lib.sh
 
-# Waits up to $2 seconds for a command to succeed.
-wait_until() {
-  local what=$1 seconds=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then
-      echo "error: image: $what did not happen within $seconds s" >&2
-      if [ -n "$container" ]; then podman "${storage[@]}" logs "$container" 2>&1 | tail -n 20 >&2; fi
-      [ -f "$work/ess.log" ] && tail -n 20 "$work/ess.log" >&2
-      exit 1
-    fi
-    sleep 0.2
-  done
-}
-
-AUTH=(-u myorg/admin:any)
 css_port=$(free_port)
 ess_port=$(free_port)
 
@@ -82,22 +68,8 @@ user=$(podman "${storage[@]}" inspect --format '{{.Config.User}}' "$container")
 }
 echo "image: the CSS answers, as user $user"
 
-env NODE_TYPE=ESS LISTENING_TYPE=unsecure LISTENING_ADDRESS=127.0.0.1 \
-  UNSECURE_LISTENING_PORT="$ess_port" PERSISTENCE_ROOT_PATH="$work/ess" \
-  COMMUNICATION_PROTOCOL=http HTTP_CSS_HOST=127.0.0.1 HTTP_CSS_PORT="$css_port" \
-  DESTINATION_TYPE=edge DESTINATION_ID=node-image ORG_ID=myorg HTTP_POLLING_INTERVAL=1 \
-  "$binary" -c "$work/absent.conf" >"$work/ess.log" 2>&1 &
-pids+=($!)
-wait_until "the ESS to register" 120 \
-  bash -c "curl -sf ${AUTH[*]} http://127.0.0.1:$css_port/api/v1/destinations/myorg | grep -q '\"node-image\"'"
-head -c 3000000 /dev/urandom >"$work/data"
-object="http://127.0.0.1:$css_port/api/v1/objects/myorg/model/m-image"
-curl -sf "${AUTH[@]}" -X PUT "$object" \
-  -d '{"meta":{"objectID":"m-image","objectType":"model","destinationType":"edge","destinationID":"node-image"}}'
-curl -sf "${AUTH[@]}" -X PUT --data-binary "@$work/data" "$object/data"
-wait_until "the object to reach the ESS" 180 \
-  curl -sf "${AUTH[@]}" -o "$work/copy" "http://127.0.0.1:$ess_port/api/v1/objects/model/m-image/data"
-cmp "$work/data" "$work/copy"
+start node-image ESS "$ess_port" "$css_port" "$binary"
+sync_object image "$css_port" "$ess_port" node-image
 echo "image: 3 MB synchronized from the CSS in the container to an ESS, the same bytes"
 
 podman "${storage[@]}" healthcheck run "$container"

@@ -392,27 +392,20 @@ impl Snapshot {
             .await
             .inspect_err(|e| logged("pending notifications", e))
             .ok();
+        // CSS: every registered node, which also counts them (one read per scrape).
         let node_links = match node.role() {
             Role::Css => Some(node.node_links().await.inspect_err(|e| logged("node links", e)).ok()),
             Role::Ess => None,
         };
-        let registered_ess = match node.role() {
-            Role::Css => Some(
-                node.registered_node_count()
-                    .await
-                    .inspect_err(|e| logged("destinations", e))
-                    .ok(),
-            ),
-            Role::Ess => None,
-        };
+        let registered_ess = node_links
+            .as_ref()
+            .and_then(|links| links.as_ref())
+            .map(|links| links.len() as u64);
         Self {
-            store_ok: objects.is_some()
-                && pending.is_some()
-                && registered_ess.is_none_or(|r| r.is_some())
-                && node_links.as_ref().is_none_or(|n| n.is_some()),
+            store_ok: objects.is_some() && pending.is_some() && node_links.as_ref().is_none_or(|n| n.is_some()),
             objects,
             pending,
-            registered_ess: registered_ess.flatten(),
+            registered_ess,
             transfers: node.transfers_in_flight(),
             serves_spi: node.settings().serves_spi,
             broker: node.broker().map(|b| b.health()),

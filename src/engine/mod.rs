@@ -400,12 +400,12 @@ impl Node {
         self.0.client_requests.load(Ordering::Relaxed)
     }
 
-    /// The organization an ESS serves (its configured org); on the CSS the path's org.
     /// ESS: the record of its link to the CSS, which the transports keep up to date.
     pub fn css_link(&self) -> Option<&LinkMonitor> {
         self.0.css_link.as_ref()
     }
 
+    /// The organization an ESS serves (its configured org); on the CSS the path's org.
     pub fn org_for<'a>(&'a self, path_org: Option<&'a str>) -> &'a str {
         match (self.role(), path_org) {
             (Role::Css, Some(org)) => org,

@@ -54,13 +54,17 @@ pub fn lists_zstd(encodings: &str) -> bool {
 
 /// True when compressing `sample` (the start of the data) saves enough to be worth it.
 pub fn worth_compressing(sample: &[u8]) -> bool {
-    if sample.len() < TOO_SHORT {
-        return false;
+    shrunk(sample).is_some()
+}
+
+/// `data` compressed, when that saves enough to be worth it.
+fn shrunk(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < TOO_SHORT {
+        return None;
     }
-    match zstd::bulk::compress(sample, LEVEL) {
-        Ok(compressed) => compressed.len() * 100 <= sample.len() * WORTH,
-        Err(_) => false,
-    }
+    zstd::bulk::compress(data, LEVEL)
+        .ok()
+        .filter(|compressed| compressed.len() * 100 <= data.len() * WORTH)
 }
 
 /// `data` compressed when a sample of its first bytes compresses; the flag says whether it
@@ -106,7 +110,11 @@ pub fn decompress(body: BoxStream<'static, io::Result<Bytes>>) -> BoxStream<'sta
 /// A chunk that travels whole in one message (MQTT) compressed, when a sample of it
 /// compresses and the whole comes out smaller; `None` to send it as it is.
 pub fn compress_chunk(data: &[u8]) -> Option<Vec<u8>> {
-    if !worth_compressing(&data[..data.len().min(SAMPLE)]) {
+    // A chunk no longer than the sample is its own sample: compressed once.
+    if data.len() <= SAMPLE {
+        return shrunk(data);
+    }
+    if !worth_compressing(&data[..SAMPLE]) {
         return None;
     }
     zstd::bulk::compress(data, LEVEL)

@@ -281,8 +281,6 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
     }
 }
 
-/// Counts a download's bytes for `/metrics` as its body is sent (a client that stops
-/// reading is counted for what it got).
 /// A download's answer with its body compressed when a sample of it compresses: the length
 /// is then unknown and the answer says how the body is encoded; its range stays that of the
 /// data. A read error while sampling ends the answer as the read error would have.
@@ -306,6 +304,8 @@ async fn compressed_if_worth(response: Response) -> Response {
     }
 }
 
+/// Counts a download's bytes for `/metrics` as its body is sent (a client that stops
+/// reading is counted for what it got).
 fn counted_download(response: Response, state: &AppState) -> Response {
     let metrics = state.metrics.clone();
     response.map(|body| {

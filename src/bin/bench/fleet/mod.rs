@@ -92,6 +92,13 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
     }
 }
 
+/// The value of `series` (name and labels, as written) in a `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// How a table tells whether a target was met.
 pub fn verdict(met: bool) -> &'static str {
     if met {

@@ -382,11 +382,8 @@ async fn spi_data_answers(admin: &reqwest::Client, base: &str) -> (u64, u64) {
     };
     let text = response.text().await.unwrap_or_default();
     let count = |status: &str| -> u64 {
-        let prefix = format!("edge_sync_http_requests_total{{route=\"spiGetData\",status=\"{status}\"}} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .and_then(|n| n.trim().parse::<f64>().ok())
-            .map_or(0, |n| n as u64)
+        let series = format!("edge_sync_http_requests_total{{route=\"spiGetData\",status=\"{status}\"}}");
+        super::metric(&text, &series).map_or(0, |n| n as u64)
     };
     (count("206"), count("429"))
 }

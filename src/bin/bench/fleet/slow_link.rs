@@ -215,15 +215,9 @@ async fn sent_bytes(admin: &reqwest::Client, base: &str, transport: Transport) -
         "edge_sync_transport_bytes_total{{transport=\"{}\",direction=\"sent\"}}",
         transport.label()
     );
-    let line = text
-        .lines()
-        .find(|l| l.starts_with(&series))
-        .ok_or_else(|| format!("no {} byte count in the CSS's metrics", transport.label()))?;
-    line.rsplit(' ')
-        .next()
-        .and_then(|v| v.parse::<f64>().ok())
+    super::metric(&text, &series)
         .map(|v| v as u64)
-        .ok_or_else(|| format!("unreadable metric line {line}"))
+        .ok_or_else(|| format!("no {} byte count in the CSS's metrics", transport.label()))
 }
 
 /// Waits until the CSS lists node `id` among its destinations.
