@@ -27,6 +27,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod data_copy;
+pub mod delta;
 pub mod engine;
 pub mod healthcheck;
 pub mod logging;
@@ -418,5 +419,6 @@ fn settings(config: &Config) -> NodeSettings {
         // Three polls missed, and never less than half a minute of failures.
         link_patience: std::time::Duration::from_secs((3 * u64::from(config.http_polling_interval)).max(30)),
         data_compression: config.data_compression,
+        delta_transfer: config.delta_transfer,
     }
 }

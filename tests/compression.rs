@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::metrics::{parse, value};
-use common::sync::{eventually, listed, wait_registered, Net, Transport, SYNC_DEADLINE};
-use common::{TestNode, SYNC_ADMIN};
+use common::sync::{css_transport_bytes, eventually, listed, wait_registered, Net, Transport, SYNC_DEADLINE};
+use common::TestNode;
 use serde_json::json;
 
 /// Log lines: what edge nodes upload and the cloud sends, and what compresses well.
@@ -31,26 +30,10 @@ fn text(len: usize) -> Vec<u8> {
     out
 }
 
-/// Bytes the CSS exchanged with its nodes, `direction` `sent` or `received`: object data on
-/// the HTTP routes, everything on the MQTT connection.
-async fn css_bytes(css: &TestNode, transport: Transport, direction: &str) -> f64 {
-    let label = match transport {
-        Transport::Http => "http",
-        Transport::Mqtt => "mqtt",
-    };
-    let text = css.api().get_as(SYNC_ADMIN, "/metrics").await.text();
-    value(
-        &parse(&text),
-        "edge_sync_transport_bytes_total",
-        &[("transport", label), ("direction", direction)],
-    )
-    .unwrap_or(0.0)
-}
-
 /// Publishes `data` on the CSS for node1 and waits until the ESS has it, byte for byte; the
 /// bytes the CSS sent meanwhile.
 async fn to_the_ess(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_bytes(css, net.transport, "sent").await;
+    let before = css_transport_bytes(css, net.transport, "sent").await;
     let path = css.obj("logs", id);
     css.api()
         .create(
@@ -64,13 +47,13 @@ async fn to_the_ess(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &
     })
     .await;
     assert_eq!(ess.api().data(&ess.obj("logs", id)).await, data, "the ESS's copy");
-    css_bytes(css, net.transport, "sent").await - before
+    css_transport_bytes(css, net.transport, "sent").await - before
 }
 
 /// Creates `data` on the ESS and waits until the CSS has it, byte for byte; the bytes the
 /// CSS received meanwhile.
 async fn to_the_css(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_bytes(css, net.transport, "received").await;
+    let before = css_transport_bytes(css, net.transport, "received").await;
     let path = ess.obj("upload", id);
     ess.api().create(&path, json!({}), None).await;
     let response = ess.api().put_bytes(&format!("{path}/data"), data.to_vec()).await;
@@ -80,7 +63,7 @@ async fn to_the_css(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &
     })
     .await;
     assert_eq!(css.api().data(&css.obj("upload", id)).await, data, "the CSS's copy");
-    css_bytes(css, net.transport, "received").await - before
+    css_transport_bytes(css, net.transport, "received").await - before
 }
 
 /// Asserts that `bytes` on the wire carried `len` bytes of data as they are: exactly over

@@ -86,6 +86,7 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
         http_css_port: http.http_css_port,
         http_css_use_ssl: http.http_css_use_ssl,
         data_compression: http.data_compression,
+        delta_transfer: http.delta_transfer,
         http_css_ca_certificate: http.http_css_ca_certificate,
         http_polling_interval: http.http_polling_interval,
         http_ess_client_timeout: http.http_ess_client_timeout,

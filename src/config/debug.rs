@@ -88,6 +88,7 @@ redacting_debug!(
     http_css_port,
     http_css_use_ssl,
     data_compression,
+    delta_transfer,
     #[hidden]
     http_css_ca_certificate,
     http_polling_interval,

@@ -106,6 +106,7 @@ pub(super) struct Http {
     pub(super) ess_spi_max_retry: i64,
     pub(super) http_css_obj_download_concurrency_multiplier: i64,
     pub(super) data_compression: bool,
+    pub(super) delta_transfer: bool,
 }
 
 /// §4.6.
@@ -282,6 +283,7 @@ fn read_http(s: &mut Sources<'_>) -> Result<Http, ConfigError> {
         http_css_port: s.int(Key::new("HTTPCSSPort", "HTTP_CSS_PORT"), 0)?,
         http_css_use_ssl: s.boolean(Key::new("HTTPCSSUseSSL", "HTTP_CSS_USE_SSL"), false)?,
         data_compression: s.boolean(Key::new("DataCompression", "DATA_COMPRESSION"), true)?,
+        delta_transfer: s.boolean(Key::new("DeltaTransfer", "DELTA_TRANSFER"), true)?,
         http_css_ca_certificate: s.string(Key::new("HTTPCSSCACertificate", "HTTP_CSS_CA_CERTIFICATE"), ""),
         http_polling_interval: s.int(Key::new("HTTPPollingInterval", "HTTP_POLLING_INTERVAL"), 10)?,
         http_ess_client_timeout: s.int(Key::new("HTTPESSClientTimeout", "HTTPESSClientTimeout"), 120)?,

@@ -169,6 +169,10 @@ pub struct Config {
     /// travels zstd-compressed over HTTP when it compresses; negotiated per request, so an
     /// original node on the other side sees the original protocol.
     pub data_compression: bool,
+    /// `DeltaTransfer` (extension): a new version of an object's data travels as the parts
+    /// the receiver does not hold from the previous version, between two nodes of this
+    /// implementation (asked for with headers and fields an original node ignores).
+    pub delta_transfer: bool,
     /// `HTTPCSSCACertificate`: path (relative → persistence root) or inline PEM.
     pub http_css_ca_certificate: String,
     /// `HTTPPollingInterval`, seconds (> 0).

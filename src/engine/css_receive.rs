@@ -168,10 +168,16 @@ impl Node {
             ];
             match self.commit(key, ops).await {
                 Ok(()) => {
-                    if let Some(old) = existing
+                    let replaced = existing
                         .and_then(|e| e.blob)
-                        .filter(|old| Some(old) != copy.blob.as_ref())
-                    {
+                        .filter(|old| Some(old) != copy.blob.as_ref());
+                    // The replaced data may spare the new version's upload most of its bytes.
+                    let replaced = if complete {
+                        replaced
+                    } else {
+                        self.keep_delta_base(key, replaced)
+                    };
+                    if let Some(old) = replaced {
                         self.0.blobs.remove(&old).await;
                     }
                     return Ok(ActionOutcome::Done);
@@ -257,6 +263,7 @@ impl Node {
                 "Failed to verify and store data, Error: {failure}"
             )));
         }
+        self.release_delta_base(key).await;
         let received = self.node_record(key, remote, NotificationStatus::ReceivedPending, &copy.meta);
         self.commit(key, vec![StoreOp::PutNotification(received)]).await?;
         self.call_webhooks(key).await;
@@ -271,6 +278,7 @@ impl Node {
     /// however quickly the consumption handshake ran.
     pub async fn spi_receive_delete(&self, node: &NodeAddress, key: &ObjectKey, instance_id: i64) -> EngineResult<()> {
         let remote = remote_of(node);
+        self.release_delta_base(key).await;
         let result = self
             .change_object(key, |mut copy| {
                 if copy.is_sender_copy() {

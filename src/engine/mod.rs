@@ -10,6 +10,7 @@ mod data_files;
 mod data_stream;
 pub mod data_uri;
 mod delivery;
+mod delta_transfer;
 mod destinations;
 mod fleet_view;
 mod grants;
@@ -177,6 +178,9 @@ pub struct NodeSettings {
     pub link_patience: std::time::Duration,
     /// `DataCompression`: object data may travel compressed to and from nodes that ask.
     pub data_compression: bool,
+    /// `DeltaTransfer`: new versions may travel as their changed parts to and from nodes
+    /// that ask.
+    pub delta_transfer: bool,
 }
 
 /// Age after which an unreferenced file in a data folder shared by several instances is
@@ -229,6 +233,8 @@ struct Inner {
     /// Whether this instance does the cluster-wide periodic work; unset on a node alone on
     /// its store, which always does.
     leadership: std::sync::OnceLock<Arc<dyn LeaderRole>>,
+    /// Previous versions kept for downloads, manifests served.
+    delta: delta_transfer::DeltaState,
 }
 
 impl Node {
@@ -283,6 +289,7 @@ impl Node {
             verification_failures: Mutex::new(std::collections::HashMap::new()),
             webhooks: webhooks::Notifier::start(),
             leadership: std::sync::OnceLock::new(),
+            delta: delta_transfer::DeltaState::default(),
         })))
     }
 

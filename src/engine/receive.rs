@@ -143,6 +143,12 @@ impl Node {
                         self.discard_destination_file(local.as_ref()).await;
                     }
                     let replaced = local.and_then(|l| l.blob).filter(|old| Some(old) != blob.as_ref());
+                    // The replaced data may spare the new version's download most of its bytes.
+                    let replaced = if complete {
+                        replaced
+                    } else {
+                        self.keep_delta_base(&key, replaced)
+                    };
                     self.discard_files(replaced, abandoned).await;
                     return Ok(if complete {
                         UpdateReply::Received
@@ -263,6 +269,7 @@ impl Node {
                 Ok(()) => {
                     self.discard_destination_file(local.as_ref()).await;
                     self.discard_files(local.and_then(|l| l.blob), partial).await;
+                    self.release_delta_base(key).await;
                     return Ok(true);
                 }
                 Err(StoreError::Conflict) => continue,

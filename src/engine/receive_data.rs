@@ -22,6 +22,16 @@ pub struct Download {
     /// one ended; a download resumed from an earlier attempt has none, and its file is
     /// hashed once complete.
     hashed: Option<(RunningHash, u64)>,
+    /// SHA-256 of the whole data, for a download filled from a previous version: checked
+    /// before completion, since an unsigned object has no other hash.
+    whole: Option<crate::delta::Digest>,
+}
+
+impl Download {
+    /// Checks the completed data against `whole` (see [`Node::fill_from_base`]).
+    pub(super) fn expect_whole(&mut self, whole: crate::delta::Digest) {
+        self.whole = Some(whole);
+    }
 }
 
 /// How completing a download ended.
@@ -62,6 +72,7 @@ impl Node {
             meta: local.meta,
             session,
             hashed,
+            whole: None,
         }))
     }
 
@@ -105,6 +116,23 @@ impl Node {
             self.restart_download(key, meta.instance_id).await?;
             return Err(e.into());
         }
+        if let Some(whole) = download.whole {
+            let matches = self.matches_whole(&name, whole).await;
+            if !matches.as_ref().is_ok_and(|m| *m) {
+                self.0.blobs.remove(&name).await;
+            }
+            if !matches? {
+                // A damaged previous version: the download starts over without it.
+                self.release_delta_base(key).await;
+                if self.restart_download(key, meta.instance_id).await? {
+                    self.0.blobs.remove_partial(download.session.id).await;
+                }
+                return Err(EngineError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "the data rebuilt from the previous version does not match its hash; fetching all of it",
+                )));
+            }
+        }
         let settled = self.settle_download(key, meta, name, total, hash).await;
         // Kept until now so that a crash before the commit loses no downloaded byte; settled
         // either way, the download has no further use for it.
@@ -112,6 +140,14 @@ impl Node {
             self.0.blobs.remove_partial(download.session.id).await;
         }
         settled
+    }
+
+    /// True when the data `name` has the SHA-256 `whole` (data rebuilt from a previous
+    /// version, whose object may have no hash of its own).
+    async fn matches_whole(&self, name: &str, whole: crate::delta::Digest) -> EngineResult<bool> {
+        use sha2::Digest as _;
+        let digest = self.0.blobs.digest(name, Box::new(sha2::Sha256::new())).await?;
+        Ok(digest.as_ref() == whole.as_slice())
     }
 
     /// Verifies the complete data file `name` of a download (from `hash` when the download

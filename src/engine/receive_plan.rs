@@ -96,20 +96,33 @@ pub enum ChunkRequest {
 /// The next request of a download (pure; spec §3.8): `None` when every byte is in; the whole
 /// object when chunking is off or the object fits one chunk; else the chunk holding the first
 /// missing byte, aligned to the chunk size, so a resumed download continues where the
-/// previous one stopped (the restart flaw fix of §5.6).
+/// previous one stopped (the restart flaw fix of §5.6). When bytes past a hole are in
+/// (copied from the previous version by a delta transfer), exactly the hole is asked for, a
+/// chunk at most at a time.
 pub fn next_request(session: &UploadSession, chunk_size: i64, chunking: bool) -> Option<ChunkRequest> {
     if session.is_complete() {
         return None;
     }
     let total = session.total;
     let chunk = u64::try_from(chunk_size).unwrap_or(0);
-    if !chunking || chunk == 0 || total <= chunk {
-        return Some(ChunkRequest::Whole);
-    }
     let first_missing = match session.ranges.first() {
         Some(&(0, end)) => end,
         _ => 0,
     };
+    if let Some(hole_end) = session.ranges.iter().map(|r| r.0).find(|start| *start > first_missing) {
+        let limit = if chunking && chunk > 0 {
+            first_missing.saturating_add(chunk)
+        } else {
+            u64::MAX
+        };
+        return Some(ChunkRequest::Range {
+            start: first_missing,
+            end: hole_end.min(limit) - 1,
+        });
+    }
+    if !chunking || chunk == 0 || total <= chunk {
+        return Some(ChunkRequest::Whole);
+    }
     let start = first_missing / chunk * chunk;
     let end = (start + chunk - 1).min(total - 1);
     Some(ChunkRequest::Range { start, end })
@@ -332,5 +345,32 @@ mod tests {
         );
         assert_eq!(next_request(&session(100, vec![(0, 100)]), 30, true), None);
         assert_eq!(next_request(&session(0, vec![]), 30, true), None);
+    }
+
+    #[test]
+    fn holes_between_copied_parts_are_asked_for_exactly() {
+        let copied = session(100, vec![(0, 10), (15, 50), (95, 100)]);
+        assert_eq!(
+            next_request(&copied, 30, true),
+            Some(ChunkRequest::Range { start: 10, end: 14 })
+        );
+        // Without chunking (or for an object of one chunk) too: never the whole object.
+        assert_eq!(
+            next_request(&copied, 30, false),
+            Some(ChunkRequest::Range { start: 10, end: 14 })
+        );
+        assert_eq!(
+            next_request(&session(100, vec![(0, 50), (95, 100)]), 30, true),
+            Some(ChunkRequest::Range { start: 50, end: 79 })
+        );
+        assert_eq!(
+            next_request(&session(100, vec![(0, 50), (95, 100)]), 0, true),
+            Some(ChunkRequest::Range { start: 50, end: 94 })
+        );
+        // The last hole, at the end, goes by the usual rule.
+        assert_eq!(
+            next_request(&session(100, vec![(0, 90)]), 30, true),
+            Some(ChunkRequest::Range { start: 90, end: 99 })
+        );
     }
 }

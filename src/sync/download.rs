@@ -1,8 +1,9 @@
 //! Downloading a received copy's data from the CSS, chunk by chunk, resuming where an
 //! earlier attempt stopped, and reporting a reception that failed.
 
+use super::delta_fetch::{DeltaFetch, Page};
 use super::ess_loop::{step_of, EssSync, Step};
-use super::link::Reply;
+use super::link::{DataChunk, Reply};
 use crate::engine::receive::{next_request, ChunkRequest, Completion};
 use crate::model::sync::Feedback;
 use crate::model::ObjectKey;
@@ -39,12 +40,15 @@ impl EssSync {
             tracing::info!(%key, instance, bytes = already, "ESS: resuming a download");
         }
         let mut busy = self.settings.retry.busy_retry();
+        let from_previous = self.node.settings().delta_transfer && already == 0 && self.node.has_delta_base(key);
+        let mut delta = DeltaFetch::new(from_previous, download.session.total);
         while let Some(request) = next_request(&download.session, chunk_size, self.settings.chunking) {
             let range = match request {
                 ChunkRequest::Whole => None,
                 ChunkRequest::Range { start, end } => Some((start, end)),
             };
-            let answer = match self.client.data(key, instance, data_id, range).await {
+            let range = delta.next_range().or(range);
+            let mut answer = match self.client.data(key, instance, data_id, range, delta.asking()).await {
                 Ok(answer) => {
                     busy.served();
                     answer
@@ -52,6 +56,7 @@ impl EssSync {
                 Err(Reply::Busy) if busy.pause().await => continue,
                 Err(Reply::UnknownObject) => {
                     tracing::info!(%key, "ESS: the object is gone on the CSS; dropping the local copy");
+                    self.node.release_delta_base(key).await;
                     if let Err(e) = self.node.drop_received(key, instance).await {
                         tracing::error!(%key, error = %e, "ESS: dropping a copy failed");
                     }
@@ -72,6 +77,15 @@ impl EssSync {
                 }
                 Err(other) => return step_of(other),
             };
+            if answer.manifest || delta.asking() {
+                match self
+                    .start_from_previous_version(key, &mut download, &mut delta, answer)
+                    .await
+                {
+                    Some(data) => answer = data,
+                    None => continue,
+                }
+            }
             let offset = answer.start;
             let before = covered(&download.session.ranges);
             let body = answer.body;
@@ -86,7 +100,11 @@ impl EssSync {
                 return Step::Retry(Reply::RetryLater("the CSS sent no new data".into()));
             }
         }
-        match self.node.complete_download(key, &mut download).await {
+        let completion = self.node.complete_download(key, &mut download).await;
+        if completion.is_ok() {
+            self.node.release_delta_base(key).await;
+        }
+        match completion {
             Ok(Completion::Done) => {
                 tracing::info!(%key, instance, "ESS: object completely received");
                 self.send_received(key, instance, data_id).await
@@ -111,6 +129,8 @@ impl EssSync {
     /// spec §5.5), which starts the download over. A transient failure for the backoff: the
     /// delay grows while the disk stays full and starts again once the download succeeds.
     pub(super) async fn disk_full(&self, key: &ObjectKey, instance: i64, data_id: i64, session: Option<i64>) -> Step {
+        // The previous version goes too: the download starts over without it.
+        self.node.release_delta_base(key).await;
         if let Some(session) = session {
             if let Err(e) = self.node.abandon_download(key, instance, session).await {
                 tracing::warn!(%key, error = %e, "ESS: the partial data of a failed download is kept");
@@ -125,6 +145,49 @@ impl EssSync {
             Step::Final(outcome) => Step::Retry(outcome),
             other => other,
         }
+    }
+
+    /// Handles an answer while the manifest is asked for: manifest bytes are gathered and,
+    /// once complete, the download is filled from the previous version; data (a CSS that
+    /// does not take part) is returned to be written as usual, and the download goes on
+    /// without the previous version. `None`: nothing to write, ask again.
+    async fn start_from_previous_version(
+        &self,
+        key: &ObjectKey,
+        download: &mut crate::engine::receive::Download,
+        delta: &mut DeltaFetch,
+        answer: DataChunk,
+    ) -> Option<DataChunk> {
+        if !answer.manifest {
+            tracing::debug!(%key, "ESS: the CSS sends whole data; not using the previous version");
+            *delta = DeltaFetch::Off;
+            self.node.release_delta_base(key).await;
+            return Some(answer);
+        }
+        let manifest = match delta.take(answer.start, answer.body).await {
+            Page::More => return None,
+            Page::Complete(manifest) => manifest,
+            Page::Unusable(reason) => {
+                tracing::warn!(%key, %reason, "ESS: fetching the whole data instead of its changes");
+                *delta = DeltaFetch::Off;
+                self.node.release_delta_base(key).await;
+                return None;
+            }
+        };
+        *delta = DeltaFetch::Off;
+        match self.node.fill_from_base(key, download, &manifest).await {
+            Ok(copied) => tracing::info!(
+                %key,
+                copied,
+                total = manifest.total,
+                "ESS: bytes of the new version copied from the previous one"
+            ),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "ESS: copying from the previous version failed; fetching the rest");
+                self.node.release_delta_base(key).await;
+            }
+        }
+        None
     }
 
     /// Reports a failed reception: record `receiverError` (unless already done), `feedback`.

@@ -16,6 +16,9 @@ use crate::engine::origin::{AfterUpdate, OriginMessage, UploadSource};
 use crate::model::sync::{Action, NotificationStatus};
 use crate::model::{MetaData, ObjectKey};
 
+/// Data shorter than this is uploaded whole: a manifest would save little.
+const MIN_DELTA_SIZE: u64 = 1 << 20;
+
 /// The next part of an upload (pure; §3.8): the whole data when chunking is off or the
 /// object fits one chunk, else the chunk at `offset`, `None` when everything was sent.
 /// Returns `(start, end)` inclusive and whether it is a chunk (with `Content-Range`).
@@ -156,9 +159,38 @@ impl EssSync {
         if offset > 0 {
             tracing::info!(%key, instance, offset, "ESS: resuming an upload");
         }
+        let holes = if offset == 0 && source.total >= MIN_DELTA_SIZE && pusher.takes_manifest(key, instance) {
+            self.offer_manifest(pusher, key, instance, &source).await
+        } else {
+            None
+        };
         let mut parts = 0u64;
-        while let Some((start, end, chunk)) = next_part(source.total, source.chunk_size, self.settings.chunking, offset)
-        {
+        let mut holes = holes.map(|holes| holes.into_iter());
+        let mut hole: Option<(u64, u64)> = None;
+        let part_size = if self.settings.chunking && source.chunk_size > 0 {
+            source.chunk_size
+        } else {
+            u64::MAX
+        };
+        loop {
+            let next = match holes.as_mut() {
+                // Only the holes the CSS could not fill from the previous version, in parts
+                // of at most a chunk, each with its `Content-Range`.
+                Some(remaining) => {
+                    if hole.is_none_or(|(start, end)| start >= end) {
+                        hole = remaining.next();
+                    }
+                    hole.map(|(start, end)| {
+                        let len = (end - start).min(part_size);
+                        hole = Some((start + len, end));
+                        (start, start + len - 1, true)
+                    })
+                }
+                None => next_part(source.total, source.chunk_size, self.settings.chunking, offset),
+            };
+            let Some((start, end, chunk)) = next else {
+                break;
+            };
             match self.node.origin_upload_wanted(key, instance).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -191,6 +223,34 @@ impl EssSync {
             Ok(false) => Step::Nothing,
             Err(e) => Step::Retry(Reply::Invalid(format!("recording the upload: {e}"))),
         }
+    }
+
+    /// Offers the CSS the manifest of the data (see [`crate::delta`]): the byte ranges it
+    /// still needs after copying what it holds from the previous version, or `None` to send
+    /// all of it (no manifest could be built, or the CSS did not take it).
+    async fn offer_manifest(
+        &self,
+        pusher: &dyn DataPush,
+        key: &ObjectKey,
+        instance: i64,
+        source: &UploadSource,
+    ) -> Option<Vec<(u64, u64)>> {
+        let manifest = match self.node.own_manifest(key, instance).await {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "ESS: no manifest of the data; sending all of it");
+                return None;
+            }
+        };
+        let holes = pusher.offer_manifest(key, instance, source.data_id, manifest).await?;
+        let missing: u64 = holes.iter().map(|(start, end)| end.saturating_sub(*start)).sum();
+        tracing::info!(%key, instance, missing, total = source.total, "ESS: the CSS needs only the changed parts");
+        Some(
+            holes
+                .into_iter()
+                .filter(|(start, end)| start < end && *end <= source.total)
+                .collect(),
+        )
     }
 
     /// One `PUT .../data`, streaming `len` bytes at `start` of the data file.

@@ -67,10 +67,12 @@ pub struct PollAnswer {
     pub long_poll: bool,
 }
 
-/// Data bytes of a CSS object, starting at `start`.
+/// Data bytes of a CSS object, starting at `start`; or, when `manifest` is set, bytes of
+/// the manifest of its data from `start` (see [`crate::delta`]).
 pub struct DataChunk {
     pub start: u64,
     pub body: BoxStream<'static, Result<Bytes, String>>,
+    pub manifest: bool,
 }
 
 /// How a transport delivers the CSS's notifications, which decides whether one that arrives
@@ -121,19 +123,36 @@ pub trait EssLink: Send + Sync {
     async fn feedback(&self, key: &ObjectKey, instance_id: i64, data_id: i64, feedback: &Feedback) -> Reply;
     /// `update` or `delete` of one of the ESS's own objects.
     async fn action_with_meta(&self, key: &ObjectKey, meta: &MetaData, action: Action) -> Reply;
-    /// Data of a CSS object, whole or one inclusive byte range.
+    /// Data of a CSS object, whole or one inclusive byte range. With `manifest`, the CSS is
+    /// asked for the manifest of the data instead, from the range's start: a CSS that takes
+    /// part answers with it, another with the data asked for.
     async fn data(
         &self,
         key: &ObjectKey,
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
+        manifest: bool,
     ) -> Result<DataChunk, Reply>;
 }
 
 /// Sends the data of the ESS's own objects to the CSS.
 #[async_trait]
 pub trait DataPush: Send + Sync {
+    /// True when the CSS takes the manifest of the upload of `instance_id` first (see
+    /// [`crate::delta`]): it takes manifests, and said that it holds the previous version
+    /// when it accepted the `update`. Asked once per upload.
+    fn takes_manifest(&self, key: &ObjectKey, instance_id: i64) -> bool;
+    /// Offers the manifest of the data of `instance_id`: the byte ranges (start, end
+    /// exclusive) the CSS still needs, or `None` when it did not take the offer.
+    async fn offer_manifest(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        manifest: Bytes,
+    ) -> Option<Vec<(u64, u64)>>;
+
     /// The whole data (`range` `None`) or the part `(start, end inclusive, total)`, `len`
     /// bytes from `body`.
     async fn upload(

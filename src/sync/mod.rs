@@ -5,6 +5,7 @@
 //! over a [`link::EssLink`] that a transport implements (`crate::transport`). What the ESS
 //! stores lives in `engine::receive` and `engine::origin`.
 
+mod delta_fetch;
 mod download;
 pub mod ess_loop;
 mod ess_origin;

@@ -16,6 +16,11 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Header of a data request asking for the manifest of the data instead of its bytes (the
+/// format's name, [`crate::delta::FORMAT`]), and of the answer that carries one. A node that
+/// does not know it answers with the data asked for.
+pub const MANIFEST_HEADER: &str = "x-sync-delta-manifest";
+
 /// Why the sync client could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncStartError {

@@ -197,3 +197,19 @@ macro_rules! on_both_transports {
         }
     };
 }
+
+/// Bytes the CSS exchanged with its nodes over `transport`, `direction` `sent` or
+/// `received`: object data (and manifests) on the HTTP routes, every message on MQTT.
+pub async fn css_transport_bytes(css: &TestNode, transport: Transport, direction: &str) -> f64 {
+    let label = match transport {
+        Transport::Http => "http",
+        Transport::Mqtt => "mqtt",
+    };
+    let text = css.api().get_as(super::SYNC_ADMIN, "/metrics").await.text();
+    super::metrics::value(
+        &super::metrics::parse(&text),
+        "edge_sync_transport_bytes_total",
+        &[("transport", label), ("direction", direction)],
+    )
+    .unwrap_or(0.0)
+}

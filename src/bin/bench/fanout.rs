@@ -422,6 +422,12 @@ async fn expect(response: reqwest::Response, status: u16, what: &str) -> Result<
     Ok(())
 }
 
+/// GET a body (an object's data) as the admin.
+pub async fn get_bytes(client: &reqwest::Client, url: &str) -> Result<bytes::Bytes, String> {
+    let response = client.get(url).send().await.map_err(|e| describe(&e))?;
+    response.bytes().await.map_err(|e| describe(&e))
+}
+
 /// GET a JSON document as the admin; `None` for 404.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Result<Option<serde_json::Value>, String> {
     let response = client

@@ -51,6 +51,7 @@ impl Fixture {
             link_windows: crate::engine::LinkWindows::from_intervals(10, 1, 60),
             link_patience: std::time::Duration::from_secs(30),
             data_compression: true,
+            delta_transfer: true,
         };
         let authenticator = Box::new(DummyAuthenticator::default());
         let node = Node::start(settings, Arc::new(store), blobs, authenticator)

@@ -209,6 +209,13 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                     HeaderValue::from_static(compression::ZSTD),
                 );
             }
+            if engine.settings().delta_transfer {
+                // Uploads may offer the manifest of their data first (see the PUT below).
+                headers.insert(
+                    crate::transport::MANIFEST_HEADER,
+                    HeaderValue::from_static(crate::delta::FORMAT),
+                );
+            }
             Ok(response)
         }
         SpiRoute::Resend(org) => {
@@ -221,6 +228,22 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             instance_id,
             ..
         } => {
+            let wants_manifest = engine.settings().delta_transfer && names_manifest(&parts.headers);
+            if wants_manifest {
+                let manifest = engine
+                    .spi_manifest(&node, &key, instance_id, crate::engine::RangedRead::Limited)
+                    .await?;
+                let mut response = Response::new(axum::body::Body::from(manifest));
+                response.headers_mut().insert(
+                    crate::transport::MANIFEST_HEADER,
+                    HeaderValue::from_static(crate::delta::FORMAT),
+                );
+                response.headers_mut().insert(
+                    axum::http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                return Ok(counted_download(response, &state));
+            }
             let range = ranges::range_header(&parts.headers)?;
             let data = engine
                 .spi_data(&node, &key, instance_id, range, crate::engine::RangedRead::Limited)
@@ -241,6 +264,10 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
             instance_id,
             ..
         } => {
+            let offers_manifest = engine.settings().delta_transfer && names_manifest(&parts.headers);
+            if offers_manifest {
+                return receive_manifest(engine, &state, &node, &key, instance_id, body).await;
+            }
             let content_range = ranges::content_range_header(&parts.headers)?;
             let metrics = state.metrics.clone();
             let stream = body
@@ -274,11 +301,56 @@ pub async fn dispatch(State(state): State<AppState>, request: Request) -> ApiRes
                 .await
                 .map_err(|_| ApiError::PayloadTooLarge(format!("The body is larger than {MAX_ACTION_BODY} bytes")))?;
             match engine.spi_action(&node, &key, instance_id, action, &body).await? {
+                ActionOutcome::Done if action == crate::model::sync::Action::Update && engine.has_delta_base(&key) => {
+                    // The upload of this version may offer its manifest: the CSS holds the
+                    // previous version.
+                    let mut response = no_content();
+                    response.headers_mut().insert(
+                        crate::transport::MANIFEST_HEADER,
+                        HeaderValue::from_static(crate::delta::FORMAT),
+                    );
+                    Ok(response)
+                }
                 ActionOutcome::Done => Ok(no_content()),
                 ActionOutcome::Ignored => Err(EngineError::Conflict(String::new()).into()),
             }
         }
     }
+}
+
+/// True when a request names the manifest format (it asks for, or offers, a manifest).
+fn names_manifest(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(crate::transport::MANIFEST_HEADER)
+        .is_some_and(|v| v.as_bytes() == crate::delta::FORMAT.as_bytes())
+}
+
+/// Largest manifest an upload may offer: about 28 GiB of data at the usual chunk size; a
+/// larger upload is refused the offer (413) and sends its data whole.
+const MAX_MANIFEST: usize = 64 << 20;
+
+/// `PUT .../data` with the manifest of the upload's data (see [`crate::delta`]): the parts
+/// the CSS holds from the previous version are copied; the answer lists the byte ranges
+/// still to be sent, `{"missing": [[start, end exclusive], ...]}`.
+async fn receive_manifest(
+    engine: &crate::engine::Node,
+    state: &AppState,
+    node: &crate::auth::edge::NodeAddress,
+    key: &crate::model::ObjectKey,
+    instance_id: i64,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let manifest = axum::body::to_bytes(body, MAX_MANIFEST)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(format!("A manifest is at most {MAX_MANIFEST} bytes")))?;
+    state.metrics.count_http_received(manifest.len() as u64);
+    let missing = engine.spi_receive_manifest(node, key, instance_id, &manifest).await?;
+    let mut response = json_response(&serde_json::json!({ "missing": missing }));
+    response.headers_mut().insert(
+        crate::transport::MANIFEST_HEADER,
+        HeaderValue::from_static(crate::delta::FORMAT),
+    );
+    Ok(response)
 }
 
 /// A download's answer with its body compressed when a sample of it compresses: the length

@@ -99,7 +99,15 @@ pub struct EssClient {
     compression: bool,
     /// The CSS said (on a poll answer) that it takes compressed uploads.
     css_takes_compressed: Arc<AtomicBool>,
+    /// The CSS said (on a poll answer) that uploads may offer it their manifest first.
+    css_takes_manifests: Arc<AtomicBool>,
+    /// Own objects' versions whose `update` the CSS answered saying it holds the previous
+    /// version: their uploads offer their manifest first.
+    css_holds_previous: Arc<parking_lot::Mutex<std::collections::HashSet<(ObjectKey, i64)>>>,
 }
+
+/// Versions remembered in `css_holds_previous`, at most.
+const HOLDING_KEPT: usize = 1024;
 
 impl EssClient {
     /// A client for the CSS of `config`; `tls` is the preconfigured client TLS for https.
@@ -131,6 +139,8 @@ impl EssClient {
             data_timeout: seconds(config.http_ess_obj_client_timeout, 600),
             compression: config.data_compression,
             css_takes_compressed: Arc::new(AtomicBool::new(false)),
+            css_takes_manifests: Arc::new(AtomicBool::new(false)),
+            css_holds_previous: Arc::new(parking_lot::Mutex::new(std::collections::HashSet::new())),
         })
     }
 
@@ -166,6 +176,9 @@ impl EssClient {
             Ok(response) => {
                 if compression::names_zstd(response.headers().get(compression::ACCEPTED_HEADER)) {
                     self.css_takes_compressed.store(true, Ordering::Relaxed);
+                }
+                if is_format(response.headers().get(crate::transport::MANIFEST_HEADER)) {
+                    self.css_takes_manifests.store(true, Ordering::Relaxed);
                 }
                 if let Some(link) = link {
                     let status = response.status().as_u16();
@@ -305,7 +318,25 @@ impl EssLink for EssClient {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body);
         }
-        self.send(Route::Object, builder).await
+        if action != Action::Update {
+            return self.send(Route::Object, builder).await;
+        }
+        match self.exchange(builder).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if status == 204 && is_format(response.headers().get(crate::transport::MANIFEST_HEADER)) {
+                    let mut holding = self.css_holds_previous.lock();
+                    // Versions whose upload never came (deleted meanwhile) are not kept forever.
+                    if holding.len() >= HOLDING_KEPT {
+                        holding.clear();
+                    }
+                    holding.insert((key.clone(), instance_id));
+                }
+                let _ = response.bytes().await;
+                reply_of(Route::Object, status)
+            }
+            Err(reply) => reply,
+        }
     }
 
     /// `PUT .../deleted` with the metadata as body; the destination is this node (so that a
@@ -350,6 +381,7 @@ impl EssLink for EssClient {
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
+        manifest: bool,
     ) -> Result<DataChunk, Reply> {
         let url = self.object_url(key, instance_id, data_id, "data");
         let mut builder = self.request(Method::GET, &url, self.data_timeout);
@@ -359,7 +391,11 @@ impl EssLink for EssClient {
         if self.compression {
             builder = builder.header(compression::ENCODING_HEADER, compression::ZSTD);
         }
+        if manifest {
+            builder = builder.header(crate::transport::MANIFEST_HEADER, crate::delta::FORMAT);
+        }
         let response = self.exchange(builder).await?;
+        let manifest = is_format(response.headers().get(crate::transport::MANIFEST_HEADER));
         let start = match response.status() {
             StatusCode::OK => 0,
             StatusCode::PARTIAL_CONTENT => response
@@ -381,12 +417,54 @@ impl EssLink for EssClient {
         } else {
             response.bytes_stream().map_err(|e| error_chain(&e)).boxed()
         };
-        Ok(DataChunk { start, body })
+        Ok(DataChunk { start, body, manifest })
     }
+}
+
+/// True when a header names the manifest format.
+fn is_format(value: Option<&reqwest::header::HeaderValue>) -> bool {
+    value.is_some_and(|v| v.as_bytes() == crate::delta::FORMAT.as_bytes())
+}
+
+/// The answer to a manifest offer.
+#[derive(serde::Deserialize)]
+struct MissingRanges {
+    missing: Vec<(u64, u64)>,
 }
 
 #[async_trait]
 impl DataPush for EssClient {
+    fn takes_manifest(&self, key: &ObjectKey, instance_id: i64) -> bool {
+        self.node.settings().delta_transfer
+            && self.css_takes_manifests.load(Ordering::Relaxed)
+            && self.css_holds_previous.lock().remove(&(key.clone(), instance_id))
+    }
+
+    /// `PUT .../data` with the manifest as body and its header; a CSS that takes part
+    /// answers `200` with the ranges it still needs.
+    async fn offer_manifest(
+        &self,
+        key: &ObjectKey,
+        instance_id: i64,
+        data_id: i64,
+        manifest: bytes::Bytes,
+    ) -> Option<Vec<(u64, u64)>> {
+        let url = self.object_url(key, instance_id, data_id, "data");
+        let builder = self
+            .request(Method::PUT, &url, self.data_timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(crate::transport::MANIFEST_HEADER, crate::delta::FORMAT)
+            .body(manifest);
+        let response = self.exchange(builder).await.ok()?;
+        if response.status() != StatusCode::OK || !is_format(response.headers().get(crate::transport::MANIFEST_HEADER))
+        {
+            let _ = response.bytes().await;
+            return None;
+        }
+        let answer: MissingRanges = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+        Some(answer.missing)
+    }
+
     /// `PUT .../data`: the whole data (`range` `None`) or one chunk with
     /// `Content-Range: bytes {start}-{end}/{total}`; `len` bytes streamed from `body`. Uses
     /// the data timeout (the flaw fix of §3.8).

@@ -17,6 +17,10 @@ const FIELD_INSTANCE: u32 = 6;
 /// receiver that asked for it with [`Control::data_encoding`]. The original's parser skips
 /// fields it does not know, and is never sent one.
 const FIELD_ENCODING: u32 = 101;
+/// An extension: the message carries bytes of the manifest of the data (field value: the
+/// format's name, [`crate::delta::FORMAT`]), from the offset, not the data; only in answers
+/// to a receiver that asked for it with [`Control::delta_manifest`].
+const FIELD_MANIFEST: u32 = 102;
 
 /// Protocol version of every message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +60,15 @@ pub struct Control {
     /// original ignores the field and never writes it.
     #[serde(rename = "dataEncoding", default, skip_serializing_if = "String::is_empty")]
     pub data_encoding: String,
+    /// An extension on `getdata`: the receiver asks for the manifest of the data in this
+    /// format, from the offset, instead of the data (see [`crate::delta`]). The original
+    /// ignores it and answers with the data.
+    #[serde(rename = "deltaManifest", default, skip_serializing_if = "String::is_empty")]
+    pub delta_manifest: String,
+    /// An extension on `getdata`: at most this many bytes are wanted (the hole between parts
+    /// the receiver already holds); 0 for a whole chunk, as the original always sends.
+    #[serde(rename = "dataLength", default, skip_serializing_if = "is_zero")]
+    pub data_length: i64,
 }
 
 fn is_zero(value: &i64) -> bool {
@@ -91,6 +104,8 @@ impl Control {
             retry: 0,
             reason: String::new(),
             data_encoding: String::new(),
+            delta_manifest: String::new(),
+            data_length: 0,
         }
     }
 
@@ -144,6 +159,8 @@ pub struct DataChunk {
     pub offset: i64,
     pub instance_id: i64,
     pub data: bytes::Bytes,
+    /// The bytes are the manifest's, not the data's ([`FIELD_MANIFEST`]).
+    pub manifest: bool,
 }
 
 /// An incoming payload.
@@ -198,7 +215,7 @@ pub fn encode_data(chunk: &DataChunk, compress: bool) -> bytes::Bytes {
         (FIELD_ID, chunk.object_id.as_bytes()),
     ];
     let mut out = Vec::with_capacity(16 + 6 * 8 + 16 + chunk.data.len() + 64);
-    let fields = if compressed.is_some() { 7 } else { 6 };
+    let fields = 6 + u32::from(compressed.is_some()) + u32::from(chunk.manifest);
     for word in [DATA_MAGIC, VERSION.major as u32, VERSION.minor as u32, fields] {
         out.extend_from_slice(&word.to_be_bytes());
     }
@@ -212,6 +229,9 @@ pub fn encode_data(chunk: &DataChunk, compress: bool) -> bytes::Bytes {
     }
     field(FIELD_OFFSET, &chunk.offset.to_be_bytes());
     field(FIELD_INSTANCE, &chunk.instance_id.to_be_bytes());
+    if chunk.manifest {
+        field(FIELD_MANIFEST, crate::delta::FORMAT.as_bytes());
+    }
     match &compressed {
         Some(compressed) => {
             field(FIELD_ENCODING, compression::ZSTD.as_bytes());
@@ -238,6 +258,7 @@ fn decode_data(payload: &bytes::Bytes, largest_chunk: usize) -> Result<DataChunk
     let (mut org, mut object_type, mut object_id, mut offset, mut instance_id, mut data) =
         (None, None, None, 0i64, 0i64, None);
     let mut encoding = None;
+    let mut manifest = false;
     for _ in 0..count {
         let kind = word(&mut at)?;
         let len = word(&mut at)? as usize;
@@ -264,6 +285,8 @@ fn decode_data(payload: &bytes::Bytes, largest_chunk: usize) -> Result<DataChunk
             FIELD_INSTANCE => instance_id = number(&value)?,
             FIELD_DATA => data = Some(value),
             FIELD_ENCODING => encoding = Some(value),
+            FIELD_MANIFEST if value.as_ref() == crate::delta::FORMAT.as_bytes() => manifest = true,
+            FIELD_MANIFEST => return Err(DecodeError::Data("unknown manifest format")),
             // Unknown fields are skipped, as the original's parser does.
             _ => {}
         }
@@ -275,6 +298,7 @@ fn decode_data(payload: &bytes::Bytes, largest_chunk: usize) -> Result<DataChunk
         offset,
         instance_id,
         data: decoded(data.ok_or(DecodeError::Data("no data"))?, encoding, largest_chunk)?,
+        manifest,
     })
 }
 
@@ -329,7 +353,26 @@ mod tests {
             offset: 5_242_880,
             instance_id: 42,
             data: bytes::Bytes::from_static(b"chunk bytes"),
+            manifest: false,
         }
+    }
+
+    #[test]
+    fn manifest_pages_say_so_and_unknown_formats_are_refused() {
+        let page = DataChunk {
+            manifest: true,
+            ..chunk()
+        };
+        let encoded = encode_data(&page, false);
+        match decode(&encoded, LIMIT).unwrap() {
+            Message::Data(decoded) => assert_eq!(decoded, page),
+            other => panic!("{other:?}"),
+        }
+        let text = String::from_utf8_lossy(&encoded).into_owned();
+        let other_format = text.replace(crate::delta::FORMAT, "ESCDC999");
+        assert!(decode(&bytes::Bytes::from(other_format.into_bytes()), LIMIT).is_err());
+        // A data message without the field is data, as the original sends it.
+        assert!(!String::from_utf8_lossy(&encode_data(&chunk(), false)).contains(crate::delta::FORMAT));
     }
 
     #[test]
@@ -398,7 +441,11 @@ mod tests {
         assert!(text.contains(r#""version":{"Major":1,"Minor":0}"#), "{text}");
         assert!(text.contains(r#""destination":{"#), "{text}");
         assert!(
-            !text.contains("offset") && !text.contains("feedback-code") && !text.contains("dataEncoding"),
+            !text.contains("offset")
+                && !text.contains("feedback-code")
+                && !text.contains("dataEncoding")
+                && !text.contains("deltaManifest")
+                && !text.contains("dataLength"),
             "{text}"
         );
         match decode(&encode_control(&message), LIMIT).unwrap() {

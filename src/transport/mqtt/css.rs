@@ -42,7 +42,7 @@ struct CssMqtt {
     connection: Connection,
     /// Longest wait for a requested chunk before asking again.
     chunk_timeout: Duration,
-    chunks: Mutex<HashMap<ChunkKey, oneshot::Sender<Bytes>>>,
+    chunks: Mutex<HashMap<ChunkKey, oneshot::Sender<(Bytes, bool)>>>,
     /// Objects being pulled now, so a repeated `update` does not start a second pull.
     pulling: Mutex<std::collections::HashSet<(ObjectKey, i64)>>,
     /// Nodes as they register: a chunk requested from one of them before is lost.

@@ -30,7 +30,8 @@ enum Answer {
     Ack,
     /// `registerAsNew`, or feedback code 5 for a data request.
     NotFound,
-    Data(Bytes),
+    /// Bytes of the data, or of its manifest (`true`).
+    Data(Bytes, bool),
 }
 
 /// An awaited answer: the command expected, the object (empty for node-level answers), the
@@ -157,7 +158,7 @@ impl MqttLink {
             "getdata" => {
                 let link = self.clone();
                 let compress = self.compresses_for(&control);
-                tokio::spawn(async move { link.serve_chunk(control.meta, control.offset, compress).await });
+                tokio::spawn(async move { link.serve_chunk(&control, compress).await });
             }
             "feedback" if control.feedback_from_origin && control.feedback_code == FEEDBACK_INVALID_OBJECT => {
                 self.answer(("data", key, instance, control.offset), Answer::NotFound);
@@ -183,7 +184,7 @@ impl MqttLink {
         let key = ObjectKey::new(&self.me.org, &chunk.object_type, &chunk.object_id);
         let wait = ("data", key, chunk.instance_id, chunk.offset);
         // A chunk nobody waits for (a duplicate, or one for an abandoned instance) is dropped.
-        self.answer(wait, Answer::Data(chunk.data));
+        self.answer(wait, Answer::Data(chunk.data, chunk.manifest));
     }
 
     /// Whether the answer to a `getdata` may be compressed: the CSS asked for it and this
@@ -194,8 +195,9 @@ impl MqttLink {
 
     /// Answers a `getdata` for an own object with the chunk at `offset`, or feedback code 5
     /// when that instance's data is not here.
-    async fn serve_chunk(&self, meta: MetaData, offset: i64, compress: bool) {
-        let key = self.key_of(&meta);
+    async fn serve_chunk(&self, request: &Control, compress: bool) {
+        let (meta, offset) = (&request.meta, request.offset);
+        let key = self.key_of(meta);
         let source = match self.node.origin_upload_source(&key, meta.instance_id).await {
             Ok(Some(source)) => source,
             Ok(None) | Err(_) => {
@@ -209,17 +211,38 @@ impl MqttLink {
             }
         };
         let start = u64::try_from(offset).unwrap_or(0);
-        let len = self.max_chunk.min(source.total.saturating_sub(start));
-        // A `sourceDataUri` file is confined and compared with what the PUT measured on
-        // every read, as for HTTP uploads.
-        let data = match self.read_chunk(&source.file, start, len).await {
+        let mut most = self.max_chunk;
+        // A CSS that holds the bytes around a hole asks for the hole only.
+        if let Ok(wanted @ 1..) = u64::try_from(request.data_length) {
+            most = most.min(wanted);
+        }
+        let manifest = self.node.settings().delta_transfer && request.delta_manifest == crate::delta::FORMAT;
+        let data = if manifest {
+            self.node
+                .own_manifest(&key, meta.instance_id)
+                .await
+                .map(|m| {
+                    let from = usize::try_from(start).unwrap_or(usize::MAX).min(m.len());
+                    let to = from
+                        .saturating_add(usize::try_from(most).unwrap_or(usize::MAX))
+                        .min(m.len());
+                    m.slice(from..to)
+                })
+                .map_err(|e| e.to_string())
+        } else {
+            // A `sourceDataUri` file is confined and compared with what the PUT measured on
+            // every read, as for HTTP uploads.
+            let len = most.min(source.total.saturating_sub(start));
+            self.read_chunk(&source.file, start, len).await
+        };
+        let data = match data {
             Ok(data) => data,
             Err(e) => {
                 tracing::warn!(%key, error = %e, "MQTT: reading a chunk failed");
                 return;
             }
         };
-        let multi_chunk = start > 0 || len < source.total;
+        let multi_chunk = start > 0 || (data.len() as u64) < source.total;
         let chunk = ChunkMessage {
             org: key.org.clone(),
             object_type: key.object_type.clone(),
@@ -227,10 +250,11 @@ impl MqttLink {
             offset,
             instance_id: meta.instance_id,
             data,
+            manifest,
         };
         let topic = codec::from_ess_topic(&self.me.dest_type, &self.me.dest_id, multi_chunk);
         self.connection
-            .publish(topic, codec::encode_data(&chunk, compress))
+            .publish(topic, codec::encode_data(&chunk, compress && !manifest))
             .await;
     }
 
@@ -439,6 +463,7 @@ impl EssLink for MqttLink {
         instance_id: i64,
         data_id: i64,
         range: Option<(u64, u64)>,
+        manifest: bool,
     ) -> Result<DataChunk, Reply> {
         let offset = range.map_or(0, |(start, _)| start);
         let mut message = Control::about("getdata", self.meta_for(key, instance_id, data_id, false));
@@ -446,12 +471,19 @@ impl EssLink for MqttLink {
         if self.node.settings().data_compression {
             message.data_encoding = compression::ZSTD.to_string();
         }
+        if manifest {
+            message.delta_manifest = crate::delta::FORMAT.to_string();
+        } else if let Some((start, end)) = range.filter(|_| self.node.settings().delta_transfer) {
+            // A hole between parts already here may be shorter than a chunk.
+            message.data_length = i64::try_from(end - start + 1).unwrap_or(0);
+        }
         let wait = ("data", key.clone(), instance_id, message.offset);
         // A chunk may be megabytes: twice the answer time; a lost one is asked for again.
         match self.request(&message, false, wait, self.answer_timeout * 2).await {
-            Some(Answer::Data(bytes)) => Ok(DataChunk {
+            Some(Answer::Data(bytes, manifest)) => Ok(DataChunk {
                 start: offset,
                 body: futures_util::stream::iter([Ok(bytes)]).boxed(),
+                manifest,
             }),
             Some(Answer::NotFound) => Err(Reply::UnknownObject),
             Some(Answer::Ack) | None => Err(Reply::RetryLater(format!("no data for {key} at offset {offset}"))),

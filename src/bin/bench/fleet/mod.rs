@@ -4,6 +4,7 @@
 //! explains what they mean for fleets beyond one machine.
 
 mod database_data;
+mod delta;
 mod instances;
 mod mqtt;
 mod mqtt_sim;
@@ -54,6 +55,10 @@ pub enum Mode {
     /// (--quick: 10 MB) of log lines with compression negotiated and with an ESS that does
     /// not take part, and of random bytes; bytes on the wire and time to arrival.
     SlowLink,
+    /// One CSS and one ESS on each transport: a 1 GiB object (--quick: 64 MiB) of random
+    /// bytes, then a new version with 1 % changed in 1,024 places (--quick: 64); bytes on the
+    /// wire, time and peak RSS of each version.
+    Delta,
 }
 
 /// What a mode found: its table, its figures, and whether a target or a check failed.
@@ -80,6 +85,10 @@ pub async fn run(binary: &Path, mode: Mode, quick: bool, nodes: Option<usize>) -
             database_data::run(binary, size, runs, nodes.unwrap_or(if quick { 50 } else { 500 })).await
         }
         Mode::SlowLink => slow_link::run(binary, if quick { 10_000_000 } else { 100_000_000 }).await,
+        Mode::Delta => {
+            let (size, places) = if quick { (64 << 20, 64) } else { (1 << 30, 1024) };
+            delta::run(binary, size, places).await
+        }
         Mode::StatusPage => status_page::run(binary, scale(10_000), 50).await,
         Mode::RealEss => {
             real_ess::run(
@@ -120,4 +129,62 @@ pub fn percent(part: f64, whole: f64) -> f64 {
 /// Megabytes (10^6 bytes) of `kb` kibibytes as reported by `/proc`.
 pub fn mb(kb: u64) -> f64 {
     kb as f64 * 1024.0 / 1e6
+}
+
+/// A CSS serving HTTP and MQTT through a mosquitto of its own, metrics open: the modes that
+/// pair it with ESS processes. Fields drop in order: the CSS, the broker, then their folder.
+pub struct CssWithBroker {
+    pub css: crate::server::Server,
+    pub broker: crate::mqtt::Broker,
+    pub dir: crate::server::TempDir,
+    pub admin: reqwest::Client,
+    pub base: String,
+}
+
+impl CssWithBroker {
+    pub async fn start(binary: &Path) -> Result<Self, String> {
+        let dir = crate::server::TempDir::create()?;
+        let broker = crate::mqtt::Broker::start(dir.path())?;
+        let css_dir = dir.path().join("css");
+        std::fs::create_dir_all(&css_dir).map_err(|e| e.to_string())?;
+        let mut env = broker.transport_env();
+        env.push(("COMMUNICATION_PROTOCOL".into(), "http,mqtt".into()));
+        env.push(("METRICS_ACCESS".into(), "open".into()));
+        let mut css = crate::server::Server::start_with(binary, &css_dir, &env)?;
+        let admin = crate::http_client()?;
+        let base = format!("http://127.0.0.1:{}", css.port);
+        css.wait_healthy(&admin, &base, std::time::Duration::from_secs(30))
+            .await?;
+        Ok(Self {
+            css,
+            broker,
+            dir,
+            admin,
+            base,
+        })
+    }
+
+    /// Stops the CSS; an error of the mode gets the end of its log.
+    pub fn finish(mut self, outcome: Result<Outcome, String>) -> Result<Outcome, String> {
+        self.css.stop();
+        outcome.map_err(|e| format!("{e}{}", self.css.log_tail()))
+    }
+
+    /// Bytes the CSS has `direction` (`sent` or `received`) over `transport` (`http`:
+    /// object data and manifests on its routes; `mqtt`: every message).
+    pub async fn transport_bytes(&self, transport: &str, direction: &str) -> Result<u64, String> {
+        let text = self
+            .admin
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let series = format!("edge_sync_transport_bytes_total{{transport=\"{transport}\",direction=\"{direction}\"}}");
+        metric(&text, &series)
+            .map(|v| v as u64)
+            .ok_or_else(|| format!("no {transport} byte count in the CSS's metrics"))
+    }
 }

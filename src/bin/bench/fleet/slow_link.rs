@@ -4,10 +4,9 @@
 //! compression negotiated, the same with the ESS not taking part (`DataCompression false`,
 //! as an original ESS), and random bytes. Bytes on the wire and time to arrival.
 
-use super::{verdict, Outcome};
+use super::{verdict, CssWithBroker, Outcome};
 use crate::fanout;
-use crate::mqtt::Broker;
-use crate::server::{Server, TempDir};
+use crate::server::Server;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -22,25 +21,13 @@ const SLICE: usize = 16 * 1024;
 
 /// Mode `slow-link` with objects of `size` bytes.
 pub async fn run(binary: &Path, size: usize) -> Result<Outcome, String> {
-    let dir = TempDir::create()?;
-    let broker = Broker::start(dir.path())?;
-    let css_dir = dir.path().join("css");
-    std::fs::create_dir_all(&css_dir).map_err(|e| e.to_string())?;
-    let mut env = broker.transport_env();
-    env.push(("COMMUNICATION_PROTOCOL".into(), "http,mqtt".into()));
-    env.push(("METRICS_ACCESS".into(), "open".into()));
-    let mut css = Server::start_with(binary, &css_dir, &env)?;
-    let admin = crate::http_client()?;
-    let base = format!("http://127.0.0.1:{}", css.port);
-    css.wait_healthy(&admin, &base, Duration::from_secs(30)).await?;
+    let cloud = CssWithBroker::start(binary).await?;
     let links = Links {
-        http: slow_link(css.port).await?,
-        mqtt: slow_link(broker.port).await?,
+        http: slow_link(cloud.css.port).await?,
+        mqtt: slow_link(cloud.broker.port).await?,
     };
-    let outcome = measure(binary, dir.path(), &admin, &base, &links, size).await;
-    css.stop();
-    drop(broker);
-    outcome.map_err(|e| format!("{e}{}", css.log_tail()))
+    let outcome = measure(binary, &cloud, &links, size).await;
+    cloud.finish(outcome)
 }
 
 /// The slow links' ports: to the CSS's HTTP port and to the broker.
@@ -93,14 +80,8 @@ const JSON_ON: &str = "log lines (JSON), compression negotiated";
 const JSON_OFF: &str = "log lines (JSON), ESS not taking part";
 const RANDOM: &str = "random bytes, compression negotiated";
 
-async fn measure(
-    binary: &Path,
-    dir: &Path,
-    admin: &reqwest::Client,
-    base: &str,
-    links: &Links,
-    size: usize,
-) -> Result<Outcome, String> {
+async fn measure(binary: &Path, cloud: &CssWithBroker, links: &Links, size: usize) -> Result<Outcome, String> {
+    let (dir, admin, base) = (cloud.dir.path(), &cloud.admin, cloud.base.as_str());
     let logs = bytes::Bytes::from(log_lines(size));
     let noise = bytes::Bytes::from(edge_sync_service::random::noise(size));
     let mut cases = Vec::new();
@@ -152,25 +133,18 @@ async fn measure(
             json!({"destinationType": "edge", "destinationID": id}),
         )
         .await?;
-        let before = sent_bytes(admin, base, case.transport).await?;
+        let before = cloud.transport_bytes(case.transport.label(), "sent").await?;
         fanout::put_data(admin, base, "logs", &object_id, case.data.clone()).await?;
         let started = Instant::now();
         let arrived = wait_arrived(admin, &ess_base, &object_id, Duration::from_secs(900)).await;
         let elapsed = started.elapsed();
-        let copy = admin
-            .get(format!("{ess_base}/api/v1/objects/logs/{object_id}/data"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .bytes()
-            .await
-            .map_err(|e| e.to_string())?;
+        let copy = fanout::get_bytes(admin, &format!("{ess_base}/api/v1/objects/logs/{object_id}/data")).await?;
         ess.stop();
         arrived?;
         if copy != case.data {
             return Err(format!("{}: the ESS's copy differs from the object", case.label));
         }
-        let wire = sent_bytes(admin, base, case.transport).await? - before;
+        let wire = cloud.transport_bytes(case.transport.label(), "sent").await? - before;
         let share = wire as f64 / case.data.len() as f64;
         let _ = writeln!(
             table,
@@ -198,26 +172,6 @@ async fn measure(
         json: json!({"mode": "slow-link", "cases": figures}),
         failed: !met,
     })
-}
-
-/// Bytes the CSS has sent to its nodes over `transport`: object data on the HTTP routes,
-/// everything on the MQTT connection.
-async fn sent_bytes(admin: &reqwest::Client, base: &str, transport: Transport) -> Result<u64, String> {
-    let text = admin
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .text()
-        .await
-        .map_err(|e| e.to_string())?;
-    let series = format!(
-        "edge_sync_transport_bytes_total{{transport=\"{}\",direction=\"sent\"}}",
-        transport.label()
-    );
-    super::metric(&text, &series)
-        .map(|v| v as u64)
-        .ok_or_else(|| format!("no {} byte count in the CSS's metrics", transport.label()))
 }
 
 /// Waits until the CSS lists node `id` among its destinations.

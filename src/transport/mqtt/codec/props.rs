@@ -101,6 +101,7 @@ fn chunk() -> impl Strategy<Value = DataChunk> {
             offset,
             instance_id,
             data: bytes::Bytes::from(data),
+            manifest: false,
         })
 }
 

@@ -100,17 +100,24 @@ impl CssMqtt {
 
     /// Pulls an edge node's object data chunk by chunk with `getdata` (spec §4.6), from the
     /// first byte the CSS does not have yet; a chunk that does not come is asked for again.
+    /// When the CSS holds the previous version, the first request asks for the manifest of
+    /// the new data instead (see [`crate::delta`]); a node that takes part answers with it,
+    /// the parts found in the previous version are copied, and only the holes are asked for.
     #[tracing::instrument(name = "pull", skip_all, fields(%key, instance = meta.instance_id))]
     async fn pull(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData) {
         let total = u64::try_from(meta.object_size).unwrap_or(0);
-        let mut offset = match self.node.received_ranges(key, total).await {
-            Ok(ranges) => first_missing(&ranges),
-            Err(_) => 0,
-        };
+        let mut received = self.node.received_ranges(key, total).await.unwrap_or_default();
+        let from_previous = self.node.settings().delta_transfer && received.is_empty() && self.node.has_delta_base(key);
+        let mut manifest: Option<Vec<u8>> = from_previous.then(Vec::new);
         let mut failures = 0;
         loop {
+            let (offset, length) = match &manifest {
+                Some(bytes) => (bytes.len() as u64, 0),
+                None => next_hole(&received, total),
+            };
             let requested = i64::try_from(offset).unwrap_or(0);
-            let Some(data) = self.request_chunk(node, key, meta, requested).await else {
+            let asking = manifest.is_some();
+            let Some((data, is_manifest)) = self.request_chunk(node, key, meta, requested, length, asking).await else {
                 failures += 1;
                 if failures >= CHUNK_ATTEMPTS {
                     tracing::warn!(%key, offset, "MQTT: no data from the edge node; waiting for its next update");
@@ -119,6 +126,33 @@ impl CssMqtt {
                 continue;
             };
             failures = 0;
+            if let Some(bytes) = manifest.as_mut() {
+                if is_manifest {
+                    bytes.extend_from_slice(&data);
+                    let Some(whole) = crate::delta::manifest_len(bytes) else {
+                        continue;
+                    };
+                    if (bytes.len() as u64) < whole && bytes.len() as u64 <= crate::delta::largest_manifest(total) {
+                        continue;
+                    }
+                    match self.node.spi_receive_manifest(node, key, meta.instance_id, bytes).await {
+                        Ok(holes) if holes.is_empty() => return,
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "MQTT: pulling the whole data instead of its changes");
+                            self.node.release_delta_base(key).await;
+                        }
+                    }
+                    manifest = None;
+                    received = self.node.received_ranges(key, total).await.unwrap_or_default();
+                    continue;
+                }
+                // A node that does not take part sent the data asked for at offset 0.
+                manifest = None;
+                self.node.release_delta_base(key).await;
+            } else if is_manifest {
+                continue;
+            }
             let len = data.len() as u64;
             if len == 0 && total > 0 {
                 return;
@@ -144,19 +178,35 @@ impl CssMqtt {
                     return;
                 }
             }
-            offset += len;
-            if offset >= total {
-                return;
+            // Complete (the copy is verified and done) or gone: the pull ends.
+            match self.node.awaits_data(key, meta.instance_id).await {
+                Ok(true) => received = self.node.received_ranges(key, total).await.unwrap_or_default(),
+                _ => return,
             }
         }
     }
 
-    async fn request_chunk(&self, node: &NodeAddress, key: &ObjectKey, meta: &MetaData, offset: i64) -> Option<Bytes> {
+    /// Asks a node for the chunk at `offset` (at most `length` bytes, 0 for a whole chunk),
+    /// or for its manifest's bytes from `offset`; the bytes, and whether they are the
+    /// manifest's.
+    async fn request_chunk(
+        &self,
+        node: &NodeAddress,
+        key: &ObjectKey,
+        meta: &MetaData,
+        offset: i64,
+        length: u64,
+        manifest: bool,
+    ) -> Option<(Bytes, bool)> {
         let (sender, receiver) = oneshot::channel();
         let wait = (key.clone(), meta.instance_id, offset);
         self.chunks.lock().insert(wait.clone(), sender);
         let mut getdata = Control::about("getdata", meta.clone());
         getdata.offset = offset;
+        getdata.data_length = i64::try_from(length).unwrap_or(0);
+        if manifest {
+            getdata.delta_manifest = crate::delta::FORMAT.to_string();
+        }
         if self.node.settings().data_compression {
             getdata.data_encoding = compression::ZSTD.to_string();
         }
@@ -191,7 +241,7 @@ impl CssMqtt {
         let waiter = self.chunks.lock().remove(&(key, chunk.instance_id, chunk.offset));
         // A chunk nobody waits for (a duplicate, an abandoned instance) is dropped.
         if let Some(waiter) = waiter {
-            let _ = waiter.send(chunk.data);
+            let _ = waiter.send((chunk.data, chunk.manifest));
         }
     }
 
@@ -206,17 +256,33 @@ impl CssMqtt {
         let start = u64::try_from(control.offset).unwrap_or(0);
         // The receiver asks for an offset; a chunk is at most what this node sends per
         // message (`MaxDataChunkSize`, recorded as the object's chunk size).
-        let chunk = u64::try_from(self.node.settings().chunk_size)
+        let mut chunk = u64::try_from(self.node.settings().chunk_size)
             .ok()
             .filter(|c| *c > 0)
             .unwrap_or(u64::MAX);
-        let range = RangeRequest::FromTo(start, start.saturating_add(chunk - 1));
-        let served = self
-            .node
-            .spi_data(node, &key, meta.instance_id, Some(range), RangedRead::Queued)
-            .await;
-        let stream = match served {
-            Ok(stream) => stream,
+        // A receiver that holds the bytes around a hole asks for the hole only.
+        if let Ok(wanted @ 1..) = u64::try_from(control.data_length) {
+            chunk = chunk.min(wanted);
+        }
+        let manifest = self.node.settings().delta_transfer && control.delta_manifest == crate::delta::FORMAT;
+        let served = if manifest {
+            self.node
+                .spi_manifest(node, &key, meta.instance_id, RangedRead::Queued)
+                .await
+                .map(|manifest| page_of(&manifest, start, chunk))
+        } else {
+            let range = RangeRequest::FromTo(start, start.saturating_add(chunk - 1));
+            match self
+                .node
+                .spi_data(node, &key, meta.instance_id, Some(range), RangedRead::Queued)
+                .await
+            {
+                Ok(stream) => stream.read_all().await.map_err(EngineError::from),
+                Err(e) => Err(e),
+            }
+        };
+        let data = match served {
+            Ok(data) => data,
             // Code 5 tells the node the object is gone: only for what is gone (or replaced
             // by another instance). After a passing failure the node asks again.
             Err(e) if !matches!(e, EngineError::NotFound | EngineError::Conflict(_)) => return Err(e),
@@ -231,7 +297,6 @@ impl CssMqtt {
                 return Ok(());
             }
         };
-        let data = stream.read_all().await?;
         // The chunk as read is dropped once encoded: while the publish waits for room in
         // the connection's queue, only the encoded copy is held.
         let compress = self.node.settings().data_compression && compression::lists_zstd(&control.data_encoding);
@@ -243,8 +308,10 @@ impl CssMqtt {
                 offset: control.offset,
                 instance_id: meta.instance_id,
                 data,
+                manifest,
             },
-            compress,
+            // A manifest is hashes: it does not compress.
+            compress && !manifest,
         );
         let topic = codec::to_ess_topic(&node.dest_type, &node.dest_id);
         let session = self.connection.sessions();
@@ -263,10 +330,36 @@ impl CssMqtt {
     }
 }
 
-/// The first byte not covered by the received ranges (sorted, merged).
-fn first_missing(ranges: &[(u64, u64)]) -> u64 {
-    match ranges.first() {
+/// The part of a manifest a `getdata` asks for: at most `chunk` bytes from `start`.
+fn page_of(manifest: &Bytes, start: u64, chunk: u64) -> Bytes {
+    let len = manifest.len() as u64;
+    let start = start.min(len);
+    manifest.slice(start as usize..start.saturating_add(chunk).min(len) as usize)
+}
+
+/// The first byte not covered by the received ranges (sorted, merged), and the length of
+/// the hole it starts when bytes after it are in (copied from a previous version); 0 when
+/// everything after it is missing, which asks for a whole chunk as the original does.
+fn next_hole(ranges: &[(u64, u64)], total: u64) -> (u64, u64) {
+    let first = match ranges.first() {
         Some((0, end)) => *end,
         _ => 0,
+    };
+    let hole = ranges
+        .iter()
+        .map(|r| r.0)
+        .find(|start| *start > first)
+        .map_or(0, |next| next - first);
+    (first.min(total), hole)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn holes_are_asked_for_exactly_and_the_rest_by_whole_chunks() {
+        assert_eq!(super::next_hole(&[], 100), (0, 0));
+        assert_eq!(super::next_hole(&[(0, 40)], 100), (40, 0));
+        assert_eq!(super::next_hole(&[(0, 40), (60, 100)], 100), (40, 20));
+        assert_eq!(super::next_hole(&[(30, 100)], 100), (0, 30));
     }
 }
