@@ -41,6 +41,7 @@ pub mod sync;
 pub mod tls;
 pub mod transport;
 pub mod ui;
+pub mod uploads;
 pub mod zero_copy;
 
 #[cfg(test)]
@@ -151,9 +152,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
             shutdown.clone(),
         );
     }
+    let uploads = start_uploads(&node, &config, &tracker, &shutdown);
     let unregistering = node.clone();
     let state = api::AppState {
         node,
+        uploads,
         control: control.clone(),
         metrics: Arc::new(metrics::Metrics::new()),
         metrics_access: config.metrics_access,
@@ -185,6 +188,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<RunOutco
         RunOutcome::RestartRequested
     } else {
         RunOutcome::Stopped
+    })
+}
+
+/// The upload sources of an ESS (`UploadSources`), acting until `shutdown`.
+fn start_uploads(
+    node: &Node,
+    config: &Config,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Option<Arc<uploads::Uploads>> {
+    // The configuration refuses sources on a CSS.
+    (!config.upload_sources.is_empty()).then(|| {
+        uploads::start(
+            node,
+            config.upload_sources.clone(),
+            &config.persistence_root_path,
+            tracker,
+            shutdown.clone(),
+        )
     })
 }
 
@@ -238,7 +260,7 @@ fn authenticator(config: &Config) -> Result<Box<dyn auth::Authenticator>, StartE
 
 /// After an unregistration the ESS starts from nothing: its database and data files go.
 fn forget_local_state(sync_root: &std::path::Path) -> Result<(), StartError> {
-    for folder in ["db", "objects", "volatile"] {
+    for folder in ["db", "objects", "volatile", "uploads"] {
         let path = sync_root.join(folder);
         match std::fs::remove_dir_all(&path) {
             Ok(()) => {}

@@ -333,7 +333,9 @@ async fn the_walkthrough_succeeds_against_a_css_and_an_ess() {
     }
 
     let mut css = TestNode::css();
-    let mut ess = http_ess(css.port(), &[("ORG_ID", "myorg")]);
+    let upload_source = r#"[{"name": "logs", "folder": "logs", "patterns": ["*.log"],
+        "objectType": "log", "triggers": {"explicit": true}}]"#;
+    let mut ess = http_ess(css.port(), &[("ORG_ID", "myorg"), ("UPLOAD_SOURCES", upload_source)]);
     let mut captures: BTreeMap<String, String> = BTreeMap::new();
     for (index, step) in steps.iter().enumerate() {
         let id = step["operation"].as_str().unwrap();

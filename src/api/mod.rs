@@ -17,6 +17,7 @@ pub(crate) mod ranges;
 pub mod request;
 pub mod routes;
 mod security;
+mod uploads;
 
 pub(crate) use objects::data_response;
 
@@ -75,6 +76,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Who may read `/metrics` (`MetricsAccess`).
     pub metrics_access: MetricsAccess,
+    /// The upload sources of an ESS configured with `UploadSources`.
+    pub uploads: Option<Arc<crate::uploads::Uploads>>,
 }
 
 /// The nodes' `/spi/v1` routes as the HTTP transport serves them: the handler of every
@@ -118,6 +121,7 @@ fn handler(mount: Mount, spi: &Spi) -> MethodRouter<AppState> {
         Mount::Shutdown => any(admin::shutdown),
         Mount::Docs => any(docs::openapi),
         Mount::Metrics => any(metrics::serve),
+        Mount::Uploads => any(uploads::dispatch),
     }
 }
 

@@ -228,6 +228,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r("shutdown", "POST", "/api/v1/shutdown", BOTH),
     r("getOpenApi", "GET", "/swagger", BOTH),
     r("getMetrics", "GET", "/metrics", BOTH),
+    r("listUploads", "GET", "/api/v1/uploads", ESS),
+    r("triggerUpload", "POST", "/api/v1/uploads/{sourceName}", ESS),
     r(
         "spiRegister",
         "PUT",
@@ -305,6 +307,7 @@ pub(crate) enum Mount {
     Shutdown,
     Docs,
     Metrics,
+    Uploads,
 }
 
 /// What the router mounts: a path and, for prefixes, everything below it.
@@ -319,6 +322,7 @@ pub(crate) const MOUNTS: &[(&str, Mount, bool)] = &[
     ("/api/v1/shutdown", Mount::Shutdown, false),
     ("/swagger", Mount::Docs, false),
     ("/metrics", Mount::Metrics, false),
+    ("/api/v1/uploads", Mount::Uploads, true),
 ];
 
 /// The routing function of the nodes' `/spi/v1` routes, which the HTTP transport serves
@@ -366,6 +370,7 @@ fn recognise_on(
         Mount::Spi => spi(serves_spi, method, path),
         Mount::Docs => super::docs::recognise(method),
         Mount::Metrics => super::metrics::recognise(method),
+        Mount::Uploads => super::uploads::recognise(role, method, path),
         Mount::Destinations | Mount::Organizations | Mount::Health | Mount::Resend | Mount::Shutdown => {
             super::admin::recognise(mount, role, method, path)
         }
@@ -409,6 +414,7 @@ pub(crate) mod checks {
             "instanceID" => "1",
             "dataID" => "2",
             "action" => "updated",
+            "sourceName" => "logs",
             other => panic!("no sample value for the path parameter {other}"),
         }
     }

@@ -107,6 +107,7 @@ pub(super) fn config(raw: Raw, decided: Decided) -> Config {
         allowed_data_file_extensions: storage.allowed_data_file_extensions,
         data_uri_roots: place.data_uri_roots,
         max_object_size: storage.max_object_size,
+        upload_sources: place.upload_sources,
 
         allowed_certificate_extensions: extensions.allowed_certificate_extensions,
         allowed_key_extensions: extensions.allowed_key_extensions,

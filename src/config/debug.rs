@@ -110,6 +110,7 @@ redacting_debug!(
     allowed_data_file_extensions,
     data_uri_roots,
     max_object_size,
+    upload_sources,
     allowed_certificate_extensions,
     allowed_key_extensions,
     log_level,

@@ -123,6 +123,7 @@ pub(super) struct RawStorage {
     pub(super) allowed_data_file_extensions: Vec<String>,
     pub(super) data_uri_roots: Vec<PathBuf>,
     pub(super) max_object_size: i64,
+    pub(super) upload_sources: String,
 }
 
 /// §4.7.
@@ -327,6 +328,7 @@ fn read_storage(s: &mut Sources<'_>) -> Result<RawStorage, ConfigError> {
             .map(PathBuf::from)
             .collect(),
         max_object_size: s.int(Key::new("MaxObjectSize", "MAX_OBJECT_SIZE"), 0)?,
+        upload_sources: s.string(Key::new("UploadSources", "UPLOAD_SOURCES"), ""),
     })
 }
 

@@ -22,6 +22,7 @@ mod paths;
 mod protocol;
 mod source;
 mod types;
+pub mod upload_sources;
 mod validate;
 
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use types::{
     ListeningType, LogDestinations, LogFormat, MetricsAccess, NodeType, ObjectDataStorage, ParallelMode, Protocol,
     Secret, SendfileDownloads, StorageKind,
 };
+pub use upload_sources::{DailyWindow, Periodic, UploadSource, UPLOAD_REQUEST_TYPE};
 
 /// Why the configuration could not be used. The message is meant to be shown as is.
 #[derive(Debug, thiserror::Error)]
@@ -222,6 +224,10 @@ pub struct Config {
     /// `MaxObjectSize` (an extension of this implementation), bytes; larger object data is
     /// refused with 413. 0 means no limit, as in the original.
     pub max_object_size: i64,
+    /// `UploadSources` (extension, ESS only): the folders whose files the ESS turns into
+    /// objects for the CSS (`uploads`), given as inline JSON or the path of a JSON file
+    /// (relative to the persistence root), read and checked at load; empty = none.
+    pub upload_sources: Vec<UploadSource>,
 
     // --- Path validation (§4.7) ---
     /// `AllowedCertificateExtensions`; empty became `.pem,.crt,.cert`.

@@ -50,6 +50,7 @@ pub(super) struct Storage {
     pub(super) storage_provider: StorageKind,
     pub(super) object_data_storage: ObjectDataStorage,
     pub(super) objects_data_path: Option<PathBuf>,
+    pub(super) upload_sources: Vec<super::UploadSource>,
 }
 
 /// Everything `validate` decides; the rest of [`Config`] is taken from [`Raw`] as read.
@@ -258,13 +259,27 @@ fn storage(
         &persistence_root_path,
         current_dir,
     )?;
+    let upload_sources = upload_sources(&raw.upload_sources, node_type, &persistence_root_path)?;
     Ok(Storage {
         persistence_root_path,
         data_uri_roots,
         storage_provider,
         object_data_storage: choices::object_data_storage(&raw.object_data_storage)?,
         objects_data_path,
+        upload_sources,
     })
+}
+
+/// `UploadSources` (an extension): an ESS's sources, read and checked now so that a mistake
+/// stops the start naming the key, the source and the field.
+fn upload_sources(setting: &str, node_type: NodeType, root: &Path) -> Result<Vec<super::UploadSource>, ConfigError> {
+    if setting.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    if node_type == NodeType::Css {
+        return Err(invalid("UploadSources is for an ESS: a CSS uploads no files"));
+    }
+    super::upload_sources::load(setting, root).map_err(|e| invalid(format!("UploadSources: {e}")))
 }
 
 /// `PostgresURL` must be set and readable as a connection string naming a host. Messages

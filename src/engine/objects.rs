@@ -95,12 +95,35 @@ impl Node {
     /// `PUT {obj}`: creates or replaces an object, with optional inline data.
     pub async fn put_object(&self, identity: &Identity, key: &ObjectKey, body: &[u8]) -> EngineResult<()> {
         let request = read_put_body(body)?;
-        let meta = request.meta;
+        self.write_object(identity, key, request.meta, request.data.as_deref(), None)
+            .await
+    }
+
+    /// Creates or replaces an object with its data given as base64 (`encoded_inline`), as
+    /// a data file already written (`stored`, which is removed when the write fails), or
+    /// none.
+    pub(super) async fn write_object(
+        &self,
+        identity: &Identity,
+        key: &ObjectKey,
+        meta: MetaData,
+        encoded_inline: Option<&str>,
+        stored: Option<(String, u64)>,
+    ) -> EngineResult<()> {
+        let mut stored_blob: Option<(String, u64)> = stored;
         let grants = self.grants_for(identity, &key.org, &meta).await?;
         if !access::may_write(self.role(), identity, &key.org, &meta, &grants) {
+            self.discard_blob(stored_blob.take()).await;
             return Err(EngineError::Forbidden);
         }
-        let inline = inline_data(request.data.as_deref())?;
+        let inline = match inline_data(encoded_inline) {
+            Ok(inline) => inline,
+            Err(e) => {
+                self.discard_blob(stored_blob.take()).await;
+                return Err(e);
+            }
+        };
+        let has_data = inline.is_some() || stored_blob.is_some();
         if inline
             .as_ref()
             .is_some_and(|bytes| bytes.len() as u64 > self.object_size_limit())
@@ -108,9 +131,11 @@ impl Node {
             return Err(super::data::too_large(self.object_size_limit()));
         }
         if self.role() == Role::Css {
-            self.check_listed_destinations(&key.org, &meta).await?;
+            if let Err(e) = self.check_listed_destinations(&key.org, &meta).await {
+                self.discard_blob(stored_blob.take()).await;
+                return Err(e);
+            }
         }
-        let mut stored_blob: Option<(String, u64)> = None;
         for _ in 0..WRITE_ATTEMPTS {
             let existing = self.0.store.object(key).await?;
             // The caller must also be allowed to change what is stored now (a service only an
@@ -122,7 +147,7 @@ impl Node {
                     return Err(EngineError::Forbidden);
                 }
             }
-            if let Err(e) = self.validate(&meta, key, inline.is_some(), existing.as_ref()) {
+            if let Err(e) = self.validate(&meta, key, has_data, existing.as_ref()) {
                 self.discard_blob(stored_blob.take()).await;
                 return Err(EngineError::Invalid(e.0));
             }

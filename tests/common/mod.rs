@@ -20,6 +20,7 @@ pub mod sequence;
 pub mod signing;
 pub mod sync;
 pub mod trials;
+pub mod uploads;
 
 // Each test crate uses a different subset of the harness.
 #[allow(unused_imports)]
