@@ -1,10 +1,11 @@
 //! Files from the edge, end to end, by trigger: an ESS with upload sources (`UploadSources`)
 //! turns the files of a folder into objects that reach the CSS with the file's bytes, size
-//! and SHA-256, periodically, on change once the file settled, when asked through the ESS
-//! API, and when the CSS asks one node or every node of a type; a mistake in the sources
-//! stops the start. Real CSS and ESS processes over HTTP (the transport is the ESS's usual
-//! delivery of its own objects, tested on both transports elsewhere); every wait has a
-//! deadline.
+//! and SHA-256, periodically, on change once the file settled (found by a scan or by the
+//! folder's change events), when asked through the ESS API, and when the CSS asks one node
+//! or every node of a type; a mistake in the sources stops the start. Real CSS and ESS
+//! processes over HTTP (the transport is the ESS's usual delivery of its own objects, tested
+//! on both transports elsewhere), and over MQTT for the CSS's request and the statuses it
+//! reads; every wait has a deadline.
 
 mod common;
 
@@ -91,6 +92,48 @@ async fn an_on_change_source_waits_for_the_file_to_settle() {
 }
 
 #[tokio::test]
+async fn a_change_in_the_folder_is_seen_without_waiting_for_the_scan() {
+    // The folder is scanned once an hour: within the test's deadline only its change events
+    // can bring these files.
+    let sources = json!([{
+        "name": "watched",
+        "folder": "inbox",
+        "patterns": ["*.log"],
+        "objectType": "upload",
+        "settleSeconds": 1,
+        "triggers": {"onChange": {"scanSeconds": 3600}},
+    }]);
+    let net = Net::new(Transport::Http);
+    let css = net.css(&[]);
+    // The folder is there at the start, so its watch is placed then.
+    let ess = ess_with_sources_and_files(&net, &css, "watched", sources, &[("inbox/readme.txt", "no log")]);
+    wait_registered(&css, &ess, "watched").await;
+    let first = pattern(30_000, 4);
+    std::fs::write(inbox(&ess).join("first.log"), &first).unwrap();
+    let (meta, got) = on_css(&css, &ess, "first.log").await;
+    assert_integrity(&meta, &got, &first);
+    wait_delivered(&css, &ess, "watched", "first.log").await;
+
+    // Long after the start's scan: a subfolder made now, and a file written into it in
+    // pieces, sent once complete.
+    let day = inbox(&ess).join("day1");
+    std::fs::create_dir_all(&day).unwrap();
+    let second = pattern(40_000, 5);
+    let mut file = std::fs::File::create(day.join("second.log")).unwrap();
+    for piece in second.chunks(10_000) {
+        std::io::Write::write_all(&mut file, piece).unwrap();
+        file.sync_data().unwrap();
+    }
+    drop(file);
+    let (meta, got) = on_css(&css, &ess, "day1~second.log").await;
+    assert_integrity(&meta, &got, &second);
+    assert!(
+        listed(&css, "upload", "readme.txt").await.is_none(),
+        "a file the patterns do not want stays"
+    );
+}
+
+#[tokio::test]
 async fn an_explicit_trigger_sends_a_source_now() {
     let sources = json!([
         source("manual", json!({"explicit": true})),
@@ -147,9 +190,27 @@ async fn an_explicit_trigger_sends_a_source_now() {
     .await;
 }
 
-#[tokio::test]
-async fn the_css_asks_a_node_to_upload() {
-    let (_net, css, ess) = start("asked", json!([source("remote-logs", json!({"remote": true}))])).await;
+mod asked {
+    use super::*;
+
+    #[tokio::test]
+    async fn http() {
+        the_css_asks_a_node_to_upload(Transport::Http).await;
+    }
+
+    #[tokio::test]
+    async fn mqtt() {
+        the_css_asks_a_node_to_upload(Transport::Mqtt).await;
+    }
+}
+
+async fn the_css_asks_a_node_to_upload(transport: Transport) {
+    let (_net, css, ess) = start_on(
+        transport,
+        "asked",
+        json!([source("remote-logs", json!({"remote": true}))]),
+    )
+    .await;
     let data = pattern(50_000, 2);
     std::fs::write(inbox(&ess).join("wanted.log"), &data).unwrap();
 
@@ -175,6 +236,18 @@ async fn the_css_asks_a_node_to_upload() {
     eventually("the request consumed", &[&css, &ess], async || {
         let response = css.api().get(&format!("{request}/destinations")).await;
         (response.status == 404 || response.text().contains("consumed")).then_some(())
+    })
+    .await;
+    // The node's statuses reach the CSS as an object of the node.
+    let report = css.obj("edge-sync-upload-status", "edge~asked");
+    eventually("the delivered status on the CSS", &[&css, &ess], async || {
+        let response = css.api().get(&format!("{report}/data")).await;
+        let statuses: Value = serde_json::from_slice(&response.body).ok()?;
+        statuses
+            .as_array()?
+            .iter()
+            .any(|s| s["path"] == "wanted.log" && s["phase"] == "delivered" && s["sha256"] == sha256_hex(&data))
+            .then_some(())
     })
     .await;
     assert!(

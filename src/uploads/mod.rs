@@ -10,7 +10,7 @@
 //! - [`status`]: where each upload stands, for `GET /api/v1/uploads`;
 //!   `report`: the same list sent to the CSS as an object of the node.
 //! - [`worker`]: the triggers (periodic, on change, explicit, remote) and the one task that
-//!   acts on them.
+//!   acts on them; `watch`: the file-system events that hasten the `onChange` looks.
 //!
 //! Objects are created through the engine directly (not over HTTP), as the ESS's own
 //! objects, by an internal identity of the ESS's organization.
@@ -22,6 +22,7 @@ pub mod sign;
 pub mod sources;
 pub mod state;
 pub mod status;
+mod watch;
 mod worker;
 
 use crate::auth::{Identity, IdentityKind};
@@ -57,6 +58,8 @@ pub struct Uploads {
     /// Sources asked for through the API, taken by the worker.
     requested: Mutex<HashSet<String>>,
     wake: tokio::sync::Notify,
+    /// Sources (by index) whose folder changed since the worker last looked (`watch`).
+    changed: Mutex<HashSet<usize>>,
 }
 
 impl Uploads {
@@ -83,6 +86,10 @@ impl Uploads {
     fn take_requested(&self) -> HashSet<String> {
         std::mem::take(&mut *self.requested.lock())
     }
+
+    fn take_changed(&self) -> HashSet<usize> {
+        std::mem::take(&mut *self.changed.lock())
+    }
 }
 
 /// Where the state of the uploads is kept under the persistence root.
@@ -103,6 +110,7 @@ pub fn start(
         board: StatusBoard::default(),
         requested: Mutex::new(HashSet::new()),
         wake: tokio::sync::Notify::new(),
+        changed: Mutex::new(HashSet::new()),
     });
     let identity = Identity {
         kind: IdentityKind::OrgAdmin,

@@ -1,8 +1,8 @@
 //! Looking at a source's folder: the matching files with their size and modification time,
 //! and which of them have settled (kept both unchanged for the source's settle time, the
-//! sign that whoever writes them is done). Polling rather than file-system events: it needs
-//! nothing of the platform, sees files written before the start, and a missed event cannot
-//! leave a file behind.
+//! sign that whoever writes them is done). The scan decides what is sent; file-system events
+//! (`watch`) only bring it early: it needs nothing of the platform, sees files written before
+//! the start, and a missed event cannot leave a file behind.
 
 use crate::clock::Instant;
 use crate::config::UploadSource as Source;

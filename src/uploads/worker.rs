@@ -5,7 +5,8 @@
 //! Triggers and the files they send, each file once it has settled:
 //! - `periodic` (within its daily window) and `explicit`/`remote` passes send every matching
 //!   file that differs from what was sent last;
-//! - `onChange` scans send the files that differ;
+//! - `onChange` scans send the files that differ; a change event in the folder brings a
+//!   scan once the settle time has passed since the last event;
 //! - a file that changed while it was read, or whose send did not finish before a restart,
 //!   is sent again; a failed send is retried after a backoff.
 //!
@@ -19,6 +20,7 @@ use super::sign::Signer;
 use super::sources::UPLOAD_REQUEST_TYPE;
 use super::state::{FileRecord, UploadState};
 use super::status::{Phase, UploadStatus};
+use super::watch::FolderWatches;
 use super::Uploads;
 use crate::auth::Identity;
 use crate::backoff::Backoff;
@@ -41,6 +43,8 @@ const RETRY: Backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(
 struct SourceRun {
     settling: Settling,
     next_scan: Option<Instant>,
+    /// A change event was seen: a scan is due at this time, when what changed has settled.
+    scan_after_change: Option<Instant>,
     next_periodic: Option<Instant>,
     /// A pass of every differing file is due (periodic, explicit, remote).
     pass_wanted: bool,
@@ -60,6 +64,7 @@ pub(super) struct Worker {
     /// configuration read it at start; the file may have changed since).
     signers: HashMap<String, Result<Signer, String>>,
     report: StatusReport,
+    watches: FolderWatches,
 }
 
 impl Worker {
@@ -82,6 +87,7 @@ impl Worker {
                 SourceRun {
                     settling: Settling::default(),
                     next_scan: source.on_change.map(|_| now),
+                    scan_after_change: None,
                     next_periodic: source.periodic.map(|_| now),
                     pass_wanted: false,
                     retry: unfinished,
@@ -100,11 +106,12 @@ impl Worker {
         let worker = Self {
             node,
             identity,
-            uploads,
             state,
             runs,
             signers,
             report: StatusReport::new(),
+            watches: FolderWatches::start(&uploads),
+            uploads,
         };
         worker.show_recorded();
         worker
@@ -145,8 +152,13 @@ impl Worker {
         }
     }
 
-    /// Explicit triggers from the API and upload requests the CSS sent.
+    /// Explicit triggers from the API, upload requests the CSS sent, and change events.
     async fn take_triggers(&mut self) {
+        let now = Instant::now();
+        for index in self.uploads.take_changed() {
+            // Each event moves the scan on: a file being written costs no scan until quiet.
+            self.runs[index].scan_after_change = Some(now + self.uploads.sources[index].settle);
+        }
         let requested = self.uploads.take_requested();
         for (source, run) in self.uploads.sources.iter().zip(self.runs.iter_mut()) {
             if requested.contains(&source.name) {
@@ -229,6 +241,11 @@ impl Worker {
             }
             _ => false,
         };
+        let changed = run.scan_after_change.is_some_and(|at| now >= at);
+        if changed {
+            run.scan_after_change = None;
+        }
+        let scan_due = scan_due || changed;
         (run.pass_wanted || scan_due || !run.retry.is_empty()).then_some(scan_due)
     }
 
@@ -245,6 +262,8 @@ impl Worker {
         match scanned {
             Ok(Ok(files)) => {
                 run.scan_error = None;
+                // The folder is there: its watch can be placed if it could not be before.
+                self.watches.retry(&self.uploads, index);
                 Some(files)
             }
             Ok(Err(e)) => {
@@ -307,9 +326,16 @@ impl Worker {
         let source = &self.uploads.sources[index];
         let run = &mut self.runs[index];
         let state = &self.state;
+        let seen = files.len();
         let settled = run
             .settling
             .observe(files, source.settle, now, crate::clock::now_nanos());
+        // A file still being written is looked at again once it could have settled, so an
+        // event missed (a file written in a folder before its watch was placed) delays it by
+        // the settle time, not by a whole scan interval.
+        if settled.len() < seen && source.on_change.is_some() && run.scan_after_change.is_none() {
+            run.scan_after_change = Some(now + source.settle);
+        }
         settled
             .into_iter()
             .filter(|(relpath, seen)| {

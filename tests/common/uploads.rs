@@ -12,9 +12,21 @@ pub async fn eventually<T>(what: &str, nodes: &[&TestNode], probe: impl AsyncFnM
     wait_until(what, nodes, SYNC_DEADLINE, probe).await
 }
 
-/// An ESS `edge`/`id` of `css` over HTTP whose sources are `sources`, with their folders
+/// An ESS `edge`/`id` of `css` (on the transport of `net`) whose sources are `sources`, with their folders
 /// relative to its persistence root.
 pub fn ess_with_sources(net: &Net, css: &TestNode, id: &str, sources: Value) -> TestNode {
+    ess_with_sources_and_files(net, css, id, sources, &[])
+}
+
+/// As [`ess_with_sources`], with `files` (path relative to the persistence root, contents)
+/// written before the node starts.
+pub fn ess_with_sources_and_files(
+    net: &Net,
+    css: &TestNode,
+    id: &str,
+    sources: Value,
+    files: &[(&str, &str)],
+) -> TestNode {
     let mut options = net.ess_options(
         css,
         &[
@@ -24,6 +36,11 @@ pub fn ess_with_sources(net: &Net, css: &TestNode, id: &str, sources: Value) -> 
         ],
     );
     options.files.push(("uploads.json".into(), sources.to_string()));
+    options.files.extend(
+        files
+            .iter()
+            .map(|(path, contents)| (path.to_string(), contents.to_string())),
+    );
     TestNode::start(options)
 }
 
@@ -89,9 +106,14 @@ pub async fn wait_delivered(css: &TestNode, ess: &TestNode, source: &str, path: 
     .await
 }
 
-/// A CSS and an ESS `edge`/`id` with `sources`, registered.
+/// A CSS and an ESS `edge`/`id` with `sources`, registered, over HTTP.
 pub async fn start(id: &str, sources: Value) -> (Net, TestNode, TestNode) {
-    let net = Net::new(Transport::Http);
+    start_on(Transport::Http, id, sources).await
+}
+
+/// A CSS and an ESS `edge`/`id` with `sources`, registered, over `transport`.
+pub async fn start_on(transport: Transport, id: &str, sources: Value) -> (Net, TestNode, TestNode) {
+    let net = Net::new(transport);
     let css = net.css(&[]);
     let ess = ess_with_sources(&net, &css, id, sources);
     wait_registered(&css, &ess, id).await;
