@@ -12,7 +12,7 @@ mod common;
 use common::sync::{listed, wait_registered, Net, Transport};
 use common::uploads::*;
 use common::{pattern, ADMIN, EDGE_NODE};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test]
 async fn a_periodic_source_sends_each_matching_file_once() {
@@ -175,19 +175,8 @@ async fn an_explicit_trigger_sends_a_source_now() {
     assert_integrity(&meta, &got, &data);
     wait_delivered(&css, &ess, "manual", "now.log").await;
 
-    // The node's statuses reach the CSS too, as an object of the node (a newer instance
-    // may replace it between the listing and the read: its data is read again then).
-    let report = css.obj("edge-sync-upload-status", "edge~explicit");
-    eventually("the delivered status on the CSS", &[&css, &ess], async || {
-        let response = css.api().get(&format!("{report}/data")).await;
-        let statuses: Value = serde_json::from_slice(&response.body).ok()?;
-        statuses
-            .as_array()?
-            .iter()
-            .any(|s| s["path"] == "now.log" && s["phase"] == "delivered" && s["sha256"] == sha256_hex(&data))
-            .then_some(())
-    })
-    .await;
+    // The node's statuses reach the CSS too, as an object of the node.
+    wait_delivered_on_css(&css, &ess, "edge~explicit", "now.log", &data).await;
 }
 
 mod asked {
@@ -239,17 +228,7 @@ async fn the_css_asks_a_node_to_upload(transport: Transport) {
     })
     .await;
     // The node's statuses reach the CSS as an object of the node.
-    let report = css.obj("edge-sync-upload-status", "edge~asked");
-    eventually("the delivered status on the CSS", &[&css, &ess], async || {
-        let response = css.api().get(&format!("{report}/data")).await;
-        let statuses: Value = serde_json::from_slice(&response.body).ok()?;
-        statuses
-            .as_array()?
-            .iter()
-            .any(|s| s["path"] == "wanted.log" && s["phase"] == "delivered" && s["sha256"] == sha256_hex(&data))
-            .then_some(())
-    })
-    .await;
+    wait_delivered_on_css(&css, &ess, "edge~asked", "wanted.log", &data).await;
     assert!(
         !ess.log().contains("marking the upload request consumed failed"),
         "{}",

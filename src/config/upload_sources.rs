@@ -255,14 +255,15 @@ fn check_id_rule(rule: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn source(json: &str) -> Result<Vec<UploadSource>, String> {
+    /// The sources of `json`, relative folders under `/root`.
+    pub(crate) fn source(json: &str) -> Result<Vec<UploadSource>, String> {
         parse(json.as_bytes(), Path::new("/root"))
     }
 
-    const MINIMAL: &str = r#"[{"name":"logs","folder":"in","patterns":["*.log"],"objectType":"log",
+    pub(crate) const MINIMAL: &str = r#"[{"name":"logs","folder":"in","patterns":["*.log"],"objectType":"log",
         "triggers":{"explicit":true}}]"#;
 
     #[test]

@@ -86,15 +86,7 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::upload_sources::parse;
-    use std::path::Path;
-
-    fn source(json: &str) -> Result<Vec<UploadSource>, String> {
-        parse(json.as_bytes(), Path::new("/root"))
-    }
-
-    const MINIMAL: &str = r#"[{"name":"logs","folder":"in","patterns":["*.log"],"objectType":"log",
-        "triggers":{"explicit":true}}]"#;
+    use crate::config::upload_sources::tests::{source, MINIMAL};
 
     #[test]
     fn globs_match_names_and_paths() {

@@ -492,29 +492,31 @@ fn created_record(sent: &Sent, seen: Seen) -> FileRecord {
 }
 
 fn fresh_status(source: &Source, relpath: &str, seen: Seen, phase: Phase) -> UploadStatus {
-    UploadStatus {
-        source: source.name.clone(),
-        path: relpath.to_string(),
-        phase,
-        reason: String::new(),
-        object_type: source.object_type.clone(),
-        object_id: source.object_id(relpath, seen.mtime_nanos.div_euclid(1_000_000_000)),
-        size: seen.size,
-        sha256: String::new(),
-        updated: now_secs(),
-    }
+    let object_id = source.object_id(relpath, seen.mtime_nanos.div_euclid(1_000_000_000));
+    status(source, relpath, (object_id, seen.size, String::new()), phase)
 }
 
 fn status_of(source: &Source, relpath: &str, record: &FileRecord, phase: Phase) -> UploadStatus {
+    let object = (record.object_id.clone(), record.size, record.sha256.clone());
+    status(source, relpath, object, phase)
+}
+
+/// The status of the file at `relpath` whose object is `(ID, size, SHA-256)`.
+fn status(
+    source: &Source,
+    relpath: &str,
+    (object_id, size, sha256): (String, u64, String),
+    phase: Phase,
+) -> UploadStatus {
     UploadStatus {
         source: source.name.clone(),
         path: relpath.to_string(),
         phase,
         reason: String::new(),
         object_type: source.object_type.clone(),
-        object_id: record.object_id.clone(),
-        size: record.size,
-        sha256: record.sha256.clone(),
+        object_id,
+        size,
+        sha256,
         updated: now_secs(),
     }
 }

@@ -106,6 +106,24 @@ pub async fn wait_delivered(css: &TestNode, ess: &TestNode, source: &str, path: 
     .await
 }
 
+/// Waits until the statuses the ESS reports to the CSS (the data of its object
+/// `edge-sync-upload-status`/`node`) show `path` delivered with the SHA-256 of `data`. A newer
+/// instance may replace the object between the listing and the read: it is read again then.
+pub async fn wait_delivered_on_css(css: &TestNode, ess: &TestNode, node: &str, path: &str, data: &[u8]) {
+    let report = css.obj("edge-sync-upload-status", node);
+    let sha256 = sha256_hex(data);
+    eventually("the delivered status on the CSS", &[css, ess], async || {
+        let response = css.api().get(&format!("{report}/data")).await;
+        let statuses: Value = serde_json::from_slice(&response.body).ok()?;
+        statuses
+            .as_array()?
+            .iter()
+            .any(|s| s["path"] == path && s["phase"] == "delivered" && s["sha256"] == sha256)
+            .then_some(())
+    })
+    .await;
+}
+
 /// A CSS and an ESS `edge`/`id` with `sources`, registered, over HTTP.
 pub async fn start(id: &str, sources: Value) -> (Net, TestNode, TestNode) {
     start_on(Transport::Http, id, sources).await
