@@ -106,7 +106,7 @@ async fn a_change_in_the_folder_is_seen_without_waiting_for_the_scan() {
     let net = Net::new(Transport::Http);
     let css = net.css(&[]);
     // The folder is there at the start, so its watch is placed then.
-    let ess = ess_with_sources_and_files(&net, &css, "watched", sources, &[("inbox/readme.txt", "no log")]);
+    let ess = ess_with(&net, &css, "watched", sources, &[], &[("inbox/readme.txt", "no log")]);
     wait_registered(&css, &ess, "watched").await;
     let first = pattern(30_000, 4);
     std::fs::write(inbox(&ess).join("first.log"), &first).unwrap();

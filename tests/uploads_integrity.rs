@@ -1,11 +1,13 @@
 //! Files from the edge, end to end, what they keep: a file changed while it is read is sent
 //! again whole, never half old and half new; what was sent survives a restart and is not sent
 //! twice, and a send cut by a crash is redone; an object lost before the CSS had it is sent
-//! again; a source with a signing key signs its objects; a file above `MaxObjectSize` fails
-//! with the reason. Real CSS and ESS processes over HTTP; every wait has a deadline.
+//! again; the transfer of a large file cut by a crash of the CSS resumes once it is back;
+//! a source with a signing key signs its objects; a file above `MaxObjectSize` fails with the
+//! reason. Real CSS and ESS processes over HTTP; every wait has a deadline.
 
 mod common;
 
+use common::faults::{Fault, FaultProxy};
 use common::sync::{listed, wait_registered, Net, Transport};
 use common::uploads::*;
 use common::{pattern, TestNode, ADMIN};
@@ -53,6 +55,42 @@ async fn a_file_changed_while_it_is_read_is_sent_again_whole() {
         } else {
             "came after the first send; the change was sent as a new version"
         }
+    );
+}
+
+#[tokio::test]
+async fn a_large_file_cut_by_a_css_crash_resumes_when_it_is_back() {
+    let net = Net::new(Transport::Http);
+    let mut css = net.css(&[]);
+    // The ESS reaches the CSS through a link of 4 MB/s, so the crash comes mid-transfer.
+    let link = FaultProxy::start(css.port()).await;
+    link.set(Fault::Bandwidth(4_000_000));
+    let port = link.port().to_string();
+    let sources = json!([source("logs", json!({"explicit": true}))]);
+    let settings = [("HTTP_CSS_PORT", port.as_str()), ("MAX_DATA_CHUNK_SIZE", "262144")];
+    let ess = ess_with(&net, &css, "crashing", sources, &settings, &[]);
+    wait_registered(&css, &ess, "crashing").await;
+    let data = pattern(16 << 20, 6);
+    std::fs::write(inbox(&ess).join("large.log"), &data).unwrap();
+    assert_eq!(ess.api().post_as(ADMIN, "/api/v1/uploads/logs").await.status, 202);
+    // A quarter of the data through the link: parts the CSS acknowledged before it goes down.
+    eventually("a quarter of the data on its way", &[&css, &ess], async || {
+        (link.bytes_up() >= 4 << 20).then_some(())
+    })
+    .await;
+    css.kill9();
+    css.restart();
+    let (meta, got) = on_css(&css, &ess, "large.log").await;
+    assert_integrity(&meta, &got, &data);
+    wait_delivered(&css, &ess, "logs", "large.log").await;
+    let sends = ess.log().matches("uploads: file sent as an object").count();
+    assert_eq!(sends, 1, "the file was read and hashed once:\n{}", ess.log());
+    assert!(ess.log().contains("resuming an upload"), "{}", ess.log());
+    assert!(
+        link.bytes_up() < data.len() as u64 * 3 / 2,
+        "what the CSS had was not sent again: {} bytes for {}",
+        link.bytes_up(),
+        data.len()
     );
 }
 

@@ -12,29 +12,29 @@ pub async fn eventually<T>(what: &str, nodes: &[&TestNode], probe: impl AsyncFnM
     wait_until(what, nodes, SYNC_DEADLINE, probe).await
 }
 
-/// An ESS `edge`/`id` of `css` (on the transport of `net`) whose sources are `sources`, with their folders
-/// relative to its persistence root.
+/// An ESS `edge`/`id` of `css` (on the transport of `net`) whose sources are `sources`, with
+/// their folders relative to its persistence root.
 pub fn ess_with_sources(net: &Net, css: &TestNode, id: &str, sources: Value) -> TestNode {
-    ess_with_sources_and_files(net, css, id, sources, &[])
+    ess_with(net, css, id, sources, &[], &[])
 }
 
-/// As [`ess_with_sources`], with `files` (path relative to the persistence root, contents)
-/// written before the node starts.
-pub fn ess_with_sources_and_files(
+/// As [`ess_with_sources`], with more settings `env` and `files` (path relative to the
+/// persistence root, contents) written before the node starts.
+pub fn ess_with(
     net: &Net,
     css: &TestNode,
     id: &str,
     sources: Value,
+    env: &[(&str, &str)],
     files: &[(&str, &str)],
 ) -> TestNode {
-    let mut options = net.ess_options(
-        css,
-        &[
-            ("DESTINATION_ID", id),
-            ("UPLOAD_SOURCES", "uploads.json"),
-            ("ESS_CALL_SPI_RETRY_INTERVAL", "1"),
-        ],
-    );
+    let mut settings = vec![
+        ("DESTINATION_ID", id),
+        ("UPLOAD_SOURCES", "uploads.json"),
+        ("ESS_CALL_SPI_RETRY_INTERVAL", "1"),
+    ];
+    settings.extend_from_slice(env);
+    let mut options = net.ess_options(css, &settings);
     options.files.push(("uploads.json".into(), sources.to_string()));
     options.files.extend(
         files
