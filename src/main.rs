@@ -97,14 +97,14 @@ fn main() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("Failed to start the async runtime. Error: {e}");
-            drop(logging);
+            logging.finish();
             std::process::exit(98);
         }
     };
     let stop = CancellationToken::new();
     if let Err(e) = signals::watch(stop.clone()) {
         eprintln!("Failed to watch the stop signals. Error: {e}");
-        drop(logging);
+        logging.finish();
         std::process::exit(98);
     }
     let code = runtime.block_on(async move {
@@ -126,7 +126,7 @@ fn main() {
         }
     });
     // `exit` runs no destructors: write out the lines the file writers still hold first.
-    drop(logging);
+    logging.finish();
     std::process::exit(code);
 }
 

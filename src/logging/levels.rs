@@ -37,7 +37,13 @@ pub(super) fn stream_filter(level: LevelFilter, rust_log: Option<&str>) -> Targe
     rust_log
         .filter(|directives| !directives.trim().is_empty())
         .and_then(|directives| directives.trim().parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(level))
+        .unwrap_or_else(|| {
+            // mio (under tokio) logs every socket it registers at the trace level: noise
+            // for an operator who asked for the node's own trace; RUST_LOG can still ask.
+            Targets::new()
+                .with_default(level)
+                .with_target("mio", level.min(LevelFilter::INFO))
+        })
 }
 
 #[cfg(test)]
@@ -54,6 +60,21 @@ mod tests {
         fn hint(&self) -> Option<LevelFilter> {
             Filter::<tracing_subscriber::Registry>::max_level_hint(self)
         }
+    }
+
+    #[test]
+    fn the_node_s_trace_leaves_out_the_sockets_mio_registers() {
+        let trace = stream_filter(LevelFilter::TRACE, None);
+        assert!(trace.would_enable("edge_sync_service::sync", &Level::TRACE));
+        assert!(!trace.would_enable("mio::poll", &Level::TRACE));
+        assert!(trace.would_enable("mio::poll", &Level::INFO));
+        let warn = stream_filter(LevelFilter::WARN, None);
+        assert!(
+            !warn.would_enable("mio::poll", &Level::INFO),
+            "never more than the node's level"
+        );
+        let asked = stream_filter(LevelFilter::INFO, Some("mio=trace"));
+        assert!(asked.would_enable("mio::poll", &Level::TRACE), "RUST_LOG can still ask");
     }
 
     #[test]

@@ -47,11 +47,31 @@ impl LoggingError {
     }
 }
 
-/// Keeps the writers' threads; dropping it writes out the lines they still hold.
-/// `std::process::exit` runs no destructors, so drop it before calling that.
+/// Keeps the writers' threads; [`LoggingGuard::finish`] writes out the lines they still hold.
+/// `std::process::exit` runs no destructors, so finish it before calling that.
 #[must_use = "dropping the guard stops logging"]
 pub struct LoggingGuard {
     _writers: Vec<WorkerGuard>,
+}
+
+/// How long the writers may take to write out their last lines at exit.
+const FINISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl LoggingGuard {
+    /// Writes out the lines the writers still hold, for at most [`FINISH_WITHIN`]. A writer
+    /// stuck on a destination that takes no more lines (a console pipe nobody reads) must not
+    /// hold up the exit: its guard then reports on stdout, whose lock that writer holds, so
+    /// the guards are dropped on a thread of their own and left behind when it is late.
+    pub fn finish(self) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new().name("log-finish".into()).spawn(move || {
+            drop(self);
+            let _ = done.send(());
+        });
+        if spawned.is_ok() {
+            let _ = finished.recv_timeout(FINISH_WITHIN);
+        }
+    }
 }
 
 /// Lines waiting for a writer thread, at most; further lines are dropped until it catches up.
