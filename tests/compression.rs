@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::sync::{css_transport_bytes, eventually, listed, wait_registered, Net, Transport, SYNC_DEADLINE};
+use common::sync::{send_to_node1, send_to_the_css, wait_registered, Net, Transport};
 use common::TestNode;
-use serde_json::json;
 
 /// Log lines: what edge nodes upload and the cloud sends, and what compresses well.
 fn text(len: usize) -> Vec<u8> {
@@ -33,37 +32,13 @@ fn text(len: usize) -> Vec<u8> {
 /// Publishes `data` on the CSS for node1 and waits until the ESS has it, byte for byte; the
 /// bytes the CSS sent meanwhile.
 async fn to_the_ess(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_transport_bytes(css, net.transport, "sent").await;
-    let path = css.obj("logs", id);
-    css.api()
-        .create(
-            &path,
-            json!({"destinationType": "edge", "destinationID": "node1"}),
-            Some(data),
-        )
-        .await;
-    eventually("the object on the ESS", &[css, ess], SYNC_DEADLINE, async || {
-        listed(ess, "logs", id).await
-    })
-    .await;
-    assert_eq!(ess.api().data(&ess.obj("logs", id)).await, data, "the ESS's copy");
-    css_transport_bytes(css, net.transport, "sent").await - before
+    send_to_node1(net, css, ess, ("logs", id), data).await
 }
 
 /// Creates `data` on the ESS and waits until the CSS has it, byte for byte; the bytes the
 /// CSS received meanwhile.
 async fn to_the_css(net: &Net, css: &TestNode, ess: &TestNode, id: &str, data: &[u8]) -> f64 {
-    let before = css_transport_bytes(css, net.transport, "received").await;
-    let path = ess.obj("upload", id);
-    ess.api().create(&path, json!({}), None).await;
-    let response = ess.api().put_bytes(&format!("{path}/data"), data.to_vec()).await;
-    assert_eq!(response.status, 204, "{}", response.text());
-    eventually("the object on the CSS", &[css, ess], SYNC_DEADLINE, async || {
-        listed(css, "upload", id).await
-    })
-    .await;
-    assert_eq!(css.api().data(&css.obj("upload", id)).await, data, "the CSS's copy");
-    css_transport_bytes(css, net.transport, "received").await - before
+    send_to_the_css(net, css, ess, ("upload", id), data).await
 }
 
 /// Asserts that `bytes` on the wire carried `len` bytes of data as they are: exactly over

@@ -7,14 +7,8 @@
 
 mod common;
 
-use common::sync::{css_transport_bytes, eventually, wait_registered, Net, Transport, SYNC_DEADLINE};
+use common::sync::{eventually, send_to_node1, send_to_the_css, wait_registered, Net, Transport, SYNC_DEADLINE};
 use common::TestNode;
-use serde_json::json;
-
-/// Bytes the CSS sent to its nodes.
-async fn css_sent(css: &TestNode, transport: Transport) -> f64 {
-    css_transport_bytes(css, transport, "sent").await
-}
 
 /// `data` with `places` runs of `len` bytes replaced, spread over it.
 fn changed(data: &[u8], places: usize, len: usize) -> Vec<u8> {
@@ -31,39 +25,13 @@ fn changed(data: &[u8], places: usize, len: usize) -> Vec<u8> {
 /// Publishes `data` as the object `model/m` for node1 and waits until the ESS's copy is
 /// exactly it; the bytes the CSS sent meanwhile.
 async fn publish(net: &Net, css: &TestNode, ess: &TestNode, data: &[u8]) -> f64 {
-    let before = css_sent(css, net.transport).await;
-    let path = css.obj("model", "m");
-    css.api()
-        .create(
-            &path,
-            json!({"destinationType": "edge", "destinationID": "node1"}),
-            Some(data),
-        )
-        .await;
-    let copy = format!("{}/data", ess.obj("model", "m"));
-    eventually("the version on the ESS", &[css, ess], SYNC_DEADLINE, async || {
-        let response = ess.api().get(&copy).await;
-        (response.status == 200 && response.body == data).then_some(())
-    })
-    .await;
-    css_sent(css, net.transport).await - before
+    send_to_node1(net, css, ess, ("model", "m"), data).await
 }
 
 /// Writes `data` as the ESS's object `report/r` and waits until the CSS's copy is exactly
 /// it; the bytes the CSS received meanwhile.
 async fn upload(net: &Net, css: &TestNode, ess: &TestNode, data: &[u8]) -> f64 {
-    let before = css_transport_bytes(css, net.transport, "received").await;
-    let path = ess.obj("report", "r");
-    ess.api().create(&path, json!({}), None).await;
-    let response = ess.api().put_bytes(&format!("{path}/data"), data.to_vec()).await;
-    assert_eq!(response.status, 204, "{}", response.text());
-    let copy = format!("{}/data", css.obj("report", "r"));
-    eventually("the version on the CSS", &[css, ess], SYNC_DEADLINE, async || {
-        let response = css.api().get(&copy).await;
-        (response.status == 200 && response.body == data).then_some(())
-    })
-    .await;
-    css_transport_bytes(css, net.transport, "received").await - before
+    send_to_the_css(net, css, ess, ("report", "r"), data).await
 }
 
 /// Chunks of 1 MiB: several messages per object over MQTT.

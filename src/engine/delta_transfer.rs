@@ -138,15 +138,9 @@ impl Node {
                 "the manifest does not describe data of the object's size",
             )));
         }
-        let Some(base) = self.0.delta.bases.lock().get(key).cloned() else {
+        let Some((base, runs)) = self.runs_from_base(key, manifest).await? else {
             return Ok(0);
         };
-        let Some((source, len)) = self.0.blobs.open_data(&base).await? else {
-            return Ok(0);
-        };
-        let wanted: HashSet<Digest> = manifest.chunks.iter().map(|(_, hash)| *hash).collect();
-        let found = delta::locate_in_stream(source.range_stream(0, len).await?, wanted).await?;
-        let runs = delta::copy_runs(manifest, &found);
         download.expect_whole(manifest.whole);
         let mut copied = 0;
         for run in runs {
@@ -188,6 +182,24 @@ impl Node {
         Ok(missing(&received, manifest.total))
     }
 
+    /// The base of `key` (its data file) and the copies from it that fill the new data of
+    /// `manifest`; `None` when `key` has no base or its file is gone.
+    async fn runs_from_base(
+        &self,
+        key: &ObjectKey,
+        manifest: &Manifest,
+    ) -> EngineResult<Option<(String, Vec<delta::CopyRun>)>> {
+        let Some(base) = self.0.delta.bases.lock().get(key).cloned() else {
+            return Ok(None);
+        };
+        let Some((source, len)) = self.0.blobs.open_data(&base).await? else {
+            return Ok(None);
+        };
+        let wanted: HashSet<Digest> = manifest.chunks.iter().map(|(_, hash)| *hash).collect();
+        let found = delta::locate_in_stream(source.range_stream(0, len).await?, wanted).await?;
+        Ok(Some((base, delta::copy_runs(manifest, &found))))
+    }
+
     /// Copies the chunks of `manifest` found in the base of `key` into its reception.
     async fn fill_reception(
         &self,
@@ -196,16 +208,11 @@ impl Node {
         instance_id: i64,
         manifest: &Manifest,
     ) -> EngineResult<()> {
-        let Some(base) = self.0.delta.bases.lock().get(key).cloned() else {
+        let Some((base, runs)) = self.runs_from_base(key, manifest).await? else {
             return Ok(());
         };
-        let Some((source, len)) = self.0.blobs.open_data(&base).await? else {
-            return Ok(());
-        };
-        let wanted: HashSet<Digest> = manifest.chunks.iter().map(|(_, hash)| *hash).collect();
-        let found = delta::locate_in_stream(source.range_stream(0, len).await?, wanted).await?;
         let mut copied = 0;
-        for run in delta::copy_runs(manifest, &found) {
+        for run in runs {
             let Some((source, _)) = self.0.blobs.open_data(&base).await? else {
                 break;
             };

@@ -213,3 +213,49 @@ pub async fn css_transport_bytes(css: &TestNode, transport: Transport, direction
     )
     .unwrap_or(0.0)
 }
+
+/// Publishes `data` as the CSS's object `object_type`/`id` for `edge`/node1 and waits until
+/// the ESS's copy is exactly it (a new version replaces the one before); the bytes the CSS
+/// sent meanwhile.
+pub async fn send_to_node1(
+    net: &Net,
+    css: &TestNode,
+    ess: &TestNode,
+    (object_type, id): (&str, &str),
+    data: &[u8],
+) -> f64 {
+    let before = css_transport_bytes(css, net.transport, "sent").await;
+    let path = css.obj(object_type, id);
+    let meta = serde_json::json!({"destinationType": "edge", "destinationID": "node1"});
+    css.api().create(&path, meta, Some(data)).await;
+    wait_for_copy(ess, &ess.obj(object_type, id), data, &[css, ess]).await;
+    css_transport_bytes(css, net.transport, "sent").await - before
+}
+
+/// Writes `data` as the ESS's object `object_type`/`id` and waits until the CSS's copy is
+/// exactly it; the bytes the CSS received meanwhile.
+pub async fn send_to_the_css(
+    net: &Net,
+    css: &TestNode,
+    ess: &TestNode,
+    (object_type, id): (&str, &str),
+    data: &[u8],
+) -> f64 {
+    let before = css_transport_bytes(css, net.transport, "received").await;
+    let path = ess.obj(object_type, id);
+    ess.api().create(&path, serde_json::json!({}), None).await;
+    let response = ess.api().put_bytes(&format!("{path}/data"), data.to_vec()).await;
+    assert_eq!(response.status, 204, "{}", response.text());
+    wait_for_copy(css, &css.obj(object_type, id), data, &[css, ess]).await;
+    css_transport_bytes(css, net.transport, "received").await - before
+}
+
+/// Waits until the object at `path` on `node` serves exactly `data`.
+async fn wait_for_copy(node: &TestNode, path: &str, data: &[u8], nodes: &[&TestNode]) {
+    let copy = format!("{path}/data");
+    eventually(&format!("{path} with its data"), nodes, SYNC_DEADLINE, async || {
+        let response = node.api().get(&copy).await;
+        (response.status == 200 && response.body == data).then_some(())
+    })
+    .await;
+}
